@@ -1,0 +1,252 @@
+"""The one configuration of SAR. Edit the defaults below, or override any field on the
+command line of train.py / test.py / demo.py:
+
+    python train.py --batch_size 32 --lr 1e-4 --input_img_shape 256,256
+    python train.py --preset cpu_demo
+
+Resolution order: the defaults in this file, then the preset (if any), then the command-line
+overrides, then the derived fields (left as None here), then the result is frozen. The entry
+scripts log the resolved configuration and save it beside every checkpoint. Library code never
+imports this module: the entry scripts pass plain values down.
+"""
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    # ---- data ----------------------------------------------------------------------------
+    dataset: str = 'FreiHAND'  # data set name (dataset.get_dataset)
+    data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (README)
+    mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
+    input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
+    depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
+
+    # ---- model ---------------------------------------------------------------------------
+    backbone: str = 'resnet34'  # resnet18 | resnet34 | resnet50
+    num_stage: int = 2  # SAIGB + GBBMR stages (1..3)
+    num_FMs: int = 8  # feature maps per vertex in the graph builder
+    feature_size: typing.Optional[int] = None  # px per map; None: (H/32)*(W/32) = 64
+    heatmap_size: typing.Optional[int] = None  # heatmap side, px; None: H/8 = 32
+    num_vert: int = 778  # MANO vertices
+    num_joint: int = 21  # FreiHAND joints
+    pretrained_backbone: bool = True  # ImageNet weights (torchvision cache; README)
+    pre: str = ''  # optional checkpoint to initialise the network from (weights only)
+
+    # ---- optimisation --------------------------------------------------------------------
+    batch_size: int = 64  # total over all GPUs (per GPU = batch_size / world size)
+    lr: float = 3e-4  # AdamW learning rate, cosine-annealed per epoch to 0
+    weight_decay: float = 0.01  # AdamW weight decay
+    total_epoch: int = 50  # epochs over 4*N training items
+    amp: str = 'bf16'  # CUDA mixed precision: off | bf16 | fp16 (fp16 uses loss scaling)
+    channels_last: bool = True  # CUDA memory layout for the convolutions
+    compile: bool = False  # torch.compile the network (CUDA; first iterations compile)
+    seed: int = 0  # seeds weights init, shuffling and augmentation
+
+    # ---- run -----------------------------------------------------------------------------
+    device: str = 'cuda'  # cuda | cpu (no silent fallback: cuda without a GPU is an error)
+    num_worker: int = 8  # DataLoader worker processes per GPU
+    output_root: str = 'output'  # logs, checkpoints, pred.json, vis
+    experiment_name: typing.Optional[str] = None  # None: <backbone>_<num_stage>stage_<H>
+    save_epoch: int = 1  # checkpoint every N epochs (and after the last)
+    eval_interval: int = 0  # evaluate every N epochs when evaluation GT exists; 0: never
+    print_iter: int = 10  # log every N iterations (the only host syncs of the train loop)
+    checkpoint: str = ''  # test.py / demo.py: checkpoint to load; train.py: to resume from
+    continue_train: bool = False  # train.py: resume from `checkpoint`
+    resume: str = ''  # train.py: 'auto' resumes from the newest checkpoint of the experiment
+    vis: bool = False  # test.py: render results to output/vis
+    vis_num: int = 8  # test.py: how many samples to render with vis
+    test_batch_size: int = 16  # test.py batch size (per process)
+    preset: str = ''  # a name from PRESETS, applied before the command-line overrides
+
+    # ---- derived paths (not settable) ----------------------------------------------------
+    @property
+    def log_dir(self):
+        return f'{self.output_root}/log'
+
+    @property
+    def checkpoint_dir(self):
+        return f'{self.output_root}/checkpoint/{self.experiment_name}'
+
+    @property
+    def vis_dir(self):
+        return f'{self.output_root}/vis'
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+# Named bundles of overrides. `cpu_demo` is the real network scaled to train in minutes on
+# two CPU cores (same code path, smaller backbone and input); used by `make demo`.
+PRESETS = {
+    'cpu_demo': dict(
+        device='cpu', backbone='resnet18', input_img_shape=(128, 128), num_stage=2,
+        num_FMs=8, pretrained_backbone=False, batch_size=16, lr=1e-3, total_epoch=8,
+        num_worker=2, amp='off', channels_last=False, print_iter=20,
+        data_root='data/FreiHAND_synth', mano_root='data/mano_standin',
+        experiment_name='cpu_demo'),
+}
+
+cfg = Config()
+
+_CHOICES = {
+    'amp': ('off', 'bf16', 'fp16'),
+    'device': ('cuda', 'cpu'),
+    'backbone': ('resnet18', 'resnet34', 'resnet50'),
+    'resume': ('', 'auto'),
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _parse_value(name, text, annotation):
+    """Convert the command-line string `text` to the type of field `name`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        if text.lower() == 'none':
+            return None
+        annotation = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    try:
+        if annotation is bool:
+            lowered = text.lower()
+            if lowered in ('1', 'true', 'yes', 'on'):
+                return True
+            if lowered in ('0', 'false', 'no', 'off'):
+                return False
+            raise ValueError
+        if origin is tuple:
+            parts = text.replace('x', ',').split(',')
+            if len(parts) != len(args):
+                raise ValueError
+            return tuple(a(p) for a, p in zip(args, parts))
+        if annotation is int:
+            return int(text)
+        if annotation is float:
+            return float(text)
+        return str(text)
+    except ValueError:
+        expected = {bool: 'true or false', int: 'an integer', float: 'a number'}.get(
+            annotation, f'{len(args)} comma-separated integers (e.g. 256,256)' if origin is tuple else 'a string')
+        raise ConfigError(f"config field '{name}': cannot read {text!r} as {expected}") from None
+
+
+def _check(name, value, annotation):
+    """Type-check a Python value (from a preset or the file) against the field's annotation."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return
+        annotation = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple:
+        ok = isinstance(value, tuple) and len(value) == len(args) and all(isinstance(v, int) for v in value)
+    elif annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, annotation)
+    if not ok:
+        raise ConfigError(f"config field '{name}' must be {annotation}, got {value!r}")
+
+
+def _unknown(name, fields):
+    close = difflib.get_close_matches(name, fields, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ''
+    return ConfigError(f"unknown config field '{name}'.{hint} Fields are listed in config.py.")
+
+
+def parse_overrides(argv):
+    """`['--lr', '1e-4', '--vis', ...]` -> {'lr': '1e-4', 'vis': 'true'} (strings, unparsed).
+
+    `--key value` and `--key=value`; a bare boolean `--flag` means true.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    overrides = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith('--'):
+            raise ConfigError(f"unexpected argument {arg!r}: overrides are written --field value")
+        key, eq, value = arg[2:].partition('=')
+        key = key.replace('-', '_')
+        if key not in fields:
+            raise _unknown(key, list(fields))
+        if not eq:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if fields[key].type is bool and (nxt is None or nxt.startswith('--')):
+                value = 'true'
+            elif nxt is None:
+                raise ConfigError(f"config field '{key}' needs a value: --{key} VALUE")
+            else:
+                value = nxt
+                i += 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
+def resolve(argv=(), base=None, **overrides):
+    """Resolve a configuration: defaults (or `base`), preset, command-line, keyword overrides,
+    then the derived fields. Returns a frozen Config.
+
+    Args:
+        argv: command-line strings (`sys.argv[1:]` minus script-specific flags).
+        base: a Config to start from (default: this file's `cfg`).
+        overrides: Python values, type-checked (used by tests and the demo).
+    """
+    base = cfg if base is None else base
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    parsed = {k: _parse_value(k, v, fields[k].type) for k, v in parse_overrides(list(argv)).items()}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise _unknown(key, list(fields))
+        _check(key, value, fields[key].type)
+    values = {**parsed, **overrides}
+
+    preset = values.get('preset', base.preset)
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
+        for key, value in PRESETS[preset].items():
+            _check(key, value, fields[key].type)
+        values = {**PRESETS[preset], **values}
+    for key, choices in _CHOICES.items():
+        value = values.get(key, getattr(base, key))
+        if value not in choices:
+            raise ConfigError(f"config field '{key}' must be one of {choices}, got {value!r}")
+    resolved = dataclasses.replace(base, **values)
+    return derive(resolved)
+
+
+def derive(config):
+    """Fill the derived fields that are None from the (overridden) inputs."""
+    height, width = config.input_img_shape
+    updates = {}
+    if config.heatmap_size is None:
+        updates['heatmap_size'] = height // 8
+    if config.feature_size is None:
+        updates['feature_size'] = (height // 32) * (width // 32)
+    if config.experiment_name is None:
+        updates['experiment_name'] = f'{config.backbone}_{config.num_stage}stage_{height}'
+    return dataclasses.replace(config, **updates)
+
+
+def from_dict(values):
+    """Rebuild a Config saved with `to_dict` (e.g. config.json beside a checkpoint)."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in fields}
+    return dataclasses.replace(Config(), **known)
+
+
+def dumps(config):
+    """The resolved configuration as indented JSON (for logs and config.json)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+import config
+
+
+def test_overrides_are_typed_and_derived_fields_follow_them():
+    c = config.resolve(['--batch_size', '32', '--lr=1e-4', '--vis', '--input_img_shape', '128,128'])
+    assert (c.batch_size, c.lr, c.vis, c.input_img_shape) == (32, 1e-4, True, (128, 128))
+    # Derived after the overrides: heatmap side = 128 / 8, feature size = (128 / 32)^2.
+    assert c.heatmap_size == 16 and c.feature_size == 16
+    assert c.experiment_name == 'resnet34_2stage_128'
+
+
+def test_defaults_are_the_published_ones():
+    c = config.resolve([])
+    assert (c.backbone, c.num_stage, c.num_FMs, c.feature_size, c.heatmap_size) == ('resnet34', 2, 8, 64, 32)
+    assert (c.batch_size, c.lr, c.weight_decay, c.total_epoch, c.depth_box) == (64, 3e-4, 0.01, 50, 0.3)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--bacth_size', '3'], "unknown config field 'bacth_size'. Did you mean batch_size"),
+    (['--lr', 'abc'], "config field 'lr': cannot read 'abc' as a number"),
+    (['--num_stage', '2.5'], "config field 'num_stage': cannot read '2.5' as an integer"),
+    (['--amp', 'fp8'], "config field 'amp' must be one of"),
+    (['--input_img_shape', '12'], "config field 'input_img_shape'"),
+    (['--vis', 'maybe'], "config field 'vis': cannot read 'maybe' as true or false"),
+    (['--preset', 'nope'], "unknown preset 'nope'"),
+    (['lr', '3'], "overrides are written --field value"),
+])
+def test_bad_overrides_name_the_field(argv, message):
+    with pytest.raises(config.ConfigError, match=message.replace('(', r'\(').replace('.', r'\.')):
+        config.resolve(argv)
+
+
+def test_keyword_overrides_are_type_checked():
+    with pytest.raises(config.ConfigError, match="'batch_size' must be"):
+        config.resolve(batch_size='64')
+    assert config.resolve(lr=1).lr == 1
+
+
+def test_preset_then_command_line():
+    c = config.resolve(['--preset', 'cpu_demo', '--total_epoch', '3'])
+    assert c.device == 'cpu' and c.backbone == 'resnet18' and c.total_epoch == 3
+    assert c.heatmap_size == 16  # derived from the preset's 128 px input
+
+
+def test_config_is_frozen_and_round_trips():
+    c = config.resolve(['--input_img_shape', '128x128'])
+    with pytest.raises(Exception):
+        c.lr = 1.0
+    again = config.from_dict(json.loads(config.dumps(c)))
+    assert again == c
