@@ -59,3 +59,18 @@ def all_reduce_mean(tensor):
 def cleanup():
     if is_distributed():
         dist.destroy_process_group()
+
+
+def average_buffers(module):
+    """Average the floating-point buffers (batch-norm running statistics) over ranks.
+
+    DDP keeps parameters identical but every rank updates its running statistics with its own
+    batches; averaging them at the end of an epoch makes every rank (and the checkpoint) hold
+    the same statistics, estimated from all the data of the epoch.
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(dist.get_world_size())

@@ -1,0 +1,361 @@
+"""FreiHAND training and evaluation sets for SAR (SPEC 1-3, 7).
+
+Training: 4*N items, N read from the annotation files. Item k is sample k % N in image
+version k // N of (gs, hom, sample, auto); its image is `training/rgb/%08d.jpg` % k, and all
+four versions share the sample's annotations.
+Evaluation: M items (version gs only), with the RootNet root depth that test-time decoding
+(SPEC 7) adds back.
+
+Items are `(inputs, targets, meta_info)` dicts of numpy arrays (float32) and ints; the
+default DataLoader collate turns them into tensors.
+
+Optional annotation cache (`cache_dir`): training_verts.json is about 1 GB of JSON and takes
+about a minute to parse. With `cache_dir` set, each annotation array is also saved there as
+float32 `.npy`, named after the JSON file, its size and its modification time (so an edited
+or replaced JSON file never reuses a stale cache), written atomically (temporary file, then
+rename) so concurrent ranks or an interruption never leave a partial file. Off by default;
+delete the folder to drop the cache.
+"""
+import json
+import logging
+import os
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from manopth.constants import NUM_JOINTS, NUM_VERTS
+from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
+                             ROOT_JOINT_IDX, ROOTNET_FILE)
+from utils.fileio import atomic_open
+from utils.preprocessing import NO_AUGMENTATION, augment_params, crop_and_augment, normalize
+from utils.transforms import encode_uvd
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ROOT = 'data/FreiHAND'
+ROOT_DEPTH_MM_THRESHOLD = 10.0  # root_cam z above this (m) can only be millimeters (SPEC 1)
+
+DOWNLOAD_HINT = (
+    'FreiHAND v2 (with the evaluation annotations) is downloaded from the FreiHAND page of the '
+    'University of Freiburg (Computer Vision Group); unpack it so that the root folder holds '
+    'training/rgb/%08d.jpg, training/mask/%08d.jpg, evaluation/rgb/%08d.jpg, training_K.json, '
+    'training_xyz.json, training_verts.json, training_mano.json, training_scale.json, '
+    'evaluation_K.json, evaluation_scale.json (evaluation_xyz.json, evaluation_verts.json), plus '
+    f'{ROOTNET_FILE} (the RootNet output published with I2L-MeshNet), or pass root=<folder>.'
+)
+
+
+class DataError(ValueError):
+    """Missing or malformed data on disk; the message names the path, what was expected and the fix."""
+
+
+def _require_file(path, what):
+    if not os.path.isfile(path):
+        raise DataError(f'missing {what}: {path} does not exist. {DOWNLOAD_HINT}')
+
+
+def _read_json(path, what):
+    """Parsed JSON of `path`, with errors that name the file."""
+    _require_file(path, what)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f'{what} {path} is not valid JSON ({err}); re-download or re-extract it.') from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f'cannot read {what} {path} ({err}); check the file and its permissions.') from err
+
+
+def _json_to_array(obj, path, entry_shape):
+    """float32 array N x entry_shape from a JSON list, or a DataError naming the first bad entry."""
+    expected = 'N x ' + ' x '.join(str(s) for s in entry_shape) if entry_shape else 'N numbers'
+    if not isinstance(obj, list) or not obj:
+        found = f'{len(obj)} entries' if isinstance(obj, list) else f'a JSON {type(obj).__name__}'
+        raise DataError(f'{path}: expected a non-empty list of {expected}, found {found}.')
+    try:
+        array = np.asarray(obj, dtype=np.float32)
+    except (ValueError, TypeError):
+        array = None
+    if array is None or array.shape[1:] != tuple(entry_shape):
+        for index, entry in enumerate(obj):
+            try:
+                shape = np.asarray(entry, dtype=np.float32).shape
+            except (ValueError, TypeError):
+                shape = 'ragged or non-numeric'
+            if shape != tuple(entry_shape):
+                raise DataError(f'{path}: entry {index} has shape {shape}, expected {tuple(entry_shape)} '
+                                f'(the file must be a list of {expected}); re-download or re-extract it.')
+        raise DataError(f'{path}: expected {expected}, found shape {array.shape}.')
+    return array
+
+
+def _check_intrinsics(K, path):
+    """Raise a DataError for the first K (N x 3 x 3) that is not a valid pinhole matrix."""
+    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    problems = [
+        (~np.isfinite(K).all(axis=(1, 2)), 'has non-finite values'),
+        (~np.all(K[:, 2] == np.array([0, 0, 1], dtype=K.dtype), axis=1), 'last row is not [0, 0, 1]'),
+        ((fx <= 0) | (fy <= 0), 'is not invertible as a camera matrix (fx and fy must be > 0)'),
+        ((np.abs(K[:, 0, 1]) > 1e-6 * np.abs(fx)) | (K[:, 1, 0] != 0),
+         'has non-zero skew entries K[0][1] / K[1][0] (the projection u = fx*x/z + cx ignores them)'),
+        ((cx < 0) | (cx > FREIHAND_IMG_SIZE) | (cy < 0) | (cy > FREIHAND_IMG_SIZE),
+         f'has its principal point outside the {FREIHAND_IMG_SIZE}x{FREIHAND_IMG_SIZE} image '
+         '(FreiHAND uses (112, 112))'),
+    ]
+    for bad, reason in problems:
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise DataError(f'{path}: intrinsics entry {index} {reason}: {K[index].tolist()}; expected '
+                            '[[fx, 0, cx], [0, fy, cy], [0, 0, 1]].')
+
+
+def _check_points_in_front(points, path):
+    """Raise a DataError for the first sample (N x P x 3, meters) that is non-finite or has z <= 0."""
+    bad = ~np.isfinite(points).all(axis=(1, 2)) | (points[..., 2] <= 0).any(axis=1)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise DataError(f'{path}: entry {index} has non-finite values or points with depth z <= 0 '
+                        f'(expected camera-frame meters in front of the camera); re-extract the file.')
+
+
+def _distributed_rank():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+class FreiHAND(Dataset):
+    """FreiHAND images with SAR preprocessing (SPEC 2) and targets (SPEC 3).
+
+    Args:
+        mode: 'training' or 'evaluation'.
+        root: FreiHAND folder (layout in SPEC 1 and DOWNLOAD_HINT).
+        input_img_shape: (height, width) of the network input crop, pixels.
+        depth_box: meters of depth per normalised target unit.
+        seed: non-negative int seeding the augmentation draws. Each process draws from
+            np.random.default_rng([seed, rank, worker seed]): DataLoader workers get distinct
+            worker seeds (base seed + worker id, the base seed drawn from torch's generator
+            at every new DataLoader iterator), so workers never repeat each other's draws,
+            epochs differ, and runs repeat for the same seed, torch seed and worker count.
+            Persistent workers keep advancing their own generator. Without workers the main
+            process keeps one generator seeded with [seed, rank].
+        augment: random augmentation per item (SPEC 2 step 4); default True for training,
+            False for evaluation.
+        rootnet_file: evaluation root depths (default `root`/bbox_root_freihand_output.json).
+        cache_dir: optional folder for float32 .npy copies of the annotation JSON files (see
+            the module docstring); None disables the cache.
+
+    Items: `(inputs, targets, meta_info)`:
+        inputs['img']: 3 x H x W float32, normalised RGB.
+        training targets['mesh_pose_uvd']: 799 x 3 float32 (SPEC 3); evaluation targets: {}
+            (the evaluator reads the ground truth itself).
+        meta_info: 'idx', 'sample_idx', 'version' (ints), 'img2bb_trans' / 'bb2img_trans'
+            (2 x 3 float32, image <-> crop), 'K' (3 x 3), 'root_depth' (m; the true wrist
+            depth in training, the RootNet estimate in evaluation), 'aug_scale', 'aug_rot',
+            'aug_transl' (2,), 'aug_color_gain' (3, B G R); evaluation adds 'scale' (m, the
+            reference bone length of evaluation_scale.json).
+    """
+
+    MODES = ('training', 'evaluation')
+
+    def __init__(self, mode, root=DEFAULT_ROOT, input_img_shape=(256, 256), depth_box=0.3, seed=0,
+                 augment=None, rootnet_file=None, cache_dir=None):
+        if mode not in self.MODES:
+            raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
+        if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+            raise ValueError(f'seed must be a non-negative int, got {seed!r}')
+        if not depth_box > 0:
+            raise ValueError(f'depth_box must be > 0 meters, got {depth_box!r}')
+        self.mode = mode
+        self.root = os.fspath(root)
+        self.input_img_shape = tuple(int(s) for s in input_img_shape)
+        self.depth_box = float(depth_box)
+        self.seed = int(seed)
+        self.augment = (mode == 'training') if augment is None else bool(augment)
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self._rng = None
+        self._rng_key = None
+
+        if not os.path.isdir(self.root):
+            raise DataError(f'FreiHAND root folder {os.path.abspath(self.root)} does not exist. {DOWNLOAD_HINT}')
+        if mode == 'training':
+            self._load_training()
+        else:
+            self._load_evaluation(rootnet_file)
+        for idx in (0, len(self) - 1):
+            _require_file(self.image_path(idx), f'{mode} image {idx}')
+        logger.info('FreiHAND %s: %d items from %s', mode, len(self), os.path.abspath(self.root))
+
+    def _annotation(self, name, entry_shape):
+        """float32 N x entry_shape array of the JSON file `name` in root (optionally cached)."""
+        path = os.path.join(self.root, name)
+        _require_file(path, 'annotation file')
+        cache_path = None
+        if self.cache_dir is not None:
+            stat = os.stat(path)
+            stem = os.path.splitext(name)[0]
+            cache_path = os.path.join(self.cache_dir, f'{stem}.{stat.st_size}.{stat.st_mtime_ns}.npy')
+            if os.path.isfile(cache_path):
+                try:
+                    array = np.load(cache_path, allow_pickle=False)
+                except (OSError, ValueError) as err:
+                    raise DataError(f'annotation cache {cache_path} is unreadable ({err}); delete it to rebuild '
+                                    f'it from {path}.') from err
+                if array.dtype != np.float32 or array.shape[1:] != tuple(entry_shape):
+                    raise DataError(f'annotation cache {cache_path} holds {array.dtype} {array.shape}, expected '
+                                    f'float32 N x {entry_shape}; delete it to rebuild it from {path}.')
+                return array
+        array = _json_to_array(_read_json(path, 'annotation file'), path, entry_shape)
+        if cache_path is not None:
+            with atomic_open(cache_path, 'wb') as f:
+                np.save(f, array)
+        return array
+
+    def _check_same_length(self, counts):
+        if len(set(counts.values())) != 1:
+            listing = ', '.join(f'{os.path.join(self.root, name)}: {count}' for name, count in counts.items())
+            raise DataError(f'FreiHAND annotation files disagree on the number of samples ({listing}); '
+                            'they must come from the same download: re-extract them.')
+
+    def _load_training(self):
+        self.K = self._annotation('training_K.json', (3, 3))
+        self.joints_cam = self._annotation('training_xyz.json', (NUM_JOINTS, 3))
+        self.verts_cam = self._annotation('training_verts.json', (NUM_VERTS, 3))
+        self._check_same_length({'training_K.json': len(self.K), 'training_xyz.json': len(self.joints_cam),
+                                 'training_verts.json': len(self.verts_cam)})
+        _check_intrinsics(self.K, os.path.join(self.root, 'training_K.json'))
+        _check_points_in_front(self.joints_cam, os.path.join(self.root, 'training_xyz.json'))
+        _check_points_in_front(self.verts_cam, os.path.join(self.root, 'training_verts.json'))
+        self.num_samples = len(self.K)
+
+    def _load_evaluation(self, rootnet_file):
+        self.K = self._annotation('evaluation_K.json', (3, 3))
+        self.scale = self._annotation('evaluation_scale.json', ())
+        self._check_same_length({'evaluation_K.json': len(self.K), 'evaluation_scale.json': len(self.scale)})
+        bad_scale = ~(np.isfinite(self.scale) & (self.scale > 0))
+        if bad_scale.any():
+            index = int(np.argmax(bad_scale))
+            raise DataError(f'{os.path.join(self.root, "evaluation_scale.json")}: entry {index} is '
+                            f'{self.scale[index]}, expected a positive bone length in meters.')
+        _check_intrinsics(self.K, os.path.join(self.root, 'evaluation_K.json'))
+        self.num_samples = len(self.K)
+        rootnet_path = os.path.join(self.root, ROOTNET_FILE) if rootnet_file is None else os.fspath(rootnet_file)
+        self.root_depth = self._read_root_depths(rootnet_path)
+
+    def _read_root_depths(self, path):
+        """RootNet wrist depths (M,) float32 meters from `path` (SPEC 1), checked against the images."""
+        entries = _read_json(path, 'RootNet root file')
+        count = self.num_samples
+        k_path = os.path.join(self.root, 'evaluation_K.json')
+        if not isinstance(entries, list) or len(entries) != count:
+            found = f'{len(entries)} entries' if isinstance(entries, list) else f'a JSON {type(entries).__name__}'
+            raise DataError(f'{path} holds {found} but {k_path} lists {count} evaluation images; the RootNet file '
+                            'must hold one entry per evaluation image, in evaluation order (SPEC 1). Use the '
+                            f'{ROOTNET_FILE} published for FreiHAND with I2L-MeshNet.')
+        depth = np.empty(count, dtype=np.float64)
+        prev_index, prev_id = None, None
+        for index, entry in enumerate(entries):
+            root_cam = entry.get('root_cam') if isinstance(entry, dict) else None
+            try:
+                root_cam = np.asarray(root_cam, dtype=np.float64)
+            except (ValueError, TypeError):
+                root_cam = None
+            if root_cam is None or root_cam.shape != (3,):
+                raise DataError(f'{path}: entry {index} has no numeric "root_cam": [x, y, z]; expected entries '
+                                '{"image_id", "bbox", "root_cam"} (SPEC 1).')
+            if not np.isfinite(root_cam[2]) or root_cam[2] <= 0:
+                raise DataError(f'{path}: entry {index} has root depth root_cam[2] = {root_cam[2]}, expected a '
+                                'positive distance in front of the camera.')
+            depth[index] = root_cam[2]
+            image_id = entry.get('image_id')
+            if image_id is not None:
+                if not isinstance(image_id, int) or isinstance(image_id, bool):
+                    raise DataError(f'{path}: entry {index} has image_id {image_id!r}, expected an integer.')
+                if prev_id is not None and image_id != prev_id + (index - prev_index):
+                    raise DataError(f'{path}: entry {index} has image_id {image_id} but entry {prev_index} has '
+                                    f'image_id {prev_id}; image_ids must increase one by one in evaluation '
+                                    'order, since entries are matched to images by list position (SPEC 1).')
+                prev_index, prev_id = index, image_id
+        in_mm = depth > ROOT_DEPTH_MM_THRESHOLD
+        if in_mm.any():
+            depth[in_mm] /= 1000.0
+            logger.warning('%s: %d of %d root depths exceed %g and can only be millimeters: converted them to '
+                           'meters (median now %.3f m).', path, int(in_mm.sum()), count, ROOT_DEPTH_MM_THRESHOLD,
+                           float(np.median(depth)))
+        return depth.astype(np.float32)
+
+    def __len__(self):
+        if self.mode == 'training':
+            return len(FREIHAND_VERSIONS) * self.num_samples
+        return self.num_samples
+
+    def image_path(self, idx):
+        """Path of the image file of item `idx` (the file index equals the item index)."""
+        return os.path.join(self.root, self.mode, 'rgb', '%08d.jpg' % idx)
+
+    def _read_image(self, idx):
+        path = self.image_path(idx)
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            reason = 'is missing' if not os.path.isfile(path) else 'is not a readable image'
+            raise DataError(f'{self.mode} image {path} {reason}; expected a {FREIHAND_IMG_SIZE}x{FREIHAND_IMG_SIZE} '
+                            f'RGB JPEG. Re-extract the FreiHAND image folder.')
+        return img
+
+    def _augmentation_rng(self):
+        """This process's generator, created lazily so that each DataLoader worker gets its own."""
+        worker_info = torch.utils.data.get_worker_info()
+        key = None if worker_info is None else worker_info.seed
+        if self._rng is None or self._rng_key != key:
+            entropy = [self.seed, _distributed_rank()]
+            if worker_info is not None:
+                entropy.append(worker_info.seed)
+            self._rng = np.random.default_rng(entropy)
+            self._rng_key = key
+        return self._rng
+
+    def __getitem__(self, idx):
+        params = augment_params(self._augmentation_rng()) if self.augment else NO_AUGMENTATION
+        return self.get_item_with_aug(idx, **params)
+
+    def get_item_with_aug(self, idx, scale=1.0, rot=0.0, transl=(0.0, 0.0), color_gain=(1.0, 1.0, 1.0)):
+        """Item `idx` with explicit augmentation parameters (see utils.preprocessing.crop_and_augment).
+
+        Args:
+            idx: item index in [0, len).
+            scale: source box side multiplier; rot: degrees; transl: (dx, dy) pixels;
+            color_gain: (3,) gains in B, G, R order.
+        """
+        idx = int(idx)
+        if not 0 <= idx < len(self):
+            raise IndexError(f'FreiHAND {self.mode} index {idx} out of range [0, {len(self)})')
+        sample = idx % self.num_samples
+        img_bgr = self._read_image(idx)
+        crop_bgr, img2crop, crop2img = crop_and_augment(
+            img_bgr, HAND_BOX_CENTER, HAND_BOX_SIZE, self.input_img_shape,
+            scale=scale, rot=rot, transl=transl, color_gain=color_gain)
+        inputs = {'img': normalize(crop_bgr)}
+        meta_info = {
+            'idx': idx,
+            'sample_idx': sample,
+            'version': idx // self.num_samples,
+            'img2bb_trans': img2crop.astype(np.float32),
+            'bb2img_trans': crop2img.astype(np.float32),
+            'K': self.K[sample],
+            'aug_scale': np.float32(scale),
+            'aug_rot': np.float32(rot),
+            'aug_transl': np.asarray(transl, dtype=np.float32),
+            'aug_color_gain': np.asarray(color_gain, dtype=np.float32),
+        }
+        if self.mode == 'training':
+            targets = {'mesh_pose_uvd': encode_uvd(
+                self.verts_cam[sample], self.joints_cam[sample], self.K[sample], img2crop,
+                crop_size=self.input_img_shape, depth_box=self.depth_box).astype(np.float32)}
+            meta_info['root_depth'] = self.joints_cam[sample, ROOT_JOINT_IDX, 2]
+        else:
+            targets = {}
+            meta_info['root_depth'] = self.root_depth[sample]
+            meta_info['scale'] = self.scale[sample]
+        return inputs, targets, meta_info

@@ -1,0 +1,183 @@
+"""train.py and test.py end to end on a tiny FreiHAND-layout folder (CPU)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import test as test_script
+import train
+from manopth.io import save_mano
+from tests.dataset.conftest import make_freihand
+from tests.manopth.conftest import random_mano_data
+from utils import engine
+from utils.checkpoint import load_checkpoint, snapshot_path
+from utils.fileio import atomic_torch_save
+from utils.transforms import encode_uvd
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp('train')
+    make_freihand(str(root / 'FreiHAND'), num_samples=3, num_eval=3)
+    save_mano(root / 'mano' / 'MANO_RIGHT.pkl', random_mano_data(0))
+    return root
+
+
+def small_args(workspace, out, *extra):
+    """A small but complete configuration: the real network at 64 px with ResNet-18."""
+    return ['--device', 'cpu', '--backbone', 'resnet18', '--input_img_shape', '64,64',
+            '--pretrained_backbone', 'false', '--batch_size', '4', '--num_worker', '0',
+            '--total_epoch', '2', '--print_iter', '1', '--amp', 'off',
+            '--data_root', str(workspace / 'FreiHAND'), '--mano_root', str(workspace / 'mano'),
+            '--output_root', str(out), '--experiment_name', 'tiny', *extra]
+
+
+def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace, tmp_path, monkeypatch):
+    out = tmp_path / 'out'
+    real_epoch = engine.train_one_epoch
+
+    def stop_at_epoch_1(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt  # the run is interrupted after epoch 0 was saved
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train, 'train_one_epoch', stop_at_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(small_args(workspace, out))
+    saved = load_checkpoint(str(snapshot_path(out / 'checkpoint' / 'tiny', 0)))
+    assert saved['last_epoch'] == 0
+    assert not os.path.exists(snapshot_path(out / 'checkpoint' / 'tiny', 1))
+
+    seen = {}
+
+    def record(model, loader, optimizer, *, epoch, **kwargs):
+        seen['epoch'] = epoch
+        seen['lr'] = optimizer.param_groups[0]['lr']
+        seen['state'] = {k: {n: t.clone() for n, t in v.items() if torch.is_tensor(t)}
+                         for k, v in optimizer.state_dict()['state'].items()}
+        seen['weights'] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train, 'train_one_epoch', record)
+    train.main(small_args(workspace, out, '--resume', 'auto'))
+    assert seen['epoch'] == 1
+    # Cosine schedule after one of two epochs: lr = lr0 * (1 + cos(pi * 1 / 2)) / 2.
+    assert seen['lr'] == pytest.approx(3e-4 * (1 + math.cos(math.pi / 2)) / 2, abs=1e-12)
+    for key, state in saved['optimizer']['state'].items():
+        assert int(seen['state'][key]['step']) == int(state['step'])
+        torch.testing.assert_close(seen['state'][key]['exp_avg'], state['exp_avg'])
+    for key, value in saved['net'].items():
+        torch.testing.assert_close(seen['weights'][key], value)
+    final = load_checkpoint(str(snapshot_path(out / 'checkpoint' / 'tiny', 1)))
+    assert final['last_epoch'] == 1
+    assert json.loads((out / 'checkpoint' / 'tiny' / 'config.json').read_text())['input_img_shape'] == [64, 64]
+    log = (out / 'log' / 'train_tiny.log').read_text()
+    assert '[Epoch 1/2][Batch 3/3][lr ' in log and '[loss_coord_1: ' in log and '[loss_edge_0: ' in log
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / 'snapshot_0.pth.tar'
+    atomic_torch_save({'net': {'w': torch.ones(3)}}, str(path))
+
+    def broken_save(obj, f):
+        f.write(b'partial bytes')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(torch, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_torch_save({'net': {'w': torch.zeros(3)}}, str(path))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ['snapshot_0.pth.tar']  # no temporary file left behind
+    torch.testing.assert_close(load_checkpoint(str(path))['net']['w'], torch.ones(3))
+
+
+def test_non_finite_loss_stops_with_iteration_and_term(workspace, tmp_path):
+    out = tmp_path / 'out'
+    # An absurd learning rate blows the weights up after the first step.
+    with pytest.raises(engine.NonFiniteLossError, match=r"non-finite loss '\w+_\d' = \S+ at epoch 0, iteration 2/3"):
+        train.main(small_args(workspace, out, '--lr', '1e30'))
+    assert not os.path.exists(snapshot_path(out / 'checkpoint' / 'tiny', 0))
+
+
+def test_checkpoint_mismatch_lists_keys(workspace, tmp_path):
+    ckpt = tmp_path / 'bad.pth.tar'
+    torch.save({'net': {'extract_mid.0.weight': torch.zeros(1), 'nonsense': torch.zeros(1)}}, ckpt)
+    with pytest.raises(RuntimeError, match=r"(?s)missing keys: .*unexpected keys: nonsense.*shape mismatches"):
+        test_script.main(small_args(workspace, tmp_path / 'out', '--checkpoint', str(ckpt)))
+
+
+def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_path, monkeypatch):
+    """A model that outputs the SPEC 3 encoding of the ground truth must give back the ground
+    truth through test.py's SPEC 7 decoding (with the true root depth)."""
+    root = tmp_path / 'FreiHAND'
+    gt = make_freihand(str(root), num_samples=1, num_eval=5, seed=3)
+    entries = [{'image_id': j, 'bbox': [47, 47, 130, 130], 'root_cam': gt['eval_xyz'][j, 0].tolist()}
+               for j in range(5)]
+    (root / 'bbox_root_freihand_output.json').write_text(json.dumps(entries))
+
+    from dataset import get_dataset
+    dataset = get_dataset('FreiHAND', 'evaluation', root=str(root), input_img_shape=(64, 64))
+    targets = np.stack([encode_uvd(gt['eval_verts'][j], gt['eval_xyz'][j], gt['eval_K'][j],
+                                   dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
+                        for j in range(5)])
+
+    class GroundTruthModel(torch.nn.Module):
+        """Returns the encoded ground truth, in evaluation order."""
+        def __init__(self):
+            super().__init__()
+            self.next = 0
+
+        def forward(self, inputs):
+            batch = inputs['img'].shape[0]
+            coords = torch.as_tensor(targets[self.next:self.next + batch], dtype=torch.float32)
+            self.next += batch
+            return {'coords': coords}
+
+    monkeypatch.setattr(test_script, 'build_model', lambda *a, **k: GroundTruthModel())
+    monkeypatch.setattr(test_script, 'load_net_state', lambda *a, **k: None)
+    ckpt = tmp_path / 'any.pth.tar'
+    torch.save({'net': {}}, ckpt)
+    out = tmp_path / 'out'
+    args = small_args(workspace, out, '--checkpoint', str(ckpt), '--test_batch_size', '2')
+    args[args.index('--data_root') + 1] = str(root)
+    test_script.main(args)
+    xyz, verts = json.loads((out / 'pred.json').read_text())
+    # float32 coords: about 1e-7 relative; 1e-5 m is far below any hand error.
+    np.testing.assert_allclose(np.array(xyz), gt['eval_xyz'], atol=1e-5)
+    np.testing.assert_allclose(np.array(verts), gt['eval_verts'], atol=1e-5)
+    scores = (out / 'eval' / 'scores.txt').read_text()
+    assert 'xyz_mean3d' in scores
+
+
+def test_torchrun_two_cpu_processes(workspace, tmp_path):
+    out = tmp_path / 'out'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29533',
+           '-m', 'tests.ddp_harness', str(tmp_path / 'weights'), *small_args(workspace, out, '--total_epoch', '1')]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    w0 = torch.load(tmp_path / 'weights' / 'rank0.pt', weights_only=True)
+    w1 = torch.load(tmp_path / 'weights' / 'rank1.pt', weights_only=True)
+    assert w0.keys() == w1.keys()
+    for key in w0:
+        torch.testing.assert_close(w0[key], w1[key], rtol=0, atol=0)
+    # Rank 0 alone logs and writes: one log, each line once; one checkpoint.
+    log = (out / 'log' / 'train_tiny.log').read_text()
+    assert log.count('world size 2: batch 2 per process, 4 in total') == 1
+    assert log.count('saved ') == 1
+    assert sorted(os.listdir(out / 'checkpoint' / 'tiny')) == ['config.json', 'snapshot_0.pth.tar']
+    ckpt = load_checkpoint(str(out / 'checkpoint' / 'tiny' / 'snapshot_0.pth.tar'))
+    for key, value in ckpt['net'].items():
+        torch.testing.assert_close(value, w0[key], rtol=0, atol=0)
+    # A checkpoint from 2 processes loads in a single process.
+    test_script.main(small_args(workspace, tmp_path / 'single', '--checkpoint',
+                                str(out / 'checkpoint' / 'tiny' / 'snapshot_0.pth.tar')))
+    assert (tmp_path / 'single' / 'pred.json').exists()
