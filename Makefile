@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.txt
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: venv test test-fast
+.PHONY: venv test test-fast demo
 
 venv: $(STAMP)
 
@@ -21,3 +21,6 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m tools.run_demo

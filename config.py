@@ -243,6 +243,8 @@ def from_dict(values):
     """Rebuild a Config saved with `to_dict` (e.g. config.json beside a checkpoint)."""
     fields = {f.name for f in dataclasses.fields(Config)}
     known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in fields}
+    # A saved config is already resolved: its preset must not be applied a second time.
+    known['preset'] = ''
     return dataclasses.replace(Config(), **known)
 
 
