@@ -1,0 +1,6 @@
+"""SAR network, its layers and losses (SPEC 4, 5)."""
+
+from model.layers import (GraphConv, GraphRegressor25D, SoftHeatmap, SpatialAwareGraphBuilder,
+                          StageOutput)
+from model.loss import coord_l1_loss, edge_length_loss, normal_loss, stage_losses
+from model.sar import SAR

@@ -1,0 +1,122 @@
+"""SAR layers against hand-worked values (SPEC 4)."""
+
+import pytest
+import torch
+
+from model.layers import (GraphConv, GraphRegressor25D, SoftHeatmap, SpatialAwareGraphBuilder,
+                          heatmap_px_to_normalised, row_normalise)
+
+ONE_HOT_LOGIT = 1e4  # exp(-1e4) underflows to 0 in float32: the softmax is exactly one-hot
+
+
+def test_soft_argmax_of_one_hot_heatmaps():
+    heatmap_size = 8
+    soft = SoftHeatmap(num_maps=3, heatmap_size=heatmap_size)
+    with torch.no_grad():
+        soft.beta.weight.fill_(1.0)
+    peaks = [(0, 0), (2, 5), (7, 3)]  # (row, column)
+    heatmaps = torch.zeros(1, 3, heatmap_size, heatmap_size)
+    for k, (row, col) in enumerate(peaks):
+        heatmaps[0, k, row, col] = ONE_HOT_LOGIT
+    prob, uv_px = soft(heatmaps)
+    expected_px = torch.tensor([[[0., 0.], [5., 2.], [3., 7.]]])  # (column, row)
+    torch.testing.assert_close(uv_px, expected_px)
+    torch.testing.assert_close(prob, (heatmaps > 0).float())
+    # normalisation: value / (8 // 2) - 1
+    expected_norm = torch.tensor([[[-1., -1.], [5 / 4 - 1, 2 / 4 - 1], [3 / 4 - 1, 7 / 4 - 1]]])
+    torch.testing.assert_close(heatmap_px_to_normalised(uv_px, heatmap_size), expected_norm)
+
+
+def test_soft_heatmap_beta_scales_each_map_and_grids_are_frozen():
+    soft = SoftHeatmap(num_maps=2, heatmap_size=4)
+    assert not soft.wx.requires_grad and not soft.wy.requires_grad
+    assert soft.wx[1, 3].item() == 3 and soft.wy[1, 3].item() == 1  # column / row index
+    with torch.no_grad():
+        soft.beta.weight.copy_(torch.tensor([0.0, 2.0]).view(2, 1, 1, 1))
+    heatmaps = torch.zeros(1, 2, 4, 4)
+    heatmaps[0, :, 0, 0] = 1.0
+    prob, uv_px = soft(heatmaps)
+    # map 0: beta = 0 -> uniform, mean column = mean row = 1.5
+    torch.testing.assert_close(uv_px[0, 0], torch.tensor([1.5, 1.5]))
+    # map 1: logit 2 at (0, 0), 0 elsewhere: p00 = e^2 / (e^2 + 15); mean = (1 - p00) * 1.6
+    # because the other 15 pixels have mean column (4 * 6 - 0) / 15 = 1.6
+    e2 = torch.exp(torch.tensor(2.0))
+    p00 = e2 / (e2 + 15)
+    torch.testing.assert_close(prob[0, 1, 0, 0], p00)
+    torch.testing.assert_close(uv_px[0, 1], torch.stack([(1 - p00) * 1.6] * 2))
+
+
+def test_graph_conv_row_normalisation_hand_worked():
+    adj = torch.tensor([[1., 1., 0.],
+                        [0., 2., 2.],
+                        [1., 2., 1.]])
+    # Row sums 2, 4, 4 (+1e-5): L = [[.5, .5, 0], [0, .5, .5], [.25, .5, .25]] up to 1e-5.
+    conv = GraphConv(num_nodes=3, in_features=2, out_features=2)
+    torch.testing.assert_close(conv.adj.detach(), torch.eye(3))
+    with torch.no_grad():
+        conv.adj.copy_(adj)
+        conv.fc.weight.copy_(torch.eye(2))
+        conv.fc.bias.zero_()
+    x = torch.tensor([[[1., 10.], [3., 30.], [5., 50.]],
+                      [[0., 1.], [0., 0.], [4., 0.]]])
+    # sample 0: row 0 = (1 + 3)/2 = 2, 20; row 1 = (3 + 5)/2 = 4, 40;
+    #           row 2 = .25 + 1.5 + 1.25 = 3, 30
+    # sample 1: row 0 = 0, .5; row 1 = 2, 0; row 2 = 1, .25
+    expected = torch.tensor([[[2., 20.], [4., 40.], [3., 30.]],
+                             [[0., .5], [2., 0.], [1., .25]]])
+    torch.testing.assert_close(conv(x), expected, rtol=1e-4, atol=1e-5)
+    sums = torch.tensor([2., 4., 4.]) + 1e-5
+    torch.testing.assert_close(row_normalise(adj), adj / sums[:, None])
+
+
+def test_graph_builder_channel_layout():
+    # Identity 1x1 conv: output channel c = input channel c, so the layout is visible.
+    num_vert, num_fms, side = 3, 2, 2
+    channels = num_vert * num_fms
+    builder = SpatialAwareGraphBuilder(channels, num_vert, num_fms)
+    with torch.no_grad():
+        builder.group[0].weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
+        builder.group[0].bias.zero_()
+    # feature value = 100 * channel + 10 * row + column (all >= 0, LeakyReLU leaves them)
+    channel = torch.arange(channels).view(channels, 1, 1)
+    row = torch.arange(side).view(1, side, 1)
+    col = torch.arange(side).view(1, 1, side)
+    features = (100 * channel + 10 * row + col).float()[None]
+    template = torch.tensor([[7., 8., 9.], [1., 2., 3.], [4., 5., 6.]])
+    out = builder(features, template)
+    assert out.shape == (1, num_vert, num_fms * side * side + 3)
+    # vertex 1 gets channels 2 (map 0) and 3 (map 1), each row-major, then its template vertex
+    expected_vertex1 = torch.tensor([200., 201., 210., 211., 300., 301., 310., 311., 1., 2., 3.])
+    torch.testing.assert_close(out[0, 1], expected_vertex1)
+
+
+def test_graph_regressor_assembles_uvd_hand_worked():
+    # V = 2 vertices, J = 1 joint, 4 x 4 heatmaps (16 pixels), 16 input features per vertex.
+    # reg_xy: identity on the (positive) one-hot features -> vertex k peaks at its own pixel.
+    # reg_z: second layer ignores its input (weight 0) and outputs the bias z[p] at pixel p.
+    side, num_pixels = 4, 16
+    head = GraphRegressor25D(num_vert=2, num_joint=1, in_features=num_pixels, heatmap_size=side)
+    head.eval()  # no dropout
+    depth_per_pixel = torch.arange(num_pixels).float() / 10  # z at pixel p = p / 10
+    with torch.no_grad():
+        for layer in (head.reg_xy[0], head.reg_xy[3], head.reg_z[0]):
+            layer.fc.weight.copy_(torch.eye(num_pixels))
+            layer.fc.bias.zero_()
+        head.reg_z[3].fc.weight.zero_()
+        head.reg_z[3].fc.bias.copy_(depth_per_pixel)
+        head.soft_heatmap.beta.weight.fill_(1.0)
+        head.mesh2pose_hm.weight.copy_(torch.tensor([[0., 1.]]))  # joint heatmap = vertex 1's
+        head.mesh2pose_hm.bias.zero_()
+        head.mesh2pose_dm.weight.copy_(torch.tensor([[0.5, 0.5]]))  # mean z map = z map
+        head.mesh2pose_dm.bias.zero_()
+    features = torch.zeros(1, 2, num_pixels)
+    features[0, 0, 1 * side + 2] = ONE_HOT_LOGIT  # vertex 0 at row 1, column 2 -> pixel 6
+    features[0, 1, 3 * side + 0] = ONE_HOT_LOGIT  # vertex 1 at row 3, column 0 -> pixel 12
+    out = head(features)
+    # u, v = column / 2 - 1, row / 2 - 1; d = z at the peak pixel
+    expected = torch.tensor([[[2 / 2 - 1, 1 / 2 - 1, 0.6],
+                              [0 / 2 - 1, 3 / 2 - 1, 1.2],
+                              [0 / 2 - 1, 3 / 2 - 1, 1.2]]])
+    torch.testing.assert_close(out.coords, expected)
+    assert out.prob.shape == out.prob_depth.shape == (1, 3, side, side)
+    assert out.prob_depth[0, 2, 3, 0].item() == pytest.approx(1.2)
