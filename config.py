@@ -52,7 +52,7 @@ class Config:
     output_root: str = 'output'  # logs, checkpoints, pred.json, vis
     experiment_name: typing.Optional[str] = None  # None: <backbone>_<num_stage>stage_<H>
     save_epoch: int = 1  # checkpoint every N epochs (and after the last)
-    eval_interval: int = 0  # evaluate every N epochs when evaluation GT exists; 0: never
+    eval_interval: int = 0  # evaluate (and log the report) every N epochs when the evaluation GT exists; 0: never
     print_iter: int = 10  # log every N iterations (the only host syncs of the train loop)
     checkpoint: str = ''  # test.py / demo.py: checkpoint to load; train.py: to resume from
     continue_train: bool = False  # train.py: resume from `checkpoint`

@@ -20,7 +20,7 @@ import torch
 import config as config_module
 from dataset import get_dataset
 from train import AMP_DTYPES, build_model
-from utils import distributed
+from utils import distributed, freihand_eval
 from utils.checkpoint import load_checkpoint, load_net_state
 from utils.engine import predict_dataset
 from utils.fileio import atomic_write_json
@@ -28,14 +28,8 @@ from utils.logger import log_environment, setup_logger
 from utils.mano import MANO
 
 
-def has_ground_truth(data_root):
-    return all(os.path.isfile(os.path.join(data_root, f'evaluation_{k}.json'))
-               for k in ('xyz', 'verts'))
-
-
 def run_local_evaluation(data_root, xyz, verts, out_dir, logger):
     """Evaluate predictions against the public evaluation ground truth; returns the scores."""
-    from utils import freihand_eval
     xyz_gt, verts_gt = freihand_eval.load_gt(data_root)
     scores = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
     freihand_eval.write_outputs(scores, out_dir)
@@ -74,7 +68,7 @@ def main(argv):
         atomic_write_json(pred_path, [np.round(xyz, 6).tolist(), np.round(verts, 6).tolist()])
         logger.info('wrote %s (%d samples); zip it to submit to the FreiHAND leaderboard',
                     pred_path, len(xyz))
-        if has_ground_truth(cfg.data_root):
+        if freihand_eval.has_gt(cfg.data_root):
             run_local_evaluation(cfg.data_root, xyz, verts, os.path.join(cfg.output_root, 'eval'),
                                  logger)
         else:

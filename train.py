@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 import config as config_module
 from dataset import get_dataset
 from model import SAR
-from utils import distributed
+from utils import distributed, freihand_eval
 from utils.checkpoint import latest_checkpoint, load_checkpoint, load_net_state, save_checkpoint
-from utils.engine import train_one_epoch
+from utils.engine import predict_dataset, train_one_epoch
 from utils.fileio import atomic_write_json
 from utils.logger import log_environment, setup_logger
 from utils.mano import MANO
@@ -56,6 +56,19 @@ def resume_path(cfg):
                 "or use --resume auto")
         return cfg.checkpoint
     return None
+
+
+def evaluate_epoch(cfg, model, device, amp_dtype, rank, world_size, logger):
+    """Evaluate on the evaluation split (all ranks predict, rank 0 scores and logs)."""
+    dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
+                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box)
+    xyz, verts = predict_dataset(model, dataset, device=device, batch_size=cfg.test_batch_size,
+                                 num_workers=cfg.num_worker, crop_size=cfg.input_img_shape,
+                                 depth_box=cfg.depth_box, amp_dtype=amp_dtype, rank=rank,
+                                 world_size=world_size)
+    if rank == 0:
+        scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root), xyz, verts)
+        logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
 
 
 def main(argv):
@@ -154,6 +167,9 @@ def main(argv):
             if scaler is not None:
                 state['scaler'] = scaler.state_dict()
             logger.info('saved %s', save_checkpoint(state, cfg.checkpoint_dir, epoch))
+        if (cfg.eval_interval and (epoch + 1) % cfg.eval_interval == 0
+                and freihand_eval.has_gt(cfg.data_root)):
+            evaluate_epoch(cfg, model, device, amp_dtype, rank, world_size, logger)
         distributed.barrier()
     distributed.cleanup()
 

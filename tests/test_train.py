@@ -67,7 +67,7 @@ def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace
         return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(train, 'train_one_epoch', record)
-    train.main(small_args(workspace, out, '--resume', 'auto'))
+    train.main(small_args(workspace, out, '--resume', 'auto', '--eval_interval', '1'))
     assert seen['epoch'] == 1
     # Cosine schedule after one of two epochs: lr = lr0 * (1 + cos(pi * 1 / 2)) / 2.
     assert seen['lr'] == pytest.approx(3e-4 * (1 + math.cos(math.pi / 2)) / 2, abs=1e-12)
@@ -81,6 +81,7 @@ def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace
     assert json.loads((out / 'checkpoint' / 'tiny' / 'config.json').read_text())['input_img_shape'] == [64, 64]
     log = (out / 'log' / 'train_tiny.log').read_text()
     assert '[Epoch 1/2][Batch 3/3][lr ' in log and '[loss_coord_1: ' in log and '[loss_edge_0: ' in log
+    assert log.count('Evaluation 3D KP ALIGNED results:') == 1  # eval_interval 1, one epoch run
 
 
 def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -439,6 +439,12 @@ def load_pred(path, num_samples=None):
     return xyz_pred, verts_pred
 
 
+def has_gt(gt_dir):
+    """True when `gt_dir` holds both evaluation ground-truth files."""
+    return all(os.path.isfile(os.path.join(os.fspath(gt_dir), name))
+               for name in (GT_XYZ_FILE, GT_VERTS_FILE))
+
+
 def load_gt(gt_dir):
     """Read the evaluation ground truth from the FreiHAND root `gt_dir`.
 
