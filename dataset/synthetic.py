@@ -1,7 +1,8 @@
 """A synthetic data set in FreiHAND's exact layout (SPEC 1), rendered from a MANO model.
 
     python -m dataset.synthetic --root data/synthetic --num-train 2000 --num-eval 200 \\
-        --mano-root manopth/mano/models --seed 0 [--root-noise 0.02] [--workers 2]
+        --mano-root manopth/mano/models --seed 0 [--root-noise 0.02] [--workers 2] \\
+        [--overwrite] [--preview docs/synthetic_samples.png] [--no-progress]
 
 Every file and folder of SPEC 1 is written: training/rgb (4 versions per sample at file
 index i + N*v for v in gs, hom, sample, auto), training/mask, evaluation/rgb (gs only), the
@@ -24,7 +25,9 @@ How a sample is made (constants below):
 - Placement as FreiHAND's (so the fixed centred 130 px box frames the hand): keypoint 9
   (middle MCP) goes to a pixel within ANCHOR_JITTER_PX of the image centre, at the depth where
   the projected hand's bounding box side is U(90, 125) px -- or farther if needed for the hand
-  to fit inside the centre box with BOX_MARGIN_PX to spare. The 61-value entry is then (48
+  to fit inside the centre box with BOX_MARGIN_PX to spare (keypoint 9 is not the hand's
+  centre, so this binds often: with the stand-in, 2000 samples have a median side of 95 px,
+  about 70 % in [90, 125] px and none below 70 px). The 61-value entry is then (48
   pose, 10 betas, u, v of keypoint 9, scale = f / z9), and the camera-frame vertices are
   generated from that entry with `utils.mano.freihand_mano_to_verts`, so training_mano.json
   reproduces training_verts.json. Joints: `MANO.joints_from_verts` (FreiHAND's tip vertices);
@@ -43,8 +46,9 @@ How a sample is made (constants below):
 
 Determinism: sample i of a split draws everything from its own generator,
 np.random.SeedSequence(seed, spawn_key=(split, i)), so the output does not depend on the
-number of workers, and sample i is the same whatever the set sizes. Geometry is computed in
-fixed chunks of GEOMETRY_CHUNK samples, so equal arguments give byte-identical files.
+number of workers, and sample i has the same images whatever the set sizes (its annotations
+agree to float64 rounding: the batched MANO evaluation rounds by batch). Geometry is computed
+in fixed chunks of GEOMETRY_CHUNK samples, so equal arguments give byte-identical files.
 """
 import argparse
 import json
@@ -279,7 +283,7 @@ class GeometrySampler:
         with torch.no_grad():
             verts_mm, joints_mm = self.layer(torch.as_tensor(pose_unrotated), torch.as_tensor(betas))
         verts, joints = verts_mm.numpy() / 1000, joints_mm.numpy() / 1000
-        anchor = joints[:, MANO_KEYPOINT_ANCHOR]  # (B, 3)
+        anchor = self.mano.joints_from_verts(verts)[:, MANO_KEYPOINT_ANCHOR]  # (B, 3), as SPEC 1
         pointing = anchor - joints[:, ROOT_JOINT_IDX]
         pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
         rotations = np.stack([random_rotation(rng, p) for rng, p in zip(rngs, pointing)])
@@ -291,7 +295,7 @@ class GeometrySampler:
         mano_params = np.concatenate([
             Rotation.from_matrix(rotations).as_rotvec(), joint_pose, betas, anchor_uv,
             (focal / depth)[:, None]], axis=1)  # (B, 61)
-        verts_cam, _ = freihand_mano_to_verts(mano_params, K, self.layer)
+        verts_cam = freihand_mano_to_verts(mano_params, K, self.layer)
         return {'K': K, 'mano': mano_params, 'verts': verts_cam,
                 'xyz': self.mano.joints_from_verts(verts_cam)}
 
@@ -437,9 +441,10 @@ def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
                                ambient=rng.uniform(*AMBIENT_RANGE))
     coverage = mask.astype(np.float32)
     premultiplied = rgb.astype(np.float32) * coverage[..., None]
-    alpha = coverage.reshape(size, s, size, s).mean(axis=(1, 3))
-    summed = premultiplied.reshape(size, s, size, s, 3).mean(axis=(1, 3))
-    hand_rgb = summed / np.maximum(alpha, 1e-6)[..., None]
+    # INTER_AREA with an integer factor averages s x s blocks.
+    alpha = cv2.resize(coverage, (size, size), interpolation=cv2.INTER_AREA)
+    averaged = cv2.resize(premultiplied, (size, size), interpolation=cv2.INTER_AREA)
+    hand_rgb = averaged / np.maximum(alpha, 1e-6)[..., None]
     return hand_rgb, alpha
 
 
@@ -511,9 +516,15 @@ def _write_jpeg(path, img):
 _worker_faces = None  # set per process by _init_worker
 
 
-def _init_worker(faces):
+def _init_worker(faces, single_threaded=False):
+    """Per-process setup; `single_threaded` for pool workers, which parallelise across samples."""
     global _worker_faces
     _worker_faces = faces
+    if single_threaded:
+        # Before this process creates its OpenGL context: Mesa's llvmpipe rasteriser and cv2
+        # otherwise start one thread per core in every worker and oversubscribe the cores.
+        os.environ.setdefault('LP_NUM_THREADS', '1')
+        cv2.setNumThreads(1)
 
 
 def _render_sample(task):
@@ -536,15 +547,19 @@ def _render_sample(task):
 # Data set
 # ---------------------------------------------------------------------------------------------
 
-def _prepare_root(root, overwrite):
-    """Create `root`; refuse a non-empty one unless `overwrite` (then remove the old layout files)."""
+def _check_root(root, overwrite):
+    """Refuse a file or a non-empty folder at `root` unless `overwrite`; changes nothing."""
     if os.path.exists(root) and not os.path.isdir(root):
         raise NotADirectoryError(f'--root {root} exists and is not a folder; choose a folder path')
+    if os.path.isdir(root) and os.listdir(root) and not overwrite:
+        raise FileExistsError(
+            f'--root {os.path.abspath(root)} is not empty; choose an empty or new folder, or pass '
+            f'--overwrite (generate(..., overwrite=True)) to replace the FreiHAND-layout files in it')
+
+
+def _prepare_root(root):
+    """Create the layout's folders in `root`, removing the old layout files of a non-empty one."""
     if os.path.isdir(root) and os.listdir(root):
-        if not overwrite:
-            raise FileExistsError(
-                f'--root {os.path.abspath(root)} is not empty; choose an empty or new folder, or pass '
-                f'--overwrite (generate(..., overwrite=True)) to replace the FreiHAND-layout files in it')
         # Stale images beyond the new counts would break the layout's file counts.
         for folder in IMAGE_DIRS:
             path = os.path.join(root, folder)
@@ -611,10 +626,10 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
     if not (np.isfinite(root_noise) and root_noise >= 0):
         raise ValueError(f'root_noise must be a standard deviation >= 0 (meters), got {root_noise!r}')
     root = os.fspath(root)
-    _prepare_root(root, overwrite)
+    _check_root(root, overwrite)
     start_time = time.perf_counter()
-
-    sampler = GeometrySampler(mano_root)
+    sampler = GeometrySampler(mano_root)  # before touching `root`: a bad MANO folder leaves no trace
+    _prepare_root(root)
     train, _ = _split_geometry(sampler, seed, TRAIN_SPLIT, num_train)
     evaluation, noise_rngs = _split_geometry(sampler, seed, EVAL_SPLIT, num_eval)
 
@@ -632,7 +647,7 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
     else:
         # 'spawn': fresh processes, no OpenGL context or torch thread pool inherited by fork.
         context = multiprocessing.get_context('spawn')
-        with context.Pool(workers, initializer=_init_worker, initargs=(faces,)) as pool:
+        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
             for _ in pool.imap_unordered(_render_sample, tasks, chunksize=4):
                 bar.update()
     bar.close()

@@ -63,14 +63,15 @@ def freihand_mano_to_verts(mano_params, K, layer):
     The 61 values are 48 axis-angle pose values (hands_mean added, no PCA), 10 betas, the
     pixel (u, v) of keypoint 9 and a scale (pixels per meter at its depth); keypoint 9 sits at
     [u - cx, v - cy, f] / scale with f = (fx + fy) / 2 and the posed mesh is translated there.
+    Keypoint 9 (middle MCP) is the ground-truth keypoint: the MANO joint regressor applied to
+    the posed mesh (SPEC 1), so training_xyz.json's keypoint 9 lands on (u, v).
 
     Args:
         mano_params: N x 61 (or N x 1 x 61) array.
         K: N x 3 x 3 intrinsics (pixels).
         layer: a ManoLayer with use_pca=False, flat_hand_mean=False, center_idx=None.
     Returns:
-        verts: N x 778 x 3 (m, float64) and joints: N x 21 x 3 (m, FreiHAND order with the
-        layer's tip convention; use MANO.joints_from_verts for FreiHAND's).
+        verts: N x 778 x 3, meters, camera frame (float64).
     """
     if layer.use_pca or layer.flat_hand_mean or layer.center_idx is not None:
         raise ValueError("freihand_mano_to_verts needs ManoLayer(use_pca=False, "
@@ -78,10 +79,10 @@ def freihand_mano_to_verts(mano_params, K, layer):
     params = torch.as_tensor(np.asarray(mano_params, dtype=np.float64).reshape(-1, 61))
     K = np.asarray(K, dtype=np.float64).reshape(-1, 3, 3)
     with torch.no_grad():
-        verts, joints = layer(params[:, :48], params[:, 48:58])
-    verts, joints = verts.numpy() / 1000, joints.numpy() / 1000
+        verts = layer(params[:, :48], params[:, 48:58])[0].numpy() / 1000
+    regressor_row = layer.th_J_regressor[mano_constants.MANO_TO_FREIHAND[MANO_KEYPOINT_ANCHOR]]
+    keypoint9 = np.einsum('v,nvc->nc', regressor_row.double().numpy(), verts)
     uv, scale = params[:, 58:60].numpy(), params[:, 60].numpy()
     focal = (K[:, 0, 0] + K[:, 1, 1]) / 2
     anchor = np.stack([uv[:, 0] - K[:, 0, 2], uv[:, 1] - K[:, 1, 2], focal], axis=1) / scale[:, None]
-    offset = anchor - joints[:, MANO_KEYPOINT_ANCHOR]
-    return verts + offset[:, None], joints + offset[:, None]
+    return verts + (anchor - keypoint9)[:, None]

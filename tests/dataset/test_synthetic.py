@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from dataset import get_dataset
-from dataset.synthetic import generate
+from dataset.synthetic import generate, random_rotation, solve_anchor_depth
 from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
 from utils.render import close_renderers, rasterize_mask
@@ -75,6 +75,45 @@ def synthetic_set(tmp_path_factory, standin_root):
 def annotations(synthetic_set):
     root, _ = synthetic_set
     return {name: np.asarray(read_json(root, name), dtype=np.float64) for name in ANNOTATIONS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Placement maths (no rendering)
+# ---------------------------------------------------------------------------------------------
+
+def test_anchor_depth_gives_the_target_extent():
+    """Two points 0.05 m either side of keypoint 9 (at the principal point) along x: at depth z
+    they span fx * 0.1 / z pixels, so a 100 px target needs z = fx * 0.1 / 100."""
+    fx = 500.0
+    K = np.array([[[fx, 0.0, 112.0], [0.0, fx, 112.0], [0.0, 0.0, 1.0]]])
+    points = np.array([[[-0.05, 0.0, 0.0], [0.05, 0.0, 0.0], [0.0, 0.01, 0.0]]])
+    depth = solve_anchor_depth(points, np.array([[112.0, 112.0]]), K, np.array([100.0]))
+    np.testing.assert_allclose(depth, [fx * 0.1 / 100.0], rtol=1e-9)
+
+
+def test_anchor_depth_moves_the_hand_back_into_the_box():
+    """Keypoint 9 at the centre, one point 0.1 m to its right: a 100 px side would put that
+    point 100 px right of the centre, outside the box (edge 65 px away, 1 px margin), so the
+    depth becomes the one that puts it 64 px away: z = fx * 0.1 / 64."""
+    fx = 500.0
+    K = np.array([[[fx, 0.0, 112.0], [0.0, fx, 112.0], [0.0, 0.0, 1.0]]])
+    points = np.array([[[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]]])
+    depth = solve_anchor_depth(points, np.array([[112.0, 112.0]]), K, np.array([100.0]))
+    np.testing.assert_allclose(depth, [fx * 0.1 / 64.0], rtol=1e-9)
+
+
+def test_random_rotations_are_rotations_that_keep_the_hand_off_the_optical_axis():
+    rng = np.random.default_rng(0)
+    direction = np.array([-1.0, 0.0, 0.0])  # MANO's fingers point to -x
+    rotations = np.stack([random_rotation(rng, direction) for _ in range(500)])
+    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), (500, 3, 3)),
+                               atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-12)
+    z = rotations[:, 2] @ direction
+    assert np.abs(z).max() <= 0.8
+    # Uniform rotations spread the direction's z uniformly on [-1, 1]; the accepted part
+    # stays uniform on [-0.8, 0.8]: each half holds about half of the samples.
+    assert 0.4 < np.mean(z > 0) < 0.6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,17 +187,18 @@ def test_rendered_masks_match_the_projected_mesh(synthetic_set, annotations, sta
 
 
 def test_mano_entries_reproduce_the_vertices(annotations, standin_root):
-    """SPEC 1 root rule, written out here: keypoint 9 at [u - cx, v - cy, f] / scale."""
+    """SPEC 1 root rule, written out here: keypoint 9 (regressed from the posed mesh, as the
+    ground-truth keypoints) at [u - cx, v - cy, f] / scale."""
     layer = ManoLayer(mano_root=standin_root, flat_hand_mean=False, use_pca=False)
     mano = torch.as_tensor(annotations['training_mano.json'][:, 0])
     with torch.no_grad():
-        verts_mm, joints_mm = layer(mano[:, :48], mano[:, 48:58])
-    verts, joints = verts_mm.numpy() / 1000, joints_mm.numpy() / 1000
+        verts = layer(mano[:, :48], mano[:, 48:58])[0].numpy() / 1000
     K = annotations['training_K.json']
     u, v, scale = mano[:, 58].numpy(), mano[:, 59].numpy(), mano[:, 60].numpy()
     focal = (K[:, 0, 0] + K[:, 1, 1]) / 2
     keypoint9 = np.stack([(u - K[:, 0, 2]) / scale, (v - K[:, 1, 2]) / scale, focal / scale], axis=1)
-    expected = verts - joints[:, 9:10] + keypoint9[:, None]
+    middle_mcp = load_mano(standin_root)['J_regressor'].toarray()[4]  # MANO order: 4 = middle MCP
+    expected = verts - np.einsum('v,nvc->nc', middle_mcp, verts)[:, None] + keypoint9[:, None]
     np.testing.assert_allclose(annotations['training_verts.json'], expected, rtol=0, atol=1e-6)
 
     # Keypoint 9 of the fit projects to the stored (u, v) up to the f / fx factor of the rule:
@@ -168,6 +208,11 @@ def test_mano_entries_reproduce_the_vertices(annotations, standin_root):
     np.testing.assert_allclose((uv[:, 0] - K[:, 0, 2]) * focal / K[:, 0, 0], u - K[:, 0, 2], atol=1e-9)
     np.testing.assert_allclose((uv[:, 1] - K[:, 1, 2]) * focal / K[:, 1, 1], v - K[:, 1, 2], atol=1e-9)
     np.testing.assert_allclose(uv, np.stack([u, v], axis=1), atol=0.02)
+    # ... and so does the annotated keypoint 9 of training_xyz.json.
+    xyz9 = annotations['training_xyz.json'][:, 9]
+    uv_xyz = np.stack([K[:, 0, 0] * xyz9[:, 0] / xyz9[:, 2] + K[:, 0, 2],
+                       K[:, 1, 1] * xyz9[:, 1] / xyz9[:, 2] + K[:, 1, 2]], axis=1)
+    np.testing.assert_allclose(uv_xyz, np.stack([u, v], axis=1), atol=0.02)
 
 
 def test_joints_use_freihand_tips_and_regressor(annotations, standin_root):
@@ -296,7 +341,19 @@ def test_same_seed_gives_identical_files_with_parallel_workers(synthetic_set, st
             assert f.read() == g.read(), name
 
 
-@pytest.mark.slow
+def test_a_sample_does_not_depend_on_the_set_sizes(synthetic_set, standin_root, tmp_path):
+    """Per-sample seeds: sample 0 of a 1 + 1 set has the images of sample 0 of the big set and
+    its annotations up to float64 rounding (batched MANO evaluation rounds by batch size)."""
+    root, _ = synthetic_set
+    small = str(tmp_path / 'small')
+    generate(small, 1, 1, standin_root, seed=SEED, progress=False)
+    for name in ('training/rgb/00000000.jpg', 'training/mask/00000000.jpg', 'evaluation/rgb/00000000.jpg'):
+        with open(os.path.join(root, name), 'rb') as f, open(os.path.join(small, name), 'rb') as g:
+            assert f.read() == g.read(), name
+    for name in ('training_mano.json', 'evaluation_verts.json'):
+        np.testing.assert_allclose(read_json(small, name)[0], read_json(root, name)[0], rtol=1e-12, atol=1e-15)
+
+
 def test_other_seed_and_root_noise_change_the_set(synthetic_set, standin_root, tmp_path):
     root, _ = synthetic_set
     other = str(tmp_path / 'other')
@@ -317,7 +374,6 @@ def test_refuses_a_non_empty_root(tmp_path):
     assert (tmp_path / 'notes.txt').read_text() == 'keep me'
 
 
-@pytest.mark.slow
 def test_overwrite_replaces_the_layout_and_keeps_other_files(standin_root, tmp_path):
     root = tmp_path / 'set'
     generate(str(root), 2, 2, standin_root, seed=0, progress=False)
@@ -328,6 +384,12 @@ def test_overwrite_replaces_the_layout_and_keeps_other_files(standin_root, tmp_p
     assert sorted(os.listdir(root / 'evaluation' / 'rgb')) == ['00000000.jpg']
     assert len(read_json(str(root), 'training_K.json')) == 1
     assert (root / 'notes.txt').read_text() == 'keep me'
+
+
+def test_a_missing_mano_model_leaves_no_output_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match='standin'):
+        generate(str(tmp_path / 'out'), 1, 1, str(tmp_path / 'no_mano_here'))
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('kwargs, message', [
