@@ -111,6 +111,10 @@ def main():
     print(freihand_eval.format_report(baseline))
     print('\n==== side by side ====')
     print(side_by_side(ours, baseline))
+    better = ours['xyz_al_mean3d'] < baseline['xyz_al_mean3d'] and ours['mesh_al_mean3d'] < baseline['mesh_al_mean3d']
+    print(f"\nSAR {'beats' if better else 'does NOT beat'} the mean-hand baseline on the aligned "
+          f"keypoint and mesh errors ({ours['xyz_al_mean3d']:.2f} / {ours['mesh_al_mean3d']:.2f} cm vs "
+          f"{baseline['xyz_al_mean3d']:.2f} / {baseline['mesh_al_mean3d']:.2f} cm).")
     print(f"""
 outputs:
   MANO model            {mano_root}
