@@ -9,7 +9,7 @@ import torch
 
 from model import SAR
 
-MANIFEST = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'sar_checkpoint_keys.txt'
+MANIFEST = Path(__file__).resolve().parent / 'data' / 'sar_checkpoint_keys.txt'  # copy of shared/sar_checkpoint_keys.txt
 BN_BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
 NUM_VERT, NUM_FACES, NUM_JOINT = 778, 1538, 21
 
