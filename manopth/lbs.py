@@ -121,6 +121,39 @@ def batch_rigid_transform(rot_mats, joints, parents, levels=None):
     return posed_joints, rel_transforms
 
 
+SKIN_CHUNK = 64  # samples blended at a time: small temporaries stay in cache and in the heap
+
+
+def skin(weights, transforms, points):
+    """Linear blend skinning: each point moved by its weighted sum of joint transforms.
+
+    Args:
+        weights: V x J skinning weights.
+        transforms: B x J x 4 x 4 (rigid, last row 0 0 0 1), e.g. `batch_rigid_transform`'s.
+        points: B x V x 3 rest-pose points.
+    Returns:
+        B x V x 3, sum_j w_vj (R_j p_v + t_j).
+    """
+    num_joints = transforms.shape[1]
+    num_points = weights.shape[0]
+    moved_chunks = []
+    # Per chunk of samples: blend the 3 x 4 transforms in one matrix product (V x J times
+    # J x 12b), then apply them with three multiply-adds per coordinate. An einsum over
+    # B x V x 3 x 4 runs as B*V tiny matrix products plus a large transposing copy, and
+    # whole-batch temporaries of tens of MB cost more in page faults than in arithmetic.
+    for first in range(0, transforms.shape[0], SKIN_CHUNK):
+        chunk = transforms[first:first + SKIN_CHUNK, :, :3, :]  # (b, J, 3, 4)
+        batch = chunk.shape[0]
+        per_joint = chunk.permute(1, 0, 2, 3).reshape(num_joints, batch * 12)
+        blended = torch.mm(weights, per_joint).view(num_points, batch, 3, 4)  # (V, b, 3, 4)
+        points_vb = points[first:first + SKIN_CHUNK].transpose(0, 1).unsqueeze(2)  # (V, b, 1, 3)
+        moved = blended[..., 3].addcmul(blended[..., 0], points_vb[..., 0])
+        moved = moved.addcmul(blended[..., 1], points_vb[..., 1])
+        moved = moved.addcmul(blended[..., 2], points_vb[..., 2])  # (V, b, 3)
+        moved_chunks.append(moved.transpose(0, 1))
+    return torch.cat(moved_chunks, dim=0)
+
+
 def lbs(betas, rot_mats, v_template, shapedirs, posedirs, J_regressor, parents, weights,
         levels=None):
     """MANO forward: shape and pose blend shapes, then linear blend skinning.
@@ -142,6 +175,4 @@ def lbs(betas, rot_mats, v_template, shapedirs, posedirs, J_regressor, parents, 
     rest_joints = torch.einsum('jv,bvc->bjc', J_regressor, v_shaped)  # B x J x 3
     v_posed = v_shaped + torch.einsum('vcp,bp->bvc', posedirs, pose_features(rot_mats))
     joints, transforms = batch_rigid_transform(rot_mats, rest_joints, parents, levels)
-    per_vertex = torch.einsum('vj,bjmn->bvmn', weights, transforms[:, :, :3, :])  # B x V x 3 x 4
-    verts = torch.einsum('bvmn,bvn->bvm', per_vertex[..., :3], v_posed) + per_vertex[..., 3]
-    return verts, joints
+    return skin(weights, transforms, v_posed), joints

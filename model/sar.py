@@ -4,12 +4,15 @@ The default configuration has exactly the state-dict keys and shapes of the publ
 so the authors' checkpoint loads with `load_state_dict(ckpt['net'], strict=True)`.
 """
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
 
-from model.backbone import (HIGH_STRIDE, MID_STRIDE, build_resnet, high_level_features,
-                            load_imagenet_state_dict, mid_level_features, resnet_spec)
+from model.backbone import (HIGH_STRIDE, MID_STRIDE, build_resnet, fold_batch_norms,
+                            high_level_features, load_imagenet_state_dict, mid_level_features,
+                            resnet_spec, use_inference_max_pools)
 from model.layers import GraphRegressor25D, SpatialAwareGraphBuilder
 from model.loss import stage_losses
 
@@ -165,6 +168,36 @@ class SAR(nn.Module):
             for _ in range(num_stage - 1))
         self.register_buffer('template', template_tensor, persistent=False)
         self.register_buffer('faces', faces_tensor, persistent=False)
+        self.inference_only = False  # True on the copies made by fuse_for_inference
+
+    def _check_img(self, img):
+        """ValueError unless img is B x 3 x H x W with (H, W) = input_img_shape."""
+        if img.ndim != 4 or img.shape[1] != 3 or tuple(img.shape[2:]) != self.input_img_shape:
+            raise ValueError(f"inputs['img'] must be B x 3 x {self.input_img_shape[0]} x "
+                             f"{self.input_img_shape[1]} (input_img_shape); got "
+                             f"{tuple(img.shape)}")
+
+    def _stages(self, img, maps):
+        """Run every stage; `maps` as in GraphRegressor25D.forward_vertex_major for the last
+        stage ('all' also returns every row of the earlier stages; otherwise they keep the
+        joint rows the next stage fuses)."""
+        self._check_img(img)
+        features_mid = self.extract_mid(img)  # (B, C_mid, h, w)
+        stage_input = features_mid
+        outputs = []
+        for stage in range(self.num_stage):
+            if stage > 0:
+                previous = outputs[-1]
+                stage_input = self.fuse[stage - 1](torch.cat(
+                    (features_mid, previous.prob[:, -self.num_joint:],
+                     previous.prob_depth[:, -self.num_joint:]), dim=1))  # (B, C_mid, h, w)
+            features_high = self.extract_high[stage](stage_input)
+            vert_features_vm = self.saigb[stage].vertex_major(features_high)  # (V, B, F)
+            last = stage == self.num_stage - 1
+            outputs.append(self.gbbmr[stage].forward_vertex_major(
+                vert_features_vm, shared_columns=self.template,
+                maps=maps if last or maps == 'all' else 'joints'))
+        return outputs
 
     def predict_stages(self, img):
         """Every stage's outputs, for deep supervision and inspection.
@@ -175,23 +208,32 @@ class SAR(nn.Module):
             list of num_stage StageOutput (coords B x (V+J) x 3 crop-normalised uvd, prob and
             prob_depth B x (V+J) x h x w).
         """
-        if img.ndim != 4 or img.shape[1] != 3 or tuple(img.shape[2:]) != self.input_img_shape:
-            raise ValueError(f"inputs['img'] must be B x 3 x {self.input_img_shape[0]} x "
-                             f"{self.input_img_shape[1]} (input_img_shape); got "
-                             f"{tuple(img.shape)}")
-        features_mid = self.extract_mid(img)  # (B, C_mid, h, w)
-        stage_input = features_mid
-        outputs = []
-        for stage in range(self.num_stage):
-            if stage > 0:
-                previous = outputs[-1]
-                stage_input = self.fuse[stage - 1](torch.cat(
-                    (features_mid, previous.prob[:, self.num_vert:],
-                     previous.prob_depth[:, self.num_vert:]), dim=1))  # (B, C_mid, h, w)
-            features_high = self.extract_high[stage](stage_input)
-            vert_features = self.saigb[stage](features_high, self.template)
-            outputs.append(self.gbbmr[stage](vert_features))
-        return outputs
+        return self._stages(img, maps='all')
+
+    def fuse_for_inference(self):
+        """An evaluation-only copy of this network with every batch norm folded into the
+        convolution before it and the stem's max-pool computed as two strided passes.
+
+        The copy computes the same function as this model in evaluation mode (to float
+        rounding) without the normalisation passes. This model, its parameters and its state
+        dict are unchanged; the copy's state dict has conv biases instead of batch norms (save
+        and load the original's). The copy's parameters do not require gradients and
+        `train()` on it raises.
+        """
+        fused = copy.deepcopy(self)
+        fused.eval()
+        for part in (fused.extract_mid, *fused.extract_high):
+            use_inference_max_pools(fold_batch_norms(part))
+        fused.requires_grad_(False)
+        fused.inference_only = True
+        return fused
+
+    def train(self, mode=True):
+        if mode and self.inference_only:
+            raise RuntimeError('this SAR was made by fuse_for_inference() (batch norms folded '
+                               'into the convolutions, evaluation only); train the original '
+                               'model instead')
+        return super().train(mode)
 
     def forward(self, inputs, targets=None):
         """Loss dict in training mode, last-stage coordinates in evaluation mode.
@@ -203,17 +245,19 @@ class SAR(nn.Module):
             training: {'coord_0', 'normal_0', 'edge_0', 'coord_1', ...} scalar tensors (normal
                 already weighted by 0.1); evaluation: {'coords': B x (V+J) x 3}.
         """
-        stages = self.predict_stages(inputs['img'])
+        img = inputs['img']
+        self._check_img(img)
         if not self.training:
-            return {'coords': stages[-1].coords}
+            return {'coords': self._stages(img, maps='none')[-1].coords}
         if targets is None or 'mesh_pose_uvd' not in targets:
             raise ValueError("SAR in training mode needs targets['mesh_pose_uvd'] "
                              "(B x (num_vert + num_joint) x 3); call model.eval() for inference")
         gt_uvd = targets['mesh_pose_uvd']
-        expected_shape = (stages[-1].coords.shape[0], self.num_vert + self.num_joint, 3)
+        expected_shape = (img.shape[0], self.num_vert + self.num_joint, 3)
         if tuple(gt_uvd.shape) != expected_shape:
             raise ValueError(f"targets['mesh_pose_uvd'] must have shape {expected_shape}; got "
                              f"{tuple(gt_uvd.shape)}")
+        stages = self._stages(img, maps='joints')
         losses = {}
         for stage, output in enumerate(stages):
             for name, value in stage_losses(output.coords, gt_uvd, self.faces,

@@ -95,3 +95,37 @@ def test_random_backbones_differ_per_stage():
     assert not torch.equal(model.extract_high[0][0][0].conv1.weight,
                            model.extract_high[1][0][0].conv1.weight)
 
+
+
+@pytest.mark.parametrize('kernel, stride, padding, size', [
+    (3, 2, 1, (33, 40)), (2, 2, 0, (8, 9)), (3, 1, 1, (5, 5)), ((3, 2), (2, 1), (1, 0), (7, 6))])
+def test_separable_max_pool_equals_max_pool(kernel, stride, padding, size):
+    from model.backbone import SeparableMaxPool2d
+
+    pool = torch.nn.MaxPool2d(kernel, stride, padding)
+    x = torch.relu(torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)))
+    x[0, 0, :4, :4] = 0  # tied maxima
+    assert torch.equal(SeparableMaxPool2d(pool)(x), pool(x))
+
+
+def test_fold_batch_norms_keeps_the_eval_function():
+    from model.backbone import fold_batch_norms
+
+    torch.manual_seed(0)
+    net = high_level_features(build_resnet('resnet18'))
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    net.eval()
+    x = torch.randn(2, 128, 16, 16)
+    with torch.no_grad():
+        expected = net(x)
+        folded = fold_batch_norms(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='evaluation mode'):
+        fold_batch_norms(high_level_features(build_resnet('resnet18')))

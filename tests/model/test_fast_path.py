@@ -1,0 +1,328 @@
+"""The fast SAR computation against a direct evaluation of the formulas of SPEC 4 and 5.
+
+The reference below is written from the SPEC in float64 with einsums: row-normalised
+adjacency (own row sum + 1e-5), L @ concat(features, template), fc, LeakyReLU(0.1),
+mesh2pose across the vertex dimension, beta scale, softmax over the pixels, expected column
+and row from pixel indices, depth as the pixel sum of p * z, the fuse of the next stage, and
+the three losses per stage. Only the torchvision backbone parts are run as modules (in a
+float64 copy, unfused), so the fused inference copy (batch norms folded, separable max-pool)
+is checked as well. Compared: evaluation outputs (eval mode and fuse_for_inference) and
+training losses within 1e-4, training gradients of every parameter in float64, the derived
+tensors remembered between calls after parameter updates, and the CPU dropout mask.
+Small inputs: ResNet-18, 64 px (8 x 8 heatmaps, 2 x 2 high-level maps), an icosphere of 42
+vertices and 5 joints.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from model import SAR
+from model.layers import mix_and_project
+
+NUM_JOINT = 5
+SIDE = 64
+SLOPE = 0.1
+EPS_ROW_SUM = 1e-5
+TOLERANCE = dict(rtol=0, atol=1e-4)
+
+
+def icosphere():
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=1)  # 42 vertices, 80 faces
+    return np.asarray(sphere.vertices, np.float32) * 0.05, np.asarray(sphere.faces)
+
+
+def randomised_model(num_stage, seed=0):
+    """A small SAR whose every parameter and BN statistic is away from its initial value."""
+    torch.manual_seed(seed)
+    template, faces = icosphere()
+    model = SAR(template, faces, backbone='resnet18', num_stage=num_stage, num_FMs=8,
+                feature_size=(SIDE // 32) ** 2, heatmap_size=SIDE // 8,
+                num_vert=len(template), num_joint=NUM_JOINT, input_img_shape=(SIDE, SIDE))
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('.adj'):
+                # positive entries: row sums well away from zero, every row mixes vertices
+                noise = torch.rand(param.shape, generator=generator)
+                param.copy_(torch.eye(len(param)) + 0.3 * noise)
+            elif name.endswith('soft_heatmap.beta.weight'):
+                param.copy_(0.5 + torch.rand(param.shape, generator=generator))
+            elif param.requires_grad:
+                param.add_(0.02 * torch.randn(param.shape, generator=generator))
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                count = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(count, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(count, generator=generator))
+    return model
+
+
+def leaky(x):
+    return torch.where(x > 0, x, SLOPE * x)
+
+
+def graph_conv(conv, x):
+    """SPEC 4: fc(L @ x) with L = adj / (row sums of adj + 1e-5); x: B x n x in."""
+    adj = conv.adj.double()
+    row_sums = torch.stack([adj[i].sum() for i in range(len(adj))])
+    norm_adj = adj / (row_sums[:, None] + EPS_ROW_SUM)
+    mixed = torch.einsum('ij,bjf->bif', norm_adj, x)
+    return torch.einsum('bif,of->bio', mixed, conv.fc.weight.double()) + conv.fc.bias.double()
+
+
+def regressor(reg, x):
+    return graph_conv(reg[3], leaky(graph_conv(reg[0], x)))  # dropout off
+
+
+def reference_net(model, training):
+    """A float64 copy of `model` in the given mode, dropouts off (the formulas are checked
+    without the random masks)."""
+    net = copy.deepcopy(model).double().train(training)
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    return net
+
+
+def reference_stages(net, img):
+    """Every stage's (coords, prob, prob * z) by the SPEC formulas, batch-first.
+
+    Args:
+        net: from `reference_net`; its backbone modules and parameters are used as they are.
+    """
+    img = img.double()
+    num_vert, side = net.num_vert, net.gbbmr[0].heatmap_size
+    pixel = torch.arange(side * side, dtype=torch.float64)
+    column, row = pixel % side, torch.div(pixel, side, rounding_mode='floor')
+    features_mid = net.extract_mid(img)
+    stage_input = features_mid
+    outputs = []
+    for stage in range(net.num_stage):
+        if stage > 0:
+            _, prev_prob, prev_prob_z = outputs[-1]
+            fuse = net.fuse[stage - 1]
+            joint_maps = [maps[:, num_vert:].reshape(img.shape[0], -1, side, side)
+                          for maps in (prev_prob, prev_prob_z)]
+            stacked = torch.cat((features_mid, *joint_maps), dim=1)
+            stage_input = (torch.einsum('oc,bchw->bohw', fuse.weight[:, :, 0, 0], stacked)
+                           + fuse.bias[None, :, None, None])
+        high = net.extract_high[stage](stage_input)  # (B, C, h, w)
+        conv = net.saigb[stage].group[0]
+        maps = leaky(torch.einsum('oc,bchw->bohw', conv.weight[:, :, 0, 0], high)
+                     + conv.bias[None, :, None, None])
+        batch = img.shape[0]
+        vert_features = maps.reshape(batch, num_vert, -1)  # channel = vertex * num_FMs + map
+        template = net.template.double().expand(batch, -1, -1)
+        x = torch.cat((vert_features, template), dim=2)
+        head = net.gbbmr[stage]
+        vert_xy, vert_z = regressor(head.reg_xy, x), regressor(head.reg_z, x)  # (B, V, P)
+        joint_xy = (torch.einsum('jv,bvp->bjp', head.mesh2pose_hm.weight, vert_xy)
+                    + head.mesh2pose_hm.bias[None, :, None])
+        joint_z = (torch.einsum('jv,bvp->bjp', head.mesh2pose_dm.weight, vert_z)
+                   + head.mesh2pose_dm.bias[None, :, None])
+        hm_xy, hm_z = torch.cat((vert_xy, joint_xy), 1), torch.cat((vert_z, joint_z), 1)
+        scaled = hm_xy * head.soft_heatmap.beta.weight.view(1, -1, 1)
+        exp = torch.exp(scaled - scaled.max(dim=2, keepdim=True).values)
+        prob = exp / exp.sum(dim=2, keepdim=True)
+        u = (prob * column).sum(2) / (side // 2) - 1
+        v = (prob * row).sum(2) / (side // 2) - 1
+        d = (prob * hm_z).sum(2)
+        outputs.append((torch.stack((u, v, d), dim=2), prob, prob * hm_z))
+    return outputs
+
+
+def unit(vectors):
+    return vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def reference_losses(stages, gt_uvd, faces, num_vert):
+    """SPEC 5 per stage: coord L1, 0.1 * |unit pred edge . target normal|, edge length."""
+    losses = {}
+    faces = torch.as_tensor(faces, dtype=torch.long)
+    gt_uvd = gt_uvd.double()
+    for stage, (coords, _, _) in enumerate(stages):
+        losses[f'coord_{stage}'] = (coords - gt_uvd).abs().mean()
+        pred, gt = coords[:, :num_vert], gt_uvd[:, :num_vert]
+        a, b, c = (pred[:, faces[:, k]] for k in range(3))
+        ga, gb, gc = (gt[:, faces[:, k]] for k in range(3))
+        pred_edges = torch.stack((b - a, c - a, c - b), dim=2)  # (B, F, 3, 3)
+        gt_edges = torch.stack((gb - ga, gc - ga, gc - gb), dim=2)
+        e1, e2 = unit(gb - ga), unit(gc - ga)
+        cross = torch.stack((e1[..., 1] * e2[..., 2] - e1[..., 2] * e2[..., 1],
+                             e1[..., 2] * e2[..., 0] - e1[..., 0] * e2[..., 2],
+                             e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]), dim=-1)
+        normal = unit(cross)
+        cosines = (unit(pred_edges) * normal[:, :, None]).sum(-1)
+        losses[f'normal_{stage}'] = 0.1 * cosines.abs().mean()
+        losses[f'edge_{stage}'] = (pred_edges.norm(dim=-1) - gt_edges.norm(dim=-1)).abs().mean()
+    return losses
+
+
+@pytest.mark.parametrize('num_stage', [1, 2])
+def test_eval_outputs_equal_the_spec_formulas(num_stage):
+    model = randomised_model(num_stage).eval()
+    img = torch.randn(3, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(5))
+    expected = reference_stages(reference_net(model, training=False), img)
+    with torch.no_grad():
+        coords = model({'img': img})['coords']
+        stages = model.predict_stages(img)
+        fused_coords = model.fuse_for_inference()({'img': img})['coords']
+    torch.testing.assert_close(coords.double(), expected[-1][0], **TOLERANCE)
+    torch.testing.assert_close(fused_coords.double(), expected[-1][0], **TOLERANCE)
+    for ours, (ref_coords, ref_prob, ref_prob_z) in zip(stages, expected):
+        side = model.gbbmr[0].heatmap_size
+        torch.testing.assert_close(ours.coords.double(), ref_coords, **TOLERANCE)
+        torch.testing.assert_close(ours.prob.double().flatten(2), ref_prob, **TOLERANCE)
+        torch.testing.assert_close(ours.prob_depth.double().flatten(2), ref_prob_z, **TOLERANCE)
+        assert ours.prob.shape[2:] == (side, side)
+    # Gradients recorded in evaluation mode (no caches used) give the same outputs.
+    torch.testing.assert_close(model({'img': img})['coords'].detach().double(), expected[-1][0],
+                               **TOLERANCE)
+
+
+def test_fused_copy_leaves_the_original_untouched():
+    model = randomised_model(2).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = model.fuse_for_inference()
+    after = model.state_dict()
+    assert list(before) == list(after)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
+    assert not any(p.requires_grad for p in fused.parameters())
+    with pytest.raises(RuntimeError, match='fuse_for_inference'):
+        fused.train()
+    model.train()  # the original still trains
+
+
+def test_training_losses_equal_the_spec_formulas():
+    model = randomised_model(2).train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    generator = torch.Generator().manual_seed(7)
+    img = torch.randn(2, 3, SIDE, SIDE, generator=generator)
+    gt_uvd = torch.rand(2, model.num_vert + NUM_JOINT, 3, generator=generator) * 2 - 1
+    # The reference copy first (the model's forward updates its BN running statistics).
+    net = reference_net(model, training=True)
+    expected = reference_losses(reference_stages(net, img), gt_uvd, model.faces, model.num_vert)
+    losses = model({'img': img}, {'mesh_pose_uvd': gt_uvd})
+    assert list(losses) == list(expected)
+    for name in expected:
+        torch.testing.assert_close(losses[name].double(), expected[name], **TOLERANCE)
+
+
+def test_training_gradients_equal_the_spec_formulas_in_float64():
+    # float64 on both sides: float32 gradients through batch norm over 2 x 2 maps differ
+    # from float64 by about 1e-3 relative, which would hide a real difference.
+    model = randomised_model(2).double().train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    generator = torch.Generator().manual_seed(7)
+    img = torch.randn(2, 3, SIDE, SIDE, generator=generator, dtype=torch.float64)
+    gt_uvd = torch.rand(2, model.num_vert + NUM_JOINT, 3, generator=generator,
+                        dtype=torch.float64) * 2 - 1
+    net = reference_net(model, training=True)
+    expected = reference_losses(reference_stages(net, img), gt_uvd, model.faces, model.num_vert)
+    losses = model({'img': img}, {'mesh_pose_uvd': gt_uvd})
+    sum(losses.values()).backward()
+    sum(expected.values()).backward()
+    reference_params = dict(net.named_parameters())
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert param.grad is None and reference_params[name].grad is None, name
+            continue
+        reference_grad = reference_params[name].grad
+        # mesh2pose_hm.bias shifts a whole joint map: the softmax ignores it (gradient ~0).
+        scale = reference_grad.abs().max().item()
+        torch.testing.assert_close(param.grad, reference_grad, rtol=0,
+                                   atol=1e-9 * max(scale, 1.0), msg=lambda m: f'{name}: {m}')
+
+
+def test_cached_derived_tensors_follow_parameter_updates():
+    model = randomised_model(1).eval()
+    img = torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model({'img': img})  # fills the caches
+        model.gbbmr[0].reg_xy[3].adj.mul_(torch.rand_like(model.gbbmr[0].reg_xy[3].adj) + 0.5)
+        model.gbbmr[0].soft_heatmap.beta.weight.mul_(1.5)
+        model.gbbmr[0].reg_z[0].fc.weight.add_(0.05)
+        after_edit = model({'img': img})['coords']
+    expected = reference_stages(reference_net(model, training=False), img)[-1][0]
+    torch.testing.assert_close(after_edit.double(), expected, **TOLERANCE)
+    # load_state_dict writes in place as well
+    other = randomised_model(1, seed=11).eval()
+    model.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        after_load = model({'img': img})['coords']
+    expected = reference_stages(reference_net(other, training=False), img)[-1][0]
+    torch.testing.assert_close(after_load.double(), expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize('rows, in_features, out_features', [(6, 3, 7), (6, 7, 3), (8, 5, 5)])
+@pytest.mark.parametrize('bias_kind', ['none', 'column', 'row'])
+def test_mix_and_project_both_associations(rows, in_features, out_features, bias_kind):
+    generator = torch.Generator().manual_seed(0)
+    num_vert, batch = 6, 3
+    mix = torch.randn(rows, num_vert, generator=generator, dtype=torch.float64)
+    x = torch.randn(batch, num_vert, in_features, generator=generator, dtype=torch.float64)
+    weight = torch.randn(out_features, in_features, generator=generator, dtype=torch.float64)
+    bias_shape = {'none': None, 'column': (out_features,), 'row': (rows, out_features)}[bias_kind]
+    bias = (None if bias_shape is None
+            else torch.randn(bias_shape, generator=generator, dtype=torch.float64))
+    expected = torch.zeros(batch, rows, out_features, dtype=torch.float64)
+    for b in range(batch):
+        for r in range(rows):
+            for o in range(out_features):
+                value = sum(mix[r, v] * x[b, v, f] * weight[o, f]
+                            for v in range(num_vert) for f in range(in_features))
+                if bias_kind == 'column':
+                    value = value + bias[o]
+                elif bias_kind == 'row':
+                    value = value + bias[r, o]
+                expected[b, r, o] = value
+    out = mix_and_project(mix, x.transpose(0, 1).contiguous(), weight, bias)
+    torch.testing.assert_close(out.transpose(0, 1), expected)
+
+
+def test_inference_mode_then_training():
+    # Derived tensors remembered under inference_mode are not reused where autograd records.
+    model = randomised_model(1).eval()
+    img = torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        model({'img': img})
+    model.train()
+    losses = model({'img': img}, {'mesh_pose_uvd': torch.zeros(2, model.num_vert + NUM_JOINT, 3)})
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.inference_mode():
+        again = model({'img': img})['coords']
+    expected = reference_stages(reference_net(model, training=False), img)[-1][0]
+    torch.testing.assert_close(again.double(), expected, **TOLERANCE)
+
+
+def test_cpu_dropout_half_keeps_independent_fair_coins():
+    from model.layers import dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1003) + 1.0  # odd size: the mask bits do not end on a byte
+    out = dropout(x, 0.5, training=True)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], 2 * x[kept])  # kept elements are scaled by 1/(1-p)
+    count = kept.numel()
+    assert abs(kept.float().mean().item() - 0.5) < 5 * 0.5 / count ** 0.5
+    flat = kept.flatten()
+    for position in range(8):  # every bit of the random bytes is a fair coin
+        assert abs(flat[position::8].float().mean().item() - 0.5) < 5 * 0.5 / (count / 8) ** 0.5
+    pairs = flat[:-1].long() * 2 + flat[1:].long()  # neighbouring decisions are independent
+    frequencies = torch.bincount(pairs, minlength=4).float() / (count - 1)
+    assert (frequencies - 0.25).abs().max() < 5 * (0.25 * 0.75 / count) ** 0.5
+    assert not torch.equal(kept, dropout(x, 0.5, training=True) != 0)  # a new mask per call
+    assert dropout(x, 0.5, training=False) is x
+    torch.testing.assert_close(dropout(x, 0.0, training=True), x)
