@@ -113,7 +113,9 @@ def main(argv):
     # The checkpoint supplies every weight: no ImageNet download.
     model = build_model(dataclasses.replace(cfg, pretrained_backbone=False), mano, device)
     load_net_state(model, load_checkpoint(cfg.checkpoint, map_location=device)['net'], cfg.checkpoint)
-    model.eval()
+    model = model.fuse_for_inference()  # same function, batch norms folded (evaluation only)
+    memory_format = (torch.channels_last if cfg.channels_last and device.type == 'cuda'
+                     else torch.contiguous_format)
 
     from utils.render import render_mesh  # after torch/torchvision (see utils/render.py)
     from utils.vis import draw_skeleton, save_image
@@ -134,7 +136,8 @@ def main(argv):
             net_center = np.array([width - 1 - center[0], center[1]])
         crop, _, crop2img = crop_and_augment(net_img, net_center, side, cfg.input_img_shape)
         with torch.inference_mode():
-            inputs = {'img': torch.from_numpy(normalize(crop))[None].to(device)}
+            img = torch.from_numpy(normalize(crop))[None].to(device)
+            inputs = {'img': img.contiguous(memory_format=memory_format)}
             coords = model(inputs)['coords'][0].float().cpu().numpy()
         xyz_cam = decode_uvd(coords, args.root_depth, crop2img, K, crop_size=cfg.input_img_shape,
                              depth_box=cfg.depth_box)

@@ -54,6 +54,10 @@ def main(argv):
     ckpt = load_checkpoint(cfg.checkpoint, map_location=device)
     load_net_state(model, ckpt['net'], cfg.checkpoint)
     logger.info('loaded %s (epoch %s)', cfg.checkpoint, ckpt.get('last_epoch', 'unknown'))
+    # Same function, batch norms folded into the convolutions (model.sar.fuse_for_inference).
+    model = model.fuse_for_inference()
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
 
     dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 import config as config_module
-from dataset import get_dataset
+from dataset import get_dataset, worker_init_fn
 from model import SAR
 from utils import distributed, freihand_eval
 from utils.checkpoint import latest_checkpoint, load_checkpoint, load_net_state, save_checkpoint
@@ -64,8 +64,9 @@ def evaluate_epoch(cfg, model, device, amp_dtype, rank, world_size, logger):
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box)
     xyz, verts = predict_dataset(model, dataset, device=device, batch_size=cfg.test_batch_size,
                                  num_workers=cfg.num_worker, crop_size=cfg.input_img_shape,
-                                 depth_box=cfg.depth_box, amp_dtype=amp_dtype, rank=rank,
-                                 world_size=world_size)
+                                 depth_box=cfg.depth_box, amp_dtype=amp_dtype,
+                                 channels_last=cfg.channels_last and device.type == 'cuda',
+                                 rank=rank, world_size=world_size)
     if rank == 0:
         scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root), xyz, verts)
         logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
@@ -100,7 +101,7 @@ def main(argv):
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
     loader = DataLoader(dataset, batch_size=per_gpu_batch, sampler=sampler, drop_last=True,
                         num_workers=cfg.num_worker, pin_memory=device.type == 'cuda',
-                        persistent_workers=cfg.num_worker > 0)
+                        persistent_workers=cfg.num_worker > 0, worker_init_fn=worker_init_fn)
     if len(loader) == 0:
         raise config_module.ConfigError(
             f"{len(dataset)} training items give no batch of {per_gpu_batch}: lower batch_size")
@@ -137,11 +138,12 @@ def main(argv):
                     optimizer.param_groups[0]['lr'])
 
     train_model = model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
     if world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if cfg.compile:
+        # Compiled after the DDP wrap, so DDP's optimizer can split the graph at its buckets.
+        train_model = torch.compile(train_model)
 
     if rank == 0:
         os.makedirs(cfg.checkpoint_dir, exist_ok=True)

@@ -1,4 +1,7 @@
 """Data sets for SAR: FreiHAND (SPEC 1-3) and the name -> class registry used by the entry scripts."""
+import cv2
+import torch
+
 from dataset.freihand import DataError, FreiHAND
 
 DATASETS = {'FreiHAND': FreiHAND}
@@ -16,4 +19,14 @@ def get_dataset(name, mode, root=None, **kwargs):
     return DATASETS[name](mode, **kwargs)
 
 
-__all__ = ['DATASETS', 'DataError', 'FreiHAND', 'get_dataset']
+def worker_init_fn(worker_id):
+    """DataLoader worker setup: one OpenCV and one torch thread per worker.
+
+    Workers parallelise across items; OpenCV's own thread pool (one thread per core in every
+    worker) would oversubscribe the cores that the workers and the training process share.
+    """
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+__all__ = ['DATASETS', 'DataError', 'FreiHAND', 'get_dataset', 'worker_init_fn']

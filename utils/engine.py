@@ -128,13 +128,15 @@ def predict_dataset(model, dataset, *, device, batch_size, num_workers, crop_siz
     """
     from torch.utils.data import DataLoader, Subset
 
+    from dataset import worker_init_fn
     from utils import distributed
 
     num = len(dataset)
     shard = -(-num // world_size)
     indices = list(range(rank * shard, min(num, (rank + 1) * shard)))
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=device.type == 'cuda')
+                        num_workers=num_workers, pin_memory=device.type == 'cuda',
+                        worker_init_fn=worker_init_fn)
     local = predict(model, loader, device=device, crop_size=crop_size, depth_box=depth_box,
                     amp_dtype=amp_dtype, channels_last=channels_last, show_progress=rank == 0)
     merged = {}

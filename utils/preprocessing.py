@@ -59,9 +59,20 @@ def crop_and_augment(img_bgr, center, box_size, out_size, scale=1.0, rot=0.0, tr
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     gain = np.asarray(color_gain, dtype=np.float64)
     if not np.all(gain == 1.0):
-        # float64 arithmetic, then astype truncates towards zero (SPEC 2 step 4).
-        crop = np.clip(crop * gain[None, None, :], 0.0, 255.0).astype(np.uint8)
+        # A per-channel lookup table of the 256 levels: the same values as applying the
+        # gain to every pixel, about 10x faster.
+        crop = cv2.LUT(crop, gain_table(gain).reshape(256, 1, 3))
     return crop, img2crop, crop2img
+
+
+def gain_table(gain):
+    """The colour gain of every 8-bit level: 256 x 3 uint8, column c = level * gain[c].
+
+    float64 arithmetic, clipped to [0, 255], then truncated towards zero (SPEC 2 step 4).
+    """
+    levels = np.arange(256, dtype=np.float64)[:, None]
+    return np.clip(levels * np.asarray(gain, dtype=np.float64)[None, :], 0.0, 255.0).astype(
+        np.uint8)
 
 
 def normalize(crop_bgr):
@@ -73,7 +84,23 @@ def normalize(crop_bgr):
     Returns:
         3 x H x W float32 (RGB channel order).
     """
-    rgb = crop_bgr[..., ::-1].astype(np.float32) / np.float32(255.0)
-    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    return np.ascontiguousarray(((rgb - mean) / std).transpose(2, 0, 1))
+    if crop_bgr.dtype != np.uint8 or crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3:
+        raise ValueError(f'normalize expects an H x W x 3 uint8 BGR crop; got dtype '
+                         f'{crop_bgr.dtype}, shape {crop_bgr.shape}')
+    table = _NORMALIZE_TABLE  # (3, 256): RGB channel, 8-bit level
+    out = np.empty((3, *crop_bgr.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], crop_bgr[..., 2 - channel], out=out[channel])
+    return out
+
+
+def _normalize_table():
+    """Network value of each 8-bit level per RGB channel, float32 arithmetic as if per pixel:
+    (level / 255 - mean) / std."""
+    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)[:, None]
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)[:, None]
+    return (levels - mean) / std
+
+
+_NORMALIZE_TABLE = _normalize_table()

@@ -64,3 +64,26 @@ def test_augment_params_ranges_and_reproducibility():
     assert 0.8 <= gain.min() and gain.max() <= 1.2
     again = augment_params(np.random.default_rng(5))
     assert again['scale'] == draws[0]['scale'] and np.array_equal(again['color_gain'], draws[0]['color_gain'])
+
+
+def test_lookup_tables_equal_the_per_pixel_formulas():
+    # The gain and normalisation tables give bit for bit what the formulas of SPEC 2 give
+    # when applied to every pixel (float64 gain, truncation; float32 normalisation).
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
+    img[:2].reshape(-1, 3)[:256] = np.arange(256)[:, None]  # every level appears
+    for gain in ((0.8, 1.2, 1.0), tuple(rng.uniform(0.8, 1.2, size=3))):
+        crop, _, _ = crop_and_augment(img, (112.0, 112.0), 224.0, 224, color_gain=gain)
+        plain, _, _ = crop_and_augment(img, (112.0, 112.0), 224.0, 224)
+        direct = np.clip(plain * np.asarray(gain)[None, None, :], 0.0, 255.0).astype(np.uint8)
+        np.testing.assert_array_equal(crop, direct)
+        rgb = crop[..., ::-1].astype(np.float32) / np.float32(255.0)
+        mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+        std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+        np.testing.assert_array_equal(normalize(crop), ((rgb - mean) / std).transpose(2, 0, 1))
+
+
+def test_normalize_rejects_float_input():
+    import pytest
+    with pytest.raises(ValueError, match='uint8'):
+        normalize(np.zeros((4, 4, 3), dtype=np.float32))
