@@ -40,6 +40,7 @@ class Config:
     batch_size: int = 64  # total over all GPUs (per GPU = batch_size / world size)
     lr: float = 3e-4  # AdamW learning rate, cosine-annealed per epoch to 0
     weight_decay: float = 0.01  # AdamW weight decay
+    adj_lr_scale: float = 1.0  # lr multiplier for the graph adjacencies (`adj`); 1: published
     total_epoch: int = 50  # epochs over 4*N training items
     amp: str = 'bf16'  # CUDA mixed precision: off | bf16 | fp16 (fp16 uses loss scaling)
     channels_last: bool = True  # CUDA memory layout for the convolutions

@@ -182,3 +182,27 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
     test_script.main(small_args(workspace, tmp_path / 'single', '--checkpoint',
                                 str(out / 'checkpoint' / 'tiny' / 'snapshot_0.pth.tar')))
     assert (tmp_path / 'single' / 'pred.json').exists()
+
+
+def test_adj_lr_scale_puts_the_adjacencies_in_their_own_group():
+    # 1-stage ResNet-18 SAR at 64 px: 4 graph convolutions, so 4 adjacencies.
+    from model import SAR
+    from manopth.standin import build_standin
+    mano = build_standin(seed=0)
+    model = SAR(mano['v_template'], mano['f'], backbone='resnet18', num_stage=1,
+                feature_size=4, heatmap_size=8, input_img_shape=(64, 64))
+    published = train.param_groups(model, 3e-4, 1.0)  # one group, as published
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not the index grids
+    assert [id(p) for p in published] == [id(p) for p in trainable]
+    groups = train.param_groups(model, 3e-4, 0.1)
+    adj_ids = {id(m.adj) for m in model.modules() if hasattr(m, 'adj')}
+    assert len(adj_ids) == 4
+    assert {id(p) for p in groups[1]['params']} == adj_ids
+    assert groups[1]['lr'] == pytest.approx(3e-5, rel=1e-12)
+    assert len(groups[0]['params']) + 4 == len(trainable)
+    optimizer = torch.optim.AdamW(groups, lr=3e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2, eta_min=0)
+    scheduler.step()
+    # Both groups follow the cosine: half of their own base rate after 1 of 2 epochs.
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(1.5e-4, abs=1e-15)
+    assert optimizer.param_groups[1]['lr'] == pytest.approx(1.5e-5, abs=1e-15)
