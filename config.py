@@ -84,8 +84,9 @@ class Config:
 # two CPU cores (same code path, smaller backbone and input); used by `make demo`.
 PRESETS = {
     'cpu_demo': dict(
-        device='cpu', backbone='resnet18', input_img_shape=(96, 96), num_stage=2,
-        num_FMs=8, pretrained_backbone=False, batch_size=16, lr=1e-3, total_epoch=2,
+        device='cpu', backbone='resnet18', input_img_shape=(96, 96), num_stage=1,
+        num_FMs=8, pretrained_backbone=False, batch_size=16, lr=1e-3, adj_lr_scale=0.01,
+        total_epoch=3,
         num_worker=1, amp='off', channels_last=False, print_iter=20,
         data_root='data/FreiHAND_synth', mano_root='data/mano_standin',
         experiment_name='cpu_demo'),

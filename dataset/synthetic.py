@@ -143,23 +143,45 @@ def random_intrinsics(rng):
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def random_rotation(rng, direction, max_pointing_cos=MAX_POINTING_COS):
-    """Uniform random rotation, redrawn until `direction` does not point along the optical axis.
+def random_rotation(rng, direction, max_pointing_cos=MAX_POINTING_COS, normal=None,
+                    min_facing_cos=None):
+    """Uniform random rotation, redrawn until `direction` does not point along the optical axis
+    (and, with `normal`, until `normal` faces the camera).
 
     Args:
         rng: numpy Generator.
         direction: (3,) unit vector in the model frame (the wrist -> middle-MCP direction).
         max_pointing_cos: accept when |z| of the rotated direction is at most this.
+        normal: None, or a (3,) unit vector in the model frame (the hand's normal).
+        min_facing_cos: with `normal`, accept only when the rotated normal points towards the
+            camera within acos(min_facing_cos): -z of it at least min_facing_cos.
     Returns:
         3 x 3 rotation matrix (model -> camera frame).
     """
     for _ in range(MAX_ROTATION_DRAWS):
         # A normalised 4D Gaussian is a uniform unit quaternion, i.e. uniform on SO(3).
         rotation = Rotation.from_quat(rng.standard_normal(4)).as_matrix()
+        if normal is not None and -(rotation[2] @ normal) < min_facing_cos:
+            continue
         if abs(rotation[2] @ direction) <= max_pointing_cos:
             return rotation
     raise RuntimeError(f'no rotation with |cos| <= {max_pointing_cos} in {MAX_ROTATION_DRAWS} draws '
                        f'for direction {direction}: is it a unit vector?')
+
+
+def hand_normals(xyz):
+    """Unit normal of the hand: (index MCP - wrist) x (little MCP - wrist), FreiHAND order.
+
+    For a right hand this points out of the palm (palm towards the camera, fingers up: the
+    index MCP is right of the wrist, the little MCP left, and the cross product points at -z).
+
+    Args:
+        xyz: B x 21 x 3 keypoints (FreiHAND order: 0 wrist, 5 index MCP, 17 little MCP).
+    Returns:
+        B x 3.
+    """
+    normal = np.cross(xyz[:, 5] - xyz[:, 0], xyz[:, 17] - xyz[:, 0])
+    return normal / np.linalg.norm(normal, axis=1, keepdims=True)
 
 
 def _project_relative(points_rel, anchor_uv, K, depth):
@@ -234,9 +256,15 @@ class GeometrySampler:
 
     Args:
         mano_root: folder with MANO_RIGHT.pkl (the real model or the stand-in).
+        max_tilt: None (global rotations uniform as described above), or degrees: keep only
+            rotations whose palm normal (`hand_normals`) points within max_tilt of the
+            direction to the camera. Every in-plane orientation remains.
     """
 
-    def __init__(self, mano_root):
+    def __init__(self, mano_root, max_tilt=None):
+        if max_tilt is not None and not (0 < max_tilt <= 180):
+            raise ValueError(f'max_tilt must be an angle in (0, 180] degrees or None, got {max_tilt!r}')
+        self.max_tilt = max_tilt
         data = load_mano(mano_root)
         if 'hands_coeffs' not in data or np.ndim(data['hands_coeffs']) != 2 \
                 or np.shape(data['hands_coeffs'])[1] != 45:
@@ -286,7 +314,13 @@ class GeometrySampler:
         anchor = self.mano.joints_from_verts(verts)[:, MANO_KEYPOINT_ANCHOR]  # (B, 3), as SPEC 1
         pointing = anchor - joints[:, ROOT_JOINT_IDX]
         pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
-        rotations = np.stack([random_rotation(rng, p) for rng, p in zip(rngs, pointing)])
+        if self.max_tilt is None:
+            rotations = np.stack([random_rotation(rng, p) for rng, p in zip(rngs, pointing)])
+        else:
+            normals = hand_normals(self.mano.joints_from_verts(verts))
+            min_facing_cos = np.cos(np.radians(self.max_tilt))
+            rotations = np.stack([random_rotation(rng, p, normal=n, min_facing_cos=min_facing_cos)
+                                  for rng, p, n in zip(rngs, pointing, normals)])
         # MANO's global rotation turns the hand about the wrist joint, so offsets from
         # keypoint 9 just rotate.
         points_rel = np.einsum('bij,bvj->bvi', rotations, verts - anchor[:, None])
@@ -599,7 +633,7 @@ def _bone_lengths(xyz):
 
 
 def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, workers=1,
-             overwrite=False, progress=True):
+             overwrite=False, progress=True, max_tilt=None):
     """Render a synthetic data set in FreiHAND's layout (SPEC 1) into `root`.
 
     Args:
@@ -615,6 +649,8 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
         overwrite: allow a non-empty `root`; its FreiHAND-layout images (%08d.jpg in the three
             image folders) and annotation files are deleted first, nothing else.
         progress: show a tqdm progress bar.
+        max_tilt: None, or the largest angle (degrees) between the palm normal and the
+            direction to the camera (see GeometrySampler): palms towards the camera.
     Returns:
         dict: 'root', 'num_train', 'num_eval', 'num_images' (files written), 'seconds',
         'samples_per_second', 'workers', 'mano_standin'.
@@ -628,7 +664,7 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
     root = os.fspath(root)
     _check_root(root, overwrite)
     start_time = time.perf_counter()
-    sampler = GeometrySampler(mano_root)  # before touching `root`: a bad MANO folder leaves no trace
+    sampler = GeometrySampler(mano_root, max_tilt)  # before touching `root`: a bad MANO folder leaves no trace
     _prepare_root(root)
     train, _ = _split_geometry(sampler, seed, TRAIN_SPLIT, num_train)
     evaluation, noise_rngs = _split_geometry(sampler, seed, EVAL_SPLIT, num_eval)
@@ -740,6 +776,9 @@ def main(argv=None):
     parser.add_argument('--root-noise', type=float, default=0.0,
                         help='std (m) of Gaussian noise on the RootNet-file wrist positions (default 0)')
     parser.add_argument('--workers', type=int, default=1, help='rendering processes (default 1)')
+    parser.add_argument('--max-tilt', type=float, default=None,
+                        help='degrees: palms face the camera within this angle (default: any '
+                             'orientation)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the FreiHAND-layout files of a non-empty --root')
     parser.add_argument('--preview', default=None,
@@ -752,6 +791,7 @@ def main(argv=None):
     try:
         generate(args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
                  root_noise=args.root_noise, workers=args.workers, overwrite=args.overwrite,
+                 max_tilt=args.max_tilt,
                  progress=not args.no_progress)
     except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         parser.exit(2, f'error: {err}\n')

@@ -41,8 +41,8 @@ def test_keyword_overrides_are_type_checked():
 
 
 def test_preset_then_command_line():
-    c = config.resolve(['--preset', 'cpu_demo', '--total_epoch', '3'])
-    assert c.device == 'cpu' and c.backbone == 'resnet18' and c.total_epoch == 3
+    c = config.resolve(['--preset', 'cpu_demo', '--total_epoch', '5'])
+    assert c.device == 'cpu' and c.backbone == 'resnet18' and c.total_epoch == 5
     assert c.heatmap_size == 12  # derived from the preset's 96 px input
 
 
@@ -52,3 +52,18 @@ def test_config_is_frozen_and_round_trips():
         c.lr = 1.0
     again = config.from_dict(json.loads(config.dumps(c)))
     assert again == c
+
+
+def test_readme_table_lists_every_field_with_its_default():
+    # The README is the manual: its config table must follow config.py.
+    import dataclasses
+    import os
+    import re
+    readme = open(os.path.join(os.path.dirname(__file__), '..', 'README.md')).read()
+    rows = dict(re.findall(r'^\| `(\w+)` \| `([^`]*)` \|', readme, flags=re.M))
+    for field in dataclasses.fields(config.Config):
+        assert field.name in rows, f'README config table lacks {field.name}'
+        written = rows[field.name]
+        value = float(written) if isinstance(field.default, float) else written
+        expected = field.default if isinstance(field.default, float) else repr(field.default)
+        assert value == expected, field.name

@@ -25,7 +25,7 @@ import config as config_module
 REAL_MANO_ROOT = 'manopth/mano/models'
 STANDIN_ROOT = 'data/mano_standin'
 DATA_ROOT = 'data/FreiHAND_synth'
-DATA_PARAMS = dict(num_train=1000, num_eval=200, seed=0, root_noise=0.0)
+DATA_PARAMS = dict(num_train=1000, num_eval=200, seed=0, root_noise=0.0, max_tilt=50.0)
 PARAMS_FILE = 'demo_params.json'  # written into DATA_ROOT after a complete generation
 VIS_NUM = 6
 
@@ -90,7 +90,7 @@ def main():
         run([py, '-m', 'dataset.synthetic', '--root', DATA_ROOT, '--num-train',
              str(params['num_train']), '--num-eval', str(params['num_eval']), '--mano-root',
              mano_root, '--seed', str(params['seed']), '--root-noise', str(params['root_noise']),
-             '--workers', '2', '--overwrite'])
+             '--max-tilt', str(params['max_tilt']), '--workers', '2', '--overwrite'])
         from utils.fileio import atomic_write_json
         atomic_write_json(params_path, params)
 

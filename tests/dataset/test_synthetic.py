@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from dataset import get_dataset
-from dataset.synthetic import generate, random_rotation, solve_anchor_depth
+from dataset.synthetic import GeometrySampler, generate, random_rotation, solve_anchor_depth
 from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
 from utils.render import close_renderers, rasterize_mask
@@ -114,6 +114,29 @@ def test_random_rotations_are_rotations_that_keep_the_hand_off_the_optical_axis(
     # Uniform rotations spread the direction's z uniformly on [-1, 1]; the accepted part
     # stays uniform on [-0.8, 0.8]: each half holds about half of the samples.
     assert 0.4 < np.mean(z > 0) < 0.6
+
+
+def test_max_tilt_turns_the_palms_to_the_camera(standin_root):
+    # The palm normal written out here from the camera-frame keypoints: for a right hand,
+    # (index MCP - wrist) x (little MCP - wrist) leaves the palm. With max_tilt 40 it points
+    # at the camera (-z) within 40 degrees; without, both sides of the hand are seen.
+    rngs = lambda: [np.random.default_rng(i) for i in range(64)]  # noqa: E731
+    tilted = GeometrySampler(standin_root, max_tilt=40.0).sample(rngs())['xyz']
+    uniform = GeometrySampler(standin_root).sample(rngs())['xyz']
+
+    def facing_cos(xyz):
+        normal = np.cross(xyz[:, 5] - xyz[:, 0], xyz[:, 17] - xyz[:, 0])
+        return -normal[:, 2] / np.linalg.norm(normal, axis=1)
+
+    assert facing_cos(tilted).min() >= np.cos(np.radians(40.0)) - 1e-9
+    assert facing_cos(uniform).min() < 0 < facing_cos(uniform).max()
+    # In-plane orientations stay spread: the wrist -> middle MCP image direction takes every
+    # quadrant.
+    pointing = tilted[:, 9, :2] - tilted[:, 0, :2]
+    quadrants = {(bool(x > 0), bool(y > 0)) for x, y in pointing}
+    assert len(quadrants) == 4
+    with pytest.raises(ValueError, match='max_tilt'):
+        GeometrySampler(standin_root, max_tilt=0.0)
 
 
 # ---------------------------------------------------------------------------------------------
