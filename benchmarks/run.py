@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import config as config_module
 from model import SAR
+from utils.engine import train_step
 from utils.mano import MANO
 
 MATMUL_SIDE = {'cpu': 2048, 'cuda': 8192}  # square matmul giving the reference rate
@@ -144,18 +145,9 @@ def forward_flops(model, img, amp_dtype):
 
 
 def training_step(model, optimizer, img, gt_uvd, amp_dtype, scaler):
-    """One train.py step: forward, loss sum, backward, AdamW step."""
-    with autocast(img.device, amp_dtype):
-        losses = model({'img': img}, {'mesh_pose_uvd': gt_uvd})
-    total = sum(losses.values())
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        total.backward()
-        optimizer.step()
+    """One train.py step (utils.engine.train_step): forward, loss sum, backward, AdamW step."""
+    train_step(model, optimizer, {'img': img}, {'mesh_pose_uvd': gt_uvd}, amp_dtype=amp_dtype,
+               scaler=scaler)
 
 
 def make_optimizer(model, cfg, device):

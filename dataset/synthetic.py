@@ -2,7 +2,7 @@
 
     python -m dataset.synthetic --root data/synthetic --num-train 2000 --num-eval 200 \\
         --mano-root manopth/mano/models --seed 0 [--root-noise 0.02] [--workers 2] \\
-        [--overwrite] [--preview docs/synthetic_samples.png] [--no-progress]
+        [--max-tilt 50] [--overwrite] [--preview docs/synthetic_samples.png] [--no-progress]
 
 Every file and folder of SPEC 1 is written: training/rgb (4 versions per sample at file
 index i + N*v for v in gs, hom, sample, auto), training/mask, evaluation/rgb (gs only), the
@@ -314,13 +314,12 @@ class GeometrySampler:
         anchor = self.mano.joints_from_verts(verts)[:, MANO_KEYPOINT_ANCHOR]  # (B, 3), as SPEC 1
         pointing = anchor - joints[:, ROOT_JOINT_IDX]
         pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
-        if self.max_tilt is None:
-            rotations = np.stack([random_rotation(rng, p) for rng, p in zip(rngs, pointing)])
-        else:
+        normals, min_facing_cos = [None] * batch, None
+        if self.max_tilt is not None:
             normals = hand_normals(self.mano.joints_from_verts(verts))
             min_facing_cos = np.cos(np.radians(self.max_tilt))
-            rotations = np.stack([random_rotation(rng, p, normal=n, min_facing_cos=min_facing_cos)
-                                  for rng, p, n in zip(rngs, pointing, normals)])
+        rotations = np.stack([random_rotation(rng, p, normal=n, min_facing_cos=min_facing_cos)
+                              for rng, p, n in zip(rngs, pointing, normals)])
         # MANO's global rotation turns the hand about the wrist joint, so offsets from
         # keypoint 9 just rotate.
         points_rel = np.einsum('bij,bvj->bvi', rotations, verts - anchor[:, None])

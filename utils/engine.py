@@ -33,6 +33,29 @@ def format_log_line(epoch, total_epoch, batch, num_batches, lr, losses):
     return f'[Epoch {epoch}/{total_epoch}][Batch {batch}/{num_batches}][lr {lr:.2e}]{terms}'
 
 
+def train_step(model, optimizer, inputs, targets, *, amp_dtype=None, scaler=None):
+    """One optimisation step on a batch already on the device: forward under autocast, the
+    sum of the loss terms, backward (scaled with an fp16 GradScaler), optimizer step.
+
+    Returns:
+        the loss dict (device tensors; no host synchronisation here).
+    """
+    device_type = inputs['img'].device.type
+    with torch.autocast(device_type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        losses = model(inputs, targets)
+    total = sum(losses.values())
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        total.backward()
+        optimizer.step()
+    return losses
+
+
 def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, print_iter=10,
                     amp_dtype=None, scaler=None, channels_last=False, show_progress=True):
     """One pass over `loader`. Returns {loss name: mean over the epoch} (floats).
@@ -51,18 +74,7 @@ def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, pri
     for it, (inputs, targets, _) in enumerate(loader):
         inputs = to_device(inputs, device, channels_last)
         targets = to_device(targets, device)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            losses = model(inputs, targets)
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            total.backward()
-            optimizer.step()
+        losses = train_step(model, optimizer, inputs, targets, amp_dtype=amp_dtype, scaler=scaler)
         names = list(losses)
         window.append(torch.stack([v.detach().float() for v in losses.values()]))
 
