@@ -24,10 +24,11 @@ class Config:
     mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
     input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
+    fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
 
     # ---- model ---------------------------------------------------------------------------
     backbone: str = 'resnet34'  # resnet18 | resnet34 | resnet50
-    num_stage: int = 2  # SAIGB + GBBMR stages (1..3)
+    num_stage: int = 2  # SAIGB + GBBMR stages (>= 1; published: 2)
     num_FMs: int = 8  # feature maps per vertex in the graph builder
     feature_size: typing.Optional[int] = None  # px per map; None: (H/32)*(W/32) = 64
     heatmap_size: typing.Optional[int] = None  # heatmap side, px; None: H/8 = 32
@@ -103,7 +104,66 @@ _CHOICES = {
 
 
 class ConfigError(ValueError):
-    pass
+    """A configuration that cannot run; the message names the field, the value and the fix."""
+
+
+# Valid ranges of the numeric fields: (lowest, highest or None, strict lower bound). Checked
+# when a configuration is resolved, before anything touches the disk.
+_RANGES = {
+    'depth_box': (0.0, None, True),
+    'num_stage': (1, None, False),
+    'num_FMs': (1, None, False),
+    'feature_size': (1, None, False),
+    'heatmap_size': (1, None, False),
+    'num_vert': (1, None, False),
+    'num_joint': (1, None, False),
+    'batch_size': (1, None, False),
+    'lr': (0.0, None, True),
+    'weight_decay': (0.0, None, False),
+    'adj_lr_scale': (0.0, None, True),
+    'total_epoch': (1, None, False),
+    'seed': (0, None, False),
+    'num_worker': (0, None, False),
+    'save_epoch': (1, None, False),
+    'eval_interval': (0, None, False),
+    'print_iter': (1, None, False),
+    'vis_num': (0, None, False),
+    'test_batch_size': (1, None, False),
+}
+MIN_INPUT_SIDE = 32  # px: the network's stride-32 features need at least one pixel
+
+
+def _range_text(low, high, strict):
+    text = f"{'>' if strict else '>='} {low}"
+    return text if high is None else f'{text} and <= {high}'
+
+
+def validate(config):
+    """Raise ConfigError for the first field outside its valid range (numbers, the input
+    size, the experiment name) or a combination that cannot run; returns `config`."""
+    import math
+    for name, (low, high, strict) in _RANGES.items():
+        value = getattr(config, name)
+        if value is None:
+            continue  # a derived field not derived yet
+        bad = (isinstance(value, float) and not math.isfinite(value)) or value < low or (
+            strict and value == low) or (high is not None and value > high)
+        if bad:
+            raise ConfigError(f"config field '{name}' = {value!r} is out of range: it must be "
+                              f"{_range_text(low, high, strict)}")
+    height, width = config.input_img_shape
+    if height < MIN_INPUT_SIDE or width < MIN_INPUT_SIDE:
+        raise ConfigError(f"config field 'input_img_shape' = {config.input_img_shape!r}: both "
+                          f"sides must be >= {MIN_INPUT_SIDE} px (and, for the network, equal "
+                          f"and divisible by 32, e.g. 256,256)")
+    name = config.experiment_name
+    if name is not None and (not name or '/' in name or '\\' in name or name in ('.', '..')):
+        raise ConfigError(f"config field 'experiment_name' = {name!r} must be a non-empty folder "
+                          f"name without path separators")
+    if config.continue_train and not config.checkpoint:
+        raise ConfigError("continue_train is set but 'checkpoint' is empty: pass --checkpoint "
+                          "PATH or use --resume auto")
+    return config
 
 
 def _parse_value(name, text, annotation):
@@ -238,7 +298,7 @@ def derive(config):
         updates['feature_size'] = (height // 32) * (width // 32)
     if config.experiment_name is None:
         updates['experiment_name'] = f'{config.backbone}_{config.num_stage}stage_{height}'
-    return dataclasses.replace(config, **updates)
+    return validate(dataclasses.replace(config, **updates))
 
 
 def from_dict(values):

@@ -18,9 +18,7 @@ Any config.py field can follow (e.g. --device cpu --backbone resnet18 --input_im
 for a checkpoint trained with the CPU preset; its config.json is read automatically).
 """
 import argparse
-import dataclasses
 import glob
-import json
 import os
 import sys
 
@@ -30,9 +28,10 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
-from train import build_model
-from utils.checkpoint import load_checkpoint, load_net_state
+from engine.inference import load_for_inference
+from engine.setup import resolve_config, run_main
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
+from utils.errors import DataError
 from utils.fileio import atomic_open
 from utils.mano import MANO
 from utils.preprocessing import crop_and_augment, normalize
@@ -76,9 +75,9 @@ def hand_box(bbox_text, width, height):
     try:
         x, y, w, h = (float(v) for v in bbox_text.split(','))
     except ValueError:
-        raise ValueError(f"--bbox {bbox_text!r}: expected four numbers x,y,w,h") from None
+        raise config_module.ConfigError(f"--bbox {bbox_text!r}: expected four numbers x,y,w,h") from None
     if w <= 0 or h <= 0:
-        raise ValueError(f"--bbox {bbox_text!r}: width and height must be positive")
+        raise config_module.ConfigError(f"--bbox {bbox_text!r}: width and height must be positive")
     return np.array([x + w / 2, y + h / 2]), max(w, h)
 
 
@@ -89,20 +88,9 @@ def write_obj(path, verts, faces):
         f.write(''.join(f'f {a + 1} {b + 1} {c + 1}\n' for a, b, c in faces))
 
 
-def checkpoint_config(checkpoint, argv):
-    """The config to build the network with: the checkpoint's saved config.json (when
-    present) under the command-line overrides."""
-    base = config_module.cfg
-    saved = os.path.join(os.path.dirname(checkpoint), 'config.json')
-    if os.path.isfile(saved):
-        with open(saved) as f:
-            base = config_module.from_dict(json.load(f))
-    return config_module.resolve(argv, base=base)
-
-
 def main(argv):
     args, rest = parse_args(argv)
-    cfg = checkpoint_config(config_module.resolve(rest).checkpoint, rest)
+    cfg = resolve_config(rest, from_checkpoint=True)
     if not cfg.checkpoint:
         raise config_module.ConfigError('no checkpoint given: python demo.py --input IMG '
                                         '--checkpoint PATH')
@@ -110,21 +98,18 @@ def main(argv):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError("CUDA is not available: add --device cpu")
     mano = MANO(cfg.mano_root)
-    # The checkpoint supplies every weight: no ImageNet download.
-    model = build_model(dataclasses.replace(cfg, pretrained_backbone=False), mano, device)
-    load_net_state(model, load_checkpoint(cfg.checkpoint, map_location=device)['net'], cfg.checkpoint)
-    model = model.fuse_for_inference()  # same function, batch norms folded (evaluation only)
+    model, _ = load_for_inference(cfg, mano, device)
     memory_format = (torch.channels_last if cfg.channels_last and device.type == 'cuda'
                      else torch.contiguous_format)
 
     from utils.render import render_mesh  # after torch/torchvision (see utils/render.py)
-    from utils.vis import draw_skeleton, save_image
+    from utils.drawing import draw_skeleton, save_image
 
     os.makedirs(args.out, exist_ok=True)
     for path in tqdm(list_images(args.input), desc='images'):
         img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if img_bgr is None:
-            raise ValueError(f"cannot read image {path}")
+            raise DataError(f"cannot read image {path}: not an image OpenCV can decode")
         height, width = img_bgr.shape[:2]
         center, side = hand_box(args.bbox, width, height)
         focal = args.focal if args.focal else DEFAULT_FOCAL_PX * side / HAND_BOX_SIZE
@@ -140,7 +125,7 @@ def main(argv):
             inputs = {'img': img.contiguous(memory_format=memory_format)}
             coords = model(inputs)['coords'][0].float().cpu().numpy()
         xyz_cam = decode_uvd(coords, args.root_depth, crop2img, K, crop_size=cfg.input_img_shape,
-                             depth_box=cfg.depth_box)
+                             depth_box=cfg.depth_box, fx_as_fy=cfg.fx_as_fy)
         faces = mano.faces
         if args.left:
             xyz_cam = xyz_cam * np.array([-1.0, 1.0, 1.0])
@@ -158,4 +143,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    sys.exit(run_main(main, sys.argv[1:], 'demo.py'))

@@ -14,7 +14,7 @@ Prints, in one run, with the device, thread count and the CPU use of other proce
 - the data pipeline's CPU time and items/s per worker (decode, crop, augment, normalise,
   targets) on FreiHAND-layout images, and whether config.num_worker workers sustain the
   measured training rate;
-- the time of the full 3,960-sample local evaluation (benchmarks.bench_eval) and the MANO
+- the time of the full 3,960-sample local evaluation (benchmarks/evaluation.py) and the MANO
   layer's hands per second at batch 1024 (procedural stand-in model).
 
 Every timing is a median over repetitions after warm-up. Other processes on the machine
@@ -34,18 +34,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import config as config_module
-from model import SAR
-from utils.engine import train_step
+from engine.build import AMP_DTYPES, amp_dtype as amp_dtype_for, build_model, build_optimizer
+from engine.training import train_step
 from utils.mano import MANO
 
 MATMUL_SIDE = {'cpu': 2048, 'cuda': 8192}  # square matmul giving the reference rate
-PUBLISHED_TRAIN_IMAGES_PER_S = 173  # the published 50-epoch run on one GPU (SPEC 6)
+PUBLISHED_TRAIN_IMAGES_PER_S = 173  # the published 50-epoch run on one GPU (docs/method.md §6)
 INFERENCE_BATCHES = (1, 16)
 TRAIN_BATCH = 8
 MANO_BATCH = 1024
 EVAL_SAMPLES = 3960  # FreiHAND evaluation set size
 TRAINING_FLOP_FACTOR = 3  # forward + backward (input and weight gradients) ~ 3 x forward
-AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 SYNTH_SAMPLES = 8  # FreiHAND-layout samples written for the data benchmark (x4 versions)
 BUSY_CORES = 0.1  # cores used by other processes above which the timings are flagged
 
@@ -120,15 +119,6 @@ def device_description(device):
     return f'cpu ({name}, {os.cpu_count()} logical cores)'
 
 
-def build_network(cfg, mano, device):
-    """The default SAR (config.py) with random weights (no ImageNet download)."""
-    model = SAR(mano.template, mano.faces, backbone=cfg.backbone, num_stage=cfg.num_stage,
-                num_FMs=cfg.num_FMs, feature_size=cfg.feature_size,
-                heatmap_size=cfg.heatmap_size, num_vert=cfg.num_vert, num_joint=cfg.num_joint,
-                input_img_shape=cfg.input_img_shape, pretrained_backbone=False)
-    return model.to(device)
-
-
 def autocast(device, amp_dtype):
     return torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                           enabled=amp_dtype is not None)
@@ -145,15 +135,9 @@ def forward_flops(model, img, amp_dtype):
 
 
 def training_step(model, optimizer, img, gt_uvd, amp_dtype, scaler):
-    """One train.py step (utils.engine.train_step): forward, loss sum, backward, AdamW step."""
+    """One train.py step (engine.training.train_step): forward, loss sum, backward, AdamW step."""
     train_step(model, optimizer, {'img': img}, {'mesh_pose_uvd': gt_uvd}, amp_dtype=amp_dtype,
                scaler=scaler)
-
-
-def make_optimizer(model, cfg, device):
-    """AdamW as train.py builds it (the fused kernel on CUDA)."""
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                             fused=device.type == 'cuda')
 
 
 def random_batch(batch, cfg, device, channels_last, generator):
@@ -171,9 +155,7 @@ def bench_network(cfg, mano, device, timer, amp_dtype, quick):
     channels_last = cfg.channels_last and device.type == 'cuda'  # as train.py
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = build_network(cfg, mano, device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg, mano, device, pretrained_backbone=False).eval()  # random weights
     img1, _ = random_batch(1, cfg, device, channels_last, generator)
     flops = forward_flops(model, img1, amp_dtype)
     figures = {'forward_gflop_per_image': flops / 1e9}
@@ -219,7 +201,7 @@ def bench_network(cfg, mano, device, timer, amp_dtype, quick):
     del fused
 
     model.train()
-    optimizer = make_optimizer(model, cfg, device)
+    optimizer, _ = build_optimizer(cfg, model, device)  # AdamW as train.py builds it
     scaler = torch.amp.GradScaler('cuda') if amp_dtype == torch.float16 else None
     img, gt_uvd = random_batch(TRAIN_BATCH, cfg, device, channels_last, generator)
     print(f'training (forward + losses + backward + AdamW step as in train.py; '
@@ -267,7 +249,7 @@ def bench_data(cfg, data_root, quick, train_images_per_s):
 
     with contextlib.ExitStack() as stack:
         if data_root is None:
-            from tests.dataset.conftest import make_freihand
+            from synthetic.fixture import make_freihand
 
             data_root = stack.enter_context(tempfile.TemporaryDirectory())
             make_freihand(data_root, num_samples=SYNTH_SAMPLES, num_eval=1)
@@ -365,12 +347,12 @@ def bench_mano(mano_root, device, timer, quick):
 
 
 def bench_evaluation():
-    from benchmarks import bench_eval
+    from benchmarks import evaluation
 
-    print(f'evaluation ({EVAL_SAMPLES} samples, benchmarks.bench_eval):')
+    print(f'evaluation ({EVAL_SAMPLES} samples, benchmarks/evaluation.py):')
     start = time.perf_counter()
-    figures = bench_eval.run(EVAL_SAMPLES)
-    print(f'  bench_eval total {time.perf_counter() - start:.1f} s')
+    figures = evaluation.run(EVAL_SAMPLES)
+    print(f'  evaluation benchmark total {time.perf_counter() - start:.1f} s')
     return {f'eval_{key}': value for key, value in figures.items()}
 
 
@@ -411,7 +393,7 @@ def run(quick=False, skip_eval=False, threads=None, data_root=None, device='cpu'
         raise RuntimeError('--device cuda: no CUDA device is visible; use --device cpu')
     if threads is not None:
         torch.set_num_threads(threads)
-    amp_dtype = AMP_DTYPES[amp] if device.type == 'cuda' else None
+    amp_dtype = amp_dtype_for(amp, device)
     cfg = config_module.resolve([], device=device.type, pretrained_backbone=False)
     timer = Timer(device, amp_dtype or torch.float32)
     matmul_name = f'{"fp32" if amp_dtype is None else amp} matmul {timer.side} x {timer.side}'
@@ -426,7 +408,7 @@ def run(quick=False, skip_eval=False, threads=None, data_root=None, device='cpu'
           f'measurement below is also paired with the rate of its own moments)')
 
     with tempfile.TemporaryDirectory() as mano_root:
-        from manopth import standin
+        from synthetic import standin
         with contextlib.redirect_stdout(None):
             standin.main(['--out', mano_root])
         mano = MANO(mano_root)

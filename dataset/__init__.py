@@ -1,8 +1,10 @@
-"""Data sets for SAR: FreiHAND (SPEC 1-3) and the name -> class registry used by the entry scripts."""
+"""Data sets for SAR: FreiHAND (docs/method.md §1-3) and the name -> class registry used by the
+entry layer."""
 import cv2
 import torch
 
-from dataset.freihand import DataError, FreiHAND
+from dataset.freihand import FreiHAND
+from utils.errors import DataError
 
 DATASETS = {'FreiHAND': FreiHAND}
 

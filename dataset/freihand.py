@@ -1,10 +1,10 @@
-"""FreiHAND training and evaluation sets for SAR (SPEC 1-3, 7).
+"""FreiHAND training and evaluation sets for SAR (docs/method.md §1-3, 7).
 
 Training: 4*N items, N read from the annotation files. Item k is sample k % N in image
 version k // N of (gs, hom, sample, auto); its image is `training/rgb/%08d.jpg` % k, and all
 four versions share the sample's annotations.
 Evaluation: M items (version gs only), with the RootNet root depth that test-time decoding
-(SPEC 7) adds back.
+(docs/method.md §7) adds back.
 
 Items are `(inputs, targets, meta_info)` dicts of numpy arrays (float32) and ints; the
 default DataLoader collate turns them into tensors.
@@ -16,11 +16,9 @@ or replaced JSON file never reuses a stale cache), written atomically (temporary
 rename) so concurrent ranks or an interruption never leave a partial file. Off by default;
 delete the folder to drop the cache.
 """
-import json
 import logging
 import os
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -28,14 +26,18 @@ from torch.utils.data import Dataset
 from manopth.constants import NUM_JOINTS, NUM_VERTS
 from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
                              ROOT_JOINT_IDX, ROOTNET_FILE)
+from utils.drawing import read_image
+from utils.errors import DataError
 from utils.fileio import atomic_open
+from utils.jsonarray import POINT_LEVELS, entries_to_array, read_json
 from utils.preprocessing import NO_AUGMENTATION, augment_params, crop_and_augment, normalize
 from utils.transforms import encode_uvd
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT = 'data/FreiHAND'
-ROOT_DEPTH_MM_THRESHOLD = 10.0  # root_cam z above this (m) can only be millimeters (SPEC 1)
+_REPORTED_DAMAGE = set()  # damaged image paths already named in this process
+ROOT_DEPTH_MM_THRESHOLD = 10.0  # root_cam z above this (m) can only be millimeters (docs/method.md §1)
 
 DOWNLOAD_HINT = (
     'FreiHAND v2 (with the evaluation annotations) is downloaded from the FreiHAND page of the '
@@ -47,48 +49,22 @@ DOWNLOAD_HINT = (
 )
 
 
-class DataError(ValueError):
-    """Missing or malformed data on disk; the message names the path, what was expected and the fix."""
-
-
 def _require_file(path, what):
     if not os.path.isfile(path):
         raise DataError(f'missing {what}: {path} does not exist. {DOWNLOAD_HINT}')
 
 
 def _read_json(path, what):
-    """Parsed JSON of `path`, with errors that name the file."""
+    """Parsed JSON of `path` (and whether its values need a type scan), errors naming the file."""
     _require_file(path, what)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise DataError(f'{what} {path} is not valid JSON ({err}); re-download or re-extract it.') from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f'cannot read {what} {path} ({err}); check the file and its permissions.') from err
+    return read_json(path, what, DataError)
 
 
-def _json_to_array(obj, path, entry_shape):
+def _json_to_array(obj, path, entry_shape, type_scan=True):
     """float32 array N x entry_shape from a JSON list, or a DataError naming the first bad entry."""
-    expected = 'N x ' + ' x '.join(str(s) for s in entry_shape) if entry_shape else 'N numbers'
-    if not isinstance(obj, list) or not obj:
-        found = f'{len(obj)} entries' if isinstance(obj, list) else f'a JSON {type(obj).__name__}'
-        raise DataError(f'{path}: expected a non-empty list of {expected}, found {found}.')
-    try:
-        array = np.asarray(obj, dtype=np.float32)
-    except (ValueError, TypeError):
-        array = None
-    if array is None or array.shape[1:] != tuple(entry_shape):
-        for index, entry in enumerate(obj):
-            try:
-                shape = np.asarray(entry, dtype=np.float32).shape
-            except (ValueError, TypeError):
-                shape = 'ragged or non-numeric'
-            if shape != tuple(entry_shape):
-                raise DataError(f'{path}: entry {index} has shape {shape}, expected {tuple(entry_shape)} '
-                                f'(the file must be a list of {expected}); re-download or re-extract it.')
-        raise DataError(f'{path}: expected {expected}, found shape {array.shape}.')
-    return array
+    levels = ('row', 'column') if tuple(entry_shape) == (3, 3) else POINT_LEVELS  # K or points
+    return entries_to_array(obj, path, '', entry_shape, dtype=np.float32, type_scan=type_scan,
+                            finite=False, item='entry', levels=levels)
 
 
 def _check_intrinsics(K, path):
@@ -127,11 +103,11 @@ def _distributed_rank():
 
 
 class FreiHAND(Dataset):
-    """FreiHAND images with SAR preprocessing (SPEC 2) and targets (SPEC 3).
+    """FreiHAND images with SAR preprocessing (docs/method.md §2) and targets (docs/method.md §3).
 
     Args:
         mode: 'training' or 'evaluation'.
-        root: FreiHAND folder (layout in SPEC 1 and DOWNLOAD_HINT).
+        root: FreiHAND folder (layout in docs/method.md §1 and DOWNLOAD_HINT).
         input_img_shape: (height, width) of the network input crop, pixels.
         depth_box: meters of depth per normalised target unit.
         seed: non-negative int seeding the augmentation draws. Each process draws from
@@ -141,15 +117,17 @@ class FreiHAND(Dataset):
             epochs differ, and runs repeat for the same seed, torch seed and worker count.
             Persistent workers keep advancing their own generator. Without workers the main
             process keeps one generator seeded with [seed, rank].
-        augment: random augmentation per item (SPEC 2 step 4); default True for training,
+        augment: random augmentation per item (docs/method.md §2 step 4); default True for training,
             False for evaluation.
         rootnet_file: evaluation root depths (default `root`/bbox_root_freihand_output.json).
         cache_dir: optional folder for float32 .npy copies of the annotation JSON files (see
             the module docstring); None disables the cache.
+        fx_as_fy: project the targets with fx for both axes, as the published code does
+            (docs/method.md §11); False uses fy for v.
 
     Items: `(inputs, targets, meta_info)`:
         inputs['img']: 3 x H x W float32, normalised RGB.
-        training targets['mesh_pose_uvd']: 799 x 3 float32 (SPEC 3); evaluation targets: {}
+        training targets['mesh_pose_uvd']: 799 x 3 float32 (docs/method.md §3); evaluation targets: {}
             (the evaluator reads the ground truth itself).
         meta_info: 'idx', 'sample_idx', 'version' (ints), 'img2bb_trans' / 'bb2img_trans'
             (2 x 3 float32, image <-> crop), 'K' (3 x 3), 'root_depth' (m; the true wrist
@@ -161,7 +139,7 @@ class FreiHAND(Dataset):
     MODES = ('training', 'evaluation')
 
     def __init__(self, mode, root=DEFAULT_ROOT, input_img_shape=(256, 256), depth_box=0.3, seed=0,
-                 augment=None, rootnet_file=None, cache_dir=None):
+                 augment=None, rootnet_file=None, cache_dir=None, fx_as_fy=False):
         if mode not in self.MODES:
             raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
         if not (isinstance(seed, (int, np.integer)) and seed >= 0):
@@ -175,6 +153,7 @@ class FreiHAND(Dataset):
         self.seed = int(seed)
         self.augment = (mode == 'training') if augment is None else bool(augment)
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.fx_as_fy = bool(fx_as_fy)
         self._rng = None
         self._rng_key = None
 
@@ -207,7 +186,8 @@ class FreiHAND(Dataset):
                     raise DataError(f'annotation cache {cache_path} holds {array.dtype} {array.shape}, expected '
                                     f'float32 N x {entry_shape}; delete it to rebuild it from {path}.')
                 return array
-        array = _json_to_array(_read_json(path, 'annotation file'), path, entry_shape)
+        value, type_scan = _read_json(path, 'annotation file')
+        array = _json_to_array(value, path, entry_shape, type_scan)
         if cache_path is not None:
             with atomic_open(cache_path, 'wb') as f:
                 np.save(f, array)
@@ -245,14 +225,14 @@ class FreiHAND(Dataset):
         self.root_depth = self._read_root_depths(rootnet_path)
 
     def _read_root_depths(self, path):
-        """RootNet wrist depths (M,) float32 meters from `path` (SPEC 1), checked against the images."""
-        entries = _read_json(path, 'RootNet root file')
+        """RootNet wrist depths (M,) float32 meters from `path` (docs/method.md §1), checked against the images."""
+        entries, _ = _read_json(path, 'RootNet root file')
         count = self.num_samples
         k_path = os.path.join(self.root, 'evaluation_K.json')
         if not isinstance(entries, list) or len(entries) != count:
             found = f'{len(entries)} entries' if isinstance(entries, list) else f'a JSON {type(entries).__name__}'
             raise DataError(f'{path} holds {found} but {k_path} lists {count} evaluation images; the RootNet file '
-                            'must hold one entry per evaluation image, in evaluation order (SPEC 1). Use the '
+                            'must hold one entry per evaluation image, in evaluation order (docs/method.md §1). Use the '
                             f'{ROOTNET_FILE} published for FreiHAND with I2L-MeshNet.')
         depth = np.empty(count, dtype=np.float64)
         prev_index, prev_id = None, None
@@ -264,7 +244,7 @@ class FreiHAND(Dataset):
                 root_cam = None
             if root_cam is None or root_cam.shape != (3,):
                 raise DataError(f'{path}: entry {index} has no numeric "root_cam": [x, y, z]; expected entries '
-                                '{"image_id", "bbox", "root_cam"} (SPEC 1).')
+                                '{"image_id", "bbox", "root_cam"} (docs/method.md §1).')
             if not np.isfinite(root_cam[2]) or root_cam[2] <= 0:
                 raise DataError(f'{path}: entry {index} has root depth root_cam[2] = {root_cam[2]}, expected a '
                                 'positive distance in front of the camera.')
@@ -276,7 +256,7 @@ class FreiHAND(Dataset):
                 if prev_id is not None and image_id != prev_id + (index - prev_index):
                     raise DataError(f'{path}: entry {index} has image_id {image_id} but entry {prev_index} has '
                                     f'image_id {prev_id}; image_ids must increase one by one in evaluation '
-                                    'order, since entries are matched to images by list position (SPEC 1).')
+                                    'order, since entries are matched to images by list position (docs/method.md §1).')
                 prev_index, prev_id = index, image_id
         in_mm = depth > ROOT_DEPTH_MM_THRESHOLD
         if in_mm.any():
@@ -297,7 +277,12 @@ class FreiHAND(Dataset):
 
     def _read_image(self, idx):
         path = self.image_path(idx)
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        img, damage = read_image(path)
+        if damage and path not in _REPORTED_DAMAGE:
+            # Once per file and process (DataLoader workers log through the inherited handlers).
+            _REPORTED_DAMAGE.add(path)
+            logger.warning('%s image %s %s; training goes on with it. Re-extract the FreiHAND '
+                           'image folder to repair it.', self.mode, path, damage)
         if img is None:
             reason = 'is missing' if not os.path.isfile(path) else 'is not a readable image'
             raise DataError(f'{self.mode} image {path} {reason}; expected a {FREIHAND_IMG_SIZE}x{FREIHAND_IMG_SIZE} '
@@ -352,7 +337,8 @@ class FreiHAND(Dataset):
         if self.mode == 'training':
             targets = {'mesh_pose_uvd': encode_uvd(
                 self.verts_cam[sample], self.joints_cam[sample], self.K[sample], img2crop,
-                crop_size=self.input_img_shape, depth_box=self.depth_box).astype(np.float32)}
+                crop_size=self.input_img_shape, depth_box=self.depth_box,
+                fx_as_fy=self.fx_as_fy).astype(np.float32)}
             meta_info['root_depth'] = self.joints_cam[sample, ROOT_JOINT_IDX, 2]
         else:
             targets = {}

@@ -1,4 +1,4 @@
-"""MANO model constants, named once (SPEC 9).
+"""MANO model constants, named once (docs/method.md §9).
 
 Index lists refer to MANO's internal joint order unless the name says otherwise.
 """
@@ -18,7 +18,7 @@ KINTREE_ROOT_PARENT = 2 ** 32 - 1  # how the official files store the root's par
 # Fingertip vertices, order (thumb, index, middle, ring, pinky).
 TIP_VERTS_MANOPTH_RIGHT = (745, 317, 444, 556, 673)  # manopth, right hand
 TIP_VERTS_MANOPTH_LEFT = (745, 317, 445, 556, 673)  # manopth, left hand
-TIP_VERTS_FREIHAND = (744, 320, 443, 555, 672)  # FreiHAND ground truth (SPEC 1)
+TIP_VERTS_FREIHAND = (744, 320, 443, 555, 672)  # FreiHAND ground truth (docs/method.md §1)
 
 # Index list taking [16 MANO joints, thumb, index, middle, ring, pinky tips] to FreiHAND order.
 MANO_TO_FREIHAND = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)

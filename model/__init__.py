@@ -1,4 +1,4 @@
-"""SAR network, its layers and losses (SPEC 4, 5)."""
+"""SAR network, its layers and losses (docs/method.md §4, 5)."""
 
 from model.layers import (GraphConv, GraphRegressor25D, SoftHeatmap, SpatialAwareGraphBuilder,
                           StageOutput)

@@ -1,4 +1,4 @@
-"""torchvision ResNet backbones split the way SAR uses them (SPEC 4).
+"""torchvision ResNet backbones split the way SAR uses them (docs/method.md §4).
 
 SAR cuts a ResNet in two: the mid-level part (stem, layer1, layer2; stride 8) is shared by all
 stages, and every stage owns its own high-level part (layer3, layer4; stride 32). ImageNet
@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from utils.errors import CheckpointError
 
 
 class ResNetSpec(NamedTuple):
@@ -58,15 +60,15 @@ def imagenet_weights_path(name):
 def load_imagenet_state_dict(name):
     """ImageNet state dict of backbone `name` from the torch hub cache (downloading if absent).
 
-    Raises RuntimeError saying which file to place where when it is not cached and cannot be
-    downloaded (e.g. no internet).
+    Raises CheckpointError (a RuntimeError) saying which file to place where when it is not
+    cached and cannot be downloaded (e.g. no internet).
     """
     spec = resnet_spec(name)
     cached_path = imagenet_weights_path(name)
     try:
         return spec.weights.get_state_dict(progress=False)
     except OSError as err:  # URLError, HTTPError, timeouts and connection errors are all OSError
-        raise RuntimeError(
+        raise CheckpointError(
             f'ImageNet weights for backbone {name!r} are not cached and could not be downloaded '
             f'from {spec.weights.url} ({err}). Download that file elsewhere and place it at '
             f'{cached_path} (i.e. torch.hub.get_dir()/checkpoints/'

@@ -1,15 +1,16 @@
 """SAR building blocks: graph convolution, soft heatmaps, the graph builder and the regressor.
 
-Module and parameter names follow the published model (SPEC 4) so its checkpoint loads
+Module and parameter names follow the published model (docs/method.md §4) so its checkpoint loads
 strictly. Weight initialisation is PyTorch's default for every plain layer (Conv2d, Linear),
 as the published code declares them plainly; the only exception is the graph adjacency,
 which starts as the identity.
 
-How the graph part is computed (same functions as SPEC 4, cheaper):
+How the graph part is computed (same functions as docs/method.md §4, cheaper):
 - Vertex-major layout. Per-vertex features are held as V x B x F tensors, so every product
   with an adjacency (V x V) is one plain matrix product over the whole batch, forward and
-  backward, with no per-sample copy of the adjacency and no batched transposes. The module
-  `forward`s keep the batch-first interface (B x V x F) and convert at their boundary.
+  backward, with no per-sample copy of the adjacency and no batched transposes. Every module
+  `forward` here takes and returns vertex-major tensors; only the regressor's outputs are
+  batch-first (what the losses and the next stage read).
 - No concatenations. The template columns shared by every sample are split off the first
   graph convolution: fc(L @ [f, t]) = (L @ f) @ W_f^T + ((L @ t) @ W_t^T + b), the bracket a
   V x out constant for the batch. The joint regressor across vertices (`mesh2pose`) is folded
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ADJ_ROW_SUM_EPS = 1e-5  # added to each adjacency row sum before dividing (SPEC 4)
+ADJ_ROW_SUM_EPS = 1e-5  # added to each adjacency row sum before dividing (docs/method.md §4)
 LEAKY_SLOPE = 0.1  # negative slope of every LeakyReLU in SAR
 DROPOUT_P = 0.5  # dropout between the two graph convolutions of each regressor
 
@@ -161,19 +162,6 @@ def mix_and_project(mix, x_vm, weight, bias=None):
     return out
 
 
-def soft_argmax_2d(prob_flat, grid_x, grid_y):
-    """Expected column and row of per-map probability distributions over the pixels.
-
-    Args:
-        prob_flat: ... x P, each row sums to 1; P = h*w pixels in row-major order.
-        grid_x: h x w column index of every pixel.
-        grid_y: h x w row index of every pixel.
-    Returns:
-        ... x 2, (u, v) in heatmap pixels (column, row).
-    """
-    return _expected_pixel(prob_flat, torch.stack((grid_x.reshape(-1), grid_y.reshape(-1))))
-
-
 def _expected_pixel(prob_flat, grid):
     """(prob_flat @ grid[0], prob_flat @ grid[1]) in at least float32, also under autocast.
 
@@ -226,17 +214,13 @@ class GraphConv(nn.Module):
         return derived_tensor(self, 'normalised_adj', (self.adj,),
                               lambda: row_normalise(self.adj))
 
-    def forward_vertex_major(self, x_vm):
-        """x_vm: n x B x in_features -> n x B x out_features."""
+    def forward(self, x_vm):
+        """x_vm: n x B x in_features (vertex-major) -> n x B x out_features."""
         return mix_and_project(self.normalised_adj(), x_vm, self.fc.weight, self.fc.bias)
-
-    def forward(self, x):
-        """x: B x n x in_features -> B x n x out_features."""
-        return self.forward_vertex_major(x.transpose(0, 1)).transpose(0, 1)
 
 
 class SoftHeatmap(nn.Module):
-    """Per-map learnt temperature, softmax over the pixels and soft-argmax (SPEC 4).
+    """Per-map learnt temperature, softmax over the pixels and soft-argmax (docs/method.md §4).
 
     Args:
         num_maps: M heatmaps (799 = 778 vertices + 21 joints).
@@ -264,22 +248,23 @@ class SoftHeatmap(nn.Module):
         return derived_tensor(self, 'pixel_grid', (self.wx, self.wy), lambda: torch.stack(
             (self.wx.reshape(-1), self.wy.reshape(-1))))
 
-    def forward(self, heatmaps):
+    def forward(self, logits_vm, prescaled=False):
         """Probabilities and expected pixel of every map.
 
         Args:
-            heatmaps: B x M x h x w logits.
+            logits_vm: M x B x P map-major logits, P = h*w pixels in row-major order.
+            prescaled: the logits already carry the per-map scale `beta` (GraphRegressor25D
+                folds it into its last graph convolution); False applies it here.
         Returns:
-            prob: B x M x h x w, each map sums to 1.
-            uv_px: B x M x 2, expected (column, row) in heatmap pixels.
+            prob: M x B x P, each map sums to 1 over its pixels.
+            uv_px: M x B x 2, expected (column, row) in heatmap pixels.
         """
-        batch, num_maps, height, width = heatmaps.shape
-        # A 1x1 depthwise conv without bias is one scale per map; multiplying by its weight
-        # directly avoids the slow grouped-convolution path and is the same function.
-        scaled = heatmaps * self.map_scale().view(1, num_maps, 1, 1)
-        prob_flat = torch.softmax(scaled.reshape(batch, num_maps, height * width), dim=-1)
-        uv_px = _expected_pixel(prob_flat, self.pixel_grid())
-        return prob_flat.view(batch, num_maps, height, width), uv_px
+        if not prescaled:
+            # A 1x1 depthwise conv without bias is one scale per map; multiplying by its
+            # weight directly avoids the slow grouped-convolution path (same function).
+            logits_vm = logits_vm * self.map_scale().view(-1, 1, 1)
+        prob = torch.softmax(logits_vm, dim=-1)
+        return prob, _expected_pixel(prob, self.pixel_grid())
 
 
 class SpatialAwareGraphBuilder(nn.Module):
@@ -287,7 +272,9 @@ class SpatialAwareGraphBuilder(nn.Module):
 
     A 1x1 conv makes num_FMs maps per vertex; channel c = vertex * num_FMs + map and each map
     is flattened row-major, so vertex k gets the num_FMs * h * w values of its own maps. The
-    template vertex (meters) is appended to every vertex's features.
+    template vertex (meters) that docs/method.md §4 appends to every vertex's features is the
+    same for every sample: GraphRegressor25D takes it as `shared_columns` instead of a
+    concatenated copy per sample.
 
     Args:
         in_channels: C_high of the backbone (512 for ResNet-18/34).
@@ -301,8 +288,8 @@ class SpatialAwareGraphBuilder(nn.Module):
         self.group = nn.Sequential(nn.Conv2d(in_channels, num_fms * num_vert, 1),
                                    nn.LeakyReLU(LEAKY_SLOPE))
 
-    def vertex_major(self, features_high):
-        """Per-vertex image features without the template.
+    def forward(self, features_high):
+        """Per-vertex image features (without the template, see the class docstring).
 
         Args:
             features_high: B x C_high x h x w.
@@ -322,18 +309,6 @@ class SpatialAwareGraphBuilder(nn.Module):
         maps = F.leaky_relu(maps, leaky.negative_slope, inplace=True)
         maps = maps.view(self.num_vert, out_channels // self.num_vert, batch, height * width)
         return maps.transpose(1, 2).reshape(self.num_vert, batch, -1)
-
-    def forward(self, features_high, template):
-        """
-        Args:
-            features_high: B x C_high x h x w.
-            template: num_vert x 3 template vertices (meters).
-        Returns:
-            B x num_vert x (num_FMs*h*w + 3).
-        """
-        vert_features = self.vertex_major(features_high).transpose(0, 1)
-        template_batch = template.to(vert_features.dtype).expand(vert_features.shape[0], -1, -1)
-        return torch.cat((vert_features, template_batch), dim=2)
 
 
 def _graph_regressor(num_vert, in_features, out_features):
@@ -420,7 +395,7 @@ class GraphRegressor25D(nn.Module):
         """One regressor (reg_xy or reg_z) with mesh2pose: (V+J) x B x h*w maps."""
         first, leaky, drop, last = regressor
         if shared_columns is None:
-            hidden = first.forward_vertex_major(vert_features_vm)
+            hidden = first(vert_features_vm)
         else:
             num_own = vert_features_vm.shape[2]
             hidden = mix_and_project(first.normalised_adj(), vert_features_vm,
@@ -430,7 +405,7 @@ class GraphRegressor25D(nn.Module):
         mix, bias = self._last_rows(last, mesh2pose, map_scale)
         return mix_and_project(mix, hidden, last.fc.weight, bias)
 
-    def forward_vertex_major(self, vert_features_vm, shared_columns=None, maps='all'):
+    def forward(self, vert_features_vm, shared_columns=None, maps='all'):
         """The stage on vertex-major features; batch-first outputs.
 
         Args:
@@ -450,8 +425,7 @@ class GraphRegressor25D(nn.Module):
                               self.mesh2pose_hm, self.soft_heatmap.map_scale())
         depth_maps = self._branch(self.reg_z, vert_features_vm, shared_columns,
                                   self.mesh2pose_dm, None)  # (V+J, B, h*w)
-        prob = torch.softmax(logits, dim=-1)  # (V+J, B, h*w)
-        uv_px = _expected_pixel(prob, self.soft_heatmap.pixel_grid())  # (V+J, B, 2)
+        prob, uv_px = self.soft_heatmap(logits, prescaled=True)  # (V+J, B, h*w), (V+J, B, 2)
         prob_depth = prob * depth_maps
         depth = prob_depth.sum(dim=-1, keepdim=True)  # (V+J, B, 1)
         coords = torch.cat((heatmap_px_to_normalised(uv_px, side), depth.to(uv_px.dtype)), dim=-1)
@@ -465,7 +439,3 @@ class GraphRegressor25D(nn.Module):
 
         return StageOutput(coords=coords, prob=batch_first(prob),
                            prob_depth=batch_first(prob_depth))
-
-    def forward(self, vert_features):
-        """vert_features: B x V x in_features -> StageOutput (see there)."""
-        return self.forward_vertex_major(vert_features.transpose(0, 1))

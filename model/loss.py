@@ -1,4 +1,4 @@
-"""SAR training losses (SPEC 5), stateless, in the crop-normalised uvd space.
+"""SAR training losses (docs/method.md §5), stateless, in the crop-normalised uvd space.
 
 Every function takes the face indices as an argument (the model keeps them in a buffer built
 once) and takes its device from the inputs. Unit vectors use `F.normalize` semantics:
@@ -74,7 +74,7 @@ def edge_length_loss(pred_verts, gt_verts, faces):
 
 
 def stage_losses(pred_uvd, gt_uvd, faces, num_vert):
-    """The three SPEC 5 terms of one stage, normal already weighted by NORMAL_LOSS_WEIGHT.
+    """The three docs/method.md §5 terms of one stage, normal already weighted by NORMAL_LOSS_WEIGHT.
 
     Args:
         pred_uvd, gt_uvd: B x (V+J) x 3 crop-normalised uvd, vertices first.

@@ -1,4 +1,4 @@
-"""SAR: spatial-aware regression of the 3D hand mesh and joints from one RGB crop (SPEC 4, 5).
+"""SAR: spatial-aware regression of the 3D hand mesh and joints from one RGB crop (docs/method.md §4, 5).
 
 The default configuration has exactly the state-dict keys and shapes of the published model,
 so the authors' checkpoint loads with `load_state_dict(ckpt['net'], strict=True)`.
@@ -109,7 +109,7 @@ def _faces_tensor(faces, num_vert):
 class SAR(nn.Module):
     """Spatial-Aware Regression network: image crop -> uvd of 778 vertices + 21 joints.
 
-    Structure (SPEC 4): a shared ResNet stem (`extract_mid`, stride 8), then per stage its own
+    Structure (docs/method.md §4): a shared ResNet stem (`extract_mid`, stride 8), then per stage its own
     ResNet layer3+4 (`extract_high[i]`), the spatial-aware graph builder (`saigb[i]`) and the
     graph-based 2.5D regressor (`gbbmr[i]`); stage i > 0 first fuses the previous stage's joint
     heatmaps into the mid features (`fuse[i-1]`, 1x1 conv).
@@ -178,7 +178,7 @@ class SAR(nn.Module):
                              f"{tuple(img.shape)}")
 
     def _stages(self, img, maps):
-        """Run every stage; `maps` as in GraphRegressor25D.forward_vertex_major for the last
+        """Run every stage; `maps` as in GraphRegressor25D.forward for the last
         stage ('all' also returns every row of the earlier stages; otherwise they keep the
         joint rows the next stage fuses)."""
         self._check_img(img)
@@ -192,9 +192,9 @@ class SAR(nn.Module):
                     (features_mid, previous.prob[:, -self.num_joint:],
                      previous.prob_depth[:, -self.num_joint:]), dim=1))  # (B, C_mid, h, w)
             features_high = self.extract_high[stage](stage_input)
-            vert_features_vm = self.saigb[stage].vertex_major(features_high)  # (V, B, F)
+            vert_features_vm = self.saigb[stage](features_high)  # (V, B, F)
             last = stage == self.num_stage - 1
-            outputs.append(self.gbbmr[stage].forward_vertex_major(
+            outputs.append(self.gbbmr[stage](
                 vert_features_vm, shared_columns=self.template,
                 maps=maps if last or maps == 'all' else 'joints'))
         return outputs

@@ -8,12 +8,13 @@ import sys
 import torch
 
 import train
-from utils import distributed, engine
+from engine import training
+from utils import distributed
 
 
 def main():
     weights_dir, argv = sys.argv[1], sys.argv[2:]
-    real_epoch, real_cleanup = engine.train_one_epoch, distributed.cleanup
+    real_epoch, real_cleanup = training.train_one_epoch, distributed.cleanup
     seen = {}
 
     def epoch_remembering_model(model, *args, **kwargs):
@@ -27,7 +28,7 @@ def main():
                    os.path.join(weights_dir, f"rank{os.environ['RANK']}.pt"))
         real_cleanup()
 
-    train.train_one_epoch = epoch_remembering_model
+    training.train_one_epoch = epoch_remembering_model
     distributed.cleanup = save_weights_then_cleanup
     train.main(argv)
 

@@ -1,6 +1,5 @@
 """demo.py on images: outputs per image, and --left as the mirror image of a right-hand run."""
 import json
-import os
 
 import cv2
 import numpy as np
@@ -9,8 +8,8 @@ import torch
 
 import config
 import demo
-import train
-from manopth.io import save_mano
+from engine.build import build_model
+from synthetic.mano_file import save_mano
 from tests.manopth.conftest import random_mano_data
 from utils.mano import MANO
 
@@ -25,7 +24,7 @@ def checkpoint(tmp_path_factory):
     cfg = config.resolve(['--device', 'cpu', '--backbone', 'resnet18', '--input_img_shape', '64,64',
                           '--pretrained_backbone', 'false', '--mano_root', str(root / 'mano')])
     torch.manual_seed(0)
-    model = train.build_model(cfg, MANO(cfg.mano_root), torch.device('cpu'))
+    model = build_model(cfg, MANO(cfg.mano_root), torch.device('cpu'))
     folder = root / 'ckpt'
     folder.mkdir()
     torch.save({'net': model.state_dict()}, folder / 'snapshot_0.pth.tar')

@@ -11,10 +11,10 @@ import torch
 
 import test as test_script
 import train
-from manopth.io import save_mano
-from tests.dataset.conftest import make_freihand
+from engine import build, inference, training
+from synthetic.fixture import make_freihand
+from synthetic.mano_file import save_mano
 from tests.manopth.conftest import random_mano_data
-from utils import engine
 from utils.checkpoint import load_checkpoint, snapshot_path
 from utils.fileio import atomic_torch_save
 from utils.transforms import encode_uvd
@@ -42,14 +42,14 @@ def small_args(workspace, out, *extra):
 
 def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace, tmp_path, monkeypatch):
     out = tmp_path / 'out'
-    real_epoch = engine.train_one_epoch
+    real_epoch = training.train_one_epoch
 
     def stop_at_epoch_1(*args, epoch, **kwargs):
         if epoch == 1:
             raise KeyboardInterrupt  # the run is interrupted after epoch 0 was saved
         return real_epoch(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(train, 'train_one_epoch', stop_at_epoch_1)
+    monkeypatch.setattr(training, 'train_one_epoch', stop_at_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train.main(small_args(workspace, out))
     saved = load_checkpoint(str(snapshot_path(out / 'checkpoint' / 'tiny', 0)))
@@ -66,7 +66,7 @@ def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace
         seen['weights'] = {k: v.clone() for k, v in model.state_dict().items()}
         return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(train, 'train_one_epoch', record)
+    monkeypatch.setattr(training, 'train_one_epoch', record)
     train.main(small_args(workspace, out, '--resume', 'auto', '--eval_interval', '1'))
     assert seen['epoch'] == 1
     # Cosine schedule after one of two epochs: lr = lr0 * (1 + cos(pi * 1 / 2)) / 2.
@@ -103,7 +103,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 def test_non_finite_loss_stops_with_iteration_and_term(workspace, tmp_path):
     out = tmp_path / 'out'
     # An absurd learning rate blows the weights up after the first step.
-    with pytest.raises(engine.NonFiniteLossError, match=r"non-finite loss '\w+_\d' = \S+ at epoch 0, iteration 2/3"):
+    with pytest.raises(training.NonFiniteLossError, match=r"non-finite loss '\w+_\d' = \S+ at epoch 0, iteration 2/3"):
         train.main(small_args(workspace, out, '--lr', '1e30'))
     assert not os.path.exists(snapshot_path(out / 'checkpoint' / 'tiny', 0))
 
@@ -116,8 +116,8 @@ def test_checkpoint_mismatch_lists_keys(workspace, tmp_path):
 
 
 def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_path, monkeypatch):
-    """A model that outputs the SPEC 3 encoding of the ground truth must give back the ground
-    truth through test.py's SPEC 7 decoding (with the true root depth)."""
+    """A model that outputs the docs/method.md §3 encoding of the ground truth must give back the ground
+    truth through test.py's docs/method.md §7 decoding (with the true root depth)."""
     root = tmp_path / 'FreiHAND'
     gt = make_freihand(str(root), num_samples=1, num_eval=5, seed=3)
     entries = [{'image_id': j, 'bbox': [47, 47, 130, 130], 'root_cam': gt['eval_xyz'][j, 0].tolist()}
@@ -145,8 +145,8 @@ def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_pat
         def fuse_for_inference(self):  # test.py infers with SAR's fused copy
             return self
 
-    monkeypatch.setattr(test_script, 'build_model', lambda *a, **k: GroundTruthModel())
-    monkeypatch.setattr(test_script, 'load_net_state', lambda *a, **k: None)
+    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel())
+    monkeypatch.setattr(inference, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)
     out = tmp_path / 'out'
@@ -190,14 +190,14 @@ def test_torchrun_two_cpu_processes(workspace, tmp_path):
 def test_adj_lr_scale_puts_the_adjacencies_in_their_own_group():
     # 1-stage ResNet-18 SAR at 64 px: 4 graph convolutions, so 4 adjacencies.
     from model import SAR
-    from manopth.standin import build_standin
+    from synthetic.standin import build_standin
     mano = build_standin(seed=0)
     model = SAR(mano['v_template'], mano['f'], backbone='resnet18', num_stage=1,
                 feature_size=4, heatmap_size=8, input_img_shape=(64, 64))
-    published = train.param_groups(model, 3e-4, 1.0)  # one group, as published
+    published = build.param_groups(model, 3e-4, 1.0)  # one group, as published
     trainable = [p for p in model.parameters() if p.requires_grad]  # not the index grids
     assert [id(p) for p in published] == [id(p) for p in trainable]
-    groups = train.param_groups(model, 3e-4, 0.1)
+    groups = build.param_groups(model, 3e-4, 0.1)
     adj_ids = {id(m.adj) for m in model.modules() if hasattr(m, 'adj')}
     assert len(adj_ids) == 4
     assert {id(p) for p in groups[1]['params']} == adj_ids
@@ -209,3 +209,31 @@ def test_adj_lr_scale_puts_the_adjacencies_in_their_own_group():
     # Both groups follow the cosine: half of their own base rate after 1 of 2 epochs.
     assert optimizer.param_groups[0]['lr'] == pytest.approx(1.5e-4, abs=1e-15)
     assert optimizer.param_groups[1]['lr'] == pytest.approx(1.5e-5, abs=1e-15)
+
+
+def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, monkeypatch):
+    out = tmp_path / 'out'
+    train.main(small_args(workspace, out))  # 2 epochs: the cosine ends at lr 0
+    ckpt_dir = out / 'checkpoint' / 'tiny'
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    stale = ckpt_dir / f'.snapshot_1.pth.tar.{dead.pid}.x1y2z3.tmp'  # a killed save's leftover
+    stale.write_bytes(b'partial')
+
+    real_epoch = training.train_one_epoch
+    lrs = {}
+
+    def record(model, loader, optimizer, *, epoch, **kwargs):
+        lrs[epoch] = optimizer.param_groups[0]['lr']
+        return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(training, 'train_one_epoch', record)
+    train.main(small_args(workspace, out, '--resume', 'auto', '--total_epoch', '4', '--lr', '1e-4'))
+    # The 4-epoch cosine of the new rate, continued at epoch 2: lr0 (1 + cos(pi e / 4)) / 2.
+    assert sorted(lrs) == [2, 3]
+    assert lrs[2] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 2 / 4)) / 2, rel=1e-9)
+    assert lrs[3] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 3 / 4)) / 2, rel=1e-9)
+    log = (out / 'log' / 'train_tiny.log').read_text()
+    assert 'resuming with a changed schedule: total_epoch 2 -> 4, lr 3.000e-04 -> 1.000e-04' in log
+    assert f'removed {stale}' in log and not stale.exists()
+    assert load_checkpoint(str(snapshot_path(ckpt_dir, 3)))['schedule']['T_max'] == 4

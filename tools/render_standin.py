@@ -3,7 +3,7 @@
     python -m tools.render_standin [--out docs/standin_poses.png]
 
 The stand-in is written to a temporary folder, read back through `load_mano` and posed with
-`ManoLayer` (mean pose; fist, point and spread from `manopth.standin.example_pose`), so the
+`ManoLayer` (mean pose; fist, point and spread from `synthetic.standin.example_pose`), so the
 picture shows what every user of the file gets.
 """
 import argparse
@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 import torch
 
-from manopth import standin
+from synthetic import standin
 from manopth.manolayer import ManoLayer
 
 VIEW_DIR = np.array([0.35, -1.0, 0.45])  # from the palm side, slightly from the thumb
@@ -38,7 +38,7 @@ def main(argv=None):
     parser.add_argument('--out', default='docs/standin_poses.png')
     args = parser.parse_args(argv)
     from utils.render import render_mesh
-    from utils.vis import make_grid, save_image
+    from utils.drawing import make_grid, save_image
 
     folder = tempfile.mkdtemp()
     standin.main(['--out', folder])

@@ -76,7 +76,7 @@ def main():
     mano_root = REAL_MANO_ROOT if real else STANDIN_ROOT
     print(f"MANO: {'the licensed model in ' + REAL_MANO_ROOT if real else 'the procedural STAND-IN in ' + STANDIN_ROOT + ' (no MANO_RIGHT.pkl in ' + REAL_MANO_ROOT + ')'}")
     if not real and not os.path.isfile(os.path.join(STANDIN_ROOT, 'MANO_RIGHT.pkl')):
-        run([py, '-m', 'manopth.standin', '--out', STANDIN_ROOT])
+        run([py, '-m', 'synthetic.standin', '--out', STANDIN_ROOT])
 
     params = {**DATA_PARAMS, 'mano_root': mano_root}
     params_path = os.path.join(DATA_ROOT, PARAMS_FILE)
@@ -87,7 +87,7 @@ def main():
     if existing == params:
         print(f'data: reusing {DATA_ROOT}')
     else:
-        run([py, '-m', 'dataset.synthetic', '--root', DATA_ROOT, '--num-train',
+        run([py, '-m', 'synthetic.freihand', '--root', DATA_ROOT, '--num-train',
              str(params['num_train']), '--num-eval', str(params['num_eval']), '--mano-root',
              mano_root, '--seed', str(params['seed']), '--root-noise', str(params['root_noise']),
              '--max-tilt', str(params['max_tilt']), '--workers', '2', '--overwrite'])
@@ -129,4 +129,11 @@ done in {time.time() - start:.0f} s""")
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except subprocess.CalledProcessError as err:
+        # The step printed its own error message above; say which step stopped the demo.
+        sys.exit(f'\nmake demo stopped: `{shlex.join(err.cmd)}` failed with exit code '
+                 f'{err.returncode} (its message is above)')
+    except KeyboardInterrupt:
+        sys.exit('\nmake demo: interrupted; a second run reuses what is finished')

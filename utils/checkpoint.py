@@ -5,6 +5,7 @@ import re
 
 import torch
 
+from utils.errors import CheckpointError
 from utils.fileio import atomic_torch_save
 
 SNAPSHOT_PATTERN = 'snapshot_{epoch}.pth.tar'
@@ -39,20 +40,20 @@ def load_checkpoint(path, map_location='cpu'):
     always returns a dict with 'net'.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path} (set --checkpoint PATH)")
+        raise CheckpointError(f"checkpoint not found: {path} (set --checkpoint PATH)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise RuntimeError(f"cannot load checkpoint {path}: {err}. It is either not a PyTorch "
+        raise CheckpointError(f"cannot load checkpoint {path}: {err}. It is either not a PyTorch "
                            f"checkpoint, truncated, or holds objects that cannot be loaded "
                            f"safely (only tensors and plain containers are accepted).") from err
     if not isinstance(ckpt, dict):
-        raise RuntimeError(f"{path}: expected a dict, got {type(ckpt).__name__}")
+        raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
     if 'net' not in ckpt:
         if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
             ckpt = {'net': ckpt}
         else:
-            raise RuntimeError(f"{path}: no 'net' entry; keys are {sorted(ckpt)[:10]}")
+            raise CheckpointError(f"{path}: no 'net' entry; keys are {sorted(ckpt)[:10]}")
     # Checkpoints saved from a DataParallel / DDP wrapper carry a 'module.' prefix.
     net = ckpt['net']
     if net and all(k.startswith('module.') for k in net):
@@ -82,5 +83,5 @@ def load_net_state(model, state_dict, path='checkpoint'):
         lines.append("  Check backbone, num_stage, num_FMs, input_img_shape, num_vert and num_joint "
                      "against the configuration the checkpoint was trained with (config.json "
                      "beside it).")
-        raise RuntimeError('\n'.join(lines))
+        raise CheckpointError('\n'.join(lines))
     model.load_state_dict(state_dict, strict=True)

@@ -1,4 +1,4 @@
-"""FreiHAND and SAR constants with their units, named once (SPEC 1-3, 7)."""
+"""FreiHAND and SAR constants with their units, named once (docs/method.md §1-3, 7)."""
 
 # FreiHAND joint order (21): wrist; thumb 1-4; index 1-4; middle 1-4; ring 1-4; pinky 1-4 (tip last).
 JOINT_NAMES = (

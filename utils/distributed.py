@@ -5,6 +5,11 @@ import torch
 import torch.distributed as dist
 
 
+def world_size_from_env():
+    """The number of processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get('WORLD_SIZE', '1'))
+
+
 def init_distributed(device):
     """Initialise the process group when launched by torchrun (WORLD_SIZE > 1).
 
@@ -13,7 +18,7 @@ def init_distributed(device):
     Returns:
         (rank, world_size, torch.device for this process).
     """
-    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    world_size = world_size_from_env()
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     if device == 'cuda':
@@ -45,15 +50,6 @@ def all_gather_objects(obj):
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def all_reduce_mean(tensor):
-    """Mean of `tensor` over ranks (in place on a copy); identity without torchrun."""
-    if not is_distributed():
-        return tensor
-    tensor = tensor.clone()
-    dist.all_reduce(tensor)
-    return tensor / dist.get_world_size()
 
 
 def cleanup():

@@ -1,4 +1,4 @@
-"""Image preprocessing as pure functions of explicit parameters (SPEC 2 steps 3-5).
+"""Image preprocessing as pure functions of explicit parameters (docs/method.md §2 steps 3-5).
 
 The random part is only `augment_params`, which takes the generator as an argument, so a
 crop is reproducible from its parameters alone.
@@ -9,7 +9,7 @@ import numpy as np
 from utils.constants import IMAGENET_MEAN, IMAGENET_STD
 from utils.transforms import get_affine
 
-# Training augmentation ranges (SPEC 2 step 4), uniform draws.
+# Training augmentation ranges (docs/method.md §2 step 4), uniform draws.
 AUG_SCALE_RANGE = (0.9, 1.1)  # multiplies the source box side
 AUG_ROT_RANGE = (-180.0, 180.0)  # degrees
 AUG_TRANSL_RANGE = (-10.0, 10.0)  # pixels, x and y drawn independently
@@ -20,7 +20,7 @@ NO_AUGMENTATION = dict(scale=1.0, rot=0.0, transl=(0.0, 0.0), color_gain=(1.0, 1
 
 
 def augment_params(rng):
-    """Draw one set of training augmentation parameters (SPEC 2 step 4).
+    """Draw one set of training augmentation parameters (docs/method.md §2 step 4).
 
     Args:
         rng: numpy Generator; the draws happen in the order scale, rot, transl, color_gain.
@@ -68,7 +68,7 @@ def crop_and_augment(img_bgr, center, box_size, out_size, scale=1.0, rot=0.0, tr
 def gain_table(gain):
     """The colour gain of every 8-bit level: 256 x 3 uint8, column c = level * gain[c].
 
-    float64 arithmetic, clipped to [0, 255], then truncated towards zero (SPEC 2 step 4).
+    float64 arithmetic, clipped to [0, 255], then truncated towards zero (docs/method.md §2 step 4).
     """
     levels = np.arange(256, dtype=np.float64)[:, None]
     return np.clip(levels * np.asarray(gain, dtype=np.float64)[None, :], 0.0, 255.0).astype(

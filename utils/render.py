@@ -20,7 +20,9 @@ Renderers are cached: one `pyrender.OffscreenRenderer` per (width, height) per p
 on first use (creating one is slow); `close_renderers()` frees them. Not thread-safe: use the
 renderers from one thread.
 """
+import atexit
 import importlib.util
+import logging
 import math
 import os
 import sys
@@ -52,6 +54,7 @@ _MAX_COORD = 2.0 ** 20  # rasterize_mask: clip to keep fixed-point coordinates i
 
 _renderers = {}  # (width, height) -> pyrender.OffscreenRenderer, for _renderers_pid only
 _renderers_pid = None
+_close_at_exit = False  # close_renderers registered with atexit
 
 
 def _check_mesh(verts_cam, faces):
@@ -105,7 +108,7 @@ def _preload_triton():
 
 def _get_renderer(width, height):
     """Return the process's cached pyrender.OffscreenRenderer for (width, height) pixels."""
-    global _renderers_pid
+    global _renderers_pid, _close_at_exit
     if _renderers_pid != os.getpid():
         # Contexts do not survive fork: a child drops (without freeing) its parent's renderers.
         _renderers.clear()
@@ -118,6 +121,14 @@ def _get_renderer(width, height):
                                f'rendering; set it to one of {SUPPORTED_PLATFORMS} '
                                f"('osmesa' on machines without a GPU)")
         _preload_triton()
+        # PyOpenGL logs at INFO ("No OpenGL_accelerate module loaded", and dozens of "Platform
+        # import failed (likely during shutdown)" when contexts are freed at interpreter exit),
+        # which our INFO-level logs would show as if something failed: keep its warnings only,
+        # and free the contexts before the interpreter tears its modules down.
+        logging.getLogger('OpenGL').setLevel(logging.WARNING)
+        if not _close_at_exit:
+            atexit.register(close_renderers)
+            _close_at_exit = True
         try:
             import pyrender
             _renderers[key] = pyrender.OffscreenRenderer(width, height)

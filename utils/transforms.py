@@ -1,4 +1,4 @@
-"""Pure camera and crop geometry for SAR (SPEC 2 step 3, SPEC 3, SPEC 7).
+"""Pure camera and crop geometry for SAR (docs/method.md §2 step 3, docs/method.md §3, docs/method.md §7).
 
 Frames and units used in names:
 - `img`: pixel coordinates (u right, v down) of the original 224x224 FreiHAND image.
@@ -41,7 +41,7 @@ def _solve_affine(src_points, dst_points):
 
 
 def get_affine(center, box_size, out_size, scale=1.0, rot=0.0, transl=(0.0, 0.0)):
-    """Affine crop matrices of SPEC 2 step 3 between the image and the crop.
+    """Affine crop matrices of docs/method.md §2 step 3 between the image and the crop.
 
     The source box (centre `center` + `transl`, side `box_size` * `scale`, rotated by `rot`)
     is mapped onto the whole output crop, from three point pairs:
@@ -98,46 +98,55 @@ def apply_affine(points, affine):
     return np.einsum('...ij,...nj->...ni', linear, points) + offset
 
 
-def _intrinsics(K):
-    """fx, fy, cx, cy of ... x 3 x 3 intrinsics, each shaped ... x 1 for broadcasting over N."""
+def _intrinsics(K, fx_as_fy=False):
+    """fx, fy, cx, cy of ... x 3 x 3 intrinsics, each shaped ... x 1 for broadcasting over N.
+
+    fx_as_fy: return fx in place of fy, as the published code does (it reads K[0][0] for both
+    axes; docs/method.md §11).
+    """
     K = np.asarray(K, dtype=np.float64)
-    return K[..., 0, 0, None], K[..., 1, 1, None], K[..., 0, 2, None], K[..., 1, 2, None]
+    fx = K[..., 0, 0, None]
+    fy = fx if fx_as_fy else K[..., 1, 1, None]
+    return fx, fy, K[..., 0, 2, None], K[..., 1, 2, None]
 
 
-def project(xyz_cam, K):
-    """Pinhole projection u = fx*x/z + cx, v = fy*y/z + cy, d = z (SPEC 3).
+def project(xyz_cam, K, fx_as_fy=False):
+    """Pinhole projection u = fx*x/z + cx, v = fy*y/z + cy, d = z (docs/method.md §3).
 
     Args:
         xyz_cam: ... x N x 3 camera-frame points, meters, z > 0.
         K: ... x 3 x 3 intrinsics (fx, fy on the diagonal, principal point in column 2).
+        fx_as_fy: use fx for both axes, as the published code does (docs/method.md §11).
 
     Returns:
         uvd: ... x N x 3 float64 (pixels, pixels, meters).
     """
     xyz_cam = np.asarray(xyz_cam, dtype=np.float64)
-    fx, fy, cx, cy = _intrinsics(K)
+    fx, fy, cx, cy = _intrinsics(K, fx_as_fy)
     x, y, z = xyz_cam[..., 0], xyz_cam[..., 1], xyz_cam[..., 2]
     return np.stack([fx * x / z + cx, fy * y / z + cy, z], axis=-1)
 
 
-def backproject(uvd, K):
-    """Inverse of `project`: x = (u - cx)*z/fx, y = (v - cy)*z/fy, z = d (SPEC 7).
+def backproject(uvd, K, fx_as_fy=False):
+    """Inverse of `project`: x = (u - cx)*z/fx, y = (v - cy)*z/fy, z = d (docs/method.md §7).
 
     Args:
         uvd: ... x N x 3 (pixels, pixels, meters).
         K: ... x 3 x 3 intrinsics.
+        fx_as_fy: use fx for both axes, as the published code does (docs/method.md §11).
 
     Returns:
         xyz_cam: ... x N x 3 float64, meters.
     """
     uvd = np.asarray(uvd, dtype=np.float64)
-    fx, fy, cx, cy = _intrinsics(K)
+    fx, fy, cx, cy = _intrinsics(K, fx_as_fy)
     u, v, z = uvd[..., 0], uvd[..., 1], uvd[..., 2]
     return np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)
 
 
-def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_box=0.3):
-    """Training target `mesh_pose_uvd` from camera-frame vertices and joints (SPEC 3).
+def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_box=0.3,
+               fx_as_fy=False):
+    """Training target `mesh_pose_uvd` from camera-frame vertices and joints (docs/method.md §3).
 
     Stack vertices then joints, project with K, map (u, v) through img2crop, normalise
     (u, v) to value / (size // 2) - 1 and depth to (z - z_wrist) / depth_box, with the
@@ -150,6 +159,7 @@ def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_b
         img2crop: ... x 2 x 3 image -> crop affine (from `get_affine`).
         crop_size: crop size, an int or (height, width) in pixels.
         depth_box: meters of depth that map to one normalised unit.
+        fx_as_fy: project with fx for both axes, as the published code does (§11).
 
     Returns:
         mesh_pose_uvd: ... x 799 x 3 float64, crop-normalised.
@@ -157,7 +167,7 @@ def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_b
     crop_h, crop_w = _size_hw(crop_size)
     xyz_cam = np.concatenate([np.asarray(verts_cam, dtype=np.float64),
                               np.asarray(joints_cam, dtype=np.float64)], axis=-2)  # (..., 799, 3)
-    uvd_img = project(xyz_cam, K)
+    uvd_img = project(xyz_cam, K, fx_as_fy)
     uv_crop = apply_affine(uvd_img[..., :2], img2crop)
     half = np.array([crop_w // 2, crop_h // 2], dtype=np.float64)
     uv_norm = uv_crop / half - 1.0
@@ -165,8 +175,9 @@ def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_b
     return np.concatenate([uv_norm, depth_rel[..., None]], axis=-1)
 
 
-def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), depth_box=0.3):
-    """Camera-frame points from crop-normalised coordinates (SPEC 7), inverse of `encode_uvd`.
+def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), depth_box=0.3,
+               fx_as_fy=False):
+    """Camera-frame points from crop-normalised coordinates (docs/method.md §7), inverse of `encode_uvd`.
 
     d = d_norm * depth_box + root_depth; (u, v) = (value + 1) * (size // 2) mapped through
     crop2img; back-projected with K.
@@ -179,6 +190,7 @@ def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), dep
         K: ... x 3 x 3 intrinsics of the original image.
         crop_size: crop size, an int or (height, width) in pixels.
         depth_box: meters of depth per normalised unit.
+        fx_as_fy: back-project with fx for both axes, as the published code does (§11).
 
     Returns:
         xyz_cam: ... x P x 3 float64, meters.
@@ -189,4 +201,4 @@ def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), dep
     half = np.array([crop_w // 2, crop_h // 2], dtype=np.float64)
     uv_img = apply_affine((coords[..., :2] + 1.0) * half, crop2img)
     depth = coords[..., 2] * depth_box + root_depth[..., None]
-    return backproject(np.concatenate([uv_img, depth[..., None]], axis=-1), K)
+    return backproject(np.concatenate([uv_img, depth[..., None]], axis=-1), K, fx_as_fy)

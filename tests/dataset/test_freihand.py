@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 import dataset.freihand
 from dataset import DataError, FreiHAND, get_dataset
-from tests.dataset.conftest import background_level, make_freihand
+from synthetic.fixture import background_level, make_freihand
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -73,6 +73,18 @@ def test_training_target_maps_back_onto_the_projection(freihand):
     np.testing.assert_allclose(uv_img, projected_uv(xyz, gt['train_K'][1]), atol=1e-3)
     np.testing.assert_allclose(coords[:, 2], (xyz[:, 2] - xyz[778, 2]) / 0.3, atol=1e-6)
     assert meta['root_depth'] == pytest.approx(gt['train_xyz'][1][0, 2], abs=1e-7)
+
+
+def test_fx_as_fy_targets_use_fx_for_v(freihand):
+    root, gt = freihand
+    _, targets, _ = FreiHAND('training', root=root, fx_as_fy=True).get_item_with_aug(4)
+    coords = targets['mesh_pose_uvd'].astype(np.float64)
+    uv_img = (coords[:, :2] + 1.0) * 128.0 * 130.0 / 256.0 + 47.0
+    xyz = np.concatenate([gt['train_verts'][1], gt['train_xyz'][1]])
+    K = gt['train_K'][1].copy()
+    assert K[0, 0] != K[1, 1]
+    K[1, 1] = K[0, 0]  # the published projection: fx on both axes
+    np.testing.assert_allclose(uv_img, projected_uv(xyz, K), atol=1e-3)
 
 
 def _fraction_on_dots(grey, coords):
@@ -271,7 +283,7 @@ def test_missing_and_unreadable_images(freihand):
 
 
 @pytest.mark.parametrize('entry, index, reason', [
-    ([[500.0, 0.0, 112.0], [0.0, 500.0, 112.0]], 1, r'shape \(2, 3\)'),
+    ([[500.0, 0.0, 112.0], [0.0, 500.0, 112.0]], 1, r'has 2 rows, expected 3 \(shape 3 x 3'),
     ([[0.0, 0.0, 112.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]], 1, 'not invertible'),
     ([[500.0, 0.0, 900.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]], 1, 'principal point'),
     ([[500.0, 3.0, 112.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]], 1, 'skew'),

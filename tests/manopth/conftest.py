@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse
 
 from manopth import constants
-from manopth.io import save_mano
+from synthetic.mano_file import save_mano
 
 
 def random_mano_data(seed=0):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from manopth.io import load_mano, save_mano
+from manopth.io import load_mano
+from synthetic.mano_file import save_mano
 from tests.manopth.conftest import random_mano_data
 
 
@@ -86,7 +87,7 @@ def test_missing_file_says_where_to_get_mano(tmp_path):
         load_mano(tmp_path)
     message = str(err.value)
     assert str(tmp_path / 'MANO_RIGHT.pkl') in message
-    assert 'mano.is.tue.mpg.de' in message and 'manopth.standin' in message
+    assert 'mano.is.tue.mpg.de' in message and 'synthetic.standin' in message
 
 
 def test_missing_key_and_wrong_shape_are_named(tmp_path):

@@ -1,6 +1,6 @@
-"""The fast SAR computation against a direct evaluation of the formulas of SPEC 4 and 5.
+"""The fast SAR computation against a direct evaluation of the formulas of docs/method.md §4 and 5.
 
-The reference below is written from the SPEC in float64 with einsums: row-normalised
+The reference below is written from docs/method.md §4 in float64 with einsums: row-normalised
 adjacency (own row sum + 1e-5), L @ concat(features, template), fc, LeakyReLU(0.1),
 mesh2pose across the vertex dimension, beta scale, softmax over the pixels, expected column
 and row from pixel indices, depth as the pixel sum of p * z, the fuse of the next stage, and
@@ -67,7 +67,7 @@ def leaky(x):
 
 
 def graph_conv(conv, x):
-    """SPEC 4: fc(L @ x) with L = adj / (row sums of adj + 1e-5); x: B x n x in."""
+    """docs/method.md §4: fc(L @ x) with L = adj / (row sums of adj + 1e-5); x: B x n x in."""
     adj = conv.adj.double()
     row_sums = torch.stack([adj[i].sum() for i in range(len(adj))])
     norm_adj = adj / (row_sums[:, None] + EPS_ROW_SUM)
@@ -90,7 +90,7 @@ def reference_net(model, training):
 
 
 def reference_stages(net, img):
-    """Every stage's (coords, prob, prob * z) by the SPEC formulas, batch-first.
+    """Every stage's (coords, prob, prob * z) by the formulas of docs/method.md §4, batch-first.
 
     Args:
         net: from `reference_net`; its backbone modules and parameters are used as they are.
@@ -141,7 +141,7 @@ def unit(vectors):
 
 
 def reference_losses(stages, gt_uvd, faces, num_vert):
-    """SPEC 5 per stage: coord L1, 0.1 * |unit pred edge . target normal|, edge length."""
+    """docs/method.md §5 per stage: coord L1, 0.1 * |unit pred edge . target normal|, edge length."""
     losses = {}
     faces = torch.as_tensor(faces, dtype=torch.long)
     gt_uvd = gt_uvd.double()

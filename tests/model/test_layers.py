@@ -1,4 +1,8 @@
-"""SAR layers against hand-worked values (SPEC 4)."""
+"""SAR layers against hand-worked values (docs/method.md §4).
+
+The layers work vertex-major (V x B x F, maps M x B x P); the tests build inputs batch-first
+and transpose at the boundary, so the expected values read as in the method's description.
+"""
 
 import pytest
 import torch
@@ -18,7 +22,8 @@ def test_soft_argmax_of_one_hot_heatmaps():
     heatmaps = torch.zeros(1, 3, heatmap_size, heatmap_size)
     for k, (row, col) in enumerate(peaks):
         heatmaps[0, k, row, col] = ONE_HOT_LOGIT
-    prob, uv_px = soft(heatmaps)
+    prob, uv_px = soft(heatmaps.reshape(1, 3, -1).transpose(0, 1))  # (M, B, P) map-major
+    prob, uv_px = prob.transpose(0, 1).reshape(heatmaps.shape), uv_px.transpose(0, 1)
     expected_px = torch.tensor([[[0., 0.], [5., 2.], [3., 7.]]])  # (column, row)
     torch.testing.assert_close(uv_px, expected_px)
     torch.testing.assert_close(prob, (heatmaps > 0).float())
@@ -35,7 +40,8 @@ def test_soft_heatmap_beta_scales_each_map_and_grids_are_frozen():
         soft.beta.weight.copy_(torch.tensor([0.0, 2.0]).view(2, 1, 1, 1))
     heatmaps = torch.zeros(1, 2, 4, 4)
     heatmaps[0, :, 0, 0] = 1.0
-    prob, uv_px = soft(heatmaps)
+    prob, uv_px = soft(heatmaps.reshape(1, 2, -1).transpose(0, 1))
+    prob, uv_px = prob.transpose(0, 1).reshape(heatmaps.shape), uv_px.transpose(0, 1)
     # map 0: beta = 0 -> uniform, mean column = mean row = 1.5
     torch.testing.assert_close(uv_px[0, 0], torch.tensor([1.5, 1.5]))
     # map 1: logit 2 at (0, 0), 0 elsewhere: p00 = e^2 / (e^2 + 15); mean = (1 - p00) * 1.6
@@ -44,6 +50,10 @@ def test_soft_heatmap_beta_scales_each_map_and_grids_are_frozen():
     p00 = e2 / (e2 + 15)
     torch.testing.assert_close(prob[0, 1, 0, 0], p00)
     torch.testing.assert_close(uv_px[0, 1], torch.stack([(1 - p00) * 1.6] * 2))
+    # prescaled: the scale is not applied a second time (map 0 then peaks like map 1 unscaled)
+    prob_pre, _ = soft(heatmaps.reshape(1, 2, -1).transpose(0, 1), prescaled=True)
+    e1 = torch.exp(torch.tensor(1.0))
+    torch.testing.assert_close(prob_pre[0, 0, 0], e1 / (e1 + 15))
 
 
 def test_graph_conv_row_normalisation_hand_worked():
@@ -64,7 +74,8 @@ def test_graph_conv_row_normalisation_hand_worked():
     # sample 1: row 0 = 0, .5; row 1 = 2, 0; row 2 = 1, .25
     expected = torch.tensor([[[2., 20.], [4., 40.], [3., 30.]],
                              [[0., .5], [2., 0.], [1., .25]]])
-    torch.testing.assert_close(conv(x), expected, rtol=1e-4, atol=1e-5)
+    out = conv(x.transpose(0, 1)).transpose(0, 1)  # the layer is vertex-major
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     sums = torch.tensor([2., 4., 4.]) + 1e-5
     torch.testing.assert_close(row_normalise(adj), adj / sums[:, None])
 
@@ -82,12 +93,29 @@ def test_graph_builder_channel_layout():
     row = torch.arange(side).view(1, side, 1)
     col = torch.arange(side).view(1, 1, side)
     features = (100 * channel + 10 * row + col).float()[None]
-    template = torch.tensor([[7., 8., 9.], [1., 2., 3.], [4., 5., 6.]])
-    out = builder(features, template)
-    assert out.shape == (1, num_vert, num_fms * side * side + 3)
-    # vertex 1 gets channels 2 (map 0) and 3 (map 1), each row-major, then its template vertex
-    expected_vertex1 = torch.tensor([200., 201., 210., 211., 300., 301., 310., 311., 1., 2., 3.])
-    torch.testing.assert_close(out[0, 1], expected_vertex1)
+    out = builder(features)
+    assert out.shape == (num_vert, 1, num_fms * side * side)  # vertex-major
+    # vertex 1 gets channels 2 (map 0) and 3 (map 1), each row-major
+    expected_vertex1 = torch.tensor([200., 201., 210., 211., 300., 301., 310., 311.])
+    torch.testing.assert_close(out[1, 0], expected_vertex1)
+
+
+def test_template_as_shared_columns_equals_concatenated_template():
+    # The template columns given once (shared_columns) must act as if concatenated to every
+    # sample's features, as docs/method.md §4 describes the graph builder's output.
+    torch.manual_seed(0)
+    num_vert, own, batch = 5, 6, 3
+    head = GraphRegressor25D(num_vert=num_vert, num_joint=2, in_features=own + 3, heatmap_size=4)
+    head.eval()
+    with torch.no_grad():
+        for conv in (head.reg_xy[0], head.reg_z[0], head.reg_xy[3]):
+            conv.adj.add_(0.1 * torch.rand(num_vert, num_vert))  # a non-trivial adjacency
+    features = torch.randn(num_vert, batch, own)
+    template = torch.randn(num_vert, 3)
+    shared = head(features, shared_columns=template)
+    concatenated = head(torch.cat((features, template[:, None].expand(-1, batch, -1)), dim=2))
+    torch.testing.assert_close(shared.coords, concatenated.coords, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(shared.prob, concatenated.prob, rtol=1e-5, atol=1e-7)
 
 
 def test_graph_regressor_assembles_uvd_hand_worked():
@@ -112,7 +140,7 @@ def test_graph_regressor_assembles_uvd_hand_worked():
     features = torch.zeros(1, 2, num_pixels)
     features[0, 0, 1 * side + 2] = ONE_HOT_LOGIT  # vertex 0 at row 1, column 2 -> pixel 6
     features[0, 1, 3 * side + 0] = ONE_HOT_LOGIT  # vertex 1 at row 3, column 0 -> pixel 12
-    out = head(features)
+    out = head(features.transpose(0, 1))  # vertex-major in, batch-first out
     # u, v = column / 2 - 1, row / 2 - 1; d = z at the peak pixel
     expected = torch.tensor([[[2 / 2 - 1, 1 / 2 - 1, 0.6],
                               [0 / 2 - 1, 3 / 2 - 1, 1.2],

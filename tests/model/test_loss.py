@@ -1,4 +1,4 @@
-"""SPEC 5 losses against values worked out by hand on a two-triangle mesh."""
+"""docs/method.md §5 losses against values worked out by hand on a two-triangle mesh."""
 
 import math
 

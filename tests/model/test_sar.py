@@ -1,4 +1,4 @@
-"""SAR network: published checkpoint layout, configurations, errors, gradients (SPEC 4, 5)."""
+"""SAR network: published checkpoint layout, configurations, errors, gradients (docs/method.md §4, 5)."""
 
 import math
 from pathlib import Path
@@ -52,7 +52,7 @@ def test_state_dict_matches_published_checkpoint(default_model):
 
 
 def test_parameter_count_is_58_85_million(default_model):
-    # SPEC 4's 58.85 M counts parameters, not the BN running statistics: the manifest without
+    # docs/method.md §4's 58.85 M counts parameters, not the BN running statistics: the manifest without
     # BN buffers sums to 58,854,490, and so do our nn.Parameters (including the two 32 x 32
     # index grids per stage; the trainable ones alone, 58,850,394, also round to 58.85 M).
     from_manifest = sum(math.prod(shape) for key, shape in read_manifest()

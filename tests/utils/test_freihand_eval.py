@@ -1,4 +1,4 @@
-"""Tests of the local FreiHAND evaluation (SPEC 8) against independent computations:
+"""Tests of the local FreiHAND evaluation (docs/method.md §8) against independent computations:
 identities (exact, shifted and similarity-transformed predictions), a three-sample case
 worked out by hand, scipy's orthogonal Procrustes and brute-force nearest neighbours."""
 import json
@@ -17,7 +17,7 @@ from utils import freihand_eval as fe
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCORE_KEYS = ('xyz_mean3d', 'xyz_auc3d', 'xyz_al_mean3d', 'xyz_al_auc3d',
               'mesh_mean3d', 'mesh_auc3d', 'mesh_al_mean3d', 'mesh_al_auc3d',
-              'f_score_5', 'f_al_score_5', 'f_score_15', 'f_al_score_15')  # SPEC 8, in order
+              'f_score_5', 'f_al_score_5', 'f_score_15', 'f_al_score_15')  # docs/method.md §8, in order
 # Aligned AUC of an exact prediction: the +1e-8 of the normalisation leaves ~1e-9 m errors,
 # so PCK(t=0) = 0 and PCK(t>0) = 1: trapezoid sum (0 + 1)/2 + 98 * 1 = 98.5 over 99 intervals.
 AUC_EXACT_ALIGNED = 98.5 / 99
@@ -95,7 +95,7 @@ def test_procrustes_agrees_with_scipy(num_points):
         rotation, scale = orthogonal_procrustes(gt_n, pred_n)
         np.testing.assert_allclose(transform.rotation[i], rotation, atol=1e-10)
         assert transform.scale[i] == pytest.approx(scale, rel=1e-12)
-        # SPEC 8: pred_aligned = (pred_n R^T) * s * |gt_c| + mean(gt); the 1e-8 difference
+        # docs/method.md §8: pred_aligned = (pred_n R^T) * s * |gt_c| + mean(gt); the 1e-8 difference
         # between |gt_c| and the normaliser |gt_c| + 1e-8 moves points by < 1e-8 m.
         expected = pred_n @ rotation.T * scale * np.linalg.norm(gt_c) + gt[i].mean(axis=0)
         np.testing.assert_allclose(aligned[i], expected, atol=1e-8)

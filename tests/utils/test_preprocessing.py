@@ -1,4 +1,4 @@
-"""Crop, colour gain, normalisation and augmentation draws (SPEC 2), against hand-worked pixels."""
+"""Crop, colour gain, normalisation and augmentation draws (docs/method.md §2), against hand-worked pixels."""
 import numpy as np
 
 from utils.preprocessing import augment_params, crop_and_augment, normalize
@@ -67,7 +67,7 @@ def test_augment_params_ranges_and_reproducibility():
 
 
 def test_lookup_tables_equal_the_per_pixel_formulas():
-    # The gain and normalisation tables give bit for bit what the formulas of SPEC 2 give
+    # The gain and normalisation tables give bit for bit what the formulas of docs/method.md §2 give
     # when applied to every pixel (float64 gain, truncation; float32 normalisation).
     rng = np.random.default_rng(7)
     img = rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8)

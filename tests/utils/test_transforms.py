@@ -1,4 +1,4 @@
-"""Crop affines, projection and the SPEC 3 / SPEC 7 target coding, against hand-worked values."""
+"""Crop affines, projection and the docs/method.md §3 / docs/method.md §7 target coding, against hand-worked values."""
 import cv2
 import numpy as np
 import pytest
@@ -137,3 +137,33 @@ def test_encode_decode_batched_match_per_sample():
     assert xyz.shape == (3, 799, 3)
     # float32 network-like input: about 1e-7 relative of a 0.5 m scale.
     np.testing.assert_allclose(xyz, np.concatenate([verts, joints], axis=1), atol=1e-5)
+
+
+def test_fx_as_fy_projects_and_decodes_as_the_published_code():
+    # A K with fx != fy (1 % apart, more than FreiHAND's 0.3 % to make the difference plain).
+    K = np.array([[500.0, 0.0, 112.0], [0.0, 505.0, 110.0], [0.0, 0.0, 1.0]])
+    point = np.array([[0.02, -0.03, 0.5]])
+    # Hand-worked: u = fx x / z + cx = 500 * 0.04 + 112 = 132; v with fy = 505 * -0.06 + 110
+    # = 79.7; the published code reads K[0][0] for v too: 500 * -0.06 + 110 = 80.
+    np.testing.assert_allclose(project(point, K), [[132.0, 79.7, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(project(point, K, fx_as_fy=True), [[132.0, 80.0, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(backproject([[132.0, 80.0, 0.5]], K, fx_as_fy=True), point, atol=1e-12)
+
+    # Targets: only v moves, by (80 - 79.7) px in the image = 0.3 * 256 / 130 crop px, i.e.
+    # 0.3 * 2 / 130 in normalised units (the crop spans 2 units over the 130 px box).
+    rng = np.random.default_rng(3)
+    verts, joints = _random_hand(rng)
+    verts[0], joints[0] = point[0], [0.0, 0.0, 0.5]  # wrist at depth 0.5: depths unchanged
+    img2crop, crop2img = get_affine(BOX_CENTER, BOX_SIZE, 256)
+    ours = encode_uvd(verts, joints, K, img2crop)
+    published = encode_uvd(verts, joints, K, img2crop, fx_as_fy=True)
+    np.testing.assert_allclose(ours[:, 0], published[:, 0], atol=1e-12)
+    np.testing.assert_allclose(ours[:, 2], published[:, 2], atol=1e-12)
+    assert published[0, 1] - ours[0, 1] == pytest.approx(0.3 * 2 / 130, rel=1e-9)
+    # Each mode decodes its own targets back to the camera-frame points.
+    for fx_as_fy, coords in ((False, ours), (True, published)):
+        xyz = decode_uvd(coords, 0.5, crop2img, K, fx_as_fy=fx_as_fy)
+        np.testing.assert_allclose(xyz, np.concatenate([verts, joints]), atol=1e-12)
+    # Mixing the modes scales y by fx / fy: v - cy = 500 y / z read back with fy = 505.
+    mixed = decode_uvd(published, 0.5, crop2img, K)
+    assert mixed[0, 1] == pytest.approx(point[0, 1] * 500 / 505, abs=1e-12)

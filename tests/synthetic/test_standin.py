@@ -1,7 +1,7 @@
 """The procedural MANO stand-in: topology, frame, fingertips, model data, mirror, files.
 
 Checks use independent computations: trimesh for topology and volume, a small NumPy linear
-blend skinning written here from SPEC 9, a brute-force segment/triangle intersection test.
+blend skinning written here from docs/method.md §9, a brute-force segment/triangle intersection test.
 """
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ import trimesh
 
 from manopth import constants
 from manopth.io import load_mano
-from manopth.standin import build_standin, example_pose, main, mirror_to_left
+from synthetic.standin import build_standin, example_pose, main, mirror_to_left
 
 FINGER_NAMES = ('thumb', 'index', 'middle', 'ring', 'pinky')
 FIRST_JOINT = {'index': 1, 'middle': 4, 'pinky': 7, 'ring': 10, 'thumb': 13}
@@ -51,7 +51,7 @@ def _rodrigues(axisang):
 
 
 def _forward(model, pose48, betas):
-    """SPEC 9 forward model in plain NumPy: verts (778 x 3, m) and joints (16 x 3, m)."""
+    """docs/method.md §9 forward model in plain NumPy: verts (778 x 3, m) and joints (16 x 3, m)."""
     v_shaped = model['v_template'] + model['shapedirs'] @ betas
     rest_joints = model['J_regressor'] @ v_shaped
     rots = [_rodrigues(pose48[3 * k:3 * k + 3]) for k in range(16)]
@@ -164,7 +164,7 @@ def test_no_degenerate_or_self_intersecting_triangles(right):
 
 def test_template_frame_and_size(right):
     v, joints = right['v_template'], right['J']
-    assert np.allclose(joints[0], [0.096, 0.006, 0.006], atol=0.003)  # SPEC 9 wrist
+    assert np.allclose(joints[0], [0.096, 0.006, 0.006], atol=0.003)  # docs/method.md §9 wrist
     extent = np.ptp(v, axis=0)
     assert 0.17 < extent[0] < 0.21 and 0.035 < extent[1] < 0.07 and 0.14 < extent[2] < 0.19
     tips = {n: v[t] for n, t in zip(FINGER_NAMES, constants.TIP_VERTS_MANOPTH_RIGHT)}

@@ -1,4 +1,4 @@
-"""Drawing helpers (cv2 + numpy): hand skeletons, image grids, image files.
+"""Drawing helpers (cv2 + numpy): hand skeletons, image grids, reading and writing image files.
 
 Images are RGB uint8 arrays (H x W x 3); pixel coordinates (u, v) follow OpenCV: u is the
 column, v the row, pixel (row i, column j) centred on (u, v) = (j, i).
@@ -163,3 +163,31 @@ def save_image(path, img_rgb):
                          f'use .png or .jpg')
     with atomic_open(path, 'wb') as f:
         f.write(encoded.tobytes())
+
+
+JPEG_START, JPEG_END = b'\xff\xd8', b'\xff\xd9'  # start- and end-of-image markers
+
+
+def read_image(path):
+    """Read an image file as OpenCV does (BGR uint8), and say whether it is damaged.
+
+    libjpeg decodes a truncated JPEG without an error (it fills the missing rows with grey and
+    prints an anonymous "Premature end of JPEG file"), so a JPEG is also checked for its
+    end-of-image marker.
+
+    Returns:
+        (img, damage): img H x W x 3 uint8 BGR, or None when the file cannot be read or decoded;
+        damage None, or a sentence saying what is wrong with the file and what the decoder did.
+    """
+    path = os.fspath(path)
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        return None, None
+    with open(path, 'rb') as f:
+        start = f.read(2)
+        f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
+        end = f.read().rstrip(b'\x00')
+    if start == JPEG_START and JPEG_END not in end:
+        return img, ('is truncated (no JPEG end-of-image marker): the decoder filled the '
+                     'missing part of the image with grey')
+    return img, None

@@ -1,7 +1,7 @@
 """Procedural MANO stand-in: a right hand built from swept tubes, in the official file format.
 
 The licensed MANO model (MANO_RIGHT.pkl) cannot be shipped, so tests, CI and the demo use this
-hand instead. It has every key, shape, dtype and convention of the official file (SPEC 9):
+hand instead. It has every key, shape, dtype and convention of the official file (docs/method.md §9):
 778 vertices, 1538 faces, one 16-vertex wrist opening, MANO's template frame and size (meters;
 fingers along -x, thumb towards +z, back of the hand +y), the 16 joints in MANO's order and
 tree, fingertip vertices of both conventions (manopth 745/317/444(445)/556/673, FreiHAND
@@ -15,7 +15,7 @@ web vertices, and the thumb tube grown from a hole in the palm's thenar side.
 `kintree_table` is stored as int64 with the root parent 2**32 - 1, as the official files hold it.
 The seed only changes the sampled pose space; the geometry is fixed.
 
-    python -m manopth.standin --out DIR [--seed S]    writes DIR/MANO_RIGHT.pkl, MANO_LEFT.pkl
+    python -m synthetic.standin --out DIR [--seed S]    writes DIR/MANO_RIGHT.pkl, MANO_LEFT.pkl
 """
 import argparse
 import os
@@ -26,6 +26,7 @@ import scipy.sparse
 from scipy.spatial.transform import Rotation
 
 from manopth import constants
+from synthetic.mano_file import save_mano
 
 # ---------------------------------------------------------------------------------------------
 # Skeleton (template frame, meters)
@@ -685,7 +686,7 @@ def _pose_pca(poses):
 # ---------------------------------------------------------------------------------------------
 
 def build_standin(seed=0):
-    """The right-hand stand-in model as the official file's dict of plain arrays (SPEC 9).
+    """The right-hand stand-in model as the official file's dict of plain arrays (docs/method.md §9).
 
     Args:
         seed: seeds the sampled pose space (hands_mean / components / coeffs); the geometry,
@@ -753,13 +754,12 @@ def mirror_to_left(data):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m manopth.standin',
+        prog='python -m synthetic.standin',
         description='Write the procedural MANO stand-in (MANO_RIGHT.pkl, MANO_LEFT.pkl) in the '
                     'official file format. It is NOT the licensed MANO model.')
     parser.add_argument('--out', required=True, help='folder to write the two pickles into')
     parser.add_argument('--seed', type=int, default=0, help='seed of the sampled pose space')
     args = parser.parse_args(argv)
-    from manopth.io import save_mano
     right = build_standin(args.seed)
     for side, data in (('RIGHT', right), ('LEFT', mirror_to_left(right))):
         path = os.path.join(args.out, f'MANO_{side}.pkl')

@@ -7,7 +7,7 @@ import numpy as np
 from utils.constants import IMAGENET_MEAN, IMAGENET_STD
 from utils.render import VIEW_NAMES, render_views
 from utils.transforms import project
-from utils.vis import draw_skeleton, make_grid, save_image
+from utils.drawing import draw_skeleton, make_grid, save_image
 
 
 def denormalize(img_chw):

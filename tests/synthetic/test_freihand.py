@@ -1,8 +1,8 @@
-"""Tests for dataset/synthetic.py: independent checks of a generated FreiHAND-layout set.
+"""Tests for synthetic/freihand.py: independent checks of a generated FreiHAND-layout set.
 
-One small set is rendered per session from the MANO stand-in (`python -m manopth.standin`).
+One small set is rendered per session from the MANO stand-in (`python -m synthetic.standin`).
 The checks recompute everything from first principles: the mesh silhouette with the numpy
-rasteriser, the SPEC 1 root rule written out here, projections, bone lengths and the
+rasteriser, the docs/method.md §1 root rule written out here, projections, bone lengths and the
 loader's crops. This module must not import torchvision (see utils/render.py).
 """
 import json
@@ -16,15 +16,16 @@ import pytest
 import torch
 
 from dataset import get_dataset
-from dataset.synthetic import GeometrySampler, generate, random_rotation, solve_anchor_depth
 from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
+from synthetic.freihand import generate
+from synthetic.geometry import GeometrySampler, random_rotation, solve_anchor_depth
 from utils.render import close_renderers, rasterize_mask
 
 NUM_TRAIN, NUM_EVAL, SEED = 5, 3, 7
 IMG = 224
 VERSIONS = 4
-FREIHAND_TIPS = (744, 320, 443, 555, 672)  # thumb, index, middle, ring, pinky (SPEC 1)
+FREIHAND_TIPS = (744, 320, 443, 555, 672)  # thumb, index, middle, ring, pinky (docs/method.md §1)
 ANNOTATIONS = {  # file -> (split, per-entry shape)
     'training_K.json': ('train', (3, 3)), 'training_mano.json': ('train', (1, 61)),
     'training_xyz.json': ('train', (21, 3)), 'training_verts.json': ('train', (778, 3)),
@@ -55,7 +56,7 @@ def project(points, K):
 def standin_root(tmp_path_factory):
     """Folder with the procedural MANO stand-in, written by its command line."""
     folder = tmp_path_factory.mktemp('mano_standin')
-    subprocess.run([sys.executable, '-m', 'manopth.standin', '--out', str(folder)], check=True,
+    subprocess.run([sys.executable, '-m', 'synthetic.standin', '--out', str(folder)], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert os.path.isfile(folder / 'MANO_RIGHT.pkl')
     return str(folder)
@@ -210,7 +211,7 @@ def test_rendered_masks_match_the_projected_mesh(synthetic_set, annotations, sta
 
 
 def test_mano_entries_reproduce_the_vertices(annotations, standin_root):
-    """SPEC 1 root rule, written out here: keypoint 9 (regressed from the posed mesh, as the
+    """docs/method.md §1 root rule, written out here: keypoint 9 (regressed from the posed mesh, as the
     ground-truth keypoints) at [u - cx, v - cy, f] / scale."""
     layer = ManoLayer(mano_root=standin_root, flat_hand_mean=False, use_pca=False)
     mano = torch.as_tensor(annotations['training_mano.json'][:, 0])

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import vis
+from utils import drawing as vis
 from utils.constants import SKELETON
 
 THUMB, INDEX, MIDDLE, RING, PINKY = vis.FINGER_COLORS

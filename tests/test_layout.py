@@ -1,0 +1,136 @@
+"""The layering of the code (README "Layout"): imports flow one way.
+
+    manopth/ -> utils/ -> model/, dataset/ -> synthetic/, engine/ -> scripts
+
+Every module's imports are parsed (also those inside functions); a violation names the file,
+the line and the rule it breaks. The rules:
+- each package imports only the packages of its own layer or the layers below it;
+- `manopth/` stands alone (it is the manopth API); `utils/` imports no `model/`, `dataset/`;
+- library code never imports `config` (only the engine and the scripts do);
+- no script is imported by another module (train.py, test.py, demo.py and every module of
+  tools/ and benchmarks/ with an `if __name__ == '__main__':` block); only tests may import
+  them. Library modules may carry a command line of their own (`python -m synthetic.standin`,
+  `python -m utils.freihand_eval`): those are used as libraries too;
+- nothing outside `tests/` imports `tests`.
+"""
+import ast
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What each top-level package (or top-level module) may import from the project.
+ALLOWED = {
+    'manopth': {'manopth'},
+    'utils': {'manopth', 'utils'},
+    'model': {'manopth', 'utils', 'model'},
+    'dataset': {'manopth', 'utils', 'dataset'},
+    'synthetic': {'manopth', 'utils', 'model', 'dataset', 'synthetic'},
+    'engine': {'manopth', 'utils', 'model', 'dataset', 'engine', 'config'},
+    'config': set(),
+    'train': {'manopth', 'utils', 'model', 'dataset', 'engine', 'config'},
+    'test': {'manopth', 'utils', 'model', 'dataset', 'engine', 'config'},
+    'demo': {'manopth', 'utils', 'model', 'dataset', 'engine', 'config'},
+    'tools': {'manopth', 'utils', 'model', 'dataset', 'synthetic', 'engine', 'config', 'tools'},
+    'benchmarks': {'manopth', 'utils', 'model', 'dataset', 'synthetic', 'engine', 'config',
+                   'benchmarks'},
+}
+SCRIPTS_AT_TOP = {'train', 'test', 'demo'}
+
+
+def project_modules():
+    """{dotted module name: path} of every project .py file outside tests/ and the venv."""
+    modules = {}
+    for folder, dirs, files in os.walk(REPO):
+        rel = os.path.relpath(folder, REPO)
+        top = rel.split(os.sep)[0]
+        if rel != '.' and (top.startswith('.') or top in ('tests', 'output', 'data', 'docs')
+                           or '__pycache__' in rel):
+            dirs[:] = []
+            continue
+        for name in files:
+            if name.endswith('.py'):
+                parts = [] if rel == '.' else rel.split(os.sep)
+                stem = name[:-3]
+                if stem != '__init__':
+                    parts.append(stem)
+                modules['.'.join(parts)] = os.path.join(folder, name)
+    return modules
+
+
+def imports_of(path):
+    """[(line, dotted name)] of every import statement in the file."""
+    tree = ast.parse(open(path).read(), filename=path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+            # `from utils import freihand_eval` imports the module utils.freihand_eval
+            found += [(node.lineno, f'{node.module}.{alias.name}') for alias in node.names]
+    return found
+
+
+def is_script(name, path):
+    if name in SCRIPTS_AT_TOP:
+        return True
+    if name.split('.')[0] not in ('tools', 'benchmarks'):
+        return False
+    tree = ast.parse(open(path).read(), filename=path)
+    for node in tree.body:
+        if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+                and isinstance(node.test.left, ast.Name) and node.test.left.id == '__name__'):
+            return True
+    return False
+
+
+def violations(modules):
+    scripts = {name for name, path in modules.items() if is_script(name, path)}
+    found = []
+    for name, path in sorted(modules.items()):
+        own = name.split('.')[0]
+        rel = os.path.relpath(path, REPO)
+        for line, target in imports_of(path):
+            top = target.split('.')[0]
+            if top == 'tests':
+                found.append(f'{rel}:{line}: imports {target}: nothing outside tests/ imports tests')
+            elif top in ALLOWED and top not in ALLOWED[own]:
+                found.append(f'{rel}:{line}: imports {target}: {own}/ may import only '
+                             f'{sorted(ALLOWED[own])}')
+            elif target in scripts and target != name:
+                found.append(f'{rel}:{line}: imports the script {target}: no script is imported '
+                             f'by another module (move the shared code into a library module)')
+    return found
+
+
+def test_imports_flow_one_way():
+    modules = project_modules()
+    assert {'manopth.io', 'utils.transforms', 'engine.build', 'synthetic.standin', 'train'} <= set(modules)
+    problems = violations(modules)
+    assert not problems, 'layering violations:\n' + '\n'.join(problems)
+
+
+@pytest.mark.parametrize('source, message', [
+    ('from utils.fileio import atomic_open\n', 'manopth/ may import only'),
+    ('import config\n', 'manopth/ may import only'),
+    ('def f():\n    from tests.dataset.conftest import make_freihand\n', 'nothing outside tests/'),
+])
+def test_a_violation_is_named_with_file_and_line(tmp_path, source, message):
+    # A stand-in manopth module with a forbidden import: the check must catch it, in a function too.
+    path = tmp_path / 'io.py'
+    path.write_text(source)
+    problems = violations({'manopth.io': str(path)})
+    assert problems and message in problems[0] and 'io.py:' in problems[0], problems
+
+
+def test_importing_a_script_is_a_violation(tmp_path):
+    script = tmp_path / 'run.py'
+    script.write_text("if __name__ == '__main__':\n    pass\n")
+    user = tmp_path / 'other.py'
+    user.write_text('x = 1\n\nfrom benchmarks import run\n')
+    problems = violations({'benchmarks.run': str(script), 'benchmarks.other': str(user)})
+    assert problems == [f'{os.path.relpath(user, REPO)}:3: imports the script benchmarks.run: no '
+                        f'script is imported by another module (move the shared code into a '
+                        f'library module)']

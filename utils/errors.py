@@ -1,0 +1,14 @@
+"""Errors shared by the data loaders and the evaluator."""
+
+
+class DataError(ValueError):
+    """Missing or malformed data on disk; the message names the path, what was expected and the fix."""
+
+
+class EvaluationInputError(DataError):
+    """A prediction or ground-truth input that cannot be evaluated; the message says why."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or weight file that is missing, unreadable, refused (it would run code) or
+    does not fit the network; the message names the file and the fix."""
