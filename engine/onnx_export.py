@@ -103,9 +103,13 @@ def _check_model_and_config(fused_model, cfg_dict):
     if missing:
         raise ValueError(f'cfg_dict lacks the network fields {missing}; pass the resolved '
                          f'config (Config.to_dict())')
+    # What the network itself records (feature_size follows from input_img_shape, SAR checks
+    # that; the backbone name is not recorded and is taken on trust).
     model_fields = {'num_stage': fused_model.num_stage, 'num_vert': fused_model.num_vert,
                     'num_joint': fused_model.num_joint,
-                    'input_img_shape': fused_model.input_img_shape}
+                    'input_img_shape': fused_model.input_img_shape,
+                    'heatmap_size': fused_model.gbbmr[0].heatmap_size,
+                    'num_FMs': fused_model.saigb[0].group[0].out_channels // fused_model.num_vert}
     wrong = [f'{name}: model {value!r}, cfg_dict {_normalise_value(cfg_dict[name])!r}'
              for name, value in model_fields.items()
              if _normalise_value(cfg_dict[name]) != _normalise_value(value)]

@@ -152,6 +152,8 @@ def test_export_refuses_bad_inputs(fused, tmp_path):
         export_onnx(unfused.eval(), cfg, tmp_path / 'a.onnx')
     with pytest.raises(ValueError, match=r'input_img_shape: model \(64, 64\), cfg_dict \(96, 96\)'):
         export_onnx(fused, {**cfg, 'input_img_shape': (96, 96)}, tmp_path / 'a.onnx')
+    with pytest.raises(ValueError, match=r'num_FMs: model 2, cfg_dict 8'):
+        export_onnx(fused, {**cfg, 'num_FMs': 8}, tmp_path / 'a.onnx')
     with pytest.raises(ValueError, match='opset 17 is below 18'):
         export_onnx(fused, cfg, tmp_path / 'a.onnx', opset=17)
     with pytest.raises(ValueError, match='sample_batch must be >= 2'):
