@@ -8,8 +8,9 @@ exported with engine.onnx_export to a temporary file, and run at batch 1 and 16 
 runtimes with the SAME thread count (torch.set_num_threads and ONNX Runtime's
 intra_op_num_threads, default: the cores this process may use). Per batch: warm-up calls,
 then timed calls alternating between the two runtimes (so a change in the machine's load
-hits both), reported as the median images/s of each, the ratio ONNX Runtime / PyTorch, and
-the max |difference| of their outputs (crop-normalised coords) on the same input.
+hits both), reported as the median images/s of each (and the best call's, a hint of how
+much the load varied), the ratio of the medians ONNX Runtime / PyTorch, and the max
+|difference| of their outputs (crop-normalised coords) on the same input.
 `--quick`: a small network (ResNet-18, 64 px, 2 feature maps) that runs in well under a
 minute. Other processes change the numbers: their CPU use is printed before and after.
 """
@@ -62,8 +63,8 @@ def print_other_cpu_use(when):
 
 
 def time_alternating(calls, warmup, repeats):
-    """Median seconds per call of each function in `calls` (dict name -> function), the
-    functions called in turn within each repetition after `warmup` calls of each."""
+    """(median, best) seconds per call of each function in `calls` (dict name -> function),
+    the functions called in turn within each repetition after `warmup` calls of each."""
     for _ in range(warmup):
         for function in calls.values():
             function()
@@ -73,7 +74,7 @@ def time_alternating(calls, warmup, repeats):
             begin = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - begin)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: (statistics.median(values), min(values)) for name, values in times.items()}
 
 
 def build_fused(cfg):
@@ -130,11 +131,13 @@ def run(quick=False, threads=None):
 
                 seconds = time_alternating({'torch': run_torch, 'onnx': run_onnx},
                                            WARMUP[batch], repeats[batch])
-            torch_ips, onnx_ips = batch / seconds['torch'], batch / seconds['onnx']
+            (torch_s, torch_best), (onnx_s, onnx_best) = seconds['torch'], seconds['onnx']
+            torch_ips, onnx_ips = batch / torch_s, batch / onnx_s
             results[batch] = dict(torch_ips=torch_ips, onnx_ips=onnx_ips,
                                   ratio=onnx_ips / torch_ips, max_abs_diff=diff)
-            print(f'batch {batch:2d}: PyTorch {torch_ips:7.2f} images/s, ONNX Runtime '
-                  f'{onnx_ips:7.2f} images/s, ratio ORT/PyTorch {onnx_ips / torch_ips:.2f}, '
+            print(f'batch {batch:2d}: PyTorch {torch_ips:7.2f} images/s (best '
+                  f'{batch / torch_best:.2f}), ONNX Runtime {onnx_ips:7.2f} images/s (best '
+                  f'{batch / onnx_best:.2f}), ratio ORT/PyTorch {onnx_ips / torch_ips:.2f}, '
                   f'max |diff| {diff:.2e} (median of {repeats[batch]} calls each)')
     print_other_cpu_use('at the end')
     return results
