@@ -57,6 +57,7 @@ class Config:
     eval_interval: int = 0  # evaluate (and log the report) every N epochs when the evaluation GT exists; 0: never
     print_iter: int = 10  # log every N iterations (the only host syncs of the train loop)
     checkpoint: str = ''  # test.py / demo.py: checkpoint to load; train.py: to resume from
+    onnx: str = ''  # test.py / demo.py: run this exported file with ONNX Runtime (CPU) instead of PyTorch
     continue_train: bool = False  # train.py: resume from `checkpoint`
     resume: str = ''  # train.py: 'auto' resumes from the newest checkpoint of the experiment
     vis: bool = False  # test.py: render results to output/vis

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
-from engine.inference import load_for_inference
+from engine.inference import load_inference_model
 from engine.setup import resolve_config, run_main
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
 from utils.errors import DataError
@@ -91,14 +91,14 @@ def write_obj(path, verts, faces):
 def main(argv):
     args, rest = parse_args(argv)
     cfg = resolve_config(rest, from_checkpoint=True)
-    if not cfg.checkpoint:
-        raise config_module.ConfigError('no checkpoint given: python demo.py --input IMG '
-                                        '--checkpoint PATH')
+    if not cfg.checkpoint and not cfg.onnx:
+        raise config_module.ConfigError('no network given: python demo.py --input IMG '
+                                        '--checkpoint PATH (or --onnx FILE)')
     device = torch.device(cfg.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError("CUDA is not available: add --device cpu")
     mano = MANO(cfg.mano_root)
-    model, _ = load_for_inference(cfg, mano, device)
+    model = load_inference_model(cfg, mano, device)
     memory_format = (torch.channels_last if cfg.channels_last and device.type == 'cuda'
                      else torch.contiguous_format)
 

@@ -20,7 +20,7 @@ import torch
 import config as config_module
 from dataset import get_dataset
 from engine.build import amp_dtype as amp_dtype_for
-from engine.inference import load_for_inference, predict_dataset, write_pred
+from engine.inference import load_inference_model, predict_dataset, write_pred
 from engine.setup import resolve_config, run_main, setup_run
 from utils import distributed, freihand_eval
 from utils.mano import MANO
@@ -38,11 +38,12 @@ def run_local_evaluation(data_root, xyz, verts, out_dir, logger):
 
 def main(argv):
     cfg = resolve_config(argv, from_checkpoint=True)
-    if not cfg.checkpoint:
-        raise config_module.ConfigError("no checkpoint given: python test.py --checkpoint PATH")
+    if not cfg.checkpoint and not cfg.onnx:
+        raise config_module.ConfigError("no network given: python test.py --checkpoint PATH "
+                                        "(or --onnx FILE from python -m tools.export_onnx)")
     cfg, rank, world_size, device, logger = setup_run(cfg, f'test_{cfg.experiment_name}')
     mano = MANO(cfg.mano_root)
-    model, _ = load_for_inference(cfg, mano, device)
+    model = load_inference_model(cfg, mano, device)
 
     dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box)

@@ -25,7 +25,7 @@ import torch
 
 import config as config_module
 from engine.onnx_export import OnnxSAR, export_onnx
-from manopth.standin import build_standin
+from synthetic.standin import build_standin
 from model import SAR
 
 BATCHES = (1, 16)

@@ -26,6 +26,17 @@ def to_device(batch, device, channels_last=False):
     return out
 
 
+def load_inference_model(cfg, mano, device):
+    """The network test.py and demo.py run: an exported file under ONNX Runtime when cfg.onnx
+    is set (engine.onnx_export.OnnxSAR, same interface), else `load_for_inference`."""
+    if cfg.onnx:
+        from engine.onnx_export import OnnxSAR
+        logger.info('running %s with ONNX Runtime (CPU, %d threads)', cfg.onnx,
+                    torch.get_num_threads())
+        return OnnxSAR(cfg.onnx, num_threads=torch.get_num_threads())
+    return load_for_inference(cfg, mano, device)[0]
+
+
 def load_for_inference(cfg, mano, device):
     """The network of `cfg` with the weights of cfg.checkpoint, batch norms folded
     (SAR.fuse_for_inference: the same function in evaluation mode, fewer passes).

@@ -42,7 +42,7 @@ OPSET_KEY = 'sar_opset'
 TORCH_VERSION_KEY = 'sar_torch_version'
 # Config fields that change the network or the decoding of its output (docs/method.md §4, §7).
 NETWORK_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_size',
-                  'num_vert', 'num_joint', 'input_img_shape', 'depth_box')
+                  'num_vert', 'num_joint', 'input_img_shape', 'depth_box', 'fx_as_fy')
 
 
 class OnnxExportError(RuntimeError):
@@ -86,6 +86,27 @@ def check_config_agrees(onnx_cfg, checkpoint_cfg):
         raise ValueError('the ONNX file was exported from a different network configuration: '
                          + '; '.join(problems) + '. Export the checkpoint you mean to use '
                          '(python -m tools.export_onnx --checkpoint PATH --out FILE).')
+
+
+def read_config(path):
+    """The resolved config dict stored in an exported file (input_img_shape as a tuple).
+
+    Raises FileNotFoundError for a missing file, ValueError for a file without SAR metadata.
+    """
+    import onnx
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'ONNX file {path} does not exist; write one with '
+                                f'python -m tools.export_onnx --checkpoint PATH --out FILE')
+    meta = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
+    if CONFIG_KEY not in meta:
+        raise ValueError(f'{path} has no {CONFIG_KEY!r} metadata, so its configuration is '
+                         f'unknown: it was not written by engine.onnx_export.export_onnx. '
+                         f'Re-export it with python -m tools.export_onnx')
+    config = json.loads(meta[CONFIG_KEY])
+    config['input_img_shape'] = tuple(config['input_img_shape'])
+    return config
 
 
 def _check_model_and_config(fused_model, cfg_dict):

@@ -63,12 +63,37 @@ def resolve_config(argv, from_checkpoint=False):
     without repeating the preset.
     """
     cfg = config_module.resolve(argv)
+    if from_checkpoint and cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
+        raise CheckpointError(f'checkpoint not found: {cfg.checkpoint} (set --checkpoint PATH)')
+    if from_checkpoint and cfg.onnx:
+        return _resolve_for_onnx(argv, cfg)
     if from_checkpoint and cfg.checkpoint:
-        if not os.path.isfile(cfg.checkpoint):
-            raise CheckpointError(f'checkpoint not found: {cfg.checkpoint} (set --checkpoint PATH)')
         base = saved_config(cfg.checkpoint)
         if base is not None:
             cfg = config_module.resolve(argv, base=base)
+    return check_network(cfg)
+
+
+def _resolve_for_onnx(argv, cfg):
+    """The configuration of a run with `--onnx FILE`: the one stored in the file under the
+    command line; a `--checkpoint` given as well must describe the same network."""
+    from engine.onnx_export import check_config_agrees, read_config
+
+    try:
+        stored = read_config(cfg.onnx)
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+    cfg = config_module.resolve(argv, base=config_module.from_dict(stored))
+    try:
+        check_config_agrees(stored, cfg.to_dict())  # overrides must not change the network
+        if cfg.checkpoint:
+            saved = saved_config(cfg.checkpoint) or config_module.cfg
+            check_config_agrees(stored, saved.to_dict())
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+    if cfg.device != 'cpu':
+        raise config_module.ConfigError(f"--onnx runs ONNX Runtime on the CPU, but device is "
+                                        f"{cfg.device!r}: add --device cpu")
     return check_network(cfg)
 
 

@@ -15,22 +15,19 @@ import sys
 
 import torch
 
+from engine.inference import load_for_inference
 from engine.onnx_export import OPSET, SELF_CHECK_TOLERANCE, export_onnx
+from engine.setup import resolve_config, run_main
+from utils.mano import MANO
 
 
 def _load_fused_model(checkpoint, overrides):
     """(fused SAR on the CPU, resolved Config) for a checkpoint and config overrides (argv)."""
-    from demo import checkpoint_config
-    from train import build_model
-    from utils.checkpoint import load_checkpoint, load_net_state
-    from utils.mano import MANO
-
-    cfg = checkpoint_config(checkpoint, [*overrides, '--checkpoint', checkpoint])
+    cfg = resolve_config([*overrides, '--checkpoint', checkpoint], from_checkpoint=True)
     # The checkpoint supplies every weight (no ImageNet download); the export runs on the CPU.
     cfg = dataclasses.replace(cfg, pretrained_backbone=False, device='cpu')
-    model = build_model(cfg, MANO(cfg.mano_root), torch.device('cpu'))
-    load_net_state(model, load_checkpoint(checkpoint, map_location='cpu')['net'], checkpoint)
-    return model.eval().fuse_for_inference(), cfg
+    model, _ = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))
+    return model, cfg
 
 
 def parse_args(argv):
@@ -54,4 +51,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    sys.exit(run_main(main, sys.argv[1:], 'python -m tools.export_onnx'))

@@ -13,7 +13,7 @@ import torch
 import config as config_module
 from engine import onnx_export
 from engine.onnx_export import OnnxExportError, OnnxSAR, check_config_agrees, export_onnx
-from manopth.standin import build_standin
+from synthetic.standin import build_standin
 from model import SAR
 
 SMALL = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=2, num_FMs=2,

@@ -6,8 +6,8 @@ import torch
 
 import config as config_module
 from engine.onnx_export import OnnxSAR
-from manopth.io import save_mano
-from manopth.standin import build_standin
+from synthetic.mano_file import save_mano
+from synthetic.standin import build_standin
 from model import SAR
 from tools import export_onnx as tool
 
@@ -40,3 +40,53 @@ def test_exports_a_checkpoint_with_its_saved_config(tmp_path, capsys):
         expected = model.eval()({'img': img})['coords']
         got = runtime({'img': img})['coords']
     assert (got - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.slow
+def test_test_py_with_onnx_matches_pytorch_and_checks_the_checkpoint(tmp_path):
+    import json
+
+    import test as test_script
+    from synthetic.fixture import make_freihand
+
+    mano = build_standin(seed=0)
+    save_mano(tmp_path / 'mano' / 'MANO_RIGHT.pkl', mano)
+    make_freihand(str(tmp_path / 'FreiHAND'), num_samples=1, num_eval=3)
+    args = ['--device', 'cpu', '--backbone', 'resnet18', '--input_img_shape', '64,64',
+            '--pretrained_backbone', 'false', '--num_worker', '0', '--test_batch_size', '2',
+            '--mano_root', str(tmp_path / 'mano'), '--data_root', str(tmp_path / 'FreiHAND')]
+    cfg = config_module.resolve(args)
+    torch.manual_seed(0)
+    model = SAR(mano['v_template'], mano['f'], backbone='resnet18', feature_size=cfg.feature_size,
+                heatmap_size=cfg.heatmap_size, input_img_shape=(64, 64))
+    folder = tmp_path / 'checkpoint'
+    folder.mkdir()
+    ckpt = folder / 'snapshot_0.pth.tar'
+    torch.save({'net': model.state_dict()}, ckpt)
+    (folder / 'config.json').write_text(config_module.dumps(cfg))
+    onnx_path = tmp_path / 'sar.onnx'
+    tool.main(['--checkpoint', str(ckpt), '--out', str(onnx_path)])
+
+    test_script.main([*args, '--checkpoint', str(ckpt), '--output_root', str(tmp_path / 'torch')])
+    # The ONNX file alone (its metadata holds the configuration), then with its checkpoint.
+    test_script.main(['--onnx', str(onnx_path), '--num_worker', '0',
+                      '--output_root', str(tmp_path / 'onnx')])
+    test_script.main(['--onnx', str(onnx_path), '--checkpoint', str(ckpt), '--num_worker', '0',
+                      '--output_root', str(tmp_path / 'both')])
+    torch_pred = json.loads((tmp_path / 'torch' / 'pred.json').read_text())
+    for run in ('onnx', 'both'):
+        onnx_pred = json.loads((tmp_path / run / 'pred.json').read_text())
+        # 1e-4 in crop-normalised coords is about 7e-6 m in x, y and 3e-5 m in depth here.
+        for a, b in zip(torch_pred, onnx_pred):
+            assert abs(torch.tensor(a) - torch.tensor(b)).max().item() <= 5e-5
+
+    # A checkpoint of another network is refused, naming the field.
+    other = tmp_path / 'other'
+    other.mkdir()
+    torch.save({'net': {}}, other / 'snapshot_0.pth.tar')
+    (other / 'config.json').write_text(config_module.dumps(
+        config_module.resolve([*args, '--num_FMs', '4'])))
+    with pytest.raises(config_module.ConfigError, match=r'num_FMs: ONNX file 8, checkpoint config 4'):
+        test_script.main(['--onnx', str(onnx_path), '--checkpoint', str(other / 'snapshot_0.pth.tar'),
+                          '--output_root', str(tmp_path / 'bad')])
+    assert not (tmp_path / 'bad').exists()
