@@ -56,6 +56,7 @@ class Config:
     save_epoch: int = 1  # checkpoint every N epochs (and after the last)
     eval_interval: int = 0  # evaluate (and log the report) every N epochs when the evaluation GT exists; 0: never
     print_iter: int = 10  # log every N iterations (the only host syncs of the train loop)
+    tensorboard: bool = True  # train.py: TensorBoard events under output/tb/<experiment> (rank 0)
     checkpoint: str = ''  # test.py / demo.py: checkpoint to load; train.py: to resume from
     onnx: str = ''  # test.py / demo.py: run this exported file with ONNX Runtime (CPU) instead of PyTorch
     continue_train: bool = False  # train.py: resume from `checkpoint`
@@ -73,6 +74,10 @@ class Config:
     @property
     def checkpoint_dir(self):
         return f'{self.output_root}/checkpoint/{self.experiment_name}'
+
+    @property
+    def tb_dir(self):
+        return f'{self.output_root}/tb/{self.experiment_name}'
 
     @property
     def vis_dir(self):

@@ -23,6 +23,7 @@ from utils import distributed, freihand_eval
 from utils.checkpoint import load_checkpoint, load_net_state, save_checkpoint
 from utils.fileio import remove_stale_temporaries
 from utils.mano import MANO
+from utils.monitor import Monitor
 
 
 def main(argv):
@@ -87,6 +88,12 @@ def main(argv):
         for stale in remove_stale_temporaries(cfg.checkpoint_dir):
             logger.info('removed %s, left by an interrupted write of an earlier run', stale)
         save_config(cfg, cfg.checkpoint_dir)
+    monitor = None
+    if rank == 0:
+        monitor = Monitor(tb_dir=cfg.tb_dir if cfg.tensorboard else None, log_dir=cfg.log_dir,
+                          experiment=cfg.experiment_name, iterations_per_epoch=len(loader),
+                          total_epoch=cfg.total_epoch, start_epoch=start_epoch,
+                          images_per_step=cfg.batch_size, device=device, faces=mano.faces)
     eval_set = None
     if cfg.eval_interval and freihand_eval.has_gt(cfg.data_root):
         eval_set = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
@@ -100,11 +107,13 @@ def main(argv):
             train_model, loader, optimizer, device=device, epoch=epoch,
             total_epoch=cfg.total_epoch, print_iter=cfg.print_iter, amp_dtype=amp_dtype,
             scaler=scaler, channels_last=cfg.channels_last and device.type == 'cuda',
-            show_progress=rank == 0)
+            show_progress=rank == 0, monitor=monitor)
         scheduler.step()
         distributed.average_buffers(model)
         logger.info('epoch %d done: %s', epoch,
                     ' '.join(f'{k} {v:.4f}' for k, v in stats.items()))
+        if monitor:
+            monitor.end_epoch(epoch, stats)
         if rank == 0 and ((epoch + 1) % cfg.save_epoch == 0 or epoch + 1 == cfg.total_epoch):
             state = {'net': model.state_dict(), 'optimizer': optimizer.state_dict(),
                      'schedule': scheduler.state_dict(), 'last_epoch': epoch,
@@ -114,8 +123,10 @@ def main(argv):
             logger.info('saved %s', save_checkpoint(state, cfg.checkpoint_dir, epoch))
         if eval_set is not None and (epoch + 1) % cfg.eval_interval == 0:
             training.evaluate_epoch(cfg, model, eval_set, device, amp_dtype, rank, world_size,
-                                    logger)
+                                    logger, epoch, monitor)
         distributed.barrier()
+    if monitor:
+        monitor.close()
     distributed.cleanup()
 
 

@@ -19,13 +19,14 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """A loss term became NaN or infinite; the message names the iteration and the term."""
 
 
-def format_log_line(epoch, total_epoch, batch, num_batches, lr, losses):
-    """The published log line: [Epoch e/E][Batch i/n][lr x][loss_<name>: v]..."""
+def format_log_line(epoch, total_epoch, batch, num_batches, lr, losses, suffix=''):
+    """The published log line: [Epoch e/E][Batch i/n][lr x][loss_<name>: v]..., then
+    `suffix` (the monitor's throughput and time left)."""
     terms = ''.join(f'[loss_{name}: {value:.4f}]' for name, value in losses.items())
-    return f'[Epoch {epoch}/{total_epoch}][Batch {batch}/{num_batches}][lr {lr:.2e}]{terms}'
+    return f'[Epoch {epoch}/{total_epoch}][Batch {batch}/{num_batches}][lr {lr:.2e}]{terms}{suffix}'
 
 
 def train_step(model, optimizer, inputs, targets, *, amp_dtype=None, scaler=None):
@@ -52,8 +53,11 @@ def train_step(model, optimizer, inputs, targets, *, amp_dtype=None, scaler=None
 
 
 def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, print_iter=10,
-                    amp_dtype=None, scaler=None, channels_last=False, show_progress=True):
+                    amp_dtype=None, scaler=None, channels_last=False, show_progress=True,
+                    monitor=None):
     """One pass over `loader`. Returns {loss name: mean over the epoch} (floats).
+
+    `monitor` (a utils.monitor.Monitor, rank 0) times the loader and records every log step.
 
     The loss terms are kept on the device and copied to the host every `print_iter`
     iterations only (a `.item()` per iteration would synchronise the GPU each step). A
@@ -66,7 +70,7 @@ def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, pri
     epoch_sum, count = None, 0
     progress = tqdm(total=num_batches, desc=f'epoch {epoch}', disable=not show_progress,
                     dynamic_ncols=True, leave=False)
-    for it, (inputs, targets, _) in enumerate(loader):
+    for it, (inputs, targets, _) in enumerate(monitor.timed(loader) if monitor else loader):
         inputs = to_device(inputs, device, channels_last)
         targets = to_device(targets, device)
         losses = train_step(model, optimizer, inputs, targets, amp_dtype=amp_dtype, scaler=scaler)
@@ -87,8 +91,11 @@ def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, pri
             count += len(values)
             window = []
             current = dict(zip(names, values[-1]))
-            logger.info(format_log_line(epoch, total_epoch, it + 1, num_batches,
-                                        optimizer.param_groups[0]['lr'], current))
+            lr = optimizer.param_groups[0]['lr']
+            suffix = (monitor.log_step(epoch, it + 1, num_batches, names, values, lr)
+                      if monitor else '')
+            logger.info(format_log_line(epoch, total_epoch, it + 1, num_batches, lr, current,
+                                        suffix))
             progress.set_postfix({k: f'{v:.4f}' for k, v in current.items()}, refresh=False)
         progress.update()
     progress.close()
@@ -97,9 +104,10 @@ def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, pri
     return {name: float(v) for name, v in zip(names, epoch_sum / count)}
 
 
-def evaluate_epoch(cfg, model, dataset, device, amp_dtype, rank, world_size, logger):
-    """Evaluate on the evaluation split during training (all ranks predict, rank 0 scores and
-    logs). Returns the scores on rank 0, None elsewhere."""
+def evaluate_epoch(cfg, model, dataset, device, amp_dtype, rank, world_size, logger, epoch=None,
+                   monitor=None):
+    """Evaluate on the evaluation split during training (all ranks predict, rank 0 scores,
+    logs and records the scores in `monitor`). Returns the scores on rank 0, None elsewhere."""
     xyz, verts = predict_dataset(model, dataset, device=device, batch_size=cfg.test_batch_size,
                                  num_workers=cfg.num_worker, crop_size=cfg.input_img_shape,
                                  depth_box=cfg.depth_box, fx_as_fy=cfg.fx_as_fy,
@@ -110,6 +118,8 @@ def evaluate_epoch(cfg, model, dataset, device, amp_dtype, rank, world_size, log
         return None
     scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root), xyz, verts)
     logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
+    if monitor:
+        monitor.log_evaluation(epoch, scores, dataset, xyz, verts)
     return scores
 
 

@@ -2,9 +2,11 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from engine import build, inference, training
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
 from tests.manopth.conftest import random_mano_data
+from utils import freihand_eval
 from utils.checkpoint import load_checkpoint, snapshot_path
 from utils.fileio import atomic_torch_save
 from utils.transforms import encode_uvd
@@ -237,3 +240,81 @@ def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, mon
     assert 'resuming with a changed schedule: total_epoch 2 -> 4, lr 3.000e-04 -> 1.000e-04' in log
     assert f'removed {stale}' in log and not stale.exists()
     assert load_checkpoint(str(snapshot_path(ckpt_dir, 3)))['schedule']['T_max'] == 4
+
+
+# ---- monitoring (utils.monitor): TensorBoard events, log-line suffix, curves -------------
+LOG_LINE = re.compile(
+    r'\[Epoch (\d+)/(\d+)\]\[Batch (\d+)/(\d+)\]\[lr (\S+)\]((?:\[loss_\w+: [\d.]+\])+)'
+    r'\[(\d+\.\d) img/s\]\[data (\d+)%\]\[eta (\d+:\d\d:\d\d)\]$')
+SPEED_TAGS = {'lr', 'speed/images_per_s', 'speed/data_wait_fraction'}
+
+
+def read_scalars(path):
+    """{tag: [(step, value)]} from a TensorBoard folder (purged events already dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(path), size_guidance={'scalars': 0, 'images': 0})
+    acc.Reload()
+    return ({tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()['scalars']},
+            acc.Tags()['images'])
+
+
+def test_tensorboard_events_resume_and_curves(workspace, tmp_path, monkeypatch):
+    pytest.importorskip('tensorboard')
+    out = tmp_path / 'out'
+    real_save = train.save_checkpoint
+
+    def die_saving_epoch_1(state, folder, epoch):
+        if epoch == 1:  # epoch 1 trained and logged, then the run dies before its checkpoint
+            raise KeyboardInterrupt
+        return real_save(state, folder, epoch)
+
+    monkeypatch.setattr(train, 'save_checkpoint', die_saving_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(small_args(workspace, out, '--eval_interval', '1'))
+    tb = out / 'tb' / 'tiny'
+    interrupted, = os.listdir(tb)
+    first, _ = read_scalars(tb / interrupted)
+    assert [s for s, _ in first['loss/total']] == [1, 2, 3, 4, 5, 6]  # 3 iterations x 2 epochs
+
+    monkeypatch.setattr(train, 'save_checkpoint', real_save)
+    train.main(small_args(workspace, out, '--eval_interval', '1', '--resume', 'auto'))
+    tags, images = read_scalars(tb)
+    terms = [f'{kind}_{stage}' for stage in (0, 1) for kind in ('coord', 'normal', 'edge')]
+    assert {f'loss/{t}' for t in terms} | {'loss/total'} | SPEED_TAGS <= set(tags)
+    # print_iter 1: a point per iteration, global step = epoch * 3 + iteration; the resumed
+    # run rewrote steps 4-6 (the interrupted run's ones are purged), no step twice.
+    for tag in [f'loss/{t}' for t in terms] + ['loss/total', *SPEED_TAGS]:
+        assert [s for s, _ in tags[tag]] == [1, 2, 3, 4, 5, 6], tag
+    for i in range(6):
+        terms_sum = sum(tags[f'loss/{t}'][i][1] for t in terms)
+        assert tags['loss/total'][i][1] == pytest.approx(terms_sum, rel=1e-5)
+        assert 0.0 <= tags['speed/data_wait_fraction'][i][1] <= 1.0
+        assert tags['speed/images_per_s'][i][1] > 0
+    assert tags['lr'][3][1] == pytest.approx(1.5e-4, rel=1e-6)  # cosine, epoch 1 of 2
+    # Evaluation after each epoch, at the epoch's last step; four rendered results.
+    assert [s for s, _ in tags['eval/xyz_al_mean3d']] == [3, 6]
+    assert {f'eval/{k}' for k in freihand_eval.SCORE_KEYS} <= set(tags)
+    assert sorted(images) == [f'eval/sample_{i}' for i in range(3)]  # 3 evaluation items
+
+    log = (out / 'log' / 'train_tiny.log').read_text()
+    lines = [m for m in map(LOG_LINE.search, log.splitlines()) if m]
+    assert len(lines) == 3 + 3 + 3  # interrupted run: epochs 0 and 1; resumed run: epoch 1
+    epoch, total, batch, num, lr, losses, rate, wait, eta = lines[-1].groups()
+    assert (epoch, total, batch, num) == ('1', '2', '3', '3') and eta == '0:00:00'
+    assert re.findall(r'loss_(\w+):', losses) == terms
+    assert float(rate) > 0 and 0 <= int(wait) <= 100
+
+    history = json.loads((out / 'log' / 'tiny_history.json').read_text())
+    assert [e['epoch'] for e in history] == [0, 1]
+    assert set(history[1]['loss']) == set(terms) and 'xyz_al_mean3d' in history[1]['eval']
+    png = cv2.imread(str(out / 'log' / 'tiny_curves.png'))
+    assert png.shape == (800, 1200, 3)
+
+
+def test_tensorboard_false_writes_no_events(workspace, tmp_path):
+    out = tmp_path / 'out'
+    train.main(small_args(workspace, out, '--tensorboard', 'false', '--total_epoch', '1'))
+    assert not (out / 'tb').exists()
+    assert (out / 'log' / 'tiny_curves.png').exists()
+    log = (out / 'log' / 'train_tiny.log').read_text()
+    assert len([line for line in log.splitlines() if LOG_LINE.search(line)]) == 3

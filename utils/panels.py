@@ -51,11 +51,16 @@ def render_results(dataset, xyz, verts, faces, out_dir, num):
     """
     paths = []
     for idx in range(min(num, len(dataset))):
-        inputs, _, meta = dataset[idx]
-        crop = denormalize(inputs['img'])
-        K_crop = crop_intrinsics(meta['K'], meta['img2bb_trans'])
-        panel = result_panel(crop, K_crop, verts[idx], xyz[idx], faces)
         path = os.path.join(out_dir, f'{idx:08d}.png')
-        save_image(path, panel)
+        save_image(path, dataset_panel(dataset, idx, xyz, verts, faces))
         paths.append(path)
     return paths
+
+
+def dataset_panel(dataset, idx, xyz, verts, faces):
+    """`result_panel` of prediction `idx` over item `idx` of an evaluation data set
+    (arguments as in render_results). Returns an H x 4W x 3 uint8 RGB image."""
+    inputs, _, meta = dataset[idx]
+    crop = denormalize(inputs['img'])
+    K_crop = crop_intrinsics(meta['K'], meta['img2bb_trans'])
+    return result_panel(crop, K_crop, verts[idx], xyz[idx], faces)

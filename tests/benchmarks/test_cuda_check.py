@@ -1,0 +1,85 @@
+"""benchmarks.cuda_check: the CPU run end to end, and the pieces the CPU run skips (DDP over
+gloo, rendering through the subprocess with OSMesa, the profiler attribution)."""
+import contextlib
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import cuda_check
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def fixture(tmp_path_factory):
+    from synthetic import standin
+    mano_root = str(tmp_path_factory.mktemp('mano'))
+    with contextlib.redirect_stdout(None):
+        standin.main(['--out', mano_root])
+    return cuda_check.make_fixture(torch.device('cpu'), dict(cuda_check.REDUCED), mano_root)
+
+
+def test_falling_loss_verdict():
+    falling = np.linspace(0.4, 0.2, 20)
+    assert 'median of the first 5 steps' in cuda_check.verdict_falling(falling)
+    spiky = falling.copy()
+    spiky[-2] = 5.0  # one dropout spike among the last steps does not decide
+    cuda_check.verdict_falling(spiky)
+    with pytest.raises(cuda_check.CheckFailed, match='not falling by 5%'):
+        cuda_check.verdict_falling(np.full(20, 0.3) + 0.001 * np.sin(np.arange(20)))
+    broken = falling.copy()
+    broken[7] = np.nan
+    with pytest.raises(cuda_check.CheckFailed, match=r'non-finite total loss at steps \[7\]'):
+        cuda_check.verdict_falling(broken)
+
+
+def test_fixed_hand_targets_lie_in_the_crop(fixture):
+    uvd = fixture.gt_uvd[0].numpy()
+    assert uvd.shape == (799, 3)
+    assert np.abs(uvd[:, :2]).max() < 1.0  # the whole hand is inside the crop
+    assert (fixture.gt_uvd == fixture.gt_uvd[:1]).all()  # one hand for the whole batch
+
+
+@pytest.mark.slow
+def test_cpu_run_passes_or_skips_every_check():
+    result = subprocess.run([sys.executable, '-m', 'benchmarks.cuda_check', '--device', 'cpu'],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, 'PYOPENGL_PLATFORM': 'osmesa'})
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    *checks, summary = lines
+    assert all(re.match(r'(PASS|SKIP) [\w ]+: ', line) for line in checks), result.stdout
+    names = [re.match(r'\w+ ([\w ]+):', line).group(1) for line in checks]
+    assert names == ['environment', 'train bf16', 'train fp32', 'train fp16', 'train compile',
+                     'inference bf16 vs fp32', 'training throughput', 'inference throughput',
+                     'ddp', 'render egl']
+    assert re.match(r'SUMMARY: 6 PASS, 0 FAIL, 4 SKIP in \d+ s on cpu$', summary), summary
+
+
+@pytest.mark.slow
+def test_ddp_over_gloo_keeps_the_ranks_identical(fixture):
+    text = cuda_check.check_ddp(fixture, backend='gloo')
+    assert 'largest parameter difference between ranks 0 over' in text
+
+
+@pytest.mark.slow
+def test_render_probe_in_a_subprocess():
+    text = cuda_check.check_render('osmesa')
+    assert re.search(r'IoU 0\.9\d\d', text), text
+    with pytest.raises(cuda_check.CheckFailed, match='exited with 1'):
+        cuda_check.check_render('no-such-platform')  # not a context problem: a failure
+
+
+@pytest.mark.slow
+def test_profile_attributes_time_to_every_region(fixture, capsys):
+    text = cuda_check.check_profile(fixture)
+    shares = dict(re.findall(r'(backbone|graph head \+ losses|optimizer|other) (\d+)%', text))
+    assert set(shares) == {'backbone', 'graph head + losses', 'optimizer', 'other'}
+    assert 98 <= sum(map(int, shares.values())) <= 102  # rounded percentages
+    assert int(shares['other']) <= 5  # nearly every op is attributed
+    assert 'aten::' in capsys.readouterr().out  # the top-ops table
