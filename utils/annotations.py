@@ -31,7 +31,6 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 from utils.errors import DataError
@@ -39,7 +38,7 @@ from utils.fileio import atomic_open, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 19  # bytes of text per parsing step: its temporaries stay in the CPU caches
+CHUNK_BYTES = 1 << 20  # bytes of text per parsing step: its temporaries stay in the CPU caches
 CACHE_FOLDER = '.sar_cache'  # 'auto' cache folder inside the data root
 CACHE_FORMAT = 1  # version of the .npy.meta record
 META_SUFFIX = '.meta'  # <stem>.npy.meta: JSON record of the source a cache was built from
@@ -51,6 +50,7 @@ _CLASSES = np.full(256, BAD, dtype=np.uint8)
 for _chars, _cls in ((b' \t\n\r', WS), (b'[', OPEN), (b']', CLOSE), (b',', COMMA), (b'0123456789', DIGIT),
                      (b'-', MINUS), (b'+', PLUS), (b'.', DOT), (b'eE', EXP)):
     _CLASSES[list(_chars)] = _cls
+_CLASS_TABLE = bytes(_CLASSES.tolist())  # for bytes.translate: a fast lookup, no OpenCV pool to fork
 _TOKEN_NAMES = {OPEN: "'['", CLOSE: "']'", COMMA: "','", DIGIT: 'a number'}
 PAD = 24  # spaces before each parsed region: digit words may reach 24 bytes back
 TAIL = 3  # spaces after it: run ends look 2 bytes ahead
@@ -202,7 +202,7 @@ def _scan(region):
     malformed); the index of the first malformed byte or number and of the first byte that never
     belongs in these files (len(region) if none).
     """
-    cls = cv2.LUT(region, _CLASSES).ravel()
+    cls = np.frombuffer(region.tobytes().translate(_CLASS_TABLE), dtype=np.uint8)
     bad_char = int(np.argmax(cls == BAD)) if cls.max() == BAD else len(cls)
     starts, values, bad_number = _region_numbers(region, cls)
     mark = (cls - np.uint8(OPEN)) < 3  # '[', ']' or ','
