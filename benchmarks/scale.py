@@ -291,7 +291,8 @@ def post_network(root, scratch):
     annotation_s = {}
     for state in ('cold', 'warm'):
         begin = time.perf_counter()
-        for name, shape in ((freihand_eval.GT_XYZ_FILE, (NUM_JOINTS, 3)), (freihand_eval.GT_VERTS_FILE, (NUM_VERTS, 3))):
+        for name, shape in ((freihand_eval.GT_XYZ_FILE, (NUM_JOINTS, 3)),
+                            (freihand_eval.GT_VERTS_FILE, (NUM_VERTS, 3))):
             np.asarray(load_annotation(os.path.join(root, name), shape, cache)).sum()  # touch every page
         annotation_s[state] = time.perf_counter() - begin
     return {'items': count, 'decode': decode_s, 'pred_json': pred_s, 'pred_mb': os.path.getsize(pred) / 1e6,
@@ -341,7 +342,8 @@ def main(argv=None):
             print(f'  {mode:10s} {state} cache: {result["seconds"]:6.2f} s, peak {result["peak_above"] / GB:5.2f} GB '
                   f'above {result["after_imports"] / GB:.2f} GB after the imports ({result["items"]} items)')
     old = run_child(['startup', 'training', root, 'json.load'])
-    print(f'  training   old path (json.load, no cache): {old["seconds"]:6.2f} s, peak {old["peak_above"] / GB:5.2f} GB')
+    print(f'  training   old path (json.load, no cache): {old["seconds"]:6.2f} s, '
+          f'peak {old["peak_above"] / GB:5.2f} GB')
     cold, warm = startup['training', 'cold'], startup['training', 'warm']
     print(f'  targets (training): warm <= {TARGETS["warm_s"]} s: {verdict(warm["seconds"], TARGETS["warm_s"])}; '
           f'cold <= {TARGETS["cold_s"]} s: {verdict(cold["seconds"], TARGETS["cold_s"])}; cold peak <= '
@@ -353,7 +355,8 @@ def main(argv=None):
                                                  '--nproc_per_node=2', '--master_port=29533'])
     total_pss = total_cache = 0
     for report in ddp['ranks']:
-        print(f'  rank {report["rank"]}: start-up {report["startup"]:.2f} s; built {", ".join(report["built"]) or "none"}; '
+        print(f'  rank {report["rank"]}: start-up {report["startup"]:.2f} s; '
+              f'built {", ".join(report["built"]) or "none"}; '
               f'waited for {", ".join(report["waited"]) or "none"}')
         for index, mem in enumerate(report['memory']):
             total_pss += mem['pss']

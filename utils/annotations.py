@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -251,9 +252,9 @@ class _TokenStream:
         if len(self.tiled) < len(kinds) + self.period:
             self.tiled = np.tile(self.pattern, len(kinds) // self.period + 2)
         phase = (self.seen - 1) % self.period
-        want = self.tiled[phase:phase + len(kinds)].copy()
+        want = self.tiled[phase:phase + len(kinds)]
         if not self.seen:
-            want = np.concatenate([[OPEN], self.tiled[:len(kinds) - 1]])
+            want = np.concatenate([[OPEN], self.tiled[:len(kinds)]])[:len(kinds)]
         mismatch = np.flatnonzero(kinds != want)
         stop = int(positions[mismatch[0]]) if len(mismatch) else len(cls)
         if first_bad < stop:
@@ -266,7 +267,8 @@ class _TokenStream:
             with open(self.path, 'rb') as f:
                 f.seek(at(first_bad))
                 snippet = re.split(rb'[\s,\[\]]', f.read(24) + b' ', maxsplit=1)[0].decode('ascii', 'replace')
-            self.fail(at(first_bad), f'holds {snippet!r}, {problem},', self.seen + int(np.searchsorted(positions, first_bad)))
+            self.fail(at(first_bad), f'holds {snippet!r}, {problem},',
+                      self.seen + int(np.searchsorted(positions, first_bad)))
         if len(mismatch):
             i = int(mismatch[0])
             token, got, wanted = self.seen + i, int(kinds[i]), int(want[i])
@@ -278,7 +280,8 @@ class _TokenStream:
                     self.entry_start = at(positions[first - self.seen])
                 shape = _entry_shape_at(self.path, self.entry_start)
                 if shape is not None and shape != self.entry_shape:
-                    self.fail(at(stop), f'has entry {(token - 1) // self.period} of shape {shape}, not {self.entry_shape},')
+                    entry = (token - 1) // self.period
+                    self.fail(at(stop), f'has entry {entry} of shape {shape}, not {self.entry_shape},')
                 self.fail(at(stop), f'is not valid JSON for this layout: {_TOKEN_NAMES[got]} where '
                           f'{_TOKEN_NAMES[wanted]} belongs', token)
             self.closed = True
@@ -324,17 +327,14 @@ def _iter_values(path, entry_shape, what, chunk_bytes, workers=None):
     workers = workers or min(4, len(os.sched_getaffinity(0)))
     with open(path, 'rb') as f, ThreadPoolExecutor(workers) as pool:
         pending = collections.deque()
-        for region, offset in _regions(f, chunk_bytes):
-            pending.append((region, offset, pool.submit(_scan, region)))
-            while pending and (len(pending) > 2 * workers or pending[0][2].done()):
+        for item in itertools.chain(_regions(f, chunk_bytes), [None]):  # None: the end
+            if item is not None:
+                pending.append((*item, pool.submit(_scan, item[0])))
+            while pending and (item is None or len(pending) > 2 * workers or pending[0][2].done()):
                 region, offset, future = pending.popleft()
                 values = stream.check(region, offset, future.result())
                 if values is not None and len(values):
                     yield values
-        for region, offset, future in pending:
-            values = stream.check(region, offset, future.result())
-            if values is not None and len(values):
-                yield values
         stream.finish(os.fstat(f.fileno()).st_size)
 
 
@@ -348,10 +348,10 @@ def read_float_array(path, entry_shape, what='annotation file', chunk_bytes=CHUN
     """
     path, entry_shape = os.fspath(path), tuple(int(s) for s in entry_shape)
     try:
-        # Every number takes at least 2 bytes. Untouched pages of the allocation cost no memory,
-        # and shrinking it (realloc) does not copy.
-        out, count = np.empty((os.path.getsize(path) + 1) // 2 + 1, dtype=np.float32), 0
+        out, count = np.empty(os.path.getsize(path) // 8 + 16, dtype=np.float32), 0
         for values in _iter_values(path, entry_shape, what, chunk_bytes):
+            if count + len(values) > len(out):  # realloc: large blocks grow without a copy
+                out.resize(max(2 * len(out), count + len(values)), refcheck=False)
             out[count:count + len(values)] = values
             count += len(values)
     except OSError as err:
@@ -387,8 +387,10 @@ def _open_cache(npy_path, source, entry_shape):
     expected = tuple(record.get('shape') or ())
     if dtype != np.float32 or fortran_order or shape != expected or shape[1:] != entry_shape:
         return None, f'holds {dtype} {shape}, its record says float32 {expected}, the caller N x {entry_shape}'
-    if size != data_offset + 4 * math.prod(shape):
-        return None, f'is truncated: {size} bytes where its header implies {data_offset + 4 * math.prod(shape)}'
+    implied = data_offset + 4 * math.prod(shape)
+    if size != implied:
+        state = 'truncated' if size < implied else 'too long'
+        return None, f'is {state}: {size} bytes where its header implies {implied}'
     try:
         return np.load(npy_path, mmap_mode='r', allow_pickle=False), None
     except (OSError, ValueError) as err:
@@ -408,7 +410,7 @@ def _build_cache(json_path, npy_path, entry_shape, what, chunk_bytes, source):
     with atomic_open(npy_path, 'wb') as f:
         f.write(header(0))  # numpy pads headers so that any count fits in the same length
         for values in _iter_values(json_path, entry_shape, what, chunk_bytes):
-            f.write(values.data)
+            f.write(values.astype('<f4', copy=False).data)
             count += len(values)
         f.seek(0)
         f.write(header(count // math.prod(entry_shape)))
@@ -470,7 +472,7 @@ def load_annotation(json_path, entry_shape, cache_dir, what='annotation file', c
     finally:
         os.close(lock)  # releases the lock
     if array is None or os.stat(json_path).st_mtime_ns != source['source_mtime_ns']:
-        raise DataError(f'{what} {json_path} changed while its cache {npy_path} was built ({reason}); run again.')
+        raise DataError(f'{what} {json_path} changed while its cache {npy_path} was built; run again.')
     return array
 
 
@@ -490,7 +492,7 @@ def resolve_cache_dir(data_root, setting='auto'):
         return os.fspath(setting)
     data_root = os.path.abspath(os.fspath(data_root))
     xdg = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    digest = hashlib.sha1(data_root.encode('utf-8', 'surrogateescape')).hexdigest()[:12]
+    digest = hashlib.sha1(data_root.encode('utf-8', 'surrogateescape'), usedforsecurity=False).hexdigest()[:12]
     candidates = (os.path.join(data_root, CACHE_FOLDER), os.path.join(xdg, 'sar', 'annotations', digest))
     for folder in candidates:
         parent = folder

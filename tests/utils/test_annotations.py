@@ -381,11 +381,11 @@ def test_root_under_a_file_falls_back(tmp_path, monkeypatch):
     blocker = tmp_path / 'file'
     blocker.write_text('x')
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-    assert resolve_cache_dir(blocker / 'FreiHAND', 'auto') == expected_fallback(str(tmp_path / 'xdg'), blocker / 'FreiHAND')
+    root = blocker / 'FreiHAND'
+    assert resolve_cache_dir(root, 'auto') == expected_fallback(str(tmp_path / 'xdg'), root)
     monkeypatch.delenv('XDG_CACHE_HOME')
     monkeypatch.setenv('HOME', str(tmp_path / 'home'))
-    assert resolve_cache_dir(blocker / 'FreiHAND', 'auto') == expected_fallback(str(tmp_path / 'home' / '.cache'),
-                                                                                blocker / 'FreiHAND')
+    assert resolve_cache_dir(root, 'auto') == expected_fallback(str(tmp_path / 'home' / '.cache'), root)
 
 
 def test_no_writable_folder_turns_the_cache_off(tmp_path, monkeypatch, caplog):
