@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -351,8 +352,11 @@ def main(argv=None):
 
     print('\ntorchrun --nproc_per_node=2 (gloo), cold cache, each rank a DataLoader with 2 workers')
     shutil.rmtree(cache, ignore_errors=True)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
     ddp = run_child(['ddp', root, 3], launcher=[sys.executable, '-m', 'torch.distributed.run',
-                                                 '--nproc_per_node=2', '--master_port=29533'])
+                                                 '--nproc_per_node=2', f'--master_port={port}'])
     total_pss = total_cache = 0
     for report in ddp['ranks']:
         print(f'  rank {report["rank"]}: start-up {report["startup"]:.2f} s; '
