@@ -21,6 +21,7 @@ class Config:
     # ---- data ----------------------------------------------------------------------------
     dataset: str = 'FreiHAND'  # data set name (dataset.get_dataset)
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (README)
+    annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
     mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
     input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]

@@ -26,9 +26,9 @@ from utils import distributed, freihand_eval
 from utils.mano import MANO
 
 
-def run_local_evaluation(data_root, xyz, verts, out_dir, logger):
+def run_local_evaluation(data_root, xyz, verts, out_dir, logger, cache='auto'):
     """Evaluate predictions against the public evaluation ground truth; returns the scores."""
-    xyz_gt, verts_gt = freihand_eval.load_gt(data_root)
+    xyz_gt, verts_gt = freihand_eval.load_gt(data_root, cache)
     scores = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
     freihand_eval.write_outputs(scores, out_dir)
     logger.info('local evaluation (the leaderboard definitions), written to %s:\n%s', out_dir,
@@ -46,7 +46,8 @@ def main(argv):
     model = load_inference_model(cfg, mano, device)
 
     dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
-                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box)
+                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
+                          cache_dir=cfg.annotation_cache)
     xyz, verts = predict_dataset(
         model, dataset, device=device, batch_size=cfg.test_batch_size,
         num_workers=cfg.num_worker, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
@@ -60,7 +61,7 @@ def main(argv):
                     pred_path, len(xyz))
         if freihand_eval.has_gt(cfg.data_root):
             run_local_evaluation(cfg.data_root, xyz, verts, os.path.join(cfg.output_root, 'eval'),
-                                 logger)
+                                 logger, cfg.annotation_cache)
         else:
             logger.info('no evaluation ground truth in %s: skipping the local evaluation',
                         cfg.data_root)

@@ -45,7 +45,7 @@ def main(argv):
     # ---- data ----
     dataset = get_dataset(cfg.dataset, 'training', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                          seed=cfg.seed, fx_as_fy=cfg.fx_as_fy)
+                          seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache)
     if world_size > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed, drop_last=True)
     else:
@@ -97,7 +97,8 @@ def main(argv):
     eval_set = None
     if cfg.eval_interval and freihand_eval.has_gt(cfg.data_root):
         eval_set = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
-                               input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box)
+                               input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
+                               cache_dir=cfg.annotation_cache)
 
     # ---- epochs ----
     for epoch in range(start_epoch, cfg.total_epoch):

@@ -9,11 +9,12 @@ Evaluation: M items (version gs only), with the RootNet root depth that test-tim
 Items are `(inputs, targets, meta_info)` dicts of numpy arrays (float32) and ints; the
 default DataLoader collate turns them into tensors.
 
-Optional annotation cache (`cache_dir`): training_verts.json is about 1 GB of JSON and takes
-about a minute to parse. With `cache_dir` set, each annotation array is also saved there as
-float32 `.npy`, named after the JSON file, its size and its modification time (so an edited
-or replaced JSON file never reuses a stale cache), written atomically (temporary file, then
-rename) so concurrent ranks or an interruption never leave a partial file. Off by default;
+Annotation cache (`cache_dir`, utils.annotations): training_verts.json is about 1 GB of JSON.
+Each annotation file is parsed once in bulk into a float32 `.npy` beside a record of the JSON
+file's size and mtime (a changed file is parsed again), by default in `<root>/.sar_cache`, or
+under ~/.cache/sar/annotations when the root is read-only; later runs memory-map it read-only,
+so all torchrun ranks and DataLoader workers of a node share one copy in the page cache.
+Concurrent ranks build it once (file lock). `cache_dir=None` parses the JSON files every time;
 delete the folder to drop the cache.
 """
 import logging
@@ -26,10 +27,10 @@ from torch.utils.data import Dataset
 from manopth.constants import NUM_JOINTS, NUM_VERTS
 from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
                              ROOT_JOINT_IDX, ROOTNET_FILE)
+from utils.annotations import load_annotation, resolve_cache_dir
 from utils.drawing import read_image
 from utils.errors import DataError
-from utils.fileio import atomic_open
-from utils.jsonarray import POINT_LEVELS, entries_to_array, read_json
+from utils.json_values import read_json
 from utils.preprocessing import NO_AUGMENTATION, augment_params, crop_and_augment, normalize
 from utils.transforms import encode_uvd
 
@@ -58,13 +59,6 @@ def _read_json(path, what):
     """Parsed JSON of `path` (and whether its values need a type scan), errors naming the file."""
     _require_file(path, what)
     return read_json(path, what, DataError)
-
-
-def _json_to_array(obj, path, entry_shape, type_scan=True):
-    """float32 array N x entry_shape from a JSON list, or a DataError naming the first bad entry."""
-    levels = ('row', 'column') if tuple(entry_shape) == (3, 3) else POINT_LEVELS  # K or points
-    return entries_to_array(obj, path, '', entry_shape, dtype=np.float32, type_scan=type_scan,
-                            finite=False, item='entry', levels=levels)
 
 
 def _check_intrinsics(K, path):
@@ -120,8 +114,9 @@ class FreiHAND(Dataset):
         augment: random augmentation per item (docs/method.md §2 step 4); default True for training,
             False for evaluation.
         rootnet_file: evaluation root depths (default `root`/bbox_root_freihand_output.json).
-        cache_dir: optional folder for float32 .npy copies of the annotation JSON files (see
-            the module docstring); None disables the cache.
+        cache_dir: folder of the float32 .npy annotation cache (see the module docstring):
+            'auto' (default) is utils.annotations.resolve_cache_dir(root, 'auto'); None or 'off'
+            disables the cache.
         fx_as_fy: project the targets with fx for both axes, as the published code does
             (docs/method.md §11); False uses fy for v.
 
@@ -139,7 +134,7 @@ class FreiHAND(Dataset):
     MODES = ('training', 'evaluation')
 
     def __init__(self, mode, root=DEFAULT_ROOT, input_img_shape=(256, 256), depth_box=0.3, seed=0,
-                 augment=None, rootnet_file=None, cache_dir=None, fx_as_fy=False):
+                 augment=None, rootnet_file=None, cache_dir='auto', fx_as_fy=False):
         if mode not in self.MODES:
             raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
         if not (isinstance(seed, (int, np.integer)) and seed >= 0):
@@ -152,13 +147,13 @@ class FreiHAND(Dataset):
         self.depth_box = float(depth_box)
         self.seed = int(seed)
         self.augment = (mode == 'training') if augment is None else bool(augment)
-        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         self.fx_as_fy = bool(fx_as_fy)
         self._rng = None
         self._rng_key = None
 
         if not os.path.isdir(self.root):
             raise DataError(f'FreiHAND root folder {os.path.abspath(self.root)} does not exist. {DOWNLOAD_HINT}')
+        self.cache_dir = resolve_cache_dir(self.root, cache_dir)
         if mode == 'training':
             self._load_training()
         else:
@@ -168,30 +163,10 @@ class FreiHAND(Dataset):
         logger.info('FreiHAND %s: %d items from %s', mode, len(self), os.path.abspath(self.root))
 
     def _annotation(self, name, entry_shape):
-        """float32 N x entry_shape array of the JSON file `name` in root (optionally cached)."""
+        """float32 N x entry_shape array of the JSON file `name` in root (read-only when cached)."""
         path = os.path.join(self.root, name)
         _require_file(path, 'annotation file')
-        cache_path = None
-        if self.cache_dir is not None:
-            stat = os.stat(path)
-            stem = os.path.splitext(name)[0]
-            cache_path = os.path.join(self.cache_dir, f'{stem}.{stat.st_size}.{stat.st_mtime_ns}.npy')
-            if os.path.isfile(cache_path):
-                try:
-                    array = np.load(cache_path, allow_pickle=False)
-                except (OSError, ValueError) as err:
-                    raise DataError(f'annotation cache {cache_path} is unreadable ({err}); delete it to rebuild '
-                                    f'it from {path}.') from err
-                if array.dtype != np.float32 or array.shape[1:] != tuple(entry_shape):
-                    raise DataError(f'annotation cache {cache_path} holds {array.dtype} {array.shape}, expected '
-                                    f'float32 N x {entry_shape}; delete it to rebuild it from {path}.')
-                return array
-        value, type_scan = _read_json(path, 'annotation file')
-        array = _json_to_array(value, path, entry_shape, type_scan)
-        if cache_path is not None:
-            with atomic_open(cache_path, 'wb') as f:
-                np.save(f, array)
-        return array
+        return load_annotation(path, entry_shape, self.cache_dir, what='annotation file')
 
     def _check_same_length(self, counts):
         if len(set(counts.values())) != 1:
@@ -328,7 +303,7 @@ class FreiHAND(Dataset):
             'version': idx // self.num_samples,
             'img2bb_trans': img2crop.astype(np.float32),
             'bb2img_trans': crop2img.astype(np.float32),
-            'K': self.K[sample],
+            'K': np.array(self.K[sample]),  # a copy: the cached arrays are read-only memmaps
             'aug_scale': np.float32(scale),
             'aug_rot': np.float32(rot),
             'aug_transl': np.asarray(transl, dtype=np.float32),

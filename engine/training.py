@@ -116,7 +116,7 @@ def evaluate_epoch(cfg, model, dataset, device, amp_dtype, rank, world_size, log
                                  rank=rank, world_size=world_size)
     if rank != 0:
         return None
-    scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root), xyz, verts)
+    scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache), xyz, verts)
     logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
     if monitor:
         monitor.log_evaluation(epoch, scores, dataset, xyz, verts)

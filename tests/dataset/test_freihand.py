@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import dataset.freihand
+import utils.json_numbers
 from dataset import DataError, FreiHAND, get_dataset
 from synthetic.fixture import background_level, make_freihand
 
@@ -215,21 +215,46 @@ def test_get_dataset(freihand):
         FreiHAND('test', root=root)
 
 
-# --- optional annotation cache ---------------------------------------------------------------
+# --- annotation cache -------------------------------------------------------------------------
 
 def test_annotation_cache_round_trip(freihand, tmp_path, monkeypatch):
     root, gt = freihand
     cache = tmp_path / 'cache'
     first = FreiHAND('training', root=root, cache_dir=cache)
-    assert len(list(cache.glob('training_verts.*.npy'))) == 1
+    assert sorted(p.name for p in cache.glob('*.npy')) == ['training_K.npy', 'training_verts.npy', 'training_xyz.npy']
 
-    def no_json(path, what):
-        raise AssertionError(f'{path} parsed despite the cache')
-    monkeypatch.setattr(dataset.freihand, '_read_json', no_json)
+    def no_parse(*args, **kwargs):
+        raise AssertionError('JSON parsed despite the cache')
+    monkeypatch.setattr(utils.json_numbers, 'iter_values', no_parse)
     cached = FreiHAND('training', root=root, cache_dir=cache)
+    assert isinstance(cached.verts_cam, np.memmap) and not cached.verts_cam.flags.writeable
     np.testing.assert_array_equal(cached.verts_cam, first.verts_cam)
     np.testing.assert_allclose(cached.verts_cam, gt['train_verts'], atol=1e-7)
     assert not [p for p in os.listdir(cache) if p.endswith('.tmp')]
+
+
+def test_default_cache_is_in_the_root(freihand):
+    root, _ = freihand
+    ds = get_dataset('FreiHAND', 'training', root=root)
+    assert ds.cache_dir == os.path.join(root, '.sar_cache')
+    assert os.path.isfile(os.path.join(root, '.sar_cache', 'training_verts.npy'))
+    assert isinstance(get_dataset('FreiHAND', 'training', root=root).verts_cam, np.memmap)
+
+
+@pytest.mark.parametrize('mode, indices', [('training', [0, 4, 11]), ('evaluation', [0, 1])])
+def test_cached_items_equal_uncached_items(freihand, mode, indices):
+    root, _ = freihand
+    uncached = FreiHAND(mode, root=root, cache_dir=None)
+    FreiHAND(mode, root=root)  # builds the cache
+    cached = FreiHAND(mode, root=root)
+    assert isinstance(cached.K, np.memmap) and not isinstance(uncached.K, np.memmap)
+    aug = dict(scale=1.05, rot=-40.0, transl=(3.0, -2.0), color_gain=(0.9, 1.1, 1.0))
+    for idx in indices:
+        for a, b in zip(cached.get_item_with_aug(idx, **aug), uncached.get_item_with_aug(idx, **aug)):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert type(a[key]) is type(b[key]), key
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key, strict=True)
 
 
 # --- bad data ---------------------------------------------------------------------------------
@@ -283,7 +308,7 @@ def test_missing_and_unreadable_images(freihand):
 
 
 @pytest.mark.parametrize('entry, index, reason', [
-    ([[500.0, 0.0, 112.0], [0.0, 500.0, 112.0]], 1, r'has 2 rows, expected 3 \(shape 3 x 3'),
+    ([[500.0, 0.0, 112.0], [0.0, 500.0, 112.0]], 1, r'of shape \(2, 3\), not \(3, 3\), at byte'),
     ([[0.0, 0.0, 112.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]], 1, 'not invertible'),
     ([[500.0, 0.0, 900.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]], 1, 'principal point'),
     ([[500.0, 3.0, 112.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]], 1, 'skew'),

@@ -399,3 +399,24 @@ def test_evaluate_rejects_bad_arrays():
         fe.evaluate(xyz, verts, xyz[:, :20], verts)
     with pytest.raises(fe.EvaluationInputError, match='sample counts differ'):
         fe.evaluate(xyz, verts, xyz[:1], verts[:1])
+
+
+def test_ground_truth_through_the_cache_is_exact_float64(tmp_path, monkeypatch):
+    # load_gt reads the ground truth exactly as json.load does (the leaderboard's values), and a
+    # second read maps the float64 cache instead of parsing.
+    rng = np.random.default_rng(11)
+    xyz_gt = rng.uniform(-0.1, 0.1, (30, 21, 3)) + [0.0, 0.0, 0.7]
+    verts_gt = rng.uniform(-0.1, 0.1, (30, 778, 3)) + [0.0, 0.0, 0.7]
+    write_json(tmp_path / 'evaluation_xyz.json', xyz_gt.tolist())
+    write_json(tmp_path / 'evaluation_verts.json', verts_gt.tolist())
+    for cache in ('off', 'auto'):
+        xyz_read, verts_read = fe.load_gt(tmp_path, cache)
+        np.testing.assert_array_equal(xyz_read, xyz_gt)
+        np.testing.assert_array_equal(verts_read, verts_gt)
+    assert (tmp_path / '.sar_cache' / 'evaluation_verts.f64.npy').is_file()
+    from utils import annotations
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError('parsed again despite the cache')
+    monkeypatch.setattr(annotations, 'parse_exact', no_parse)
+    np.testing.assert_array_equal(fe.load_gt(tmp_path)[1], verts_gt)

@@ -26,13 +26,17 @@ def main(argv=None):
     parser.add_argument('--gt', required=True,
                         help='FreiHAND root holding evaluation_xyz.json and evaluation_verts.json')
     parser.add_argument('--pred', required=True, help='pred.json: [xyz_list, verts_list], meters')
+    parser.add_argument('--cache', default='auto',
+                        help="annotation cache of the ground truth: 'auto' (default: "
+                             "<gt>/.sar_cache, or ~/.cache/sar/annotations for a read-only "
+                             "folder), 'off', or a folder")
     parser.add_argument('--out', required=True,
                         help='output folder for scores.txt, pck_data.json, the plots and scores.html')
     args = parser.parse_args(argv)
     try:
         # Progress goes to stderr: reading the two ~200 MB JSON files takes longer than scoring.
         print(f'Reading the ground truth from {args.gt}', file=sys.stderr)
-        xyz_gt, verts_gt = load_gt(args.gt)
+        xyz_gt, verts_gt = load_gt(args.gt, args.cache)
         print(f'Reading the predictions from {args.pred}', file=sys.stderr)
         xyz_pred, verts_pred = load_pred(args.pred, num_samples=len(xyz_gt))
         print(f'Evaluating {len(xyz_gt)} samples', file=sys.stderr)

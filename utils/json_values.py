@@ -1,9 +1,12 @@
-"""Reading JSON files of numeric arrays with errors that say where they are malformed.
+"""Checking parsed JSON values that should hold numeric arrays, with errors that say where
+they are malformed.
 
-One validator for every JSON array this project reads: the FreiHAND annotation files
-(dataset/freihand.py), the evaluation ground truth and pred.json (utils/freihand_eval). A file
-is a list of entries (samples) of one nested shape; a malformed one raises an error naming the
-file, the list, the entry and the point/coordinate, what was found and what was expected.
+The big fixed-shape annotation arrays (FreiHAND's training and evaluation files, for the data
+loader and the evaluator alike) go through the bulk parser of utils/json_numbers.py; this
+module checks the JSON this project parses whole: pred.json (utils/freihand_eval/files.py,
+whose mesh may have any vertex count) and the RootNet file. A list of entries (samples) of one
+nested shape that is malformed raises an error naming the file, the list, the entry and the
+point/coordinate, what was found and what was expected.
 """
 import json
 import os
