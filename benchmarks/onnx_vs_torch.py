@@ -24,6 +24,7 @@ import time
 import torch
 
 import config as config_module
+from benchmarks.machine import other_cpu_use
 from engine.onnx_export import OnnxSAR, export_onnx
 from synthetic.standin import build_standin
 from model import SAR
@@ -38,22 +39,6 @@ QUICK_REPEATS = {1: 10, 16: 3}
 # other machines' kernels. The benchmark prints the difference it gets either way.
 SELF_CHECK_TOLERANCE = 1e-3
 QUICK_NETWORK = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=2, num_FMs=2)
-
-
-def other_cpu_use(seconds=1.0):
-    """Cores kept busy by other processes while this one sleeps (Linux /proc/stat), or None."""
-    def busy_and_total():
-        with open('/proc/stat') as stat:
-            ticks = [float(value) for value in stat.readline().split()[1:9]]
-        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # minus idle and iowait
-
-    try:
-        busy_start, total_start = busy_and_total()
-        time.sleep(seconds)
-        busy_end, total_end = busy_and_total()
-    except (OSError, ValueError, IndexError):
-        return None
-    return os.cpu_count() * (busy_end - busy_start) / max(total_end - total_start, 1.0)
 
 
 def print_other_cpu_use(when):

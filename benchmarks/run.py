@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import config as config_module
 from engine.build import AMP_DTYPES, amp_dtype as amp_dtype_for, build_model, build_optimizer
+from benchmarks.machine import other_cpu_use
 from engine.training import train_step
 from utils.mano import MANO
 
@@ -354,24 +355,6 @@ def bench_evaluation():
     figures = evaluation.run(EVAL_SAMPLES)
     print(f'  evaluation benchmark total {time.perf_counter() - start:.1f} s')
     return {f'eval_{key}': value for key, value in figures.items()}
-
-
-def other_cpu_use(seconds=1.0):
-    """Cores kept busy by other processes, measured from /proc/stat while this process
-    sleeps for `seconds` (Linux); None where /proc/stat does not exist."""
-    def busy_and_total():
-        with open('/proc/stat') as stat:
-            ticks = [float(value) for value in stat.readline().split()[1:9]]
-        idle = ticks[3] + ticks[4]  # idle + iowait
-        return sum(ticks) - idle, sum(ticks)
-
-    try:
-        busy_start, total_start = busy_and_total()
-        time.sleep(seconds)
-        busy_end, total_end = busy_and_total()
-    except (OSError, ValueError, IndexError):
-        return None
-    return os.cpu_count() * (busy_end - busy_start) / max(total_end - total_start, 1.0)
 
 
 def describe_other_use(when):

@@ -99,7 +99,12 @@ def read_config(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f'ONNX file {path} does not exist; write one with '
                                 f'python -m tools.export_onnx --checkpoint PATH --out FILE')
-    meta = {entry.key: entry.value for entry in onnx.load(path).metadata_props}
+    return _config_from_metadata(path, {entry.key: entry.value
+                                        for entry in onnx.load(path).metadata_props})
+
+
+def _config_from_metadata(path, meta):
+    """The config dict of an exported file's metadata {key: value} (ValueError if absent)."""
     if CONFIG_KEY not in meta:
         raise ValueError(f'{path} has no {CONFIG_KEY!r} metadata, so its configuration is '
                          f'unknown: it was not written by engine.onnx_export.export_onnx. '
@@ -248,13 +253,7 @@ class OnnxSAR:
                                     f'python -m tools.export_onnx --checkpoint PATH --out FILE')
         self.session = _session(self.path, num_threads)
         meta = self.session.get_modelmeta().custom_metadata_map
-        if CONFIG_KEY not in meta:
-            raise ValueError(f'{self.path} has no {CONFIG_KEY!r} metadata, so its configuration '
-                             f'is unknown: it was not written by engine.onnx_export.export_onnx. '
-                             f'Re-export it with python -m tools.export_onnx')
-        config = json.loads(meta[CONFIG_KEY])
-        config['input_img_shape'] = tuple(config['input_img_shape'])
-        self.config = config
+        self.config = _config_from_metadata(self.path, meta)
         self.opset = int(meta[OPSET_KEY]) if OPSET_KEY in meta else None
         self.torch_version = meta.get(TORCH_VERSION_KEY)
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -207,3 +208,21 @@ def test_run_main_turns_ctrl_c_into_one_line(capsys):
 
     with pytest.raises(ZeroDivisionError):  # unexpected errors keep their traceback
         run_main(bug, [], 'train.py')
+
+
+@pytest.mark.slow
+def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog):
+    from synthetic.standin import build_standin
+    from utils.panels import render_results
+
+    root = tmp_path / 'FreiHAND'
+    gt = make_freihand(str(root), num_samples=1, num_eval=2)
+    dataset = FreiHAND('evaluation', root=str(root), input_img_shape=(64, 64))
+    verts = gt['eval_verts'].copy()
+    verts[0, :, 2] *= -1  # an early checkpoint's mesh behind the camera
+    faces = build_standin(seed=0)['f'].astype(np.int64)
+    with caplog.at_level(logging.WARNING):
+        paths = render_results(dataset, gt['eval_xyz'], verts, faces, str(tmp_path / 'vis'), 2)
+    assert [os.path.basename(p) for p in paths] == ['00000001.png']
+    assert any('not rendering prediction 0' in r.getMessage() and 'in front of the camera' in r.getMessage()
+               for r in caplog.records)

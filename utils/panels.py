@@ -1,5 +1,6 @@
 """Pictures of predictions: the mesh over the network's crop, two other views of the mesh and
 the 2D skeleton, one labelled PNG per sample (test.py --vis, demo.py)."""
+import logging
 import os
 
 import numpy as np
@@ -8,6 +9,8 @@ from utils.constants import IMAGENET_MEAN, IMAGENET_STD
 from utils.render import VIEW_NAMES, render_views
 from utils.transforms import project
 from utils.drawing import draw_skeleton, make_grid, save_image
+
+logger = logging.getLogger(__name__)
 
 
 def denormalize(img_chw):
@@ -47,12 +50,18 @@ def render_results(dataset, xyz, verts, faces, out_dir, num):
         xyz: M x 21 x 3 and verts: M x 778 x 3 predictions, meters, camera frame.
         faces: MANO faces.
     Returns:
-        list of written paths.
+        list of written paths. A prediction that cannot be drawn (e.g. vertices behind the
+        camera, as an early checkpoint can predict) is skipped with a warning naming it.
     """
     paths = []
     for idx in range(min(num, len(dataset))):
         path = os.path.join(out_dir, f'{idx:08d}.png')
-        save_image(path, dataset_panel(dataset, idx, xyz, verts, faces))
+        try:
+            panel = dataset_panel(dataset, idx, xyz, verts, faces)
+        except ValueError as err:
+            logger.warning('not rendering prediction %d: %s', idx, err)
+            continue
+        save_image(path, panel)
         paths.append(path)
     return paths
 
