@@ -63,8 +63,10 @@ def resolve_config(argv, from_checkpoint=False):
     without repeating the preset.
     """
     cfg = config_module.resolve(argv)
-    if from_checkpoint and cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
-        raise CheckpointError(f'checkpoint not found: {cfg.checkpoint} (set --checkpoint PATH)')
+    wanted = [('checkpoint', cfg.checkpoint)] if from_checkpoint or cfg.continue_train else []
+    for field, path in wanted + [('pre', cfg.pre)]:
+        if path and not os.path.isfile(path):  # before anything is written
+            raise CheckpointError(f'checkpoint not found: {path} (set --{field} PATH)')
     if from_checkpoint and cfg.onnx:
         return _resolve_for_onnx(argv, cfg)
     if from_checkpoint and cfg.checkpoint:

@@ -43,6 +43,15 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize('argv', [['--pre', 'no/such.pth.tar'],
+                                  ['--continue_train', '--checkpoint', 'no/such.pth.tar']])
+def test_missing_checkpoint_for_training_is_refused_before_anything_is_written(tmp_path, argv):
+    out = tmp_path / 'out'
+    with pytest.raises(CheckpointError, match='checkpoint not found: no/such.pth.tar'):
+        train.main(['--device', 'cpu', '--output_root', str(out), *argv])
+    assert not out.exists()
+
+
 @pytest.mark.parametrize('argv, message', BAD_CONFIGS, ids=[' '.join(a) for a, _ in BAD_CONFIGS])
 def test_bad_configuration_is_refused_before_anything_is_written(tmp_path, argv, message):
     out = tmp_path / 'out'
