@@ -49,7 +49,7 @@ from utils.video_io import atomic_video_writer
 
 logger = logging.getLogger(__name__)
 
-CLIP_VIDEO, CLIP_FRAMES, CLIP_JSON, CLIP_VERTS = 'clip.mp4', 'frames', 'clip.json', 'verts.npy'
+CLIP_VIDEO, FRAMES_DIR, CLIP_JSON, CLIP_VERTS = 'clip.mp4', 'frames', 'clip.json', 'verts.npy'
 BACKGROUNDS = ('gs', 'smooth', 'shapes', 'texture')  # green screen or textured_background style
 
 # Motion over the clip (first frame -> last frame).
@@ -182,7 +182,7 @@ def generate_clip(out, mano_root, num_frames=24, image_size=(240, 320), fps=10.0
     noise_rng = np.random.default_rng(noise_seq)
     faces = sampler.mano.faces
 
-    frames_dir = os.path.join(out, CLIP_FRAMES)
+    frames_dir = os.path.join(out, FRAMES_DIR)
     os.makedirs(frames_dir, exist_ok=True)
     records = []
     video_path = os.path.join(out, CLIP_VIDEO)
@@ -191,7 +191,7 @@ def generate_clip(out, mano_root, num_frames=24, image_size=(240, 320), fps=10.0
             hand_rgb, alpha = render_hand(geometry['verts'][i], faces, geometry['K'],
                                           np.random.default_rng(look), size=image_size)
             img = composite(hand_rgb, alpha, backdrop, noise_std, noise_rng)
-            name = f'{CLIP_FRAMES}/{i:05d}.png'
+            name = f'{FRAMES_DIR}/{i:05d}.png'
             save_image(os.path.join(out, name), img)
             video.write(np.ascontiguousarray(img[:, :, ::-1]))
             box = geometry['boxes'][i]
