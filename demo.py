@@ -46,7 +46,7 @@ from utils.errors import DataError
 from utils.fileio import write_obj
 from utils.logger import setup_logger
 from utils.mano import MANO
-from utils.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter
+from utils.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
 from utils.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 
 DEFAULT_FOCAL_PX = 500.0  # at FreiHAND's framing: 224 px image, 130 px hand box
@@ -121,6 +121,10 @@ def first_box(args, img_bgr, make_predictor):
     """The box of a still image or of a video's first frame: --bbox, the default or auto."""
     height, width = img_bgr.shape[:2]
     box = hand_box(args.bbox, width, height)
+    problem = box_problem(box, (height, width))
+    if problem is not None:
+        raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the hand '
+                                        f'(x,y,w,h in pixels) or --bbox auto')
     if args.bbox == 'auto':
         # The 2D joints do not depend on K (decoding and projecting with one K cancel), so
         # the search can use the default box's camera.
@@ -156,8 +160,6 @@ def run_images(args, make_predictor, faces):
 def run_frames(args, frames, make_predictor, faces):
     height, width = frames.image_size
     fps = args.fps or frames.fps or DEFAULT_FPS
-    if not fps > 0:
-        raise config_module.ConfigError(f'--fps {args.fps}: must be a positive frame rate')
     box = first_box(args, frames.first_frame, make_predictor)
     K = intrinsics(args.focal, box.side, width, height)
     smoother = None
@@ -181,12 +183,19 @@ def main(argv):
     device = torch.device(cfg.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError("CUDA is not available: add --device cpu")
+    if args.fps is not None and not args.fps > 0:
+        raise config_module.ConfigError(f'--fps {args.fps}: must be a positive frame rate')
     # Open the frames before loading the network: a bad file fails at once.
     frames = None
     if args.sequence:
         frames = FolderFrames(args.sequence)
     elif os.path.isfile(args.input) and not is_image_file(args.input):
         frames = VideoFrames(args.input)
+    video_only = [flag for flag, given in (('--fps', args.fps is not None), ('--smooth', args.smooth),
+                                           ('--save_obj', args.save_obj)) if given]
+    if frames is None and video_only:
+        raise config_module.ConfigError(f"{', '.join(video_only)}: for videos only (--input VIDEO "
+                                        f"or --sequence FOLDER); still images always get an OBJ")
     setup_logger()
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)

@@ -117,6 +117,19 @@ def test_an_unreadable_video_is_one_clear_error(checkpoint, tmp_path, capsys):
         demo.main(['--sequence', str(empty), '--checkpoint', checkpoint])
 
 
+def test_flags_that_cannot_apply_are_refused(checkpoint, clip, tmp_path):
+    _, truth = clip
+    still = truth['files'][0]
+    with pytest.raises(config.ConfigError, match='--smooth, --save_obj: for videos only'):
+        demo.main(['--input', still, '--checkpoint', checkpoint, '--smooth', '--save_obj'])
+    with pytest.raises(config.ConfigError, match='--fps -2.0: must be a positive frame rate'):
+        demo.main(['--input', truth['video'], '--checkpoint', checkpoint, '--fps', '-2'])
+    with pytest.raises(config.ConfigError, match=r'--bbox 400,10,50,50: box centre \(425.0, 35.0\) '
+                                                 r'px outside the 320 x 240 image'):
+        demo.main(['--input', truth['video'], '--checkpoint', checkpoint, '--bbox', '400,10,50,50',
+                   '--out', str(tmp_path)])
+
+
 def test_bbox_auto_finds_an_off_centre_hand(checkpoint, clip, tmp_path):
     _, truth = clip
     still = truth['files'][0]  # the hand in the left part of the frame
