@@ -121,7 +121,7 @@ def first_box(args, img_bgr, make_predictor):
     """The box of a still image or of a video's first frame: --bbox, the default or auto."""
     height, width = img_bgr.shape[:2]
     box = hand_box(args.bbox, width, height)
-    problem = box_problem(box, (height, width))
+    problem = box_problem(box, (height, width)) if args.bbox not in (None, 'auto') else None
     if problem is not None:
         raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the hand '
                                         f'(x,y,w,h in pixels) or --bbox auto')
