@@ -1,19 +1,29 @@
-"""SAR on your own images: a mesh (.obj, camera frame, meters), an overlay and a 2D skeleton
-per image.
+"""SAR on your own images and videos: per image a mesh (.obj, camera frame, meters), an overlay
+and a 2D skeleton; per video the mesh and joints of every frame in one JSON-lines file and
+an overlay video.
 
     python demo.py --input hand.jpg --checkpoint output/checkpoint/<exp>/snapshot_49.pth.tar
     python demo.py --input photos/ --checkpoint snapshot.pth.tar --bbox 120,80,200,200 --left
+    python demo.py --input clip.mp4 --checkpoint snapshot.pth.tar --bbox auto --smooth
+    python demo.py --sequence frames/ --checkpoint snapshot.pth.tar --fps 30 --save_obj
 
 Camera and placement, when not given:
 - hand box (--bbox x,y,w,h in pixels): the centred FreiHAND box, 130/224 of the shorter image
-  side, around the image centre;
+  side, around the image centre; --bbox auto starts there and re-crops around the predicted
+  joints until the box moves less than 3 % (at most 4 predictions, then the final one);
 - focal length (--focal, pixels of the input image): the FreiHAND framing, 500 px for a 224 px
-  image whose 130 px box holds the hand, i.e. 500 * box side / 130; principal point at the
-  image centre;
+  image whose 130 px box holds the hand, i.e. 500 * box side / 130 (for a video: the first
+  frame's box, then fixed); principal point at the image centre;
 - root (wrist) depth (--root_depth, meters): 0.7 m, typical of FreiHAND at that framing. The
   depth only scales the mesh's distance; the shape and the 2D overlay do not depend on it.
 - --left: the image is flipped, the network (trained on right hands) predicts, and the mesh is
   mirrored back (x -> -x in the camera frame, faces re-wound).
+Videos (--input FILE that is not an image, any format OpenCV reads) and image sequences
+(--sequence FOLDER, frames in file-name order) are tracked without a detector: the first
+frame uses the box above, each next frame the box around the joints predicted in the previous
+one (1.57 x their extent, FreiHAND's framing); a box that collapses or leaves the image is
+reset to the last good one, and the log says so with the frame index. --smooth filters the
+decoded 3D points over time with a One Euro filter (--smooth_min_cutoff, --smooth_beta).
 Any config.py field can follow (e.g. --device cpu --backbone resnet18 --input_img_shape 128,128
 for a checkpoint trained with the CPU preset; its config.json is read automatically).
 """
@@ -28,37 +38,55 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
-from engine.inference import load_inference_model
+from engine.inference import HandPredictor, load_inference_model
 from engine.setup import resolve_config, run_main
+from engine.video import auto_box, run_video
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
 from utils.errors import DataError
-from utils.fileio import atomic_open
+from utils.fileio import write_obj
+from utils.logger import setup_logger
 from utils.mano import MANO
-from utils.preprocessing import crop_and_augment, normalize
-from utils.transforms import decode_uvd, project
+from utils.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
+from utils.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 
 DEFAULT_FOCAL_PX = 500.0  # at FreiHAND's framing: 224 px image, 130 px hand box
 DEFAULT_ROOT_DEPTH_M = 0.7
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+DEFAULT_FPS = 30.0  # frames/s of a --sequence (and of a video whose file gives none)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--input', required=True, help='an image or a folder of images')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--input', help='an image, a folder of images, or a video file')
+    source.add_argument('--sequence', help='a folder of images: the frames of one video, in '
+                                           'file-name order')
     parser.add_argument('--out', default='output/demo', help='output folder')
-    parser.add_argument('--bbox', help='hand box x,y,w,h in pixels (default: centred box)')
+    parser.add_argument('--bbox', help='hand box x,y,w,h in pixels, or "auto" (default: the '
+                                       'centred box); for a video, the first frame\'s box')
     parser.add_argument('--focal', type=float, help='focal length in pixels of the input image')
     parser.add_argument('--root_depth', type=float, default=DEFAULT_ROOT_DEPTH_M,
                         help=f'wrist depth in meters (default {DEFAULT_ROOT_DEPTH_M})')
     parser.add_argument('--left', action='store_true', help='the images show left hands')
+    parser.add_argument('--fps', type=float,
+                        help=f'frames/s of the video (default: the file\'s own; {DEFAULT_FPS:g} '
+                             f'for a --sequence); sets the overlay video and the filter rate')
+    parser.add_argument('--save_obj', action='store_true', help='video: also one OBJ per frame')
+    parser.add_argument('--smooth', action='store_true',
+                        help='video: One Euro filter on the decoded 3D points (off: the raw '
+                             'per-frame results)')
+    parser.add_argument('--smooth_min_cutoff', type=float, default=DEFAULT_MIN_CUTOFF_HZ,
+                        help='--smooth: cutoff at rest, Hz (default %(default)s; lower: '
+                             'smoother, more lag)')
+    parser.add_argument('--smooth_beta', type=float, default=DEFAULT_BETA,
+                        help='--smooth: cutoff increase per m/s of speed (default %(default)s; '
+                             'higher: less lag in fast motion)')
     return parser.parse_known_args(argv)
 
 
 def list_images(path):
     if os.path.isdir(path):
-        files = sorted(f for f in glob.glob(os.path.join(path, '*'))
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = sorted(f for f in glob.glob(os.path.join(path, '*')) if is_image_file(f))
         if not files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
         return files
@@ -68,24 +96,82 @@ def list_images(path):
 
 
 def hand_box(bbox_text, width, height):
-    """(centre (2,), side) of the square hand box in image pixels."""
-    if bbox_text is None:
+    """(centre (2,), side) of the square hand box in image pixels; bbox_text None or 'auto'
+    gives the default centred box (where --bbox auto starts)."""
+    if bbox_text is None or bbox_text == 'auto':
         side = HAND_BOX_SIZE / FREIHAND_IMG_SIZE * min(width, height)
-        return np.array([(width - 1) / 2, (height - 1) / 2]), side
+        return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
     try:
         x, y, w, h = (float(v) for v in bbox_text.split(','))
     except ValueError:
-        raise config_module.ConfigError(f"--bbox {bbox_text!r}: expected four numbers x,y,w,h") from None
+        raise config_module.ConfigError(f"--bbox {bbox_text!r}: expected four numbers x,y,w,h "
+                                        f"or 'auto'") from None
     if w <= 0 or h <= 0:
         raise config_module.ConfigError(f"--bbox {bbox_text!r}: width and height must be positive")
-    return np.array([x + w / 2, y + h / 2]), max(w, h)
+    return HandBox(np.array([x + w / 2, y + h / 2]), max(w, h))
 
 
-def write_obj(path, verts, faces):
-    """Wavefront OBJ (1-based faces), written atomically."""
-    with atomic_open(path, 'w') as f:
-        f.write(''.join(f'v {x:.6f} {y:.6f} {z:.6f}\n' for x, y, z in verts))
-        f.write(''.join(f'f {a + 1} {b + 1} {c + 1}\n' for a, b, c in faces))
+def intrinsics(focal, box_side, width, height):
+    """K of the demo: --focal or 500 x box side / 130 px, principal point at the image centre."""
+    focal = focal if focal else DEFAULT_FOCAL_PX * box_side / HAND_BOX_SIZE
+    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+
+
+def first_box(args, img_bgr, make_predictor):
+    """The box of a still image or of a video's first frame: --bbox, the default or auto."""
+    height, width = img_bgr.shape[:2]
+    box = hand_box(args.bbox, width, height)
+    problem = box_problem(box, (height, width)) if args.bbox not in (None, 'auto') else None
+    if problem is not None:
+        raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the hand '
+                                        f'(x,y,w,h in pixels) or --bbox auto')
+    if args.bbox == 'auto':
+        # The 2D joints do not depend on K (decoding and projecting with one K cancel), so
+        # the search can use the default box's camera.
+        box = auto_box(make_predictor(intrinsics(args.focal, box.side, width, height)),
+                       img_bgr, box)
+    return box
+
+
+def run_images(args, make_predictor, faces):
+    from utils.render import render_mesh  # after torch/torchvision (see utils/render.py)
+    from utils.drawing import draw_skeleton, save_image
+
+    for path in tqdm(list_images(args.input), desc='images'):
+        img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img_bgr is None:
+            raise DataError(f"cannot read image {path}: not an image OpenCV can decode")
+        height, width = img_bgr.shape[:2]
+        box = first_box(args, img_bgr, make_predictor)
+        K = intrinsics(args.focal, box.side, width, height)
+        xyz_cam, joints_uv = make_predictor(K)(img_bgr, box)
+        verts = xyz_cam[:len(xyz_cam) - len(joints_uv)]
+
+        name = os.path.splitext(os.path.basename(path))[0]
+        write_obj(os.path.join(args.out, f'{name}.obj'), verts, faces)
+        img_rgb = np.ascontiguousarray(img_bgr[:, :, ::-1])
+        overlay = render_mesh(verts, faces, K, (height, width), background=img_rgb)[0]
+        save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
+        skeleton = draw_skeleton(img_rgb, joints_uv)
+        save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
+    print(f'wrote meshes (.obj, camera frame, meters), overlays and skeletons to {args.out}')
+
+
+def run_frames(args, frames, make_predictor, faces):
+    height, width = frames.image_size
+    fps = args.fps or frames.fps or DEFAULT_FPS
+    box = first_box(args, frames.first_frame, make_predictor)
+    K = intrinsics(args.focal, box.side, width, height)
+    smoother = None
+    if args.smooth:
+        try:
+            smoother = OneEuroFilter(args.smooth_min_cutoff, args.smooth_beta, rate=fps)
+        except ValueError as err:
+            raise config_module.ConfigError(f'--smooth: {err}') from None
+    summary = run_video(frames, make_predictor(K), box, K, faces, args.out, frames.name, fps,
+                        smoother=smoother, save_obj=args.save_obj, num_frames=frames.num_frames)
+    print(f"wrote {summary['frames']} frames ({summary['resets']} with a reset box): "
+          f"{summary['jsonl']} (joints and vertices, camera frame, meters) and {summary['video']}")
 
 
 def main(argv):
@@ -97,49 +183,35 @@ def main(argv):
     device = torch.device(cfg.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError("CUDA is not available: add --device cpu")
+    if args.fps is not None and not args.fps > 0:
+        raise config_module.ConfigError(f'--fps {args.fps}: must be a positive frame rate')
+    # Open the frames before loading the network: a bad file fails at once.
+    frames = None
+    if args.sequence:
+        frames = FolderFrames(args.sequence)
+    elif os.path.isfile(args.input) and not is_image_file(args.input):
+        frames = VideoFrames(args.input)
+    video_only = [flag for flag, given in (('--fps', args.fps is not None), ('--smooth', args.smooth),
+                                           ('--save_obj', args.save_obj)) if given]
+    if frames is None and video_only:
+        raise config_module.ConfigError(f"{', '.join(video_only)}: for videos only (--input VIDEO "
+                                        f"or --sequence FOLDER); still images always get an OBJ")
+    setup_logger()
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)
-    memory_format = (torch.channels_last if cfg.channels_last and device.type == 'cuda'
-                     else torch.contiguous_format)
+    faces = mano.faces[:, ::-1] if args.left else mano.faces
 
-    from utils.render import render_mesh  # after torch/torchvision (see utils/render.py)
-    from utils.drawing import draw_skeleton, save_image
+    def make_predictor(K):
+        return HandPredictor(model, K, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
+                             root_depth=args.root_depth, fx_as_fy=cfg.fx_as_fy, left=args.left,
+                             device=device,
+                             channels_last=cfg.channels_last and device.type == 'cuda')
 
     os.makedirs(args.out, exist_ok=True)
-    for path in tqdm(list_images(args.input), desc='images'):
-        img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img_bgr is None:
-            raise DataError(f"cannot read image {path}: not an image OpenCV can decode")
-        height, width = img_bgr.shape[:2]
-        center, side = hand_box(args.bbox, width, height)
-        focal = args.focal if args.focal else DEFAULT_FOCAL_PX * side / HAND_BOX_SIZE
-        K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
-        net_img, net_center = img_bgr, center
-        if args.left:
-            # Mirror the image about the principal point's column: x -> -x in the camera frame.
-            net_img = img_bgr[:, ::-1].copy()
-            net_center = np.array([width - 1 - center[0], center[1]])
-        crop, _, crop2img = crop_and_augment(net_img, net_center, side, cfg.input_img_shape)
-        with torch.inference_mode():
-            img = torch.from_numpy(normalize(crop))[None].to(device)
-            inputs = {'img': img.contiguous(memory_format=memory_format)}
-            coords = model(inputs)['coords'][0].float().cpu().numpy()
-        xyz_cam = decode_uvd(coords, args.root_depth, crop2img, K, crop_size=cfg.input_img_shape,
-                             depth_box=cfg.depth_box, fx_as_fy=cfg.fx_as_fy)
-        faces = mano.faces
-        if args.left:
-            xyz_cam = xyz_cam * np.array([-1.0, 1.0, 1.0])
-            faces = faces[:, ::-1]
-        verts, joints = xyz_cam[:mano.num_verts], xyz_cam[mano.num_verts:]
-
-        name = os.path.splitext(os.path.basename(path))[0]
-        write_obj(os.path.join(args.out, f'{name}.obj'), verts, faces)
-        img_rgb = np.ascontiguousarray(img_bgr[:, :, ::-1])
-        overlay = render_mesh(verts, faces, K, (height, width), background=img_rgb)[0]
-        save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
-        skeleton = draw_skeleton(img_rgb, project(joints, K)[:, :2])
-        save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
-    print(f'wrote meshes (.obj, camera frame, meters), overlays and skeletons to {args.out}')
+    if frames is None:
+        run_images(args, make_predictor, faces)
+    else:
+        run_frames(args, frames, make_predictor, faces)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
-"""Inference: loading a checkpoint for inference with its saved configuration, the inference
-loop over an evaluation set (split across torchrun ranks) and pred.json."""
+"""Inference: loading a checkpoint for inference with its saved configuration, the network on
+one image and hand box (demo.py), the inference loop over an evaluation set (split across
+torchrun ranks) and pred.json."""
 import logging
 
 import numpy as np
@@ -9,10 +10,12 @@ from tqdm import tqdm
 
 from dataset import worker_init_fn
 from engine.build import build_model
+from manopth.constants import NUM_JOINTS  # the last 21 rows of the 799 x 3 output
 from utils import distributed
 from utils.checkpoint import load_checkpoint, load_net_state
 from utils.fileio import atomic_write_json
-from utils.transforms import decode_uvd
+from utils.preprocessing import crop_and_augment, normalize
+from utils.transforms import decode_uvd, project
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,70 @@ def load_for_inference(cfg, mano, device):
     load_net_state(model, ckpt['net'], cfg.checkpoint)
     logger.info('loaded %s (epoch %s)', cfg.checkpoint, ckpt.get('last_epoch', 'unknown'))
     return model.fuse_for_inference(), ckpt
+
+
+class HandPredictor:
+    """The network on one image and hand box: crop (docs/method.md §2), forward, decode (§7).
+
+    A callable `(img_bgr, box) -> (xyz_cam, joints_uv)`, the form engine.video's tracking loop
+    and utils.tracking.refine_box take.
+
+    Args:
+        model: what `load_inference_model` returns (PyTorch or ONNX Runtime, same interface).
+        K: 3 x 3 intrinsics of the images, pixels.
+        crop_size: network input (height, width), px (cfg.input_img_shape).
+        depth_box: m per normalised depth unit (cfg.depth_box).
+        root_depth: wrist depth, m (the network predicts depths relative to it).
+        fx_as_fy: decode with fx for both axes (cfg.fx_as_fy, docs/method.md §11).
+        left: the images show left hands: each image is mirrored (u -> W - 1 - u), the network
+            (trained on right hands) predicts, and the points are mirrored back (x -> -x in the
+            camera frame; draw the mesh with re-wound faces).
+        device: torch device of the network's input.
+        channels_last: feed the image in channels_last layout (CUDA).
+    """
+
+    def __init__(self, model, K, *, crop_size, depth_box, root_depth, fx_as_fy=False,
+                 left=False, device=torch.device('cpu'), channels_last=False):
+        self.model = model.eval()
+        self.K = np.asarray(K, dtype=np.float64)
+        self.crop_size = tuple(crop_size)
+        self.depth_box, self.root_depth, self.fx_as_fy = depth_box, root_depth, fx_as_fy
+        self.left = left
+        self.device = device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    @torch.inference_mode()
+    def __call__(self, img_bgr, box):
+        """Predict the hand in `box` of one image.
+
+        Args:
+            img_bgr: H x W x 3 uint8 BGR image.
+            box: (center (2,), side) hand box in image pixels (utils.tracking.HandBox).
+        Returns:
+            xyz_cam: 799 x 3 float64, meters, camera frame (rows 0..777 vertices, 778..798
+                the 21 joints); joints_uv: 21 x 2 float64, the joints' image pixels.
+        """
+        center, side = box
+        center = np.asarray(center, dtype=np.float64)
+        K = self.K
+        if self.left:
+            # In the mirrored image the principal point's column is W - 1 - cx; decoding with
+            # it and negating x gives the points of the original image.
+            width = img_bgr.shape[1]
+            img_bgr = img_bgr[:, ::-1].copy()
+            center = np.array([width - 1 - center[0], center[1]])
+            K = K.copy()
+            K[0, 2] = width - 1 - K[0, 2]
+        crop, _, crop2img = crop_and_augment(img_bgr, center, side, self.crop_size)
+        img = torch.from_numpy(normalize(crop))[None].to(self.device)
+        coords = self.model({'img': img.contiguous(memory_format=self.memory_format)})['coords']
+        coords = coords[0].float().cpu().numpy()  # (799, 3)
+        xyz_cam = decode_uvd(coords, self.root_depth, crop2img, K, crop_size=self.crop_size,
+                             depth_box=self.depth_box, fx_as_fy=self.fx_as_fy)
+        if self.left:
+            xyz_cam = xyz_cam * np.array([-1.0, 1.0, 1.0])
+        joints_uv = project(xyz_cam[-NUM_JOINTS:], self.K, self.fx_as_fy)[:, :2]
+        return xyz_cam, joints_uv
 
 
 @torch.inference_mode()

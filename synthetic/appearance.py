@@ -133,12 +133,14 @@ def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
     Args:
         verts_cam: 778 x 3 camera-frame vertices, meters.
         faces: F x 3 vertex indices.
-        K: 3 x 3 intrinsics of the size x size image.
+        K: 3 x 3 intrinsics of the image.
         rng: numpy Generator (skin and light draws).
+        size: image side (px) of a square image, or (height, width).
     Returns:
-        hand_rgb: size x size x 3 float32 (0..255), the hand's colour where alpha > 0;
-        alpha: size x size float32 in [0, 1], the fraction of each pixel the hand covers.
+        hand_rgb: H x W x 3 float32 (0..255), the hand's colour where alpha > 0;
+        alpha: H x W float32 in [0, 1], the fraction of each pixel the hand covers.
     """
+    height, width = (size, size) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
     from utils.render import render_mesh  # imports pyrender lazily: only rendering needs OpenGL
     tone = rng.uniform(0.0, len(SKIN_TONES) - 1)
     low = int(np.floor(tone))
@@ -153,14 +155,14 @@ def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
     K_fine = np.array(K, dtype=np.float64)
     K_fine[:2] *= s
     K_fine[:2, 2] += (s - 1) / 2
-    rgb, _, mask = render_mesh(verts_cam, faces, K_fine, (size * s, size * s), color=skin,
+    rgb, _, mask = render_mesh(verts_cam, faces, K_fine, (height * s, width * s), color=skin,
                                light_dir=light_dir, light_intensity=rng.uniform(*LIGHT_INTENSITY_RANGE),
                                ambient=rng.uniform(*AMBIENT_RANGE))
     coverage = mask.astype(np.float32)
     premultiplied = rgb.astype(np.float32) * coverage[..., None]
     # INTER_AREA with an integer factor averages s x s blocks.
-    alpha = cv2.resize(coverage, (size, size), interpolation=cv2.INTER_AREA)
-    averaged = cv2.resize(premultiplied, (size, size), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(coverage, (width, height), interpolation=cv2.INTER_AREA)
+    averaged = cv2.resize(premultiplied, (width, height), interpolation=cv2.INTER_AREA)
     hand_rgb = averaged / np.maximum(alpha, 1e-6)[..., None]
     return hand_rgb, alpha
 
@@ -202,10 +204,23 @@ def compose_version(version, hand_rgb, alpha, rng):
         hand[region] = _jitter_gain_gamma(rng, hand[region])
     else:
         raise ValueError(f'unknown image version {version!r}; expected one of {FREIHAND_VERSIONS}')
-    img = alpha[..., None] * hand + (1.0 - alpha[..., None]) * background
-    # Sensor noise: uniform with the drawn standard deviation (uniform draws are much cheaper
+    return composite(hand, alpha, background, rng.uniform(*SENSOR_NOISE_RANGE), rng)
+
+
+def composite(hand_rgb, alpha, background, noise_std, rng):
+    """The hand over a background, with sensor noise, as an 8-bit image.
+
+    Args:
+        hand_rgb, alpha: H x W x 3 and H x W, from `render_hand` (colours 0..255).
+        background: H x W x 3 float RGB, 0..255.
+        noise_std: standard deviation of the pixel noise, 8-bit levels.
+        rng: numpy Generator (the noise draws).
+    Returns:
+        H x W x 3 uint8 RGB.
+    """
+    img = alpha[..., None] * hand_rgb + (1.0 - alpha[..., None]) * background
+    # Sensor noise: uniform with the given standard deviation (uniform draws are much cheaper
     # than Gaussian ones, and after JPEG the difference is invisible).
-    noise_std = rng.uniform(*SENSOR_NOISE_RANGE)
     img = img + np.float32(noise_std * np.sqrt(12.0)) * (rng.random(img.shape, dtype=np.float32) - 0.5)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 

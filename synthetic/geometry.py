@@ -199,12 +199,17 @@ class GeometrySampler:
         self.layer = self.mano.layer(use_pca=False, flat_hand_mean=False, center_idx=None)
         self.is_standin = self.mano.is_standin
 
+    def random_joint_pose(self, rng):
+        """45 joint axis-angle values (hands_mean not included): the first NUM_POSE_COMPONENTS
+        PCA coefficients drawn with POSE_SPREAD x the spread of the model's hands_coeffs."""
+        coeffs = rng.standard_normal(NUM_POSE_COMPONENTS) * POSE_SPREAD * self.coeff_std[:NUM_POSE_COMPONENTS]
+        return coeffs @ self.components[:NUM_POSE_COMPONENTS]
+
     def _draw_unposed(self, rng):
         """K, joint pose (45), betas (10), keypoint-9 pixel (2), target extent (px) of one sample."""
         K = random_intrinsics(rng)
         betas = np.clip(rng.standard_normal(NUM_BETAS), -BETA_CLIP, BETA_CLIP)
-        coeffs = rng.standard_normal(NUM_POSE_COMPONENTS) * POSE_SPREAD * self.coeff_std[:NUM_POSE_COMPONENTS]
-        joint_pose = coeffs @ self.components[:NUM_POSE_COMPONENTS]
+        joint_pose = self.random_joint_pose(rng)
         anchor_uv = np.asarray(HAND_BOX_CENTER) + rng.uniform(-ANCHOR_JITTER_PX, ANCHOR_JITTER_PX, size=2)
         extent_px = rng.uniform(*EXTENT_RANGE_PX)
         return K, joint_pose, betas, anchor_uv, extent_px
@@ -224,26 +229,57 @@ class GeometrySampler:
         betas = np.stack([d[2] for d in draws])
         anchor_uv = np.stack([d[3] for d in draws])
         extent_px = np.array([d[4] for d in draws])
-        batch = len(rngs)
 
-        # Articulated and shaped hand without global rotation, model frame (meters).
-        pose_unrotated = np.concatenate([np.zeros((batch, 3)), joint_pose], axis=1)
+        verts, anchor, pointing = self.unrotated(joint_pose, betas)
+        normals, min_facing_cos = [None] * len(rngs), None
+        if self.max_tilt is not None:
+            normals = hand_normals(self.mano.joints_from_verts(verts))
+            min_facing_cos = np.cos(np.radians(self.max_tilt))
+        rotations = np.stack([random_rotation(rng, p, normal=n, min_facing_cos=min_facing_cos)
+                              for rng, p, n in zip(rngs, pointing, normals)])
+        return self.place(verts, anchor, rotations, joint_pose, betas, anchor_uv, K, extent_px)
+
+    def unrotated(self, joint_pose, betas):
+        """The articulated, shaped hands before their global rotation, MANO model frame.
+
+        Args:
+            joint_pose: B x 45 joint axis-angle values (hands_mean not included).
+            betas: B x 10 shape values.
+        Returns:
+            verts B x 778 x 3 (m), keypoint 9 B x 3 (m, the anchor of docs/method.md §1) and
+            the unit wrist -> keypoint-9 direction B x 3.
+        """
+        joint_pose, betas = np.asarray(joint_pose), np.asarray(betas)
+        pose_unrotated = np.concatenate([np.zeros((len(joint_pose), 3)), joint_pose], axis=1)
         with torch.no_grad():
             verts_mm, joints_mm = self.layer(torch.as_tensor(pose_unrotated), torch.as_tensor(betas))
         verts, joints = verts_mm.numpy() / 1000, joints_mm.numpy() / 1000
         anchor = self.mano.joints_from_verts(verts)[:, MANO_KEYPOINT_ANCHOR]  # (B, 3), as docs/method.md §1
         pointing = anchor - joints[:, ROOT_JOINT_IDX]
         pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
-        normals, min_facing_cos = [None] * batch, None
-        if self.max_tilt is not None:
-            normals = hand_normals(self.mano.joints_from_verts(verts))
-            min_facing_cos = np.cos(np.radians(self.max_tilt))
-        rotations = np.stack([random_rotation(rng, p, normal=n, min_facing_cos=min_facing_cos)
-                              for rng, p, n in zip(rngs, pointing, normals)])
+        return verts, anchor, pointing
+
+    def place(self, verts, anchor, rotations, joint_pose, betas, anchor_uv, K, extent_px,
+              box_center=HAND_BOX_CENTER, box_size=HAND_BOX_SIZE):
+        """Rotate the unrotated hands and place them in front of the camera (docs/method.md §1).
+
+        Keypoint 9 goes to pixel `anchor_uv`, at the depth where the projected mesh's bounding
+        box side is `extent_px`, or farther if needed to keep it inside the square box
+        (`box_center`, `box_size`; solve_anchor_depth).
+
+        Args:
+            verts, anchor: from `unrotated` (B x 778 x 3 and B x 3, m).
+            rotations: B x 3 x 3 global rotations (model -> camera frame).
+            joint_pose, betas: B x 45 and B x 10, as given to `unrotated`.
+            anchor_uv: B x 2 keypoint-9 pixels; K: B x 3 x 3 intrinsics; extent_px: B pixels.
+        Returns:
+            dict of float64 arrays: 'K' B x 3 x 3, 'mano' B x 61 (docs/method.md §1 entry),
+            'verts' B x 778 x 3 and 'xyz' B x 21 x 3 (camera frame, meters, FreiHAND tips).
+        """
         # MANO's global rotation turns the hand about the wrist joint, so offsets from
         # keypoint 9 just rotate.
         points_rel = np.einsum('bij,bvj->bvi', rotations, verts - anchor[:, None])
-        depth = solve_anchor_depth(points_rel, anchor_uv, K, extent_px)
+        depth = solve_anchor_depth(points_rel, anchor_uv, K, extent_px, box_center, box_size)
         focal = (K[:, 0, 0] + K[:, 1, 1]) / 2
         mano_params = np.concatenate([
             Rotation.from_matrix(rotations).as_rotvec(), joint_pose, betas, anchor_uv,

@@ -12,7 +12,7 @@ import numpy as np
 
 # Box side = BOX_ENLARGE x the larger side of the joints' 2D extent. FreiHAND frames every
 # hand with the fixed 130 px box on the 224 px image (docs/method.md §2 step 2); on 2000
-# training samples of the synthetic set (dataset/synthetic.py, whose placement reproduces that
+# training samples of the synthetic set (synthetic/freihand.py, whose placement reproduces that
 # framing: keypoint 9 at the image centre, projected mesh extent mostly 90-125 px; stand-in
 # hand, uniform rotations) the 21 joints span a median of 82.6 px (5-95 %: 63-100 px), and
 # 130 px / joint extent has median 1.57 (quartiles 1.44 and 1.74; 1.57 with --max-tilt 50
@@ -21,6 +21,11 @@ BOX_ENLARGE = 1.57
 MIN_BOX_SIDE_PX = 32.0  # a smaller box (a quarter of FreiHAND's 130 px) is a collapsed track
 MIN_INSIDE_FRACTION = 0.5  # a box with less of its area inside the image has left it
 MAX_SIDE_IMAGE_RATIO = 2.0  # box side at most this x the longer image side (the rest is border)
+# One Euro filter defaults for the decoded 3D points (meters; see OneEuroFilter).
+DEFAULT_MIN_CUTOFF_HZ = 1.0  # Hz
+DEFAULT_BETA = 20.0  # Hz of cutoff per m/s of speed
+DEFAULT_D_CUTOFF_HZ = 1.0  # Hz, the derivative's low-pass
+DEFAULT_RATE = 30.0  # samples/s when no timestamps are given
 
 
 class HandBox(NamedTuple):
@@ -242,7 +247,8 @@ class OneEuroFilter:
         min_cutoff: Hz; beta: Hz per (unit of x per second); d_cutoff: Hz; rate: samples/s.
     """
 
-    def __init__(self, min_cutoff=1.0, beta=20.0, d_cutoff=1.0, rate=30.0):
+    def __init__(self, min_cutoff=DEFAULT_MIN_CUTOFF_HZ, beta=DEFAULT_BETA,
+                 d_cutoff=DEFAULT_D_CUTOFF_HZ, rate=DEFAULT_RATE):
         for name, value in (('min_cutoff', min_cutoff), ('d_cutoff', d_cutoff), ('rate', rate)):
             if not value > 0:
                 raise ValueError(f'{name} must be > 0, got {value!r}')

@@ -1,0 +1,202 @@
+"""engine/video.py: the tracking loop (with the truth standing in for the network), resets and
+their log lines, smoothing, the JSON-lines records and the files run_video writes."""
+import json
+import logging
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.video import auto_box, box_xywh, frame_record, run_video, track
+from synthetic.clip import TruthPredictor
+from tests.conftest import CLIP_FRAMES
+from utils.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
+from utils.video_io import FolderFrames, VideoFrames
+
+IMAGE_SIZE = (240, 320)  # height, width
+
+
+def blank_frames(count, image_size=IMAGE_SIZE):
+    return [(k, np.zeros((*image_size, 3), dtype=np.uint8)) for k in range(count)]
+
+
+def square_joints(center, extent):
+    """21 joints spanning an `extent` px square around `center` (its corners among them)."""
+    rng = np.random.default_rng(0)
+    joints = rng.uniform(-0.5, 0.5, size=(21, 2))
+    joints[:4] = [(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)]
+    return np.asarray(center, dtype=np.float64) + extent * joints
+
+
+class ScriptedPredictor:
+    """Predicts the hand at centres[k] with extent 60 px on the k-th call; records the boxes."""
+
+    def __init__(self, centres, extent=60.0, xyz=None):
+        self.centres, self.extent, self.xyz = centres, extent, xyz
+        self.boxes = []
+
+    def __call__(self, img, box):
+        k = len(self.boxes)
+        self.boxes.append(box)
+        xyz = self.xyz[k] if self.xyz is not None else np.full((799, 3), 0.5)
+        return xyz, square_joints(self.centres[k], self.extent)
+
+
+def test_the_box_of_each_frame_comes_from_the_previous_joints():
+    centres = [(100.0, 120.0), (110.0, 118.0), (125.0, 115.0)]
+    predict = ScriptedPredictor(centres)
+    first = HandBox(np.array([90.0, 120.0]), 100.0)
+    results = [result for _, result in track(blank_frames(3), predict, first)]
+    assert [r.index for r in results] == [0, 1, 2] and not any(r.box_reset for r in results)
+    np.testing.assert_array_equal(results[0].box.center, first.center)
+    for k in (1, 2):
+        np.testing.assert_allclose(results[k].box.center, centres[k - 1])
+        assert results[k].box.side == pytest.approx(BOX_ENLARGE * 60.0)
+    assert predict.boxes == [r.box for r in results]
+
+
+@pytest.mark.slow
+def test_ground_truth_tracking_follows_the_hand_across_the_clip(clip):
+    folder, truth = clip
+    frames = VideoFrames(truth['video'])
+    results = [result for _, result in track(frames, TruthPredictor(truth), truth['boxes'][0])]
+    assert len(results) == CLIP_FRAMES
+    tracked = [box_iou(r.box, truth['boxes'][r.index]) for r in results]
+    fixed = [box_iou(truth['boxes'][0], box) for box in truth['boxes']]
+    print(f'tracked box IoU with the true box: min {min(tracked):.3f} over {len(tracked)} frames; '
+          f'first frame\'s box held fixed: min {min(fixed):.3f}')
+    assert min(tracked) >= 0.7
+    assert min(fixed) < 0.1  # the hand moves: a fixed box loses it
+    assert not any(r.box_reset for r in results)
+
+
+def test_a_box_leaving_the_image_is_reset_and_logged_once(caplog):
+    # The hand walks right; at frame 3 the prediction jumps off the image (to u = 1000) for
+    # two frames, then comes back.
+    centres = [(100.0, 120.0), (110.0, 120.0), (120.0, 120.0), (1000.0, 120.0), (1010.0, 120.0),
+               (130.0, 120.0), (140.0, 120.0)]
+    predict = ScriptedPredictor(centres)
+    with caplog.at_level(logging.INFO, logger='engine.video'):
+        results = [r for _, r in track(blank_frames(7), predict, ((100.0, 120.0), 94.2))]
+    assert [r.box_reset for r in results] == [False, False, False, False, True, True, False]
+    assert 'outside the 320 x 240 image' in results[4].reset_reason
+    # Frames 4 and 5 keep frame 3's box (the last good one, from frame 2's joints).
+    for k in (4, 5):
+        np.testing.assert_allclose(results[k].box.center, centres[2])
+    np.testing.assert_allclose(results[6].box.center, centres[5])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    message = warnings[0].getMessage()
+    assert message.startswith('frame 4: hand box reset to the last good box')
+    assert "frame 3's joints" in message and 'outside the 320 x 240 image' in message
+    recovered = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(m.startswith('frame 6: the box follows the predicted joints again (frames 4-5')
+               for m in recovered), recovered
+
+
+def test_a_collapsing_box_is_reset_with_its_reason():
+    predict = ScriptedPredictor([(160.0, 120.0)] * 3, extent=10.0)
+    results = [r for _, r in track(blank_frames(3), predict, ((160.0, 120.0), 100.0))]
+    assert [r.box_reset for r in results] == [False, True, True]
+    assert results[1].reset_reason == 'box collapsed: side 15.7 px < 32 px'
+    assert all(r.box.side == 100.0 for r in results)
+
+
+def test_smoothing_changes_a_moving_signal_and_passes_a_constant_one():
+    rng = np.random.default_rng(0)
+    noisy = 0.6 + rng.normal(scale=0.005, size=(6, 799, 3))  # 5 mm jitter
+    constant = np.repeat(noisy[:1], 6, axis=0)
+    for xyz, changed in ((noisy, True), (constant, False)):
+        raw = [r for _, r in track(blank_frames(6), ScriptedPredictor([(160.0, 120.0)] * 6, xyz=xyz),
+                                   ((160.0, 120.0), 100.0))]
+        smooth = [r for _, r in track(blank_frames(6), ScriptedPredictor([(160.0, 120.0)] * 6, xyz=xyz),
+                                      ((160.0, 120.0), 100.0), smoother=OneEuroFilter(rate=30.0))]
+        np.testing.assert_array_equal(raw[0].xyz_cam, smooth[0].xyz_cam)  # the first passes
+        for a, b in zip(raw, smooth):
+            np.testing.assert_array_equal(a.xyz_cam, xyz[a.index])  # off: the raw results
+            assert (not np.array_equal(a.xyz_cam, b.xyz_cam)) == (changed and a.index > 0)
+            np.testing.assert_array_equal(a.box.center, b.box.center)  # boxes follow raw joints
+        if changed:  # smoothing reduces the frame-to-frame jitter
+            assert (np.diff([b.xyz_cam for b in smooth], axis=0).std()
+                    < 0.5 * np.diff(noisy, axis=0).std())
+
+
+def test_auto_box_re_crops_around_the_hand(caplog):
+    # The hand (extent 60 px) at (80, 100); a predictor that sees only its crop: the true
+    # joints clamped into the box (a network places joints inside its crop).
+    true_joints = square_joints((80.0, 100.0), 60.0)
+
+    def predict(img, box):
+        center, side = box
+        return np.zeros((799, 3)), np.clip(true_joints, center - side / 2, center + side / 2)
+
+    img = np.zeros((*IMAGE_SIZE, 3), dtype=np.uint8)
+    with caplog.at_level(logging.INFO, logger='engine.video'):
+        box = auto_box(predict, img, ((159.5, 119.5), 139.0))
+    np.testing.assert_allclose(box.center, [80.0, 100.0])
+    assert box.side == pytest.approx(BOX_ENLARGE * 60.0)
+    assert any('--bbox auto: converged after' in r.getMessage() for r in caplog.records)
+
+
+def test_frame_record_keys_units_and_rounding():
+    xyz = np.arange(799 * 3, dtype=np.float64).reshape(799, 3) * 1e-7 + 0.5
+    predict = ScriptedPredictor([(160.0, 120.0)], xyz=[xyz])
+    _, result = next(track(blank_frames(1), predict, ((160.0, 120.0), 100.0)))
+    record = frame_record(result, num_verts=778, fps=25.0)
+    assert list(record) == ['frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices']
+    assert record['box'] == [110.0, 70.0, 100.0, 100.0] == box_xywh(result.box)
+    assert np.array(record['joints']).shape == (21, 3)
+    assert np.array(record['vertices']).shape == (778, 3)
+    np.testing.assert_allclose(record['vertices'], xyz[:778], atol=5e-7)
+    assert frame_record(result, 778)['time'] is None
+    json.dumps(record)  # plain JSON types
+
+
+def decode(path):
+    capture = cv2.VideoCapture(path)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames, capture.get(cv2.CAP_PROP_FPS)
+        frames.append(frame)
+
+
+@pytest.mark.slow
+def test_run_video_writes_complete_outputs(clip, standin_mano, tmp_path):
+    from utils.mano import MANO
+    folder, truth = clip
+    frames = FolderFrames(os.path.join(folder, 'frames'))
+    summary = run_video(frames, TruthPredictor(truth), truth['boxes'][0], truth['K'],
+                        MANO(standin_mano).faces, str(tmp_path), 'walk', fps=10.0, save_obj=True,
+                        progress=False)
+    assert (summary['frames'], summary['resets']) == (CLIP_FRAMES, 0)
+    lines = open(tmp_path / 'walk.jsonl').read().splitlines()
+    assert [json.loads(line)['frame'] for line in lines] == list(range(CLIP_FRAMES))
+    np.testing.assert_allclose(json.loads(lines[3])['joints'], truth['xyz'][3], atol=5e-7)
+    assert sorted(os.listdir(tmp_path / 'walk_obj')) == [f'{k:05d}.obj' for k in range(CLIP_FRAMES)]
+    overlay, fps = decode(str(tmp_path / 'walk_mesh.mp4'))
+    assert len(overlay) == CLIP_FRAMES and fps == 10.0 and overlay[0].shape == (240, 320, 3)
+    # The true mesh is drawn over the hand in light blue: at the middle MCP the overlay is
+    # bluer than red, the frame itself (skin) redder than blue.
+    u, v = np.rint(truth['joints_uv'][0, 9]).astype(int)
+    shown, original = overlay[0][v, u].astype(int), frames.first_frame[v, u].astype(int)
+    assert shown[0] > shown[2] and original[2] > original[0]  # BGR
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_no_output_under_the_final_names(clip, standin_mano, tmp_path):
+    from utils.mano import MANO
+    _, truth = clip
+    truth_predict = TruthPredictor(truth)
+
+    def failing(img, box):
+        if truth_predict.calls == 3:
+            raise KeyboardInterrupt
+        return truth_predict(img, box)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_video(VideoFrames(truth['video']), failing, truth['boxes'][0], truth['K'],
+                  MANO(standin_mano).faces, str(tmp_path), 'cut', fps=10.0, progress=False)
+    assert os.listdir(tmp_path) == []  # no JSONL, no video, no temporaries
