@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import cuda_check
+from benchmarks import gpu_checks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,21 +21,21 @@ def fixture(tmp_path_factory):
     mano_root = str(tmp_path_factory.mktemp('mano'))
     with contextlib.redirect_stdout(None):
         standin.main(['--out', mano_root])
-    return cuda_check.make_fixture(torch.device('cpu'), dict(cuda_check.REDUCED), mano_root)
+    return gpu_checks.make_fixture(torch.device('cpu'), dict(gpu_checks.REDUCED), mano_root)
 
 
 def test_falling_loss_verdict():
     falling = np.linspace(0.4, 0.2, 20)
-    assert 'median of the first 5 steps' in cuda_check.verdict_falling(falling)
+    assert 'median of the first 5 steps' in gpu_checks.verdict_falling(falling)
     spiky = falling.copy()
     spiky[-2] = 5.0  # one dropout spike among the last steps does not decide
-    cuda_check.verdict_falling(spiky)
-    with pytest.raises(cuda_check.CheckFailed, match='not falling by 5%'):
-        cuda_check.verdict_falling(np.full(20, 0.3) + 0.001 * np.sin(np.arange(20)))
+    gpu_checks.verdict_falling(spiky)
+    with pytest.raises(gpu_checks.CheckFailed, match='not falling by 5%'):
+        gpu_checks.verdict_falling(np.full(20, 0.3) + 0.001 * np.sin(np.arange(20)))
     broken = falling.copy()
     broken[7] = np.nan
-    with pytest.raises(cuda_check.CheckFailed, match=r'non-finite total loss at steps \[7\]'):
-        cuda_check.verdict_falling(broken)
+    with pytest.raises(gpu_checks.CheckFailed, match=r'non-finite total loss at steps \[7\]'):
+        gpu_checks.verdict_falling(broken)
 
 
 def test_fixed_hand_targets_lie_in_the_crop(fixture):
@@ -63,21 +63,21 @@ def test_cpu_run_passes_or_skips_every_check():
 
 @pytest.mark.slow
 def test_ddp_over_gloo_keeps_the_ranks_identical(fixture):
-    text = cuda_check.check_ddp(fixture, backend='gloo')
+    text = gpu_checks.check_ddp(fixture, backend='gloo')
     assert 'largest parameter difference between ranks 0 over' in text
 
 
 @pytest.mark.slow
 def test_render_probe_in_a_subprocess():
-    text = cuda_check.check_render('osmesa')
+    text = gpu_checks.check_render('osmesa')
     assert re.search(r'IoU 0\.9\d\d', text), text
-    with pytest.raises(cuda_check.CheckFailed, match='exited with 1'):
-        cuda_check.check_render('no-such-platform')  # not a context problem: a failure
+    with pytest.raises(gpu_checks.CheckFailed, match='exited with 1'):
+        gpu_checks.check_render('no-such-platform')  # not a context problem: a failure
 
 
 @pytest.mark.slow
 def test_profile_attributes_time_to_every_region(fixture, capsys):
-    text = cuda_check.check_profile(fixture)
+    text = gpu_checks.check_profile(fixture)
     shares = dict(re.findall(r'(backbone|graph head \+ losses|optimizer|other) (\d+)%', text))
     assert set(shares) == {'backbone', 'graph head + losses', 'optimizer', 'other'}
     assert 98 <= sum(map(int, shares.values())) <= 102  # rounded percentages
