@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.fileio import atomic_open, write_obj
+from utils.fileio import atomic_open, remove_stale_temporaries, write_obj
 from utils.tracking import HandBox, TrackState, as_box, refine_box
 from utils.video_io import atomic_video_writer
 
@@ -189,6 +189,8 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
     """
     paths = output_paths(out_dir, name)
     os.makedirs(out_dir, exist_ok=True)
+    for stale in remove_stale_temporaries(out_dir, f'{name}*'):
+        logger.info('removed %s, left by an interrupted run', stale)
     count = resets = 0
     image_size = tuple(frames.image_size)
     with atomic_open(paths['jsonl'], 'w') as jsonl, \
@@ -201,7 +203,12 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
             jsonl.write(json.dumps(frame_record(result, num_verts, fps)) + '\n')
             if save_obj:
                 write_obj(os.path.join(paths['obj_dir'], f'{result.index:05d}.obj'), verts, faces)
-            overlay = mesh_overlay(verts, faces, K, img_bgr)
+            try:
+                overlay = mesh_overlay(verts, faces, K, img_bgr)
+            except ValueError as err:  # e.g. a wild prediction behind the camera
+                logger.warning('frame %d: mesh not drawn on the overlay video (%s)', result.index,
+                               err)
+                overlay = img_bgr.copy()
             draw_box(overlay, result.box, RESET_BOX_COLOR_BGR if result.box_reset else BOX_COLOR_BGR)
             video.write(overlay)
             count += 1

@@ -127,10 +127,12 @@ def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path
     stale = tmp_path / f'.snapshot_3.pth.tar.{dead.pid}.abc123.tmp'
     live = tmp_path / f'.snapshot_4.pth.tar.{os.getpid()}.def456.tmp'
     other = tmp_path / f'.notes.txt.{dead.pid}.ghi789.tmp'
-    for path in (stale, live, other):
+    video = tmp_path / f'.walk_mesh.mp4.{dead.pid}.jkl012.tmp.mp4'  # OpenCV keeps the extension
+    for path in (stale, live, other, video):
         path.write_bytes(b'partial')
     assert remove_stale_temporaries(tmp_path, 'snapshot_*.pth.tar') == [str(stale)]
     assert not stale.exists() and live.exists() and other.exists()
+    assert remove_stale_temporaries(tmp_path, 'walk*') == [str(video)]
 
 
 class _InterruptingFile:

@@ -1,7 +1,8 @@
 """Atomic file writes: a reader never sees a half-written file, an interruption never
 destroys the previous version, and the temporaries a killed process leaves are recognisable.
 
-Temporary files are named `.<name>.<pid>.<random>.tmp` beside the target, so that
+Temporary files are named `.<name>.<pid>.<random>.tmp` beside the target (videos keep their
+extension after it, `.tmp.mp4`, as OpenCV picks the format from it), so that
 `remove_stale_temporaries` can delete those of processes that no longer run (a SIGKILL during a
 write leaves one behind) without touching a live writer's.
 """
@@ -13,7 +14,7 @@ import os
 import re
 import tempfile
 
-_TMP_NAME = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$')
+_TMP_NAME = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp(\.\w+)?$')  # .tmp.mp4 too
 
 
 @contextlib.contextmanager
@@ -58,7 +59,7 @@ def remove_stale_temporaries(folder, name_pattern='*'):
     (a glob, e.g. 'snapshot_*.pth.tar') and whose writing process is gone. Returns the
     removed paths; the temporaries of running processes (this one included) are kept."""
     removed = []
-    for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), '.*.tmp')):
+    for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), '.*.tmp*')):
         match = _TMP_NAME.match(os.path.basename(path))
         if not match or not fnmatch.fnmatch(match['name'], name_pattern):
             continue

@@ -200,3 +200,24 @@ def test_an_interrupted_run_leaves_no_output_under_the_final_names(clip, standin
         run_video(VideoFrames(truth['video']), failing, truth['boxes'][0], truth['K'],
                   MANO(standin_mano).faces, str(tmp_path), 'cut', fps=10.0, progress=False)
     assert os.listdir(tmp_path) == []  # no JSONL, no video, no temporaries
+
+
+@pytest.mark.slow
+def test_a_mesh_behind_the_camera_is_not_drawn_and_the_run_goes_on(standin_mano, tmp_path, caplog):
+    from utils.mano import MANO
+    count = 3
+    xyz = np.full((count, 799, 3), 0.5)
+    xyz[1, :, 2] = -0.5  # frame 1: a wild prediction behind the camera
+    predictor = ScriptedPredictor([(160.0, 120.0)] * count, xyz=xyz)
+    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+
+    class Frames(list):
+        image_size = IMAGE_SIZE
+
+    with caplog.at_level(logging.WARNING):
+        summary = run_video(Frames(blank_frames(count)), predictor, HandBox(np.array([160.0, 120.0]), 94.0),
+                            K, MANO(standin_mano).faces, str(tmp_path), 'wild', fps=10.0,
+                            progress=False)
+    assert summary['frames'] == count
+    assert any(r.getMessage().startswith('frame 1: mesh not drawn') for r in caplog.records)
+    assert len(decode(str(tmp_path / 'wild_mesh.mp4'))[0]) == count
