@@ -1,8 +1,10 @@
 """Pictures of predictions: the mesh over the network's crop, two other views of the mesh and
 the 2D skeleton, one labelled PNG per sample (test.py --vis, demo.py)."""
 import logging
+import math
 import os
 
+import cv2
 import numpy as np
 
 from utils.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -26,15 +28,32 @@ def crop_intrinsics(K, img2crop):
     return affine @ np.asarray(K, np.float64)
 
 
+MIN_PANEL_SIDE = 256  # px: smaller crops (the 96 px CPU demo) are enlarged to stay readable
+
+
+def enlarge(crop_rgb, K_crop, min_side=MIN_PANEL_SIDE):
+    """The crop scaled up by a whole factor s so its shorter side is >= min_side, with the
+    intrinsics that go with it (pixel centres: u' = s (u + 0.5) - 0.5). s = 1 leaves both."""
+    height, width = crop_rgb.shape[:2]
+    factor = max(1, math.ceil(min_side / min(height, width)))
+    if factor == 1:
+        return crop_rgb, np.asarray(K_crop, np.float64)
+    scaling = np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2],
+                        [0.0, 0.0, 1.0]])
+    big = cv2.resize(crop_rgb, (width * factor, height * factor), interpolation=cv2.INTER_LINEAR)
+    return big, scaling @ np.asarray(K_crop, np.float64)
+
+
 def result_panel(crop_rgb, K_crop, verts_cam, joints_cam, faces):
     """One labelled row: mesh over the crop, side view, top view, 2D skeleton.
 
     Args:
-        crop_rgb: H x W x 3 uint8 network input crop.
+        crop_rgb: H x W x 3 uint8 network input crop (enlarged to MIN_PANEL_SIDE if smaller).
         K_crop: 3 x 3 intrinsics of the crop.
         verts_cam: 778 x 3, joints_cam: 21 x 3, meters, camera frame.
         faces: 1538 x 3.
     """
+    crop_rgb, K_crop = enlarge(crop_rgb, K_crop)
     size = crop_rgb.shape[:2]
     views = render_views(verts_cam, faces, K_crop, size, background=crop_rgb)
     joints_uv = project(joints_cam, K_crop)[:, :2]

@@ -184,5 +184,6 @@ def test_evaluation_pictures_skip_predictions_that_cannot_be_drawn(tmp_path, cap
     acc.Reload()
     assert acc.Tags()['images'] == ['eval/sample_0']
     image = acc.Images('eval/sample_0')[0]
-    assert (image.step, image.width, image.height) == (3, 4 * 64, 64)  # four views of 64 px
+    # four views of the 64 px crop, enlarged 4 x to 256 px (utils.panels.MIN_PANEL_SIDE)
+    assert (image.step, image.width, image.height) == (3, 4 * 256, 256)
     assert 'evaluation picture 1 after epoch 0 skipped: verts_cam must lie in front' in caplog.text
