@@ -12,6 +12,7 @@ imports this module: the entry scripts pass plain values down.
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass
 
@@ -148,7 +149,6 @@ def _range_text(low, high, strict):
 def validate(config):
     """Raise ConfigError for the first field outside its valid range (numbers, the input
     size, the experiment name) or a combination that cannot run; returns `config`."""
-    import math
     for name, (low, high, strict) in _RANGES.items():
         value = getattr(config, name)
         if value is None:

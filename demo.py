@@ -180,9 +180,7 @@ def main(argv):
     if not cfg.checkpoint and not cfg.onnx:
         raise config_module.ConfigError('no network given: python demo.py --input IMG '
                                         '--checkpoint PATH (or --onnx FILE)')
-    device = torch.device(cfg.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError("CUDA is not available: add --device cpu")
+    device = torch.device(cfg.device)  # resolve_config refused cuda without a GPU
     if args.fps is not None and not args.fps > 0:
         raise config_module.ConfigError(f'--fps {args.fps}: must be a positive frame rate')
     # Open the frames before loading the network: a bad file fails at once.

@@ -79,7 +79,7 @@ class CheckFailed(Exception):
 
 
 class SkipCheck(Exception):
-    pass
+    """The check does not apply here (the message says why: no GPU, one GPU, no EGL)."""
 
 
 @dataclasses.dataclass

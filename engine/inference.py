@@ -139,7 +139,7 @@ def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, amp_
         xyz_cam = decode_uvd(coords, meta['root_depth'].numpy(), meta['bb2img_trans'].numpy(),
                              meta['K'].numpy(), crop_size=crop_size, depth_box=depth_box,
                              fx_as_fy=fx_as_fy)
-        num_verts = xyz_cam.shape[1] - 21
+        num_verts = xyz_cam.shape[1] - NUM_JOINTS
         for b, idx in enumerate(meta['idx'].tolist()):
             out[idx] = (xyz_cam[b, num_verts:], xyz_cam[b, :num_verts])
     return out

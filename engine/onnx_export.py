@@ -46,7 +46,8 @@ NETWORK_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_s
 
 
 class OnnxExportError(RuntimeError):
-    pass
+    """The exported file failed its self-check (opset, ONNX checker, ONNX Runtime vs PyTorch);
+    nothing was written."""
 
 
 class _CoordsOnly(nn.Module):

@@ -44,7 +44,12 @@ def saved_config(checkpoint):
 
 
 def check_network(cfg):
-    """ConfigError (before anything touches the disk) for sizes the network would refuse."""
+    """ConfigError (before anything touches the disk) for sizes the network would refuse, or
+    a CUDA device on a machine without one."""
+    if cfg.device == 'cuda' and not torch.cuda.is_available():
+        raise config_module.ConfigError("device='cuda' but CUDA is not available on this machine: "
+                                        "add --device cpu (or install a CUDA build of torch and "
+                                        "a driver)")
     try:
         check_config(cfg.backbone, cfg.num_stage, cfg.num_FMs, cfg.feature_size,
                      cfg.heatmap_size, cfg.num_vert, cfg.num_joint, cfg.input_img_shape)
@@ -123,11 +128,12 @@ TRACEBACK_ENV = 'SAR_TRACEBACK'  # set to 1 to see the traceback of an expected 
 
 def expected_errors():
     """Errors whose message is the whole story (bad configuration, data, checkpoint, a missing
-    file, a non-finite loss): the entry scripts print them as one message, no traceback."""
+    file, a non-finite loss, a failed ONNX self-check): the entry scripts print them as one message, no traceback."""
+    from engine.onnx_export import OnnxExportError
     from engine.training import NonFiniteLossError
     from utils.errors import DataError
     return (config_module.ConfigError, DataError, CheckpointError, FileNotFoundError,
-            NotADirectoryError, FileExistsError, NonFiniteLossError)
+            NotADirectoryError, FileExistsError, NonFiniteLossError, OnnxExportError)
 
 
 def run_main(main, argv, prog):

@@ -237,3 +237,11 @@ def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog):
     assert [os.path.basename(p) for p in paths] == ['00000001.png']
     assert any('not rendering prediction 0' in r.getMessage() and 'in front of the camera' in r.getMessage()
                for r in caplog.records)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is visible: cuda is a valid device')
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / 'out'
+    with pytest.raises(config.ConfigError, match="device='cuda' but CUDA is not available.*--device cpu"):
+        train.main(['--output_root', str(out)])  # config.py's default device is cuda
+    assert not out.exists()

@@ -173,21 +173,25 @@ def read_image(path):
 
     libjpeg decodes a truncated JPEG without an error (it fills the missing rows with grey and
     prints an anonymous "Premature end of JPEG file"), so a JPEG is also checked for its
-    end-of-image marker.
+    end-of-image marker. The file is read once; only a truncated JPEG is decoded again by
+    cv2.imread (cv2.imdecode refuses it, cv2.imread decodes it as the training always did).
 
     Returns:
         (img, damage): img H x W x 3 uint8 BGR, or None when the file cannot be read or decoded;
         damage None, or a sentence saying what is wrong with the file and what the decoder did.
     """
     path = os.fspath(path)
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
         return None, None
-    with open(path, 'rb') as f:
-        start = f.read(2)
-        f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
-        end = f.read().rstrip(b'\x00')
-    if start == JPEG_START and JPEG_END not in end:
+    if data.size == 0:
+        return None, None
+    head, tail = data[:2].tobytes(), data[-64:].tobytes().rstrip(b'\x00')
+    if head == JPEG_START and JPEG_END not in tail:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            return None, None
         return img, ('is truncated (no JPEG end-of-image marker): the decoder filled the '
                      'missing part of the image with grey')
-    return img, None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR), None
