@@ -43,11 +43,11 @@ from engine.setup import resolve_config, run_main
 from engine.video import auto_box, run_video
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
 from utils.errors import DataError
-from utils.fileio import write_obj
-from utils.logger import setup_logger
+from utils.files.obj import write_obj
+from utils.runtime.logger import setup_logger
 from utils.mano import MANO
-from utils.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
-from utils.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
+from engine.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
+from engine.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 
 DEFAULT_FOCAL_PX = 500.0  # at FreiHAND's framing: 224 px image, 130 px hand box
 DEFAULT_ROOT_DEPTH_M = 0.7
@@ -134,8 +134,9 @@ def first_box(args, img_bgr, make_predictor):
 
 
 def run_images(args, make_predictor, faces):
-    from utils.render import render_mesh  # after torch/torchvision (see utils/render.py)
-    from utils.drawing import draw_skeleton, save_image
+    from utils.vis.render import render_mesh  # after torch/torchvision (see utils/render.py)
+    from utils.vis.drawing import draw_skeleton
+    from utils.files.images import save_image
 
     for path in tqdm(list_images(args.input), desc='images'):
         img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)

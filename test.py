@@ -22,7 +22,8 @@ from dataset import get_dataset
 from engine.build import amp_dtype as amp_dtype_for
 from engine.inference import load_inference_model, predict_dataset, write_pred
 from engine.setup import resolve_config, run_main, setup_run
-from utils import distributed, freihand_eval
+from utils.runtime import distributed
+from utils import freihand_eval
 from utils.mano import MANO
 
 
@@ -66,7 +67,7 @@ def main(argv):
             logger.info('no evaluation ground truth in %s: skipping the local evaluation',
                         cfg.data_root)
         if cfg.vis:
-            from utils.panels import render_results
+            from utils.vis.panels import render_results
             paths = render_results(dataset, xyz, verts, mano.faces, cfg.vis_dir, cfg.vis_num)
             logger.info('rendered %d results to %s', len(paths), cfg.vis_dir)
     distributed.barrier()

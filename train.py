@@ -19,11 +19,12 @@ from dataset import get_dataset, worker_init_fn
 from engine import training
 from engine.build import amp_dtype as amp_dtype_for, build_model, build_optimizer
 from engine.setup import resolve_config, run_main, save_config, setup_run
-from utils import distributed, freihand_eval
-from utils.checkpoint import load_checkpoint, load_net_state, save_checkpoint
-from utils.fileio import remove_stale_temporaries
+from utils.runtime import distributed
+from utils import freihand_eval
+from utils.runtime.checkpoint import load_checkpoint, load_net_state, save_checkpoint
+from utils.files.atomic import remove_stale_temporaries
 from utils.mano import MANO
-from utils.monitor import Monitor
+from engine.monitor import Monitor
 
 
 def main(argv):

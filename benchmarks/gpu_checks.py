@@ -49,7 +49,7 @@ DDP_STEPS = 3
 INFERENCE_REPEATS = 10
 PROFILE_WARMUP, PROFILE_STEPS = 3, 5
 RENDER_SIZE = (224, 224)  # px, the FreiHAND image
-# OpenGL mask against the software rasteriser (utils.render.rasterize_mask). A hand's outline
+# OpenGL mask against the software rasteriser (utils.vis.render.rasterize_mask). A hand's outline
 # is long for its area, so OpenGL implementations' sub-pixel rules cost a few per cent of IoU
 # (measured on the fixed hand: OSMesa 0.981, Mesa's EGL 0.963); a render shifted by a pixel
 # or more, partial or empty, falls below 0.9.
@@ -417,7 +417,7 @@ _RENDER_CHILD = textwrap.dedent('''
     import json
     import numpy as np
     from synthetic.standin import build_standin
-    from utils import render
+    from utils.vis import render
     mano = build_standin(seed=0)
     rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     template = mano['v_template']

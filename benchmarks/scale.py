@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 from dataset import get_dataset, worker_init_fn
 from utils import freihand_eval
 from engine.inference import write_pred
-from utils.fileio import atomic_write_json
+from utils.files.atomic import atomic_write_json
 from utils.transforms import decode_uvd
 
 NUM_TRAIN, NUM_EVAL = 32560, 3960  # FreiHAND's sample counts
@@ -211,8 +211,8 @@ def child_ddp(root, batches):
     messages = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
-    logging.getLogger('utils.annotations').addHandler(handler)
-    logging.getLogger('utils.annotations').setLevel(logging.INFO)
+    logging.getLogger('utils.files.annotations').addHandler(handler)
+    logging.getLogger('utils.files.annotations').setLevel(logging.INFO)
     dist.barrier()  # start together
     begin = time.perf_counter()
     dataset = get_dataset('FreiHAND', 'training', root=root)

@@ -9,7 +9,7 @@ Evaluation: M items (version gs only), with the RootNet root depth that test-tim
 Items are `(inputs, targets, meta_info)` dicts of numpy arrays (float32) and ints; the
 default DataLoader collate turns them into tensors.
 
-Annotation cache (`cache_dir`, utils.annotations): training_verts.json is about 1 GB of JSON.
+Annotation cache (`cache_dir`, utils.files.annotations): training_verts.json is about 1 GB of JSON.
 Each annotation file is parsed once in bulk into a float32 `.npy` beside a record of the JSON
 file's size and mtime (a changed file is parsed again), by default in `<root>/.sar_cache`, or
 under ~/.cache/sar/annotations when the root is read-only; later runs memory-map it read-only,
@@ -27,10 +27,10 @@ from torch.utils.data import Dataset
 from manopth.constants import NUM_JOINTS, NUM_VERTS
 from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
                              ROOT_JOINT_IDX, ROOTNET_FILE)
-from utils.annotations import load_annotation, resolve_cache_dir
-from utils.drawing import read_image
+from utils.files.annotations import load_annotation, resolve_cache_dir
+from utils.files.images import read_image
 from utils.errors import DataError
-from utils.json_values import read_json
+from utils.files.json_values import read_json
 from utils.preprocessing import NO_AUGMENTATION, augment_params, crop_and_augment, normalize
 from utils.transforms import encode_uvd
 
@@ -115,7 +115,7 @@ class FreiHAND(Dataset):
             False for evaluation.
         rootnet_file: evaluation root depths (default `root`/bbox_root_freihand_output.json).
         cache_dir: folder of the float32 .npy annotation cache (see the module docstring):
-            'auto' (default) is utils.annotations.resolve_cache_dir(root, 'auto'); None or 'off'
+            'auto' (default) is utils.files.annotations.resolve_cache_dir(root, 'auto'); None or 'off'
             disables the cache.
         fx_as_fy: project the targets with fx for both axes, as the published code does
             (docs/method.md §11); False uses fy for v.

@@ -11,9 +11,9 @@ from tqdm import tqdm
 from dataset import worker_init_fn
 from engine.build import build_model
 from manopth.constants import NUM_JOINTS  # the last 21 rows of the 799 x 3 output
-from utils import distributed
-from utils.checkpoint import load_checkpoint, load_net_state
-from utils.fileio import atomic_write_json
+from utils.runtime import distributed
+from utils.runtime.checkpoint import load_checkpoint, load_net_state
+from utils.files.atomic import atomic_write_json
 from utils.preprocessing import crop_and_augment, normalize
 from utils.transforms import decode_uvd, project
 
@@ -58,7 +58,7 @@ class HandPredictor:
     """The network on one image and hand box: crop (docs/method.md §2), forward, decode (§7).
 
     A callable `(img_bgr, box) -> (xyz_cam, joints_uv)`, the form engine.video's tracking loop
-    and utils.tracking.refine_box take.
+    and engine.tracking.refine_box take.
 
     Args:
         model: what `load_inference_model` returns (PyTorch or ONNX Runtime, same interface).
@@ -90,7 +90,7 @@ class HandPredictor:
 
         Args:
             img_bgr: H x W x 3 uint8 BGR image.
-            box: (center (2,), side) hand box in image pixels (utils.tracking.HandBox).
+            box: (center (2,), side) hand box in image pixels (engine.tracking.HandBox).
         Returns:
             xyz_cam: 799 x 3 float64, meters, camera frame (rows 0..777 vertices, 778..798
                 the 21 joints); joints_uv: 21 x 2 float64, the joints' image pixels.

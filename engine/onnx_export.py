@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.fileio import atomic_open
+from utils.files.atomic import atomic_open
 
 # onnx and onnxruntime are imported where they are used: check_config_agrees needs neither.
 

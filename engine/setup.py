@@ -11,9 +11,9 @@ import torch
 import config as config_module
 from model.sar import check_config
 from utils.errors import CheckpointError
-from utils import distributed
-from utils.fileio import atomic_write_json
-from utils.logger import log_environment, setup_logger
+from utils.runtime import distributed
+from utils.files.atomic import atomic_write_json
+from utils.runtime.logger import log_environment, setup_logger
 
 CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configuration
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from engine.inference import predict_dataset, to_device
 from utils import freihand_eval
-from utils.checkpoint import latest_checkpoint, load_checkpoint, load_net_state
+from utils.runtime.checkpoint import latest_checkpoint, load_checkpoint, load_net_state
 from utils.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, pri
                     monitor=None):
     """One pass over `loader`. Returns {loss name: mean over the epoch} (floats).
 
-    `monitor` (a utils.monitor.Monitor, rank 0) times the loader and records every log step.
+    `monitor` (a engine.monitor.Monitor, rank 0) times the loader and records every log step.
 
     The loss terms are kept on the device and copied to the host every `print_iter`
     iterations only (a `.item()` per iteration would synchronise the GPU each step). A

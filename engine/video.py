@@ -1,11 +1,11 @@
 """SAR over video frames without a hand detector: the box of each frame comes from the joints
-predicted in the previous one (utils.tracking), and per frame the mesh and joints are written
+predicted in the previous one (engine.tracking), and per frame the mesh and joints are written
 to one JSON-lines file, the mesh is drawn over the frame into an overlay video and,
 optionally, saved as an OBJ.
 
 The loop takes a `predict(img_bgr, box) -> (xyz_cam 799 x 3 m, joints_uv 21 x 2 px)` callable
 (engine.inference.HandPredictor runs the network; tests pass the ground truth), so it runs
-without a network too. Frames come from utils.video_io (a video file or a folder of images).
+without a network too. Frames come from engine.video_io (a video file or a folder of images).
 """
 import json
 import logging
@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.fileio import atomic_open, remove_stale_temporaries, write_obj
-from utils.tracking import HandBox, TrackState, as_box, refine_box
-from utils.video_io import atomic_video_writer
+from utils.files.atomic import atomic_open, remove_stale_temporaries
+from utils.files.obj import write_obj
+from engine.tracking import HandBox, TrackState, as_box, refine_box
+from engine.video_io import atomic_video_writer
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def track(frames, predict, first_box, smoother=None):
     """Predict every frame at the box that the previous frame's joints give.
 
     The first frame is cropped with `first_box`; each next frame with the box around the
-    joints just predicted (utils.tracking.update_box: the joints' extent enlarged by
+    joints just predicted (engine.tracking.update_box: the joints' extent enlarged by
     BOX_ENLARGE). A box that collapses or leaves the image is replaced by the last good one;
     each run of such frames is logged once (a warning with the frame index and the reason)
     and its end once (info).
@@ -86,7 +87,7 @@ def track(frames, predict, first_box, smoother=None):
         predict: (img_bgr, box) -> (xyz_cam 799 x 3 m, joints_uv 21 x 2 px).
         first_box: (center, side) of the first frame, px.
         smoother: optional callable 799 x 3 -> 799 x 3 applied to each frame's xyz_cam in
-            order (utils.tracking.OneEuroFilter); the boxes follow the raw joints.
+            order (engine.tracking.OneEuroFilter); the boxes follow the raw joints.
     Yields:
         (img_bgr, FrameResult) per frame.
     """
@@ -149,7 +150,7 @@ def mesh_overlay(verts, faces, K, img_bgr):
         verts: V x 3 (m, camera frame); faces: F x 3; K: 3 x 3 px; img_bgr: H x W x 3 uint8.
     """
     # Imported here, after torch/torchvision, and only when rendering (see utils/render.py).
-    from utils.render import render_mesh
+    from utils.vis.render import render_mesh
 
     rgb, _, mask = render_mesh(verts, faces, K, img_bgr.shape[:2], color=MESH_COLOR_RGB)
     mesh_bgr = rgb[:, :, ::-1].astype(np.float32)
@@ -175,7 +176,7 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
     leaves neither under its final name.
 
     Args:
-        frames: a frame source (utils.video_io.VideoFrames or FolderFrames: iterable of
+        frames: a frame source (engine.video_io.VideoFrames or FolderFrames: iterable of
             (index, H x W x 3 uint8 BGR frame), with `image_size`).
         predict, first_box, smoother: see `track`.
         K: 3 x 3 intrinsics of the frames (the ones `predict` decodes with), px.

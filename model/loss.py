@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 NORMAL_LOSS_WEIGHT = 0.1  # the published weight of the normal term (already applied in the dict)
+# The weight stage_losses applies to each term (the training loss is their plain sum).
+LOSS_WEIGHTS = {'coord': 1.0, 'normal': NORMAL_LOSS_WEIGHT, 'edge': 1.0}
 UNIT_EPS = 1e-12  # F.normalize's default: lengths below this are clamped before dividing
 
 
@@ -86,7 +88,7 @@ def stage_losses(pred_uvd, gt_uvd, faces, num_vert):
     pred_verts = pred_uvd[:, :num_vert]
     gt_verts = gt_uvd[:, :num_vert]
     return {
-        'coord': coord_l1_loss(pred_uvd, gt_uvd),
-        'normal': NORMAL_LOSS_WEIGHT * normal_loss(pred_verts, gt_verts, faces),
-        'edge': edge_length_loss(pred_verts, gt_verts, faces),
+        'coord': LOSS_WEIGHTS['coord'] * coord_l1_loss(pred_uvd, gt_uvd),
+        'normal': LOSS_WEIGHTS['normal'] * normal_loss(pred_verts, gt_verts, faces),
+        'edge': LOSS_WEIGHTS['edge'] * edge_length_loss(pred_verts, gt_verts, faces),
     }

@@ -141,7 +141,7 @@ def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
         alpha: H x W float32 in [0, 1], the fraction of each pixel the hand covers.
     """
     height, width = (size, size) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
-    from utils.render import render_mesh  # imports pyrender lazily: only rendering needs OpenGL
+    from utils.vis.render import render_mesh  # imports pyrender lazily: only rendering needs OpenGL
     tone = rng.uniform(0.0, len(SKIN_TONES) - 1)
     low = int(np.floor(tone))
     high = min(low + 1, len(SKIN_TONES) - 1)

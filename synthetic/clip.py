@@ -10,7 +10,7 @@ ground truth DIR/clip.json:
      "seed", "frames": [{"frame", "file", "joints": 21 x 3 (m, camera frame),
                          "box": [x, y, w, h] (px), "box_center": [u, v], "box_side"}]}
 
-where a frame's box is utils.tracking.box_from_joints of its projected true joints: the box a
+where a frame's box is engine.tracking.box_from_joints of its projected true joints: the box a
 perfect tracker would crop with. DIR/verts.npy holds the true vertices, N x 778 x 3 float64
 (m, camera frame). `read_clip` reads it all back and `TruthPredictor` stands in for the
 network with the truth (tests, pictures).
@@ -41,11 +41,11 @@ from synthetic.appearance import (SENSOR_NOISE_RANGE, composite, green_screen_ba
                                   render_hand, textured_background)
 from manopth.constants import NUM_BETAS
 from synthetic.geometry import BETA_CLIP, GeometrySampler, hand_normals
-from utils.drawing import save_image
-from utils.fileio import atomic_open, atomic_write_json
-from utils.tracking import HandBox, box_from_joints
+from utils.files.images import save_image
+from utils.files.atomic import atomic_open, atomic_write_json
+from engine.tracking import HandBox, box_from_joints
 from utils.transforms import project
-from utils.video_io import atomic_video_writer
+from engine.video_io import atomic_video_writer
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ How a sample is made (constants below):
   generated from that entry with `utils.mano.freihand_mano_to_verts`, so training_mano.json
   reproduces training_verts.json. Joints: `MANO.joints_from_verts` (FreiHAND's tip vertices);
   scale: |xyz[9] - xyz[10]|.
-- Appearance: one render per sample (utils.render.render_mesh, pyrender, at SUPERSAMPLE x the
+- Appearance: one render per sample (utils.vis.render.render_mesh, pyrender, at SUPERSAMPLE x the
   resolution and averaged down, so edges are anti-aliased); skin colour, light direction,
   light intensity and ambient light vary per sample. The versions composite that render over
   different backgrounds: gs a slightly uneven green screen (with a little green spill on the
@@ -65,7 +65,7 @@ from tqdm import tqdm
 
 from utils.constants import (FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE, ROOT_JOINT_IDX,
                              ROOTNET_FILE, SCALE_BONE)
-from utils.fileio import atomic_write_json
+from utils.files.atomic import atomic_write_json
 from synthetic.appearance import compose_version, render_hand, silhouette_mask
 from synthetic.geometry import EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, sample_generators
 
@@ -181,6 +181,53 @@ def _bone_lengths(xyz):
     return np.linalg.norm(xyz[:, SCALE_BONE[0]] - xyz[:, SCALE_BONE[1]], axis=1)
 
 
+def _check_counts(**counts):
+    """Each of num_train, num_eval, workers >= 1 and seed >= 0, as plain integers."""
+    for name, value in counts.items():
+        minimum = 0 if name == 'seed' else 1
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+
+
+def _render_all(tasks, faces, workers, progress):
+    """Render every sample task, in this process or in `workers` spawned ones."""
+    bar = tqdm(total=len(tasks), unit='sample', desc='rendering', disable=not progress)
+    if workers == 1:
+        _init_worker(faces)
+        for task in tasks:
+            _render_sample(task)
+            bar.update()
+    else:
+        # 'spawn': fresh processes, no OpenGL context or torch thread pool inherited by fork.
+        context = multiprocessing.get_context('spawn')
+        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
+            for _ in pool.imap_unordered(_render_sample, tasks, chunksize=4):
+                bar.update()
+    bar.close()
+
+
+def _write_annotations(root, train, evaluation, noise_rngs, root_noise):
+    """The annotation JSON files of both splits and the RootNet file, each written atomically."""
+    def write(name, obj):
+        atomic_write_json(os.path.join(root, name), obj)
+
+    write('training_K.json', train['K'].tolist())
+    write('training_mano.json', train['mano'][:, None].tolist())  # N x [1 x 61]
+    write('training_xyz.json', train['xyz'].tolist())
+    write('training_verts.json', train['verts'].tolist())
+    write('training_scale.json', _bone_lengths(train['xyz']).tolist())
+    write('evaluation_K.json', evaluation['K'].tolist())
+    write('evaluation_xyz.json', evaluation['xyz'].tolist())
+    write('evaluation_verts.json', evaluation['verts'].tolist())
+    write('evaluation_scale.json', _bone_lengths(evaluation['xyz']).tolist())
+    rootnet = []
+    for i in range(len(evaluation['xyz'])):
+        root_cam = evaluation['xyz'][i, ROOT_JOINT_IDX] + noise_rngs[i].normal(0.0, 1.0, size=3) * root_noise
+        rootnet.append({'image_id': i, 'bbox': _projected_box(evaluation['verts'][i], evaluation['K'][i]),
+                        'root_cam': root_cam.tolist()})
+    write(ROOTNET_FILE, rootnet)
+
+
 def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, workers=1,
              overwrite=False, progress=True, max_tilt=None):
     """Render a synthetic data set in FreiHAND's layout (docs/method.md §1) into `root`.
@@ -204,10 +251,7 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
         dict: 'root', 'num_train', 'num_eval', 'num_images' (files written), 'seconds',
         'samples_per_second', 'workers', 'mano_standin'.
     """
-    for name, value, minimum in (('num_train', num_train, 1), ('num_eval', num_eval, 1),
-                                 ('workers', workers, 1), ('seed', seed, 0)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+    _check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if not (np.isfinite(root_noise) and root_noise >= 0):
         raise ValueError(f'root_noise must be a standard deviation >= 0 (meters), got {root_noise!r}')
     root = os.fspath(root)
@@ -222,40 +266,9 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
              for i in range(num_train)]
     tasks += [(root, EVAL_SPLIT, i, num_train, seed, evaluation['verts'][i], evaluation['K'][i])
               for i in range(num_eval)]
-    faces = sampler.mano.faces
-    bar = tqdm(total=len(tasks), unit='sample', desc='rendering', disable=not progress)
-    if workers == 1:
-        _init_worker(faces)
-        for task in tasks:
-            _render_sample(task)
-            bar.update()
-    else:
-        # 'spawn': fresh processes, no OpenGL context or torch thread pool inherited by fork.
-        context = multiprocessing.get_context('spawn')
-        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
-            for _ in pool.imap_unordered(_render_sample, tasks, chunksize=4):
-                bar.update()
-    bar.close()
-
+    _render_all(tasks, sampler.mano.faces, workers, progress)
     # Annotations last, atomically: their presence marks a complete set.
-    def write(name, obj):
-        atomic_write_json(os.path.join(root, name), obj)
-
-    write('training_K.json', train['K'].tolist())
-    write('training_mano.json', train['mano'][:, None].tolist())  # N x [1 x 61]
-    write('training_xyz.json', train['xyz'].tolist())
-    write('training_verts.json', train['verts'].tolist())
-    write('training_scale.json', _bone_lengths(train['xyz']).tolist())
-    write('evaluation_K.json', evaluation['K'].tolist())
-    write('evaluation_xyz.json', evaluation['xyz'].tolist())
-    write('evaluation_verts.json', evaluation['verts'].tolist())
-    write('evaluation_scale.json', _bone_lengths(evaluation['xyz']).tolist())
-    rootnet = []
-    for i in range(num_eval):
-        root_cam = evaluation['xyz'][i, ROOT_JOINT_IDX] + noise_rngs[i].normal(0.0, 1.0, size=3) * root_noise
-        rootnet.append({'image_id': i, 'bbox': _projected_box(evaluation['verts'][i], evaluation['K'][i]),
-                        'root_cam': root_cam.tolist()})
-    write(ROOTNET_FILE, rootnet)
+    _write_annotations(root, train, evaluation, noise_rngs, root_noise)
 
     seconds = time.perf_counter() - start_time
     summary = {
@@ -281,7 +294,8 @@ def write_preview(root, out_path, samples=(0, 1, 2)):
     The gs image carries the projected skeleton (training_xyz.json with training_K.json); the
     mask shows the fixed centre hand box (docs/method.md §2) in grey.
     """
-    from utils.drawing import draw_skeleton, make_grid, save_image
+    from utils.vis.drawing import draw_skeleton, make_grid
+    from utils.files.images import save_image
     with open(os.path.join(root, 'training_K.json')) as f:
         K = np.asarray(json.load(f))
     with open(os.path.join(root, 'training_xyz.json')) as f:

@@ -12,7 +12,7 @@ from manopth import constants as mano_constants
 from manopth.constants import NUM_BETAS
 from manopth.io import load_mano
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE, ROOT_JOINT_IDX
-from utils.mano import MANO
+from utils.mano import MANO, mano_meters
 
 TRAIN_SPLIT, EVAL_SPLIT = 0, 1  # spawn_key[0] of the per-sample SeedSequence
 MANO_KEYPOINT_ANCHOR = 9  # training_mano.json's uv and scale locate keypoint 9 (middle MCP)
@@ -251,9 +251,7 @@ class GeometrySampler:
         """
         joint_pose, betas = np.asarray(joint_pose), np.asarray(betas)
         pose_unrotated = np.concatenate([np.zeros((len(joint_pose), 3)), joint_pose], axis=1)
-        with torch.no_grad():
-            verts_mm, joints_mm = self.layer(torch.as_tensor(pose_unrotated), torch.as_tensor(betas))
-        verts, joints = verts_mm.numpy() / 1000, joints_mm.numpy() / 1000
+        verts, joints = mano_meters(self.layer, torch.as_tensor(pose_unrotated), torch.as_tensor(betas))
         anchor = self.mano.joints_from_verts(verts)[:, MANO_KEYPOINT_ANCHOR]  # (B, 3), as docs/method.md §1
         pointing = anchor - joints[:, ROOT_JOINT_IDX]
         pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
@@ -310,8 +308,7 @@ def freihand_mano_to_verts(mano_params, K, layer):
                          "flat_hand_mean=False, center_idx=None), the form FreiHAND's fits use")
     params = torch.as_tensor(np.asarray(mano_params, dtype=np.float64).reshape(-1, 61))
     K = np.asarray(K, dtype=np.float64).reshape(-1, 3, 3)
-    with torch.no_grad():
-        verts = layer(params[:, :48], params[:, 48:58])[0].numpy() / 1000
+    verts = mano_meters(layer, params[:, :48], params[:, 48:58])[0]
     regressor_row = layer.th_J_regressor[mano_constants.MANO_TO_FREIHAND[MANO_KEYPOINT_ANCHOR]]
     keypoint9 = np.einsum('v,nvc->nc', regressor_row.double().numpy(), verts)
     uv, scale = params[:, 58:60].numpy(), params[:, 60].numpy()

@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import scipy.sparse
 
-from utils.fileio import atomic_open
+from utils.files.atomic import atomic_open
 
 # Keys the official files hold as chumpy `Ch` objects; `shapedirs` is a `Select`.
 _CH_KEYS = ('v_template', 'weights', 'posedirs', 'J')

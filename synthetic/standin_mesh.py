@@ -242,18 +242,12 @@ def _boundary_loop(triangles):
     return np.asarray(loop)
 
 
-def _build_mesh():
-    """Assemble the hand, fingertips already at their conventional indices.
+def _add_palm(mesh, mcp):
+    """The palm tube, leaving out the quads where the thumb attaches.
 
     Returns:
-        verts V x 3 (m), faces F x 3, V x 2 joint pair per vertex (before smoothing), part
-        name per vertex, and a V boolean mask of the thumb root (hole loop and base ring).
+        rows (vertex ids per palm ring), the hole's boundary loop, the ids inside the hole.
     """
-    joints, fingers = _finger_table()
-    mesh = _Mesh()
-    mcp = np.array([fingers[n]['points'][0] for n in LONG_FINGERS])
-
-    # Palm tube, leaving out the quads where the thumb attaches.
     n_rows = len(PALM_RING_SIZES)
     rows = [mesh.add(_palm_ring(r / (n_rows - 1), n, mcp), 0, 'palm')
             for r, n in enumerate(PALM_RING_SIZES)]
@@ -272,10 +266,15 @@ def _build_mesh():
             (hole if in_hole else mesh.faces).extend(quad)
     hole_loop = _boundary_loop(hole)
     removed = sorted({v for t in hole for v in t} - set(hole_loop.tolist()))
-    for v in hole_loop:
-        mesh.joint[v] = (0, fingers['thumb']['first'])  # the thenar follows the thumb halfway
+    return rows, hole_loop, removed
 
-    # Long fingers: base rings at the webs; neighbours share the web vertex between them.
+
+def _add_long_fingers(mesh, fingers):
+    """Index to pinky: base rings at the webs (neighbours share the web vertex), then tubes.
+
+    Returns:
+        {finger: base ring ids}, {finger: (tip pole id, small tip ring ids)}.
+    """
     stations = {n: _finger_rings(fingers[n], LONG_FINGER_STATIONS) for n in LONG_FINGERS}
     base_pts = {}
     for n in LONG_FINGERS:
@@ -301,9 +300,11 @@ def _build_mesh():
         _, pole, small = _add_finger(mesh, fingers[n], n, np.array([0.0, 1.0, 0.0]),
                                      stations[n], base[n])
         tips[n] = (pole, small)
+    return base, tips
 
-    # Knuckles: zip the palm's distal ring to the row of finger bases, back and palm side.
-    last = rows[-1]
+
+def _zip_knuckles(mesh, last, base):
+    """Zip the palm's distal ring `last` to the row of finger bases, back and palm side."""
     half = len(last) // 2
     back = np.concatenate([base['index'][:RING // 2 + 1]]
                           + [base[n][1:RING // 2 + 1] for n in LONG_FINGERS[1:]])
@@ -313,9 +314,15 @@ def _build_mesh():
     mesh.zip(last[:half + 1], back)
     mesh.zip(np.append(last[half:], last[0]), front)
 
-    # Thumb: its base ring lies halfway between the hole loop and the first tube ring (a ruled
-    # blend that cannot fold), then the tube.
-    thumb = fingers['thumb']
+
+def _add_thumb(mesh, thumb, hole_loop):
+    """The thumb: its base ring lies halfway between the hole loop and the first tube ring (a
+    ruled blend that cannot fold), then the tube.
+
+    Returns:
+        (tip pole id, small tip ring ids), V boolean mask of the thumb root (hole loop and base
+        ring).
+    """
     thumb_dorsal = np.asarray(THUMB_DORSAL_REFERENCE)
     thumb_stations = _finger_rings(thumb, THUMB_STATIONS)
     centre, axis, radius, _ = thumb_stations[1]
@@ -330,11 +337,18 @@ def _build_mesh():
                                            thumb_base)
     thumb_root = np.zeros(len(mesh.verts), dtype=bool)
     thumb_root[np.concatenate([hole_loop, thumb_rings[0]])] = True
-    tips['thumb'] = (pole, small)
+    return (pole, small), thumb_root
 
-    # Drop the vertices inside the hole, then renumber so the fingertip vertices sit at the
-    # indices both conventions expect (manopth: the pole; FreiHAND: the small ring's palmar
-    # vertex; the left model's middle tip 445: its dorsal vertex).
+
+def _tip_order(mesh, removed, tips):
+    """Drop the vertices inside the hole and renumber so the fingertip vertices sit at the
+    indices both conventions expect (manopth: the pole; FreiHAND: the small ring's palmar
+    vertex; the left model's middle tip 445: its dorsal vertex).
+
+    Returns:
+        keep (old ids kept), order (kept index of each new vertex), new index of each kept one,
+        old id -> kept index (-1 for the removed).
+    """
     keep = np.setdiff1d(np.arange(len(mesh.verts)), removed)
     old_to_kept = -np.ones(len(mesh.verts), dtype=np.int64)
     old_to_kept[keep] = np.arange(len(keep))
@@ -350,6 +364,27 @@ def _build_mesh():
     order[order < 0] = np.setdiff1d(np.arange(n_kept), list(targets.values()))
     new_of_kept = np.empty(n_kept, dtype=np.int64)
     new_of_kept[order] = np.arange(n_kept)
+    return keep, order, new_of_kept, old_to_kept
+
+
+def _build_mesh():
+    """Assemble the hand, fingertips already at their conventional indices.
+
+    Returns:
+        verts V x 3 (m), faces F x 3, V x 2 joint pair per vertex (before smoothing), part
+        name per vertex, and a V boolean mask of the thumb root (hole loop and base ring).
+    """
+    joints, fingers = _finger_table()
+    mesh = _Mesh()
+    mcp = np.array([fingers[n]['points'][0] for n in LONG_FINGERS])
+    rows, hole_loop, removed = _add_palm(mesh, mcp)
+    for v in hole_loop:
+        mesh.joint[v] = (0, fingers['thumb']['first'])  # the thenar follows the thumb halfway
+    base, tips = _add_long_fingers(mesh, fingers)
+    _zip_knuckles(mesh, rows[-1], base)
+    tips['thumb'], thumb_root = _add_thumb(mesh, fingers['thumb'], hole_loop)
+
+    keep, order, new_of_kept, old_to_kept = _tip_order(mesh, removed, tips)
     verts = np.asarray(mesh.verts)[keep][order]
     faces = new_of_kept[old_to_kept[np.asarray(mesh.faces)]]
     labels = np.asarray(mesh.joint)[keep][order]

@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-CLIP_FRAMES = 16  # long enough for the hand to cross the frame, short enough for 2 cores
-CLIP_SIZE = (240, 320)  # (height, width), px
+from tests.helpers import CLIP_FRAMES, CLIP_SIZE
 
 
 @pytest.fixture(scope='session')

@@ -9,7 +9,7 @@ import torch
 
 import train
 from engine import training
-from utils import distributed
+from utils.runtime import distributed
 
 
 def main():

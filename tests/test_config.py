@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -48,7 +49,7 @@ def test_preset_then_command_line():
 
 def test_config_is_frozen_and_round_trips():
     c = config.resolve(['--input_img_shape', '128x128'])
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         c.lr = 1.0
     again = config.from_dict(json.loads(config.dumps(c)))
     assert again == c

@@ -10,7 +10,7 @@ import config
 import demo
 from engine.build import build_model
 from synthetic.mano_file import save_mano
-from tests.manopth.conftest import random_mano_data
+from tests.helpers import random_mano_data
 from utils.mano import MANO
 
 pytestmark = pytest.mark.slow

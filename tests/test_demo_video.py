@@ -13,10 +13,10 @@ import demo
 from engine.build import build_model
 from engine.setup import run_main
 from engine.video import auto_box
-from tests.conftest import CLIP_FRAMES, CLIP_SIZE
+from tests.helpers import CLIP_FRAMES, CLIP_SIZE
 from utils.errors import DataError
 from utils.mano import MANO
-from utils.tracking import box_iou
+from engine.tracking import box_iou
 
 pytestmark = pytest.mark.slow
 

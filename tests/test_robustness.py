@@ -15,7 +15,7 @@ import train
 from dataset import FreiHAND
 from synthetic.fixture import make_freihand
 from utils.errors import CheckpointError
-from utils.fileio import atomic_torch_save, remove_stale_temporaries
+from utils.files.atomic import atomic_torch_save, remove_stale_temporaries
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,7 +109,7 @@ def test_truncated_training_jpeg_is_named_from_a_dataloader_worker(tmp_path):
     code = ('import sys\n'
             'from torch.utils.data import DataLoader\n'
             'from dataset import FreiHAND, worker_init_fn\n'
-            'from utils.logger import setup_logger\n'
+            'from utils.runtime.logger import setup_logger\n'
             f'setup_logger({str(tmp_path / "train.log")!r})\n'
             f'ds = FreiHAND("training", root={str(root)!r}, input_img_shape=(64, 64))\n'
             'for _ in DataLoader(ds, batch_size=4, num_workers=1, worker_init_fn=worker_init_fn):\n'
@@ -191,7 +191,7 @@ def test_rendering_leaves_no_opengl_noise_at_exit(tmp_path):
     code = ('import logging, sys\n'
             'import numpy as np\n'
             'logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n'
-            'from utils.render import render_mesh\n'
+            'from utils.vis.render import render_mesh\n'
             'verts = np.array([[0, 0, 0.5], [0.05, 0, 0.5], [0, 0.05, 0.5]])\n'
             'K = np.array([[100, 0, 32], [0, 100, 32], [0, 0, 1.0]])\n'
             'print("rendered", render_mesh(verts, np.array([[0, 1, 2]]), K, (64, 64))[0].shape)\n')
@@ -224,7 +224,7 @@ def test_run_main_turns_ctrl_c_into_one_line(capsys):
 @pytest.mark.slow
 def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog):
     from synthetic.standin import build_standin
-    from utils.panels import render_results
+    from utils.vis.panels import render_results
 
     root = tmp_path / 'FreiHAND'
     gt = make_freihand(str(root), num_samples=1, num_eval=2)

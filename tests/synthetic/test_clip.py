@@ -8,8 +8,8 @@ import pytest
 
 from synthetic.clip import TruthPredictor, clip_geometry
 from synthetic.geometry import GeometrySampler
-from tests.conftest import CLIP_FRAMES, CLIP_SIZE
-from utils.tracking import box_from_joints, box_iou
+from tests.helpers import CLIP_FRAMES, CLIP_SIZE
+from engine.tracking import box_from_joints, box_iou
 from utils.transforms import project
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
 from synthetic.freihand import generate
 from synthetic.geometry import GeometrySampler, random_rotation, solve_anchor_depth
-from utils.render import close_renderers, rasterize_mask
+from utils.vis.render import close_renderers, rasterize_mask
 
 NUM_TRAIN, NUM_EVAL, SEED = 5, 3, 7
 IMG = 224

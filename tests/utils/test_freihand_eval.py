@@ -414,7 +414,7 @@ def test_ground_truth_through_the_cache_is_exact_float64(tmp_path, monkeypatch):
         np.testing.assert_array_equal(xyz_read, xyz_gt)
         np.testing.assert_array_equal(verts_read, verts_gt)
     assert (tmp_path / '.sar_cache' / 'evaluation_verts.f64.npy').is_file()
-    from utils import annotations
+    from utils.files import annotations
 
     def no_parse(*args, **kwargs):
         raise AssertionError('parsed again despite the cache')

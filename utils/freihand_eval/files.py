@@ -5,9 +5,9 @@ import os
 import numpy as np
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
-from utils.annotations import load_annotation, resolve_cache_dir
+from utils.files.annotations import load_annotation, resolve_cache_dir
 from utils.errors import DataError, EvaluationInputError
-from utils.json_values import describe, entries_to_array, read_json
+from utils.files.json_values import describe, entries_to_array, read_json
 
 GT_XYZ_FILE = 'evaluation_xyz.json'  # M x 21 x 3, meters, camera frame
 GT_VERTS_FILE = 'evaluation_verts.json'  # M x 778 x 3, meters, camera frame

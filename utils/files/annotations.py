@@ -22,10 +22,10 @@ import os
 import numpy as np
 
 from utils.errors import DataError
-from utils.fileio import atomic_open, atomic_write_json
-from utils import json_numbers
-from utils.json_numbers import CHUNK_BYTES, FIX, read_float_array
-from utils.json_values import entries_to_array, read_json
+from utils.files.atomic import atomic_open, atomic_write_json
+from utils.files import json_numbers
+from utils.files.json_numbers import CHUNK_BYTES, FIX, read_float_array
+from utils.files.json_values import entries_to_array, read_json
 
 logger = logging.getLogger(__name__)
 

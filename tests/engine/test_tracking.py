@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from utils.tracking import (BOX_ENLARGE, HandBox, OneEuroFilter, TrackState, box_from_joints,
+from engine.tracking import (BOX_ENLARGE, HandBox, OneEuroFilter, TrackState, box_from_joints,
                             box_iou, refine_box, update_box)
 
 IMAGE_SIZE = (480, 640)  # height, width

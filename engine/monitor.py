@@ -35,7 +35,8 @@ import time
 import numpy as np
 import torch
 
-from utils.fileio import atomic_open, atomic_write_json
+from model.loss import LOSS_WEIGHTS
+from utils.files.atomic import atomic_open, atomic_write_json
 from utils.freihand_eval import SCORE_KEYS
 
 logger = logging.getLogger(__name__)
@@ -217,9 +218,9 @@ class Monitor:
         for key, value in values.items():
             self.writer.add_scalar(f'eval/{key}', value, step)
         if dataset is not None and self.faces is not None and not self._render_failed:
-            from utils.panels import dataset_panel
+            from utils.vis.panels import dataset_panel
             for idx in range(min(self.num_eval_images, len(dataset))):
-                # A picture must never stop training: without an OpenGL context (utils.render
+                # A picture must never stop training: without an OpenGL context (utils.vis.render
                 # names the packages) pictures stop for the run; a prediction that cannot be
                 # drawn (an early network may put vertices behind the camera) is skipped.
                 try:
@@ -233,7 +234,7 @@ class Monitor:
                                    epoch, err)
                     continue
                 self.writer.add_image(f'eval/sample_{idx}', panel, step, dataformats='HWC')
-            from utils.render import close_renderers
+            from utils.vis.render import close_renderers
             close_renderers()  # no OpenGL context kept between evaluations
         self.writer.flush()
 
@@ -321,7 +322,8 @@ def write_curves_png(path, history, title=''):
         series = {}
         for name in names:
             kind, stage = name.rsplit('_', 1)
-            label = f'{kind}, stage {stage}' + (' (x 0.1 weight)' if kind == 'normal' else '')
+            weight = LOSS_WEIGHTS.get(kind, 1.0)
+            label = f'{kind}, stage {stage}' + (f' (x {weight:g} weight)' if weight != 1 else '')
             style = {'color': _TERM_COLORS.get(kind), 'linestyle': _STAGE_STYLES[int(stage) % 3]}
             series[label] = (losses[name], style)
         return series

@@ -1,7 +1,7 @@
 """utils/panels.py: result pictures."""
 import numpy as np
 
-from utils.panels import enlarge
+from utils.vis.panels import enlarge
 from utils.transforms import project
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from utils import render
+from utils.vis import render
 
 # Non-square image and fx != fy so that swapped axes or a transposed image would show.
 HEIGHT, WIDTH = 200, 240

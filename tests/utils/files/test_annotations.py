@@ -1,4 +1,4 @@
-"""utils.annotations: the bulk JSON parser against json + numpy, and the shared .npy cache."""
+"""utils.files.annotations: the bulk JSON parser against json + numpy, and the shared .npy cache."""
 import hashlib
 import json
 import logging
@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from utils import annotations, json_numbers
-from utils.annotations import load_annotation, resolve_cache_dir
-from utils.json_numbers import read_float_array
+from utils.files import annotations, json_numbers
+from utils.files.annotations import load_annotation, resolve_cache_dir
+from utils.files.json_numbers import read_float_array
 from utils.errors import DataError
 
 # Numbers json and float32 rounding treat specially: signed zeros ("-0" is the int 0), float32
@@ -198,7 +198,7 @@ def count_parses(monkeypatch):
 def test_cache_hit_is_a_read_only_memmap(verts_file, tmp_path, monkeypatch, caplog):
     cache = tmp_path / 'cache'
     parses = count_parses(monkeypatch)
-    with caplog.at_level(logging.INFO, logger='utils.annotations'):
+    with caplog.at_level(logging.INFO, logger='utils.files.annotations'):
         first = load_annotation(verts_file, (778, 3), cache)
     assert len(parses) == 1 and 'building the annotation cache' in caplog.text
     second = load_annotation(verts_file, (778, 3), cache)
@@ -224,7 +224,7 @@ def test_no_cache_dir_parses_every_time(verts_file, monkeypatch):
 
 def rebuilt(verts_file, cache, monkeypatch, caplog, reason):
     parses = count_parses(monkeypatch)
-    with caplog.at_level(logging.WARNING, logger='utils.annotations'):
+    with caplog.at_level(logging.WARNING, logger='utils.files.annotations'):
         array = load_annotation(verts_file, (778, 3), cache)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(parses) == 1 and len(warnings) == 1, warnings
@@ -323,7 +323,7 @@ def _load_concurrently(json_path, cache, barrier, results):
         original(*args)
     annotations._build_cache = slow_build
     log = _Messages()
-    logger = logging.getLogger('utils.annotations')
+    logger = logging.getLogger('utils.files.annotations')
     logger.addHandler(log)
     logger.setLevel(logging.INFO)
     barrier.wait(timeout=60)
@@ -356,7 +356,7 @@ def test_cache_dir_settings(tmp_path, caplog):
     root.mkdir()
     assert resolve_cache_dir(root, None) is None and resolve_cache_dir(root, 'off') is None
     assert resolve_cache_dir(root, tmp_path / 'mine') == str(tmp_path / 'mine')
-    with caplog.at_level(logging.INFO, logger='utils.annotations'):
+    with caplog.at_level(logging.INFO, logger='utils.files.annotations'):
         folder = resolve_cache_dir(root, 'auto')
     assert folder == str(root / '.sar_cache') and os.path.isdir(folder) and folder in caplog.text
 
@@ -393,6 +393,6 @@ def test_no_writable_folder_turns_the_cache_off(tmp_path, monkeypatch, caplog):
     blocker = tmp_path / 'file'
     blocker.write_text('x')
     monkeypatch.setenv('XDG_CACHE_HOME', str(blocker / 'xdg'))
-    with caplog.at_level(logging.WARNING, logger='utils.annotations'):
+    with caplog.at_level(logging.WARNING, logger='utils.files.annotations'):
         assert resolve_cache_dir(blocker / 'FreiHAND', 'auto') is None
     assert 'annotation cache off' in caplog.text

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 
 from utils.constants import IMAGENET_MEAN, IMAGENET_STD
-from utils.render import VIEW_NAMES, render_views
+from utils.vis.render import VIEW_NAMES, render_views
 from utils.transforms import project
-from utils.drawing import draw_skeleton, make_grid, save_image
+from utils.vis.drawing import draw_skeleton, make_grid
+from utils.files.images import save_image
 
 logger = logging.getLogger(__name__)
 

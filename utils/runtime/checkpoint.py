@@ -6,7 +6,7 @@ import re
 import torch
 
 from utils.errors import CheckpointError
-from utils.fileio import atomic_torch_save
+from utils.files.atomic import atomic_torch_save
 
 SNAPSHOT_PATTERN = 'snapshot_{epoch}.pth.tar'
 

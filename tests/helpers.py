@@ -1,0 +1,45 @@
+"""Plain helpers the tests share (importable; fixtures stay in the conftest.py files).
+
+- random_mano_data: a random (not hand-shaped) MANO model in the official format's arrays. The
+  layer's identities (rigid root rotation, PCA equivalence, translation, batching, gradients)
+  hold for any model, so testing them on random parameters keeps the layer's tests independent
+  of the procedural stand-in.
+- CLIP_FRAMES, CLIP_SIZE: the synthetic hand clip the `clip` fixture renders.
+"""
+import numpy as np
+import scipy.sparse
+
+from manopth import constants
+
+CLIP_FRAMES = 16  # long enough for the hand to cross the frame, short enough for 2 cores
+CLIP_SIZE = (240, 320)  # (height, width), px
+
+
+def random_mano_data(seed=0):
+    """Arrays of a random MANO model (official keys and shapes), reproducible per seed."""
+    rng = np.random.default_rng(seed)
+    nv = constants.NUM_VERTS
+    template = rng.normal(scale=0.03, size=(nv, 3))
+    regressor = rng.random((16, nv)) * (rng.random((16, nv)) < 0.02)
+    regressor[:, 0] += 1e-3  # no empty row
+    regressor /= regressor.sum(axis=1, keepdims=True)
+    weights = rng.random((nv, 16)) ** 4
+    weights /= weights.sum(axis=1, keepdims=True)
+    components = np.linalg.qr(rng.normal(size=(45, 45)))[0].T
+    kintree = np.array([[2 ** 32 - 1] + list(constants.MANO_PARENTS[1:]), list(range(16))],
+                       dtype=np.uint32)
+    return {
+        'v_template': template,
+        'f': rng.integers(0, nv, size=(constants.NUM_FACES, 3)).astype(np.uint32),
+        'J_regressor': scipy.sparse.csc_matrix(regressor),
+        'J': regressor @ template,
+        'weights': weights,
+        'kintree_table': kintree,
+        'posedirs': rng.normal(scale=1e-3, size=(nv, 3, 135)),
+        'shapedirs': rng.normal(scale=1e-3, size=(nv, 3, 10)),
+        'hands_components': components,
+        'hands_mean': rng.normal(scale=0.2, size=45),
+        'hands_coeffs': rng.normal(size=(1554, 45)),
+        'bs_style': 'lbs', 'bs_type': 'lrotmin',
+        'pose': np.zeros(48), 'betas': np.zeros(10), 'trans': np.zeros(3),
+    }
