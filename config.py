@@ -12,6 +12,7 @@ imports this module: the entry scripts pass plain values down.
 import dataclasses
 import difflib
 import json
+import logging
 import math
 import typing
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class Config:
     input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
+    as_published: bool = False  # decode exactly as the published code: fx for both axes (implies fx_as_fy) and u, v floored to whole crop px (docs/method.md §11)
 
     # ---- model ---------------------------------------------------------------------------
     backbone: str = 'resnet34'  # resnet18 | resnet34 | resnet50
@@ -109,6 +111,9 @@ _CHOICES = {
     'backbone': ('resnet18', 'resnet34', 'resnet50'),
     'resume': ('', 'auto'),
 }
+
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -279,6 +284,10 @@ def resolve(argv=(), base=None, **overrides):
             raise _unknown(key, list(fields))
         _check(key, value, fields[key].type)
     values = {**parsed, **overrides}
+    if values.get('fx_as_fy') is False and values.get('as_published', base.as_published):
+        raise ConfigError("as_published decodes as the published code, which uses fx for both "
+                          "axes, so it implies fx_as_fy: drop '--fx_as_fy false', or set "
+                          "--as_published false")
 
     preset = values.get('preset', base.preset)
     if preset:
@@ -305,16 +314,45 @@ def derive(config):
         updates['feature_size'] = (height // 32) * (width // 32)
     if config.experiment_name is None:
         updates['experiment_name'] = f'{config.backbone}_{config.num_stage}stage_{height}'
+    if config.as_published and not config.fx_as_fy:
+        updates['fx_as_fy'] = True  # the published projection; as_published adds the floor
     return validate(dataclasses.replace(config, **updates))
 
 
-def from_dict(values):
-    """Rebuild a Config saved with `to_dict` (e.g. config.json beside a checkpoint)."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in fields}
+def from_dict(values, source='a saved configuration'):
+    """Rebuild a Config saved with `to_dict` (e.g. config.json beside a checkpoint, or the
+    config stored in it).
+
+    Every value is type-checked like a command-line override (ConfigError naming `source`, the
+    field and the value); unknown keys (a field renamed or removed since the file was written)
+    are named in a warning and skipped, so their values fall back to config.py's defaults.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(k for k in values if k not in fields)
+    if unknown:
+        logger.warning('%s: ignoring unknown config field(s) %s (renamed or removed since it was '
+                       'written; config.py\'s defaults apply to them)', source, ', '.join(
+                           f"'{k}'" for k in unknown))
+    known = {}
+    for key, value in values.items():
+        if key not in fields:
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        try:
+            _check(key, value, fields[key].type)
+        except ConfigError as err:
+            raise ConfigError(f'{source}: {err}') from None
+        known[key] = value
+    for key, choices in _CHOICES.items():
+        if key in known and known[key] not in choices:
+            raise ConfigError(f"{source}: config field '{key}' must be one of {choices}, got "
+                              f"{known[key]!r}")
     # A saved config is already resolved: its preset must not be applied a second time.
     known['preset'] = ''
-    return dataclasses.replace(Config(), **known)
+    try:
+        return validate(dataclasses.replace(Config(), **known))
+    except ConfigError as err:
+        raise ConfigError(f'{source}: {err}') from None
 
 
 def dumps(config):

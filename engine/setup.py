@@ -12,10 +12,13 @@ import config as config_module
 from model.sar import check_config
 from utils.errors import CheckpointError
 from utils.runtime import distributed
+from utils.runtime.checkpoint import load_checkpoint
 from utils.files.atomic import atomic_write_json
 from utils.runtime.logger import log_environment, setup_logger
 
 CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configuration
+# Decoding choices a run may make on any network, ONNX files included (docs/method.md §11).
+DECODING_SWITCHES = ('fx_as_fy', 'as_published')
 
 
 class Run(NamedTuple):
@@ -27,11 +30,33 @@ class Run(NamedTuple):
     logger: object
 
 
+# Fields that shape the network's weights: a run that loads a checkpoint must keep the values
+# it was trained with (decoding fields such as depth_box, fx_as_fy, as_published may change).
+NETWORK_SHAPE_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_size',
+                        'num_vert', 'num_joint', 'input_img_shape')
+_PENDING_NOTES = []  # what resolve_config found, logged once the log is set up (log_config_notes)
+
+
 def saved_config(checkpoint):
-    """The Config saved beside `checkpoint` (config.json), or None when there is none."""
+    """The configuration a checkpoint was trained with, and where it was found.
+
+    In this order: the 'config' stored in the checkpoint itself (every checkpoint train.py
+    writes has one), then config.json beside it; neither (the authors' released checkpoint)
+    gives None. Returns (Config or None, a sentence for the log naming the source).
+    """
+    ckpt = load_checkpoint(checkpoint)
+    stored = ckpt.get('config')
+    if stored is not None:
+        if not isinstance(stored, dict):
+            raise CheckpointError(f"{checkpoint}: its 'config' entry is a "
+                                  f"{type(stored).__name__}, expected a dict of config fields")
+        source = f'the configuration stored in {checkpoint}'
+        return config_module.from_dict(stored, source), f'configuration: {source}'
     path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CONFIG_FILE)
     if not os.path.isfile(path):
-        return None
+        return None, (f'configuration: {checkpoint} stores none and there is no {CONFIG_FILE} '
+                      f'beside it (as with the authors\' released checkpoint): config.py\'s '
+                      f'defaults, the published configuration')
     try:
         with open(path) as f:
             values = json.load(f)
@@ -40,7 +65,30 @@ def saved_config(checkpoint):
                                         f'cannot be read: {err}; fix or delete it') from None
     if not isinstance(values, dict):
         raise config_module.ConfigError(f'{path}: expected a JSON object of config fields')
-    return config_module.from_dict(values)
+    return (config_module.from_dict(values, path),
+            f'configuration: {path} (beside {checkpoint}, which stores none)')
+
+
+def check_against_checkpoint(cfg, trained, checkpoint):
+    """ConfigError naming `checkpoint` and the trained values when the resolved `cfg` changes a
+    field that shapes the network (a command-line override that contradicts the weights)."""
+    changed = [(name, getattr(cfg, name), getattr(trained, name)) for name in NETWORK_SHAPE_FIELDS
+               if getattr(cfg, name) != getattr(trained, name)]
+    if changed:
+        raise config_module.ConfigError(
+            f'{checkpoint} was trained with ' + ', '.join(
+                f'{name}={theirs!r}' for name, _, theirs in changed) + ' but the command line '
+            'asks for ' + ', '.join(f'{name}={ours!r}' for name, ours, _ in changed)
+            + ': its weights only fit the network they were trained with; drop '
+            + ' '.join(f'--{name}' for name, _, _ in changed) + ' (or train a new checkpoint)')
+
+
+def log_config_notes(logger):
+    """Log (once) what resolve_config found, e.g. where a checkpoint's configuration came from;
+    called once the log is set up (setup_run, demo.py)."""
+    for note in _PENDING_NOTES:
+        logger.info('%s', note)
+    _PENDING_NOTES.clear()
 
 
 def check_network(cfg):
@@ -63,9 +111,11 @@ def resolve_config(argv, from_checkpoint=False):
     then the network's own size checks.
 
     from_checkpoint: for runs that load `--checkpoint` (test.py, demo.py): start from the
-    config.json saved beside the checkpoint (when present) instead of config.py's defaults, so
-    a checkpoint trained with `--preset cpu_demo` runs with its own network size and data
-    without repeating the preset.
+    configuration the checkpoint was trained with (`saved_config`: stored in it, else
+    config.json beside it; the log says which) instead of config.py's defaults, so a checkpoint
+    trained with `--preset cpu_demo` runs with its own network size, data and decoding without
+    repeating the preset. Overrides of the network's shape are refused
+    (`check_against_checkpoint`).
     """
     cfg = config_module.resolve(argv)
     wanted = [('checkpoint', cfg.checkpoint)] if from_checkpoint or cfg.continue_train else []
@@ -75,9 +125,11 @@ def resolve_config(argv, from_checkpoint=False):
     if from_checkpoint and cfg.onnx:
         return _resolve_for_onnx(argv, cfg)
     if from_checkpoint and cfg.checkpoint:
-        base = saved_config(cfg.checkpoint)
-        if base is not None:
+        base, note = saved_config(cfg.checkpoint)
+        _PENDING_NOTES.append(note)
+        if base is not None:  # without one, loading the weights is the check
             cfg = config_module.resolve(argv, base=base)
+            check_against_checkpoint(cfg, base, cfg.checkpoint)
     return check_network(cfg)
 
 
@@ -90,12 +142,16 @@ def _resolve_for_onnx(argv, cfg):
         stored = read_config(cfg.onnx)
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None
-    cfg = config_module.resolve(argv, base=config_module.from_dict(stored))
+    cfg = config_module.resolve(argv, base=config_module.from_dict(stored, cfg.onnx))
+    _PENDING_NOTES.append(f'configuration: the one stored in {cfg.onnx}')
     try:
-        check_config_agrees(stored, cfg.to_dict())  # overrides must not change the network
+        # Overrides must not change the network; the published decoding may be asked for.
+        check_config_agrees(stored, {**cfg.to_dict(), **{k: stored.get(k) for k in
+                                                         DECODING_SWITCHES}})
         if cfg.checkpoint:
-            saved = saved_config(cfg.checkpoint) or config_module.cfg
-            check_config_agrees(stored, saved.to_dict())
+            saved, note = saved_config(cfg.checkpoint)
+            _PENDING_NOTES.append(f'{note} (checked against {cfg.onnx})')
+            check_config_agrees(stored, (saved or config_module.cfg).to_dict())
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None
     if cfg.device != 'cpu':
@@ -110,6 +166,7 @@ def setup_run(cfg, log_name):
     rank, world_size, device = distributed.init_distributed(cfg.device)
     logger = setup_logger(os.path.join(cfg.log_dir, f'{log_name}.log'), rank)
     log_environment(logger)
+    log_config_notes(logger)
     logger.info('resolved config:\n%s', config_module.dumps(cfg))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once

@@ -55,6 +55,34 @@ def test_config_is_frozen_and_round_trips():
     assert again == c
 
 
+def test_from_dict_names_unknown_keys_and_checks_every_value(caplog):
+    values = json.loads(config.dumps(config.resolve(['--lr', '1e-4'])))
+    values['learning_rate'] = 3e-4  # a field renamed since the file was written
+    with caplog.at_level('WARNING', logger='config'):
+        c = config.from_dict(values, 'old/config.json')
+    assert c.lr == 1e-4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and "'learning_rate'" in warnings[0] and 'old/config.json' in warnings[0]
+    for field, bad, words in (('num_stage', '2', "'num_stage' must be"),
+                              ('fx_as_fy', 'yes', "'fx_as_fy' must be"),
+                              ('input_img_shape', [96, 96, 3], "'input_img_shape' must be"),
+                              ('amp', 'fp8', "'amp' must be one of"),
+                              ('lr', -1.0, "'lr' = -1.0 is out of range")):
+        with pytest.raises(config.ConfigError, match=f"^old/config.json: config field {words}"):
+            config.from_dict({**values, field: bad}, 'old/config.json')
+
+
+def test_as_published_implies_fx_as_fy_and_refuses_its_contradiction():
+    c = config.resolve(['--as_published', 'true'])
+    assert c.as_published and c.fx_as_fy
+    assert config.resolve(['--fx_as_fy', 'true']).as_published is False  # the finer switch alone
+    with pytest.raises(config.ConfigError, match='as_published .* implies fx_as_fy'):
+        config.resolve(['--as_published', 'true', '--fx_as_fy', 'false'])
+    base = config.resolve(['--as_published', 'true'])
+    with pytest.raises(config.ConfigError, match='implies fx_as_fy'):
+        config.resolve(['--fx_as_fy', 'false'], base=base)
+
+
 def test_readme_table_lists_every_field_with_its_default():
     # The README is the manual: its config table must follow config.py.
     import dataclasses
