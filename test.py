@@ -52,7 +52,8 @@ def main(argv):
     xyz, verts = predict_dataset(
         model, dataset, device=device, batch_size=cfg.test_batch_size,
         num_workers=cfg.num_worker, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
-        fx_as_fy=cfg.fx_as_fy, amp_dtype=amp_dtype_for(cfg.amp, device),
+        fx_as_fy=cfg.fx_as_fy, as_published=cfg.as_published, num_joint=cfg.num_joint,
+        amp_dtype=amp_dtype_for(cfg.amp, device),
         channels_last=cfg.channels_last and device.type == 'cuda',
         rank=rank, world_size=world_size)
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from dataset import worker_init_fn
 from engine.build import build_model
-from manopth.constants import NUM_JOINTS  # the last 21 rows of the 799 x 3 output
+from manopth.constants import NUM_JOINTS  # default of num_joint: the last 21 rows of 799
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint, load_net_state
 from utils.files.atomic import atomic_write_json
@@ -67,6 +67,9 @@ class HandPredictor:
         depth_box: m per normalised depth unit (cfg.depth_box).
         root_depth: wrist depth, m (the network predicts depths relative to it).
         fx_as_fy: decode with fx for both axes (cfg.fx_as_fy, docs/method.md §11).
+        as_published: decode exactly as the published code (cfg.as_published: fx for both
+            axes and u, v floored to whole crop pixels, utils.transforms.decode_uvd).
+        num_joint: joint rows at the end of the network output (cfg.num_joint).
         left: the images show left hands: each image is mirrored (u -> W - 1 - u), the network
             (trained on right hands) predicts, and the points are mirrored back (x -> -x in the
             camera frame; draw the mesh with re-wound faces).
@@ -75,11 +78,14 @@ class HandPredictor:
     """
 
     def __init__(self, model, K, *, crop_size, depth_box, root_depth, fx_as_fy=False,
-                 left=False, device=torch.device('cpu'), channels_last=False):
+                 as_published=False, num_joint=NUM_JOINTS, left=False,
+                 device=torch.device('cpu'), channels_last=False):
         self.model = model.eval()
         self.K = np.asarray(K, dtype=np.float64)
         self.crop_size = tuple(crop_size)
-        self.depth_box, self.root_depth, self.fx_as_fy = depth_box, root_depth, fx_as_fy
+        self.depth_box, self.root_depth = depth_box, root_depth
+        self.fx_as_fy, self.as_published = fx_as_fy or as_published, as_published
+        self.num_joint = num_joint
         self.left = left
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -93,7 +99,8 @@ class HandPredictor:
             box: (center (2,), side) hand box in image pixels (engine.tracking.HandBox).
         Returns:
             xyz_cam: 799 x 3 float64, meters, camera frame (rows 0..777 vertices, 778..798
-                the 21 joints); joints_uv: 21 x 2 float64, the joints' image pixels.
+                the 21 joints; num_vert + num_joint rows in general); joints_uv: num_joint x 2
+                float64, the joints' image pixels.
         """
         center, side = box
         center = np.asarray(center, dtype=np.float64)
@@ -111,17 +118,22 @@ class HandPredictor:
         coords = self.model({'img': img.contiguous(memory_format=self.memory_format)})['coords']
         coords = coords[0].float().cpu().numpy()  # (799, 3)
         xyz_cam = decode_uvd(coords, self.root_depth, crop2img, K, crop_size=self.crop_size,
-                             depth_box=self.depth_box, fx_as_fy=self.fx_as_fy)
+                             depth_box=self.depth_box, fx_as_fy=self.fx_as_fy,
+                             floor_uv=self.as_published)
         if self.left:
             xyz_cam = xyz_cam * np.array([-1.0, 1.0, 1.0])
-        joints_uv = project(xyz_cam[-NUM_JOINTS:], self.K, self.fx_as_fy)[:, :2]
+        joints_uv = project(xyz_cam[-self.num_joint:], self.K, self.fx_as_fy)[:, :2]
         return xyz_cam, joints_uv
 
 
 @torch.inference_mode()
-def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, amp_dtype=None,
-            channels_last=False, show_progress=True):
+def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, as_published=False,
+            num_joint=NUM_JOINTS, amp_dtype=None, channels_last=False, show_progress=True):
     """Run the network over an evaluation loader and decode to the camera frame (docs/method.md §7).
+
+    fx_as_fy, as_published: the published decoding (cfg fields of the same names, see
+    HandPredictor); num_joint: joint rows at the end of the output (cfg.num_joint), the rows
+    before them are the vertices.
 
     Returns:
         dict idx -> (xyz 21 x 3, verts 778 x 3) in meters (float64), for the items the
@@ -138,15 +150,16 @@ def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, amp_
         coords = coords.float().cpu().numpy()  # (B, 799, 3)
         xyz_cam = decode_uvd(coords, meta['root_depth'].numpy(), meta['bb2img_trans'].numpy(),
                              meta['K'].numpy(), crop_size=crop_size, depth_box=depth_box,
-                             fx_as_fy=fx_as_fy)
-        num_verts = xyz_cam.shape[1] - NUM_JOINTS
+                             fx_as_fy=fx_as_fy or as_published, floor_uv=as_published)
+        num_verts = xyz_cam.shape[1] - num_joint
         for b, idx in enumerate(meta['idx'].tolist()):
             out[idx] = (xyz_cam[b, num_verts:], xyz_cam[b, :num_verts])
     return out
 
 
 def predict_dataset(model, dataset, *, device, batch_size, num_workers, crop_size, depth_box,
-                    fx_as_fy=False, amp_dtype=None, channels_last=False, rank=0, world_size=1):
+                    fx_as_fy=False, as_published=False, num_joint=NUM_JOINTS, amp_dtype=None,
+                    channels_last=False, rank=0, world_size=1):
     """Predict every item of an evaluation data set, split across ranks under torchrun.
 
     Each rank runs a contiguous shard; the results are gathered so that every rank returns
@@ -162,7 +175,8 @@ def predict_dataset(model, dataset, *, device, batch_size, num_workers, crop_siz
                         num_workers=num_workers, pin_memory=device.type == 'cuda',
                         worker_init_fn=worker_init_fn)
     local = predict(model, loader, device=device, crop_size=crop_size, depth_box=depth_box,
-                    fx_as_fy=fx_as_fy, amp_dtype=amp_dtype, channels_last=channels_last, show_progress=rank == 0)
+                    fx_as_fy=fx_as_fy, as_published=as_published, num_joint=num_joint,
+                    amp_dtype=amp_dtype, channels_last=channels_last, show_progress=rank == 0)
     merged = {}
     for part in distributed.all_gather_objects(local):
         merged.update(part)

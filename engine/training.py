@@ -111,6 +111,7 @@ def evaluate_epoch(cfg, model, dataset, device, amp_dtype, rank, world_size, log
     xyz, verts = predict_dataset(model, dataset, device=device, batch_size=cfg.test_batch_size,
                                  num_workers=cfg.num_worker, crop_size=cfg.input_img_shape,
                                  depth_box=cfg.depth_box, fx_as_fy=cfg.fx_as_fy,
+                                 as_published=cfg.as_published, num_joint=cfg.num_joint,
                                  amp_dtype=amp_dtype,
                                  channels_last=cfg.channels_last and device.type == 'cuda',
                                  rank=rank, world_size=world_size)

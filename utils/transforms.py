@@ -13,11 +13,7 @@ compute in float64, so that decoding is the exact inverse of encoding up to roun
 """
 import numpy as np
 
-from manopth.constants import NUM_VERTS
 from utils.constants import ROOT_JOINT_IDX
-
-# Row of the wrist joint in the stacked 799 x 3 (vertices then joints) targets.
-ROOT_ROW = NUM_VERTS + ROOT_JOINT_IDX  # 778
 
 
 def _size_hw(size):
@@ -150,10 +146,10 @@ def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_b
 
     Stack vertices then joints, project with K, map (u, v) through img2crop, normalise
     (u, v) to value / (size // 2) - 1 and depth to (z - z_wrist) / depth_box, with the
-    wrist at row 778.
+    wrist at row V + ROOT_JOINT_IDX (778 for MANO), V the number of vertices given.
 
     Args:
-        verts_cam: ... x 778 x 3 MANO vertices, camera frame, meters.
+        verts_cam: ... x V x 3 mesh vertices (V = 778 for MANO), camera frame, meters.
         joints_cam: ... x 21 x 3 joints (FreiHAND order, wrist first), meters.
         K: ... x 3 x 3 intrinsics of the original image.
         img2crop: ... x 2 x 3 image -> crop affine (from `get_affine`).
@@ -162,21 +158,43 @@ def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_b
         fx_as_fy: project with fx for both axes, as the published code does (§11).
 
     Returns:
-        mesh_pose_uvd: ... x 799 x 3 float64, crop-normalised.
+        mesh_pose_uvd: ... x (V + 21) x 3 float64, crop-normalised.
     """
     crop_h, crop_w = _size_hw(crop_size)
+    root_row = np.shape(verts_cam)[-2] + ROOT_JOINT_IDX  # the wrist, after the V vertices
     xyz_cam = np.concatenate([np.asarray(verts_cam, dtype=np.float64),
                               np.asarray(joints_cam, dtype=np.float64)], axis=-2)  # (..., 799, 3)
     uvd_img = project(xyz_cam, K, fx_as_fy)
     uv_crop = apply_affine(uvd_img[..., :2], img2crop)
     half = np.array([crop_w // 2, crop_h // 2], dtype=np.float64)
     uv_norm = uv_crop / half - 1.0
-    depth_rel = (uvd_img[..., 2] - uvd_img[..., ROOT_ROW, None, 2]) / depth_box
+    depth_rel = (uvd_img[..., 2] - uvd_img[..., root_row, None, 2]) / depth_box
     return np.concatenate([uv_norm, depth_rel[..., None]], axis=-1)
 
 
+def floor_to_crop_pixels(uv_norm, crop_size):
+    """The published decoding of crop-normalised (u, v): `(value + 1) * size // 2`, i.e.
+    floor((value + 1) * size / 2), whole crop pixels (docs/method.md §7, §11).
+
+    As written in the published code, `size` is input_img_shape[0] (the crop height) for both
+    axes, and the arithmetic is that of the network's float32 output, in the same order:
+    value + 1 and the product are rounded to float32 before the floor (value + 1 can round
+    up to the next pixel where float64 would not, e.g. value = -1e-9 gives 128, not 127).
+
+    Args:
+        uv_norm: ... x 2 crop-normalised (u, v), [-1, 1] across the crop.
+        crop_size: crop size, an int or (height, width) in pixels.
+    Returns:
+        ... x 2 float64 crop pixels, whole numbers.
+    """
+    crop_h, _ = _size_hw(crop_size)
+    uv32 = np.asarray(uv_norm, dtype=np.float32)
+    scaled = (uv32 + np.float32(1)) * np.float32(crop_h)  # float32, as the network output
+    return np.floor_divide(scaled, np.float32(2)).astype(np.float64)
+
+
 def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), depth_box=0.3,
-               fx_as_fy=False):
+               fx_as_fy=False, floor_uv=False):
     """Camera-frame points from crop-normalised coordinates (docs/method.md §7), inverse of `encode_uvd`.
 
     d = d_norm * depth_box + root_depth; (u, v) = (value + 1) * (size // 2) mapped through
@@ -191,6 +209,9 @@ def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), dep
         crop_size: crop size, an int or (height, width) in pixels.
         depth_box: meters of depth per normalised unit.
         fx_as_fy: back-project with fx for both axes, as the published code does (§11).
+        floor_uv: floor (u, v) to whole crop pixels before the affine, as the published code
+            does (`floor_to_crop_pixels`, §11). Not the inverse of `encode_uvd` then: on
+            average half a crop pixel up and left of it (towards smaller u and v).
 
     Returns:
         xyz_cam: ... x P x 3 float64, meters.
@@ -198,7 +219,11 @@ def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), dep
     crop_h, crop_w = _size_hw(crop_size)
     coords = np.asarray(mesh_pose_uvd, dtype=np.float64)
     root_depth = np.asarray(root_depth, dtype=np.float64)
-    half = np.array([crop_w // 2, crop_h // 2], dtype=np.float64)
-    uv_img = apply_affine((coords[..., :2] + 1.0) * half, crop2img)
+    if floor_uv:
+        uv_crop = floor_to_crop_pixels(coords[..., :2], crop_size)  # float64 -> float32 is exact for network output
+    else:
+        half = np.array([crop_w // 2, crop_h // 2], dtype=np.float64)
+        uv_crop = (coords[..., :2] + 1.0) * half
+    uv_img = apply_affine(uv_crop, crop2img)
     depth = coords[..., 2] * depth_box + root_depth[..., None]
     return backproject(np.concatenate([uv_img, depth[..., None]], axis=-1), K, fx_as_fy)

@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.transforms import apply_affine, backproject, decode_uvd, encode_uvd, get_affine, project
+from utils.transforms import (apply_affine, backproject, decode_uvd, encode_uvd, floor_to_crop_pixels,
+                              get_affine, project)
 
 BOX_CENTER = (112.0, 112.0)
 BOX_SIZE = 130.0
@@ -167,3 +168,50 @@ def test_fx_as_fy_projects_and_decodes_as_the_published_code():
     # Mixing the modes scales y by fx / fy: v - cy = 500 y / z read back with fy = 505.
     mixed = decode_uvd(published, 0.5, crop2img, K)
     assert mixed[0, 1] == pytest.approx(point[0, 1] * 500 / 505, abs=1e-12)
+
+
+def test_published_floor_of_crop_pixels_by_hand():
+    # (value + 1) * 256 // 2 in the network's float32: 1.3 * 128 = 166.4 -> 166; 0.75 * 128 =
+    # 96 exactly -> 96; -1e-9 + 1 rounds to 1.0 in float32, so it gives 128 (127 in float64).
+    uv_norm = np.array([[0.3, -0.25], [-1e-9, 0.999]], dtype=np.float32)
+    np.testing.assert_array_equal(floor_to_crop_pixels(uv_norm, 256), [[166.0, 96.0], [128.0, 255.0]])
+    # A 96 px crop (cpu_demo): 1.3 * 48 = 62.4 -> 62, 0.75 * 48 = 36.
+    np.testing.assert_array_equal(floor_to_crop_pixels(uv_norm[:1], (96, 96)), [[62.0, 36.0]])
+
+
+def test_published_decoding_floors_then_maps_and_backprojects_with_fx():
+    # FreiHAND's test crop: crop px -> image px is 130 / 256 plus 47 (box 130 px at (112, 112)).
+    _, crop2img = get_affine(BOX_CENTER, BOX_SIZE, 256)
+    K = np.array([[500.0, 0.0, 112.0], [0.0, 510.0, 112.0], [0.0, 0.0, 1.0]])
+    coords = np.array([[0.3, -0.25, 0.1]], dtype=np.float32)
+    z = np.float64(np.float32(0.1)) * 0.3 + 0.7  # 0.73 m
+    # Floored crop pixels (166, 96) -> image (166 * 130 / 256 + 47, 96 * 130 / 256 + 47)
+    # = (131.296875, 95.75); x and y both divided by fx = 500.
+    expected = [[(131.296875 - 112) * z / 500, (95.75 - 112) * z / 500, z]]
+    got = decode_uvd(coords, 0.7, crop2img, K, fx_as_fy=True, floor_uv=True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # Unfloored (166.4, 96) -> u 131.5 px: the floor moved x by -0.4 crop px.
+    exact = decode_uvd(coords, 0.7, crop2img, K, fx_as_fy=True)
+    assert exact[0, 0] - got[0, 0] == pytest.approx(0.4 * 130 / 256 * z / 500, rel=1e-5)
+    assert exact[0, 1] == pytest.approx(got[0, 1], abs=1e-12)
+
+
+def test_published_floor_moves_points_half_a_crop_pixel_on_average():
+    # A uniform position within a pixel: the floor's error is U(-1, 0) px, mean -0.5, std
+    # 1 / sqrt(12) = 0.289 px, on u and v alike.
+    rng = np.random.default_rng(0)
+    uv_norm = rng.uniform(-0.9, 0.9, size=(200000, 2)).astype(np.float32)
+    error = floor_to_crop_pixels(uv_norm, 256) - (uv_norm.astype(np.float64) + 1.0) * 128
+    np.testing.assert_allclose(error.mean(axis=0), [-0.5, -0.5], atol=0.003)
+    np.testing.assert_allclose(error.std(axis=0), [12 ** -0.5] * 2, atol=0.003)
+    assert error.min() > -1.0 - 1e-4 and error.max() < 1e-4
+
+
+def test_encode_uses_the_wrist_after_however_many_vertices():
+    # The root row follows the vertices given (V + 0), not a constant 778.
+    K = np.array([[500.0, 0.0, 112.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]])
+    img2crop, _ = get_affine(BOX_CENTER, BOX_SIZE, 256)
+    verts = np.array([[0.0, 0.0, 0.6], [0.01, 0.0, 0.9]])
+    joints = np.array([[0.0, 0.01, 0.75], [0.0, 0.0, 0.45]])
+    depth = encode_uvd(verts, joints, K, img2crop)[:, 2]
+    np.testing.assert_allclose(depth, (np.array([0.6, 0.9, 0.75, 0.45]) - 0.75) / 0.3, atol=1e-12)

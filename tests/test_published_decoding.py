@@ -1,0 +1,90 @@
+"""`test.py --as_published true` writes the pred.json of the published decoding: checked against
+an independent transcription of that decoding (docs/method.md §7, §11) on the same network."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import config
+import test as test_script
+from dataset import get_dataset
+from engine.build import build_model
+from engine.inference import load_for_inference
+from synthetic.fixture import make_freihand
+from synthetic.mano_file import save_mano
+from tests.helpers import random_mano_data
+from utils.mano import MANO
+
+pytestmark = pytest.mark.slow
+
+NUM_EVAL = 4
+
+
+def published_decoding(coord, bb2img_trans, K, root_depth, input_size):
+    """The published evaluation decoding, transcribed from its description (docs/method.md §7):
+    `(coord[:, :2] + 1) * input_size // 2` on the float32 output, the crop -> image affine,
+    depth `d * 0.3 + root`, back-projection with K[0][0] for x and y."""
+    coord = torch.as_tensor(coord, dtype=torch.float32)  # one sample, 799 x 3
+    uv = ((coord[:, :2] + 1) * input_size // 2).double()
+    uv1 = torch.cat([uv, torch.ones(len(uv), 1, dtype=torch.float64)], dim=1)
+    uv_img = uv1 @ torch.as_tensor(bb2img_trans, dtype=torch.float64).T
+    K = torch.as_tensor(K, dtype=torch.float64)
+    depth = coord[:, 2].double() * 0.3 + float(root_depth)
+    x = (uv_img[:, 0] - K[0, 2]) / K[0, 0] * depth
+    y = (uv_img[:, 1] - K[1, 2]) / K[0, 0] * depth
+    return torch.stack([x, y, depth], dim=1).numpy()
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A randomly initialised two-stage SAR (ResNet-18, 64 px) whose checkpoint stores its
+    configuration (no config.json beside it), and a FreiHAND-layout folder (fx != fy)."""
+    root = tmp_path_factory.mktemp('published')
+    make_freihand(str(root / 'FreiHAND'), num_samples=1, num_eval=NUM_EVAL, seed=5)
+    save_mano(root / 'mano' / 'MANO_RIGHT.pkl', random_mano_data(0))
+    cfg = config.resolve(device='cpu', backbone='resnet18', input_img_shape=(64, 64),
+                         num_stage=2, pretrained_backbone=False, num_worker=0, amp='off',
+                         test_batch_size=NUM_EVAL, data_root=str(root / 'FreiHAND'),
+                         mano_root=str(root / 'mano'), experiment_name='published')
+    torch.manual_seed(0)
+    model = build_model(cfg, MANO(cfg.mano_root), torch.device('cpu'))
+    path = root / 'ckpt' / 'snapshot_0.pth.tar'
+    path.parent.mkdir()
+    torch.save({'net': model.state_dict(), 'config': cfg.to_dict(), 'last_epoch': 0}, path)
+    return path, cfg
+
+
+def test_as_published_pred_json_equals_the_transcribed_published_decoding(checkpoint, tmp_path):
+    path, cfg = checkpoint
+    out = tmp_path / 'out'
+    # Nothing but the checkpoint: network, data and device come from the config stored in it.
+    test_script.main(['--checkpoint', str(path), '--as_published', 'true',
+                      '--output_root', str(out)])
+    log = (out / 'log' / 'test_published.log').read_text()
+    assert f'configuration: the configuration stored in {path}' in log
+    xyz, verts = json.loads((out / 'pred.json').read_text())
+
+    # The same network's coordinates, decoded by the transcription.
+    model, _ = load_for_inference(dataclasses.replace(cfg, checkpoint=str(path)),
+                                  MANO(cfg.mano_root), torch.device('cpu'))
+    dataset = get_dataset('FreiHAND', 'evaluation', root=cfg.data_root, input_img_shape=(64, 64))
+    items = [dataset[j] for j in range(NUM_EVAL)]
+    img = torch.stack([torch.from_numpy(inputs['img']) for inputs, _, _ in items])
+    with torch.no_grad():
+        coords = model({'img': img})['coords'].numpy()
+    expected = np.stack([published_decoding(coords[j], meta['bb2img_trans'], meta['K'],
+                                            meta['root_depth'], 64)
+                         for j, (_, _, meta) in enumerate(items)])
+    expected = np.round(expected, 6)
+    np.testing.assert_array_equal(np.array(verts), expected[:, :778])
+    np.testing.assert_array_equal(np.array(xyz), expected[:, 778:])
+
+    # The default decoding differs, by less than a crop pixel (64 px crop over the 130 px box:
+    # 2.03 image px) in x and y, and not at all in z.
+    test_script.main(['--checkpoint', str(path), '--output_root', str(tmp_path / 'default')])
+    default_verts = np.array(json.loads((tmp_path / 'default' / 'pred.json').read_text())[1])
+    shift = np.abs(default_verts - expected[:, :778])
+    assert shift[..., :2].max() > 0 and shift[..., 2].max() <= 1e-6
+    assert shift[..., :2].max() < 130 / 64 * expected[..., 2].max() / 440
