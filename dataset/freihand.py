@@ -90,6 +90,30 @@ def _check_points_in_front(points, path):
                         f'(expected camera-frame meters in front of the camera); re-extract the file.')
 
 
+def _root_depths_in_meters(depth, path):
+    """The RootNet depths (M,) of `path` in meters, the unit decided once for the whole file.
+
+    Every depth above ROOT_DEPTH_MM_THRESHOLD (10 m, no hand is that far): the file is in
+    millimeters, converted with one log line; none above: meters, as published. A mix cannot
+    be one unit (a corrupt or stitched file): DataError naming an entry of each kind.
+    """
+    in_mm = depth > ROOT_DEPTH_MM_THRESHOLD
+    if not in_mm.any():
+        return depth
+    if not in_mm.all():
+        big, small = int(np.argmax(in_mm)), int(np.argmin(in_mm))
+        raise DataError(f'{path}: root depths mix units: entry {big} has root_cam[2] = '
+                        f'{depth[big]:g} (above {ROOT_DEPTH_MM_THRESHOLD:g}, so millimeters) but entry '
+                        f'{small} has {depth[small]:g} (meters); {int(in_mm.sum())} of {len(depth)} '
+                        f'entries are above {ROOT_DEPTH_MM_THRESHOLD:g}. A file holds one unit: '
+                        f're-create it, or use the {ROOTNET_FILE} published with I2L-MeshNet.')
+    depth = depth / 1000.0
+    logger.warning('%s: every root depth exceeds %g, so the file is in millimeters: converted all %d '
+                   'to meters (median %.3f m).', path, ROOT_DEPTH_MM_THRESHOLD, len(depth),
+                   float(np.median(depth)))
+    return depth
+
+
 def _distributed_rank():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
@@ -233,13 +257,7 @@ class FreiHAND(Dataset):
                                     f'image_id {prev_id}; image_ids must increase one by one in evaluation '
                                     'order, since entries are matched to images by list position (docs/method.md §1).')
                 prev_index, prev_id = index, image_id
-        in_mm = depth > ROOT_DEPTH_MM_THRESHOLD
-        if in_mm.any():
-            depth[in_mm] /= 1000.0
-            logger.warning('%s: %d of %d root depths exceed %g and can only be millimeters: converted them to '
-                           'meters (median now %.3f m).', path, int(in_mm.sum()), count, ROOT_DEPTH_MM_THRESHOLD,
-                           float(np.median(depth)))
-        return depth.astype(np.float32)
+        return _root_depths_in_meters(depth, path).astype(np.float32)
 
     def __len__(self):
         if self.mode == 'training':

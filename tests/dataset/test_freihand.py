@@ -146,6 +146,33 @@ def test_evaluation_root_depth_in_millimeters_is_converted_and_logged(tmp_path, 
     assert len(mm_lines) == 1 and 'bbox_root_freihand_output.json' in mm_lines[0].getMessage()
 
 
+def test_evaluation_root_depths_mixing_units_are_refused(tmp_path):
+    # One unit per file: a mm entry among meters is a corrupt file, not something to repair.
+    root = str(tmp_path / 'FreiHAND')
+    make_freihand(root, num_eval=3)
+    path = os.path.join(root, 'bbox_root_freihand_output.json')
+    with open(path) as f:
+        entries = json.load(f)
+    depth_m = entries[1]['root_cam'][2]
+    entries[1]['root_cam'] = [v * 1000.0 for v in entries[1]['root_cam']]
+    with open(path, 'w') as f:
+        json.dump(entries, f)
+    with pytest.raises(DataError) as err:
+        FreiHAND('evaluation', root=root)
+    message = str(err.value)
+    assert path in message and 'entry 1' in message and f'{depth_m * 1000:g}' in message
+    assert 'entry 0' in message and 'mix' in message
+
+
+def test_evaluation_root_depths_in_meters_are_kept_without_a_message(tmp_path, caplog):
+    root = str(tmp_path / 'FreiHAND')
+    gt = make_freihand(root, num_eval=3)
+    with caplog.at_level(logging.INFO, logger='dataset.freihand'):
+        ds = FreiHAND('evaluation', root=root)
+    np.testing.assert_allclose(ds.root_depth, gt['root_depth_m'], atol=1e-6)
+    assert not [r for r in caplog.records if 'millimeters' in r.getMessage()]
+
+
 def test_default_collate_batches(freihand):
     root, _ = freihand
     inputs, targets, meta = next(iter(DataLoader(FreiHAND('training', root=root), batch_size=4)))
