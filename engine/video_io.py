@@ -7,11 +7,11 @@ import contextlib
 import logging
 import math
 import os
-import tempfile
 
 import cv2
 
 from utils.errors import DataError
+from utils.files.atomic import make_temporary
 
 logger = logging.getLogger(__name__)
 
@@ -194,15 +194,9 @@ def atomic_video_writer(path, fps, image_size, fourcc=VIDEO_FOURCC):
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f'{path}: fps must be a positive number, got {fps!r}')
     height, width = (int(s) for s in image_size)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     extension = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.',
-                               suffix=f'.tmp{extension}', dir=folder)
+    fd, tmp = make_temporary(path, extension)  # OpenCV reopens it by name
     os.close(fd)
-    umask = os.umask(0)  # mkstemp makes the file 0600: give it what a plain open() would
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
     try:
         if not writer.isOpened():

@@ -15,6 +15,49 @@ import re
 import tempfile
 
 _TMP_NAME = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp(\.\w+)?$')  # .tmp.mp4 too
+_SAFE_PROBE_UMASK = 0o077  # set for an instant by the fallback probe: never more permissive
+
+
+def _read_umask():
+    """The process umask, read once at import.
+
+    os.umask can only be read by setting it, and a file another thread creates in that
+    instant gets the temporary mask. Linux reports it in /proc/self/status ('Umask:' line,
+    kernel >= 4.7), which changes nothing; elsewhere the probe sets 0o077 for the instant, so
+    such a file is at worst private to its owner, never world-writable.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    previous = os.umask(_SAFE_PROBE_UMASK)
+    os.umask(previous)
+    return previous
+
+
+UMASK = _read_umask()  # the permissions plain open() would give: 0o666 & ~UMASK
+
+
+def make_temporary(path, extension=''):
+    """Create the temporary file of an atomic write of `path`, beside it, with the permissions
+    a plain open() of `path` would give (mkstemp makes it 0600). Returns (fd, temporary path).
+
+    Its name is `.<name>.<pid>.<random>.tmp<extension>` (`remove_stale_temporaries` knows it);
+    `extension` (e.g. '.mp4') is for writers that pick the format from the name.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.',
+                               suffix=f'.tmp{extension}', dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)
+    except BaseException:
+        os.close(fd)
+        os.remove(tmp)
+        raise
+    return fd, tmp
 
 
 @contextlib.contextmanager
@@ -24,14 +67,7 @@ def atomic_open(path, mode='w', **kwargs):
     On any exception the temporary file is removed and `path` is left untouched.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    prefix = f'.{os.path.basename(path)}.{os.getpid()}.'
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix='.tmp', dir=folder)
-    # mkstemp creates the file 0600; give it the permissions a plain open() would (umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    fd, tmp = make_temporary(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
