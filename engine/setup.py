@@ -1,6 +1,7 @@
 """Setting a run up: resolve the configuration (with the config.json saved beside a
 checkpoint), start torchrun's process group, configure logging, log the environment and the
 resolved configuration, and save it beside the outputs."""
+import errno
 import json
 import os
 import sys
@@ -185,20 +186,32 @@ TRACEBACK_ENV = 'SAR_TRACEBACK'  # set to 1 to see the traceback of an expected 
 
 def expected_errors():
     """Errors whose message is the whole story (bad configuration, data, checkpoint, a missing
-    file, a non-finite loss, a failed ONNX self-check): the entry scripts print them as one message, no traceback."""
+    file, an output that cannot be written, a non-finite loss, a failed ONNX self-check): the
+    entry scripts print them as one message, no traceback."""
     from engine.onnx_export import OnnxExportError
     from engine.training import NonFiniteLossError
-    from utils.errors import DataError
+    from utils.errors import DataError, OutputError
     return (config_module.ConfigError, DataError, CheckpointError, FileNotFoundError,
-            NotADirectoryError, FileExistsError, NonFiniteLossError, OnnxExportError)
+            NotADirectoryError, FileExistsError, OutputError, NonFiniteLossError,
+            OnnxExportError)
+
+
+def file_error_message(err):
+    """One line for an OSError that names its file (e.g. the log file in a read-only output
+    folder, an image folder without permission), or None for one that names none (a bug)."""
+    if err.filename is None:
+        return None
+    code = f' ({errno.errorcode[err.errno]})' if err.errno in errno.errorcode else ''
+    return (f'{err.filename}: {err.strerror or err}{code}; check the path, its permissions and '
+            f'the free space')
 
 
 def run_main(main, argv, prog):
     """Run an entry script's `main(argv)`; returns the process exit code.
 
-    Expected errors print `<prog>: error: <message>` on stderr and exit 1 (the traceback only
-    with SAR_TRACEBACK=1); Ctrl-C prints one line and exits 130; anything else is a bug and
-    keeps its traceback.
+    Expected errors, and OSErrors that name their file, print `<prog>: error: <message>` on
+    stderr and exit 1 (the traceback only with SAR_TRACEBACK=1); Ctrl-C prints one line and
+    exits 130; anything else is a bug and keeps its traceback.
     """
     try:
         main(argv)
@@ -210,5 +223,11 @@ def run_main(main, argv, prog):
         if os.environ.get(TRACEBACK_ENV, '') not in ('', '0'):
             raise
         print(f'{prog}: error: {err}', file=sys.stderr)
+        return 1
+    except OSError as err:
+        message = file_error_message(err)
+        if message is None or os.environ.get(TRACEBACK_ENV, '') not in ('', '0'):
+            raise
+        print(f'{prog}: error: {message}', file=sys.stderr)
         return 1
     return 0

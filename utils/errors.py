@@ -1,4 +1,4 @@
-"""Errors shared by the data loaders and the evaluator."""
+"""Errors shared by the data loaders, the evaluator and the writers of outputs."""
 
 
 class DataError(ValueError):
@@ -12,3 +12,9 @@ class EvaluationInputError(DataError):
 class CheckpointError(RuntimeError):
     """A checkpoint or weight file that is missing, unreadable, refused (it would run code) or
     does not fit the network; the message names the file and the fix."""
+
+
+class OutputError(OSError):
+    """An output file that cannot be written (no space left, no permission, a read-only
+    folder); the message names the file and the cause. Its previous version, if any, is intact
+    (outputs are written to a temporary file and renamed, utils.files.atomic)."""

@@ -7,12 +7,15 @@ extension after it, `.tmp.mp4`, as OpenCV picks the format from it), so that
 write leaves one behind) without touching a live writer's.
 """
 import contextlib
+import errno
 import fnmatch
 import glob
 import json
 import os
 import re
 import tempfile
+
+from utils.errors import OutputError
 
 _TMP_NAME = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp(\.\w+)?$')  # .tmp.mp4 too
 _SAFE_PROBE_UMASK = 0o077  # set for an instant by the fallback probe: never more permissive
@@ -60,23 +63,53 @@ def make_temporary(path, extension=''):
     return fd, tmp
 
 
+def output_error(path, err):
+    """OutputError for an OSError met while writing `path`: one sentence naming the file and
+    the cause (raise it `from None`: the chain of the failed write adds nothing)."""
+    code = f' ({errno.errorcode[err.errno]})' if err.errno in errno.errorcode else ''
+    cause = err.strerror or str(err)
+    where = f' ({err.filename})' if err.filename and os.fspath(err.filename) != path else ''
+    previous = ' (its previous version is unchanged)' if os.path.exists(path) else ''
+    return OutputError(f'cannot write {path}{previous}: {cause}{code}{where}; free space, or '
+                       f'make the folder writable, or choose another output folder')
+
+
+def os_error_in(err):
+    """The OSError in `err`'s chain of causes and contexts (itself included), or None: some
+    writers (torch.save) report a failed write as another error raised while handling it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode='w', **kwargs):
     """Open a temporary file beside `path`; on success rename it over `path`.
 
-    On any exception the temporary file is removed and `path` is left untouched.
+    On any exception the temporary file is removed and `path` is left untouched; an OSError
+    of the write (no space left, no permission, a read-only folder) becomes one OutputError
+    naming `path` and the cause.
     """
     path = os.fspath(path)
-    fd, tmp = make_temporary(path)
+    try:
+        fd, tmp = make_temporary(path)
+    except OSError as err:
+        raise output_error(path, err) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
+            raise output_error(path, err) from None
         raise
 
 
@@ -133,7 +166,12 @@ def atomic_torch_save(obj, path):
     try:
         with atomic_open(path, 'wb') as f:
             torch.save(obj, f)
+    except OutputError:
+        raise
     except Exception as err:
         if _interrupted(err.__context__):
             raise KeyboardInterrupt from None
+        failed_write = os_error_in(err)  # torch's zip writer wraps it in a RuntimeError
+        if failed_write is not None:
+            raise output_error(os.fspath(path), failed_write) from None
         raise
