@@ -25,10 +25,11 @@ one (1.57 x their extent, FreiHAND's framing); a box that collapses or leaves th
 reset to the last good one, and the log says so with the frame index. --smooth filters the
 decoded 3D points over time with a One Euro filter (--smooth_min_cutoff, --smooth_beta).
 Any config.py field can follow (e.g. --device cpu --backbone resnet18 --input_img_shape 128,128
-for a checkpoint trained with the CPU preset; its config.json is read automatically).
+for a checkpoint without a stored configuration; a checkpoint's own is read automatically).
 """
 import argparse
 import glob
+import logging
 import os
 import sys
 
@@ -39,7 +40,7 @@ from tqdm import tqdm
 
 import config as config_module
 from engine.inference import HandPredictor, load_inference_model
-from engine.setup import resolve_config, run_main
+from engine.setup import log_config_notes, resolve_config, run_main
 from engine.video import auto_box, run_video
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
 from utils.errors import DataError
@@ -49,6 +50,7 @@ from utils.mano import MANO
 from engine.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
 from engine.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 
+logger = logging.getLogger('sar')
 DEFAULT_FOCAL_PX = 500.0  # at FreiHAND's framing: 224 px image, 130 px hand box
 DEFAULT_ROOT_DEPTH_M = 0.7
 DEFAULT_FPS = 30.0  # frames/s of a --sequence (and of a video whose file gives none)
@@ -138,10 +140,14 @@ def run_images(args, make_predictor, faces):
     from utils.vis.drawing import draw_skeleton
     from utils.files.images import save_image
 
-    for path in tqdm(list_images(args.input), desc='images'):
+    paths = list_images(args.input)
+    unreadable = []
+    for path in tqdm(paths, desc='images'):
         img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img_bgr is None:
-            raise DataError(f"cannot read image {path}: not an image OpenCV can decode")
+        if img_bgr is None:  # named now, the others still processed, the run fails at the end
+            logger.warning('skipping %s: not an image OpenCV can decode', path)
+            unreadable.append(path)
+            continue
         height, width = img_bgr.shape[:2]
         box = first_box(args, img_bgr, make_predictor)
         K = intrinsics(args.focal, box.side, width, height)
@@ -155,7 +161,14 @@ def run_images(args, make_predictor, faces):
         save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
         skeleton = draw_skeleton(img_rgb, joints_uv)
         save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
-    print(f'wrote meshes (.obj, camera frame, meters), overlays and skeletons to {args.out}')
+    done = len(paths) - len(unreadable)
+    if done:
+        print(f'wrote meshes (.obj, camera frame, meters), overlays and skeletons of {done} '
+              f'image(s) to {args.out}')
+    if unreadable:
+        raise DataError(f"{len(unreadable)} of {len(paths)} image(s) could not be decoded and "
+                        f"were skipped: {', '.join(unreadable)} (not images OpenCV can read: "
+                        f"re-export or remove them)")
 
 
 def run_frames(args, frames, make_predictor, faces):
@@ -195,14 +208,15 @@ def main(argv):
     if frames is None and video_only:
         raise config_module.ConfigError(f"{', '.join(video_only)}: for videos only (--input VIDEO "
                                         f"or --sequence FOLDER); still images always get an OBJ")
-    setup_logger()
+    log_config_notes(setup_logger())
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)
     faces = mano.faces[:, ::-1] if args.left else mano.faces
 
     def make_predictor(K):
         return HandPredictor(model, K, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
-                             root_depth=args.root_depth, fx_as_fy=cfg.fx_as_fy, left=args.left,
+                             root_depth=args.root_depth, fx_as_fy=cfg.fx_as_fy,
+                             as_published=cfg.as_published, num_joint=cfg.num_joint, left=args.left,
                              device=device,
                              channels_last=cfg.channels_last and device.type == 'cuda')
 
