@@ -118,6 +118,7 @@ def resolve_config(argv, from_checkpoint=False):
     repeating the preset. Overrides of the network's shape are refused
     (`check_against_checkpoint`).
     """
+    _PENDING_NOTES.clear()  # notes of an earlier resolution in this process are not this run's
     cfg = config_module.resolve(argv)
     wanted = [('checkpoint', cfg.checkpoint)] if from_checkpoint or cfg.continue_train else []
     for field, path in wanted + [('pre', cfg.pre)]:

@@ -64,7 +64,7 @@ def test_bad_configuration_is_refused_before_anything_is_written(tmp_path, argv,
 def test_test_py_refuses_bad_sizes_and_missing_checkpoints_before_writing(tmp_path):
     out = tmp_path / 'out'
     ckpt = tmp_path / 'x.pth'
-    ckpt.write_bytes(b'')
+    torch.save({'net': {}}, ckpt)  # read at resolve time (for its stored configuration)
     with pytest.raises(config.ConfigError, match='input_img_shape'):
         test_script.main(['--device', 'cpu', '--output_root', str(out), '--checkpoint', str(ckpt),
                           '--input_img_shape', '96,128'])
