@@ -150,7 +150,12 @@ def _resolve_for_onnx(argv, cfg):
         # Overrides must not change the network; the published decoding may be asked for.
         check_config_agrees(stored, {**cfg.to_dict(), **{k: stored.get(k) for k in
                                                          DECODING_SWITCHES}})
-        if cfg.checkpoint:
+        if cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
+            # Only the path recorded at export (a given --checkpoint was checked above): an
+            # exported file runs without its checkpoint.
+            _PENDING_NOTES.append(f'{cfg.onnx} was exported from {cfg.checkpoint}, which is not '
+                                  f'here: nothing to check it against')
+        elif cfg.checkpoint:
             saved, note = saved_config(cfg.checkpoint)
             _PENDING_NOTES.append(f'{note} (checked against {cfg.onnx})')
             check_config_agrees(stored, (saved or config_module.cfg).to_dict())
