@@ -21,10 +21,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Config:
     # ---- data ----------------------------------------------------------------------------
-    dataset: str = 'FreiHAND'  # data set name (dataset.get_dataset)
+    dataset: str = 'FreiHAND'  # data set name (dataset.get_dataset): FreiHAND | HO3D | FreiHAND+HO3D
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (README)
     annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
     mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
+    ho3d_version: str = 'v2'  # --dataset HO3D / FreiHAND+HO3D: v2 | v3 (the official split sizes the lists are checked against; docs/ho3d.md)
+    ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
     input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
@@ -110,6 +112,8 @@ _CHOICES = {
     'device': ('cuda', 'cpu'),
     'backbone': ('resnet18', 'resnet34', 'resnet50'),
     'resume': ('', 'auto'),
+    'dataset': ('FreiHAND', 'HO3D', 'FreiHAND+HO3D'),
+    'ho3d_version': ('v2', 'v3'),
 }
 
 
@@ -172,6 +176,12 @@ def validate(config):
     if name is not None and (not name or '/' in name or '\\' in name or name in ('.', '..')):
         raise ConfigError(f"config field 'experiment_name' = {name!r} must be a non-empty folder "
                           f"name without path separators")
+    if config.dataset == 'FreiHAND+HO3D' and not config.ho3d_root:
+        raise ConfigError("dataset 'FreiHAND+HO3D' trains on FreiHAND (data_root) and HO3D: set "
+                          "--ho3d_root to the HO3D folder")
+    if config.dataset == 'HO3D' and config.eval_interval:
+        raise ConfigError("eval_interval scores with the FreiHAND evaluator; for HO3D set "
+                          "--eval_interval 0 and score a checkpoint with test.py --dataset HO3D")
     if config.continue_train and not config.checkpoint:
         raise ConfigError("continue_train is set but 'checkpoint' is empty: pass --checkpoint "
                           "PATH or use --resume auto")

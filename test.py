@@ -11,6 +11,9 @@ pred.json is `[xyz_list, verts_list]` in meters, evaluation order: zipped, it is
 FreiHAND leaderboard accepts. When the evaluation ground truth is present
 (evaluation_xyz.json and evaluation_verts.json in the data root) the local evaluator runs
 and prints the leaderboard report.
+With --dataset HO3D --data_root DIR [--ho3d_version v3], pred.json is in HO3D's submission
+format (OpenGL frame, HO3D joint order, evaluation.txt order, placed at the given roots) and
+scored with utils.ho3d_eval when the released ground truth is in DIR (docs/ho3d.md).
 """
 import os
 import sys
@@ -19,6 +22,7 @@ import torch
 
 import config as config_module
 from dataset import get_dataset
+from engine import ho3d
 from engine.build import amp_dtype as amp_dtype_for
 from engine.inference import load_inference_model, predict_dataset, write_pred
 from engine.setup import resolve_config, run_main, setup_run
@@ -48,7 +52,7 @@ def main(argv):
 
     dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                          cache_dir=cfg.annotation_cache)
+                          cache_dir=cfg.annotation_cache, **ho3d.dataset_kwargs(cfg))
     xyz, verts = predict_dataset(
         model, dataset, device=device, batch_size=cfg.test_batch_size,
         num_workers=cfg.num_worker, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
@@ -57,7 +61,9 @@ def main(argv):
         channels_last=cfg.channels_last and device.type == 'cuda',
         rank=rank, world_size=world_size)
 
-    if rank == 0:
+    if rank == 0 and cfg.dataset == 'HO3D':  # pred.json in HO3D's submission format
+        ho3d.write_outputs(cfg, dataset, xyz, verts, logger, mano.faces)
+    elif rank == 0:
         pred_path = write_pred(os.path.join(cfg.output_root, 'pred.json'), xyz, verts)
         logger.info('wrote %s (%d samples); zip it to submit to the FreiHAND leaderboard',
                     pred_path, len(xyz))

@@ -1,4 +1,4 @@
-"""Train SAR on FreiHAND.
+"""Train SAR on FreiHAND (or HO3D: --dataset HO3D --data_root DIR [--ho3d_version v3]; docs/ho3d.md).
 
     python train.py                                   # config.py as it is
     python train.py --batch_size 32 --lr 1e-4        # any config field on the command line
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 import config as config_module
 from dataset import get_dataset, worker_init_fn
-from engine import training
+from engine import ho3d, training
 from engine.build import amp_dtype as amp_dtype_for, build_model, build_optimizer
 from engine.setup import resolve_config, run_main, save_config, setup_run
 from utils.runtime import distributed
@@ -46,7 +46,8 @@ def main(argv):
     # ---- data ----
     dataset = get_dataset(cfg.dataset, 'training', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                          seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache)
+                          seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache,
+                          **ho3d.dataset_kwargs(cfg))
     if world_size > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed, drop_last=True)
     else:

@@ -104,8 +104,11 @@ def _numpy_reconstructors():
     }
 
 
-def _allowed_globals():
-    import copyreg
+def numpy_pickle_globals():
+    """{(module, name): object} of the globals a pickle of NumPy arrays, dtypes and scalars
+    names (both numpy.core and numpy._core paths), plus `_codecs.encode`, with which Python 3
+    writes byte strings at protocols < 3 (a pure text encoding, it runs nothing else). For
+    restricted unpicklers of plain-data files (this module's, dataset/ho3d.py's)."""
     numpy_fns = _numpy_reconstructors()
     allowed = {}
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
@@ -115,15 +118,19 @@ def _allowed_globals():
         allowed[(module, '_frombuffer')] = numpy_fns['_frombuffer']
     allowed[('numpy', 'ndarray')] = np.ndarray
     allowed[('numpy', 'dtype')] = np.dtype
+    allowed[('_codecs', 'encode')] = codecs.encode
+    return allowed
+
+
+def _allowed_globals():
+    import copyreg
+    allowed = numpy_pickle_globals()
     for module in ('copy_reg', 'copyreg'):
         allowed[(module, '_reconstructor')] = copyreg._reconstructor
     for module in ('__builtin__', 'builtins'):
         allowed[(module, 'set')] = set
         # `copyreg._reconstructor(cls, object, None)` names `object` as the base class.
         allowed[(module, 'object')] = object
-    # Python 3 writes byte strings as `_codecs.encode(text, 'latin1')` at protocols < 3 (files
-    # re-saved from Python 3 with protocol 2); a pure text encoding, it runs nothing else.
-    allowed[('_codecs', 'encode')] = codecs.encode
     allowed[('chumpy.ch', 'Ch')] = _ChPlaceholder
     allowed[('chumpy.reordering', 'Select')] = _SelectPlaceholder
     for module in ('scipy.sparse.csc', 'scipy.sparse._csc', 'scipy.sparse'):

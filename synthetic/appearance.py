@@ -127,6 +127,32 @@ def _masked_mean(img, weight):
     return (img * weight[..., None]).sum(axis=(0, 1)) / max(weight.sum(), 1e-6)
 
 
+def draw_skin_and_light(rng):
+    """(skin RGB (3,) in [0, 1], render_mesh lighting keywords) of one sample: a skin tone
+    between two neighbours of SKIN_TONES with a jitter, a directional light travelling into the
+    scene (+z) from a random side of the camera, its intensity and the ambient level."""
+    tone = rng.uniform(0.0, len(SKIN_TONES) - 1)
+    low = int(np.floor(tone))
+    high = min(low + 1, len(SKIN_TONES) - 1)
+    skin = (1 - (tone - low)) * SKIN_TONES[low] + (tone - low) * SKIN_TONES[high]
+    skin = np.clip(skin + rng.uniform(-SKIN_JITTER, SKIN_JITTER, size=3), 0.0, 1.0)
+    light_dir = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0), rng.uniform(0.6, 1.5)])
+    return skin, dict(light_dir=light_dir, light_intensity=rng.uniform(*LIGHT_INTENSITY_RANGE),
+                      ambient=rng.uniform(*AMBIENT_RANGE))
+
+
+def supersampled_intrinsics(K, s=SUPERSAMPLE):
+    """K of the s-times finer image whose s x s pixel blocks average to the pixels of K's image.
+
+    Pixel j of the fine image is centred on coarse coordinate (j + 0.5) / s - 0.5, so
+    u_fine = s * u + (s - 1) / 2.
+    """
+    K_fine = np.array(K, dtype=np.float64)
+    K_fine[:2] *= s
+    K_fine[:2, 2] += (s - 1) / 2
+    return K_fine
+
+
 def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
     """Render the hand once with a random skin colour and lighting.
 
@@ -142,22 +168,10 @@ def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
     """
     height, width = (size, size) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
     from utils.vis.render import render_mesh  # imports pyrender lazily: only rendering needs OpenGL
-    tone = rng.uniform(0.0, len(SKIN_TONES) - 1)
-    low = int(np.floor(tone))
-    high = min(low + 1, len(SKIN_TONES) - 1)
-    skin = (1 - (tone - low)) * SKIN_TONES[low] + (tone - low) * SKIN_TONES[high]
-    skin = np.clip(skin + rng.uniform(-SKIN_JITTER, SKIN_JITTER, size=3), 0.0, 1.0)
-    # Light travelling into the scene (+z) from a random side of the camera.
-    light_dir = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0), rng.uniform(0.6, 1.5)])
+    skin, light = draw_skin_and_light(rng)
     s = SUPERSAMPLE
-    # Pixel j of the fine image is centred on coarse coordinate (j + 0.5) / s - 0.5, so
-    # u_fine = s * u + (s - 1) / 2.
-    K_fine = np.array(K, dtype=np.float64)
-    K_fine[:2] *= s
-    K_fine[:2, 2] += (s - 1) / 2
-    rgb, _, mask = render_mesh(verts_cam, faces, K_fine, (height * s, width * s), color=skin,
-                               light_dir=light_dir, light_intensity=rng.uniform(*LIGHT_INTENSITY_RANGE),
-                               ambient=rng.uniform(*AMBIENT_RANGE))
+    rgb, _, mask = render_mesh(verts_cam, faces, supersampled_intrinsics(K), (height * s, width * s),
+                               color=skin, **light)
     coverage = mask.astype(np.float32)
     premultiplied = rgb.astype(np.float32) * coverage[..., None]
     # INTER_AREA with an integer factor averages s x s blocks.

@@ -76,9 +76,7 @@ def _build_exact_cache(json_path, npy_path, entry_shape, what, source):
     """The float64 cache: json.load (Python's correctly rounded conversion, as the leaderboard
     reads its files) into `npy_path`, then its record. Called under the build lock."""
     write_npy(npy_path, parse_exact(json_path, entry_shape, what))
-    atomic_write_json(npy_path + META_SUFFIX, dict(
-        format=CACHE_FORMAT, source=os.path.abspath(json_path),
-        shape=[int(n) for n in np.load(npy_path, mmap_mode='r').shape], **source))
+    write_record(npy_path, source, os.path.abspath(json_path))
 
 
 def parse_exact(json_path, entry_shape, what):
@@ -146,9 +144,43 @@ def load_annotation(json_path, entry_shape, cache_dir, what='annotation file', c
         source = {'source_size': stat.st_size, 'source_mtime_ns': stat.st_mtime_ns}
     except OSError as err:
         raise DataError(f'cannot read {what} {json_path} ({err}); {FIX}.') from err
+
+    def build(path):
+        if exact:
+            _build_exact_cache(json_path, path, entry_shape, what, source)
+        else:
+            _build_cache(json_path, path, entry_shape, what, chunk_bytes, source)
+
+    array = cached_array(npy_path, source, entry_shape, build, dtype, json_path)
+    if os.stat(json_path).st_mtime_ns != source['source_mtime_ns']:
+        raise DataError(f'{what} {json_path} changed while its cache {npy_path} was built; run again.')
+    return array
+
+
+def write_record(npy_path, source, origin):
+    """The `<stem>.npy.meta` record of a cache just written at `npy_path`: the `source` fields
+    (what the cache was built from, compared at every open), the array's shape and `origin`."""
+    atomic_write_json(npy_path + META_SUFFIX, dict(
+        format=CACHE_FORMAT, source=origin,
+        shape=[int(n) for n in np.load(npy_path, mmap_mode='r').shape], **source))
+
+
+def cached_array(npy_path, source, entry_shape, build, dtype=np.float32, what='annotations'):
+    """Read-only memmap of the cache `npy_path` (N x entry_shape of `dtype`), built first by
+    `build(npy_path)` when it is absent, stale (its record disagrees with `source`, a dict of
+    JSON values describing the inputs), truncated or unreadable.
+
+    `build` writes the .npy (atomically, e.g. `write_npy`) and then its record (`write_record`);
+    it runs under an exclusive flock on `<stem>.lock`, so concurrent ranks build once and the
+    others wait, then map the result. `what` names the inputs in messages. Raises DataError for
+    an unusable cache folder or a build that did not give a valid cache.
+    """
+    entry_shape = tuple(int(s) for s in entry_shape)
     array, _ = _open_cache(npy_path, source, entry_shape, dtype)
     if array is not None:
         return array
+    cache_dir = os.path.dirname(npy_path)
+    stem = os.path.basename(npy_path)[:-len('.npy')]
     try:
         os.makedirs(cache_dir, exist_ok=True)
         lock = os.open(os.path.join(cache_dir, stem + '.lock'), os.O_RDWR | os.O_CREAT, 0o666)
@@ -164,9 +196,9 @@ def load_annotation(json_path, entry_shape, cache_dir, what='annotation file', c
         array, reason = _open_cache(npy_path, source, entry_shape, dtype)  # built meanwhile?
         if array is None:
             if reason is None:
-                logger.info('building the annotation cache %s from %s', npy_path, json_path)
+                logger.info('building the annotation cache %s from %s', npy_path, what)
             else:
-                logger.warning('annotation cache %s %s: rebuilding it from %s', npy_path, reason, json_path)
+                logger.warning('annotation cache %s %s: rebuilding it from %s', npy_path, reason, what)
             # Builds write temporary files only under this lock: the ones left are from killed builds.
             prefix = f'.{stem}.npy.'
             for name in os.listdir(cache_dir):
@@ -174,15 +206,12 @@ def load_annotation(json_path, entry_shape, cache_dir, what='annotation file', c
                         name.startswith(prefix) and name.endswith('.tmp')):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(os.path.join(cache_dir, name))
-            if exact:
-                _build_exact_cache(json_path, npy_path, entry_shape, what, source)
-            else:
-                _build_cache(json_path, npy_path, entry_shape, what, chunk_bytes, source)
+            build(npy_path)
             array, reason = _open_cache(npy_path, source, entry_shape, dtype)
     finally:
         os.close(lock)  # releases the lock
-    if array is None or os.stat(json_path).st_mtime_ns != source['source_mtime_ns']:
-        raise DataError(f'{what} {json_path} changed while its cache {npy_path} was built; run again.')
+    if array is None:
+        raise DataError(f'{what} changed while its cache {npy_path} was built ({reason}); run again.')
     return array
 
 
