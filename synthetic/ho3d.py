@@ -51,7 +51,6 @@ import torch
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from manopth.io import load_mano
 from utils.constants import (FREIHAND_TO_HO3D, HO3D_IMG_SIZE, HO3D_TO_FREIHAND, HO3D_VERSIONS,
                              OPENGL_TO_CAMERA)
 from utils.fileio import atomic_open, atomic_write_json
@@ -142,7 +141,8 @@ class HO3DSampler:
     def __init__(self, mano_root, max_tilt=None):
         self.geometry = GeometrySampler(mano_root, max_tilt)  # poses, rotations, MANO data
         self.mano = self.geometry.mano
-        self.hands_mean = np.asarray(load_mano(mano_root)['hands_mean'], dtype=np.float64)
+        # The FreiHAND-convention layer (flat_hand_mean=False) holds the model's hands_mean.
+        self.hands_mean = self.geometry.layer.th_hands_mean[0].double().numpy()
         self.layer = self.mano.layer(use_pca=False, flat_hand_mean=True, center_idx=None)
         self.max_tilt = max_tilt
 
