@@ -374,10 +374,9 @@ class HO3D(FreiHAND):
         """Camera-frame vertices (N x 778 x 3, m) of the table's MANO fits, in chunks."""
         layer = ManoLayer(mano_root=self.mano_root, side='right', use_pca=False,
                           flat_hand_mean=True, center_idx=None)
-        columns = self.table
         meshes = []
-        for start in range(0, len(columns), MANO_CHUNK):
-            rows = np.array(columns[start:start + MANO_CHUNK])  # a writable copy for torch
+        for start in range(0, len(self.table), MANO_CHUNK):
+            rows = np.array(self.table[start:start + MANO_CHUNK])  # a writable copy for torch
             with torch.no_grad():
                 verts_mm, _ = layer(torch.as_tensor(rows[:, TRAIN_COLUMNS['handPose']], dtype=torch.float32),
                                     torch.as_tensor(rows[:, TRAIN_COLUMNS['handBeta']], dtype=torch.float32))
