@@ -369,6 +369,47 @@ def projected_box(verts_cam, K):
     return np.array([u.min(), v.min(), u.max(), v.max()])
 
 
+def _write_meta_files(root, splits, version, seed, render):
+    """Write every frame's meta pickle (creating its folders); return the rendering tasks."""
+    tasks = []
+    for split, frames in splits.items():
+        for index, frame in enumerate(frames):
+            seq, frame_id = frame['name'].split('/')
+            folder = os.path.join(root, SPLIT_FOLDER[split], seq)
+            for sub in ('rgb', 'meta'):
+                os.makedirs(os.path.join(folder, sub), exist_ok=True)
+            meta = {'camMat': frame['K'].astype(np.float32), **_object_fields(frame['obj'])}
+            if split == TRAIN_SPLIT:
+                meta.update(frame['fit'], handJoints3D=frame['joints_gl'].astype(np.float32))
+            else:
+                meta.update(handBoundingBox=projected_box(frame['verts_cam'], frame['K']).astype(np.float32),
+                            handJoints3D=frame['joints_gl'][0].astype(np.float32))
+            write_meta(os.path.join(folder, 'meta', frame_id + '.pkl'), meta)
+            path = os.path.join(folder, 'rgb', frame_id + IMAGE_EXTENSION[version])
+            tasks.append((path, frame['verts_cam'], frame['K'], frame['obj'], seed, split, index, render))
+    return tasks
+
+
+def _render_frames(tasks, faces, workers, progress):
+    """Render and write the frames of `tasks` (in `workers` processes); return the fraction of
+    each frame's hand pixels the object hides, in task order."""
+    hidden = []
+    bar = tqdm(total=len(tasks), unit='frame', desc='rendering', disable=not progress)
+    if workers == 1:
+        _init_worker(faces)
+        for task in tasks:
+            hidden.append(_render_task(task))
+            bar.update()
+    else:
+        context = multiprocessing.get_context('spawn')  # no OpenGL context inherited by fork
+        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
+            for value in pool.imap(_render_task, tasks, chunksize=4):
+                hidden.append(value)
+                bar.update()
+    bar.close()
+    return hidden
+
+
 def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_tilt=None, workers=1,
              overwrite=False, progress=True, render=True):
     """Write a synthetic HO3D-layout set (see the module docstring) into `root`.
@@ -400,38 +441,8 @@ def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_til
     _prepare_root(root, overwrite)
     splits = {TRAIN_SPLIT: _split_frames(sampler, seed, TRAIN_SPLIT, num_train),
               EVAL_SPLIT: _split_frames(sampler, seed, EVAL_SPLIT, num_eval)}
-    tasks = []
-    for split, frames in splits.items():
-        for index, frame in enumerate(frames):
-            seq, frame_id = frame['name'].split('/')
-            folder = os.path.join(root, SPLIT_FOLDER[split], seq)
-            for sub in ('rgb', 'meta'):
-                os.makedirs(os.path.join(folder, sub), exist_ok=True)
-            meta = {'camMat': frame['K'].astype(np.float32), **_object_fields(frame['obj'])}
-            if split == TRAIN_SPLIT:
-                meta.update(frame['fit'], handJoints3D=frame['joints_gl'].astype(np.float32))
-            else:
-                meta.update(handBoundingBox=projected_box(frame['verts_cam'], frame['K']).astype(np.float32),
-                            handJoints3D=frame['joints_gl'][0].astype(np.float32))
-            write_meta(os.path.join(folder, 'meta', frame_id + '.pkl'), meta)
-            path = os.path.join(folder, 'rgb', frame_id + IMAGE_EXTENSION[version])
-            tasks.append((path, frame['verts_cam'], frame['K'], frame['obj'], seed, split, index, render))
-
-    faces = sampler.mano.faces
-    hidden = []
-    bar = tqdm(total=len(tasks), unit='frame', desc='rendering', disable=not progress)
-    if workers == 1:
-        _init_worker(faces)
-        for task in tasks:
-            hidden.append(_render_task(task))
-            bar.update()
-    else:
-        context = multiprocessing.get_context('spawn')  # no OpenGL context inherited by fork
-        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
-            for value in pool.imap(_render_task, tasks, chunksize=4):
-                hidden.append(value)
-                bar.update()
-    bar.close()
+    tasks = _write_meta_files(root, splits, version, seed, render)
+    hidden = _render_frames(tasks, sampler.mano.faces, workers, progress)
 
     # Lists and ground truth last, atomically: their presence marks a complete set.
     evaluation = splits[EVAL_SPLIT]
