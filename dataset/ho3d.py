@@ -4,7 +4,7 @@ Training: one item per frame of train.txt whose meta pickle has every hand field
 None fields are skipped and counted). The mesh is MANO (flat_hand_mean=True) of the frame's
 handPose, handBeta and handTrans; vertices and handJoints3D are taken from HO3D's OpenGL frame
 to the network's camera frame (diag(1, -1, -1)) and the joints reordered to FreiHAND's order.
-The crop box comes from the projected joints with FreiHAND's framing (utils.tracking's
+The crop box comes from the projected joints with FreiHAND's framing (utils.transforms'
 `box_from_joints`: 1.57 x the joints' 2D extent), the augmentation and the targets are
 FreiHAND's (docs/method.md §2-3).
 Evaluation: one item per line of evaluation.txt, in that order, cropped with the frame's
@@ -15,7 +15,7 @@ Items are `(inputs, targets, meta_info)` with the keys of dataset.freihand's ite
 items of both sets collate together, see dataset.get_dataset('FreiHAND+HO3D')).
 
 Meta pickles are read with a restricted unpickler (NumPy arrays and plain containers only):
-anything else is refused before it can run. Annotation cache (utils.annotations): the meta
+anything else is refused before it can run. Annotation cache (utils.files.annotations): the meta
 pickles of a split are read once into a float64 table `<cache_dir>/ho3d_<version>_<split>.table.npy`
 and the training meshes into `ho3d_<version>_train.verts.npy` (float32, camera frame); both are
 memory-mapped read-only by later runs, DataLoader workers and ranks. A cache is rebuilt when
@@ -36,15 +36,15 @@ from dataset.freihand import FreiHAND
 from manopth.constants import NUM_BETAS, NUM_JOINTS, NUM_POSE, NUM_VERTS
 from manopth.io import numpy_pickle_globals
 from manopth.manolayer import ManoLayer
-from utils.annotations import cached_array, resolve_cache_dir, write_record
 from utils.constants import (HO3D_IMG_SIZE, HO3D_SPLIT_SIZES, HO3D_TO_FREIHAND, HO3D_VERSIONS,
                              OPENGL_TO_CAMERA, ROOT_JOINT_IDX)
-from utils.drawing import read_image
 from utils.errors import DataError
-from utils.fileio import atomic_open
+from utils.files.annotations import cached_array, resolve_cache_dir, write_record
+from utils.files.atomic import atomic_open
+from utils.files.images import read_image
+from utils.mano import mano_meters
 from utils.preprocessing import crop_and_augment, normalize
-from utils.tracking import box_from_joints
-from utils.transforms import encode_uvd, project
+from utils.transforms import box_from_joints, encode_uvd, project
 
 logger = logging.getLogger(__name__)
 
@@ -377,10 +377,9 @@ class HO3D(FreiHAND):
         meshes = []
         for start in range(0, len(self.table), MANO_CHUNK):
             rows = np.array(self.table[start:start + MANO_CHUNK])  # a writable copy for torch
-            with torch.no_grad():
-                verts_mm, _ = layer(torch.as_tensor(rows[:, TRAIN_COLUMNS['handPose']], dtype=torch.float32),
-                                    torch.as_tensor(rows[:, TRAIN_COLUMNS['handBeta']], dtype=torch.float32))
-            verts_gl = verts_mm.double().numpy() / 1000 + rows[:, None, TRAIN_COLUMNS['handTrans']]
+            verts, _ = mano_meters(layer, torch.as_tensor(rows[:, TRAIN_COLUMNS['handPose']], dtype=torch.float32),
+                                   torch.as_tensor(rows[:, TRAIN_COLUMNS['handBeta']], dtype=torch.float32))
+            verts_gl = verts + rows[:, None, TRAIN_COLUMNS['handTrans']]
             chunk = (verts_gl * _FLIP).astype('<f4')
             if out is None:
                 meshes.append(chunk)

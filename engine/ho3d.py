@@ -65,7 +65,7 @@ def write_outputs(cfg, dataset, xyz, verts, logger, faces=None):
         logger.info('no evaluation ground truth (evaluation_xyz.json, evaluation_verts.json) in %s: '
                     'skipping the local evaluation', cfg.data_root)
     if cfg.vis:
-        from utils.panels import render_results
+        from utils.vis.panels import render_results
         paths = render_results(dataset, xyz, verts, faces, cfg.vis_dir, cfg.vis_num)
         logger.info('rendered %d results to %s', len(paths), cfg.vis_dir)
     return scores

@@ -1,5 +1,5 @@
-"""Hand boxes from predicted joints, box tracking over video frames, the `--bbox auto`
-refinement and the One Euro filter for the decoded points (docs/method.md §2, §7).
+"""Hand boxes from predicted joints (the rule itself: utils.transforms.box_from_joints), box
+tracking over video frames, the `--bbox auto` refinement and the One Euro filter for the decoded points (docs/method.md §2, §7).
 
 Boxes are `HandBox(center, side)`: centre (2,) in image pixels (u right, v down) and the side
 of the square box in pixels, as the crop of docs/method.md §2 step 3 takes them (the demo's
@@ -10,17 +10,12 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-# Box side = BOX_ENLARGE x the larger side of the joints' 2D extent. FreiHAND frames every
-# hand with the fixed 130 px box on the 224 px image (docs/method.md §2 step 2); on 2000
-# training samples of the synthetic set (synthetic/freihand.py, whose placement reproduces that
-# framing: keypoint 9 at the image centre, projected mesh extent mostly 90-125 px; stand-in
-# hand, uniform rotations) the 21 joints span a median of 82.6 px (5-95 %: 63-100 px), and
-# 130 px / joint extent has median 1.57 (quartiles 1.44 and 1.74; 1.57 with --max-tilt 50
-# as well). So a box of 1.57 x the joint extent gives the network the scale it was trained at.
-BOX_ENLARGE = 1.57
+# The box rule of FreiHAND's framing lives in utils.transforms (the HO3D loader crops with it
+# too); imported here for the tracking loop and its callers.
+from utils.transforms import BOX_ENLARGE, MAX_SIDE_IMAGE_RATIO, HandBox, box_from_joints  # noqa: F401
+
 MIN_BOX_SIDE_PX = 32.0  # a smaller box (a quarter of FreiHAND's 130 px) is a collapsed track
 MIN_INSIDE_FRACTION = 0.5  # a box with less of its area inside the image has left it
-MAX_SIDE_IMAGE_RATIO = 2.0  # box side at most this x the longer image side (the rest is border)
 # One Euro filter defaults for the decoded 3D points (meters; see OneEuroFilter).
 DEFAULT_MIN_CUTOFF_HZ = 1.0  # Hz
 DEFAULT_BETA = 20.0  # Hz of cutoff per m/s of speed
@@ -28,41 +23,10 @@ DEFAULT_D_CUTOFF_HZ = 1.0  # Hz, the derivative's low-pass
 DEFAULT_RATE = 30.0  # samples/s when no timestamps are given
 
 
-class HandBox(NamedTuple):
-    """Square hand box in image pixels."""
-
-    center: np.ndarray  # (2,) u, v of the box centre, px
-    side: float  # px
-
-
 def as_box(box):
     """HandBox from any (center, side) pair."""
     center, side = box
     return HandBox(np.asarray(center, dtype=np.float64).reshape(2), float(side))
-
-
-def box_from_joints(joints_uv, image_size=None, enlarge=BOX_ENLARGE):
-    """Square box around the 2D extent of the joints, FreiHAND's framing.
-
-    centre = middle of the joints' bounding rectangle; side = enlarge x max(width, height) of
-    that rectangle (BOX_ENLARGE: see its comment), capped at MAX_SIDE_IMAGE_RATIO x the longer
-    image side when image_size is given.
-
-    Args:
-        joints_uv: J x 2 joint pixels (u, v) in the image (21 predicted joints).
-        image_size: optional (height, width) of the image, px.
-        enlarge: box side per pixel of joint extent.
-    Returns:
-        HandBox.
-    """
-    joints_uv = np.asarray(joints_uv, dtype=np.float64)
-    if joints_uv.ndim != 2 or joints_uv.shape[1] != 2 or len(joints_uv) == 0:
-        raise ValueError(f'joints_uv must be J x 2 pixel coordinates; got shape {joints_uv.shape}')
-    low, high = joints_uv.min(axis=0), joints_uv.max(axis=0)
-    side = enlarge * float(np.max(high - low))
-    if image_size is not None:
-        side = min(side, MAX_SIDE_IMAGE_RATIO * max(image_size))
-    return HandBox((low + high) / 2, side)
 
 
 def inside_fraction(box, image_size):

@@ -53,7 +53,8 @@ from tqdm import tqdm
 
 from utils.constants import (FREIHAND_TO_HO3D, HO3D_IMG_SIZE, HO3D_TO_FREIHAND, HO3D_VERSIONS,
                              OPENGL_TO_CAMERA)
-from utils.fileio import atomic_open, atomic_write_json
+from utils.files.atomic import atomic_open, atomic_write_json
+from utils.mano import mano_meters
 from synthetic.appearance import (SENSOR_NOISE_RANGE, SUPERSAMPLE, composite, draw_skin_and_light,
                                   supersampled_intrinsics, textured_background)
 from synthetic.geometry import (BETA_CLIP, EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, hand_normals,
@@ -161,12 +162,10 @@ class HO3DSampler:
 
     def mano_gl(self, pose, betas, trans):
         """(verts B x 778 x 3, joints B x 21 x 3 HO3D order), OpenGL frame, m, of MANO fits."""
-        with torch.no_grad():
-            verts_mm, joints_mm = self.layer(torch.as_tensor(pose, dtype=torch.float32),
-                                             torch.as_tensor(betas, dtype=torch.float32))
+        verts, joints = mano_meters(self.layer, torch.as_tensor(pose, dtype=torch.float32),
+                                    torch.as_tensor(betas, dtype=torch.float32))
         offset = np.asarray(trans, dtype=np.float64)[:, None]
-        verts = verts_mm.double().numpy() / 1000 + offset
-        joints = joints_mm.double().numpy() / 1000 + offset
+        verts, joints = verts + offset, joints + offset
         return verts, joints[:, list(FREIHAND_TO_HO3D)]
 
     def frame(self, rng, seq):
@@ -218,7 +217,7 @@ def render_frame(verts_cam, faces, K, obj, rng):
     obj: dict with 'verts', 'faces' (object frame, m), 'rotation', 'center' (camera frame),
     'cell', 'colors'. rng: the frame's appearance generator.
     """
-    from utils.render import render_mesh  # imports pyrender lazily: only rendering needs OpenGL
+    from utils.vis.render import render_mesh  # imports pyrender lazily: only rendering needs OpenGL
     height, width = HO3D_IMG_SIZE
     s = SUPERSAMPLE
     K_fine = supersampled_intrinsics(K)
@@ -472,9 +471,10 @@ def write_preview(root, out_path, count=4):
     """A grid of the first `count` training frames with the projected skeleton of handJoints3D
     (OpenGL -> camera frame, camMat) and their crops as the loader makes them."""
     from dataset.ho3d import read_frame_list, read_meta
-    from utils.drawing import draw_skeleton, make_grid, save_image
+    from utils.files.images import save_image
+    from utils.transforms import box_from_joints
+    from utils.vis.drawing import draw_skeleton, make_grid
     from utils.constants import HO3D_TO_FREIHAND
-    from utils.tracking import box_from_joints
     cells, labels = [], []
     for name in read_frame_list(os.path.join(root, 'train.txt'))[:count]:
         seq, frame_id = name.split('/')

@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 from dataset.ho3d import read_meta
 from manopth.manolayer import ManoLayer
 from synthetic.ho3d import generate
-from utils.render import close_renderers, rasterize_mask
+from utils.vis.render import close_renderers, rasterize_mask
 
 NUM_TRAIN, NUM_EVAL = 3, 2
 FLIP = np.array([1.0, -1.0, -1.0])  # OpenGL <-> OpenCV camera frame

@@ -2,7 +2,7 @@
 cm), pck_data.json and one PCK plot per curve (rendered as the FreiHAND evaluator's)."""
 import os
 
-from utils.fileio import atomic_open, atomic_write_json
+from utils.files.atomic import atomic_open, atomic_write_json
 from utils.freihand_eval.report import render_pck_plot
 from utils.ho3d_eval.metrics import SCORE_KEYS
 
