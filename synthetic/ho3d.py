@@ -265,7 +265,12 @@ def write_meta(path, meta):
         pickle.dump(meta, f, protocol=PICKLE_PROTOCOL)
 
 
+# utils.vis.render's cached renderer grows by about 6 MB per 1280 x 960 render (measured: 30
+# renders, +120 MB; pyrender keeps what each scene uploads); freeing it every so many frames
+# keeps a worker near its starting size (+8 MB over 40 renders when freed every 10).
+RENDERER_RECYCLE_FRAMES = 25
 _worker_faces = None
+_worker_frames = 0
 
 
 def _init_worker(faces, single_threaded=False):
@@ -277,10 +282,15 @@ def _init_worker(faces, single_threaded=False):
 
 
 def _render_task(task):
+    global _worker_frames
     path, verts_cam, K, obj, seed, split, index, render = task
     _, appearance_rng, _ = sample_generators(seed, split, index)
     if render:
         img, hidden = render_frame(verts_cam, _worker_faces, K, obj, appearance_rng)
+        _worker_frames += 1
+        if _worker_frames % RENDERER_RECYCLE_FRAMES == 0:
+            from utils.vis.render import close_renderers
+            close_renderers()
     else:  # grey frames, for tests of the loaders
         img, hidden = np.full(HO3D_IMG_SIZE + (3,), 128, dtype=np.uint8), 0.0
     _write_image(path, img)
