@@ -49,7 +49,7 @@ class Config:
     weight_decay: float = 0.01  # AdamW weight decay
     adj_lr_scale: float = 1.0  # lr multiplier for the graph adjacencies (`adj`); 1: published
     total_epoch: int = 50  # epochs over 4*N training items
-    amp: str = 'bf16'  # CUDA mixed precision: off | bf16 | fp16 (fp16 uses loss scaling)
+    amp: str = 'auto'  # mixed precision: auto (bf16 on CUDA and on CPUs with native bf16, else fp32; the log says which and why) | off | bf16 | fp16 (CUDA only, loss-scaled)
     channels_last: bool = True  # CUDA memory layout for the convolutions
     compile: bool = False  # torch.compile the network (CUDA; first iterations compile)
     seed: int = 0  # seeds weights init, shuffling and augmentation
@@ -100,7 +100,7 @@ PRESETS = {
         device='cpu', backbone='resnet18', input_img_shape=(96, 96), num_stage=1,
         num_FMs=8, pretrained_backbone=False, batch_size=16, lr=1e-3, adj_lr_scale=0.01,
         total_epoch=3,
-        num_worker=1, amp='off', channels_last=False, print_iter=20,
+        num_worker=1, amp='auto', channels_last=False, print_iter=20, eval_interval=1,
         data_root='data/FreiHAND_synth', mano_root='data/mano_standin',
         experiment_name='cpu_demo'),
 }
@@ -108,7 +108,7 @@ PRESETS = {
 cfg = Config()
 
 _CHOICES = {
-    'amp': ('off', 'bf16', 'fp16'),
+    'amp': ('auto', 'off', 'bf16', 'fp16'),
     'device': ('cuda', 'cpu'),
     'backbone': ('resnet18', 'resnet34', 'resnet50'),
     'resume': ('', 'auto'),
@@ -182,6 +182,10 @@ def validate(config):
     if config.dataset == 'HO3D' and config.eval_interval:
         raise ConfigError("eval_interval scores with the FreiHAND evaluator; for HO3D set "
                           "--eval_interval 0 and score a checkpoint with test.py --dataset HO3D")
+    if config.amp == 'fp16' and config.device == 'cpu':
+        raise ConfigError("config field 'amp' = 'fp16' needs device 'cuda': CPU fp16 autocast is "
+                          "emulated on most CPUs (slower than fp32); use --amp auto (bf16 where "
+                          "the CPU has it natively), --amp bf16 or --amp off")
     if config.continue_train and not config.checkpoint:
         raise ConfigError("continue_train is set but 'checkpoint' is empty: pass --checkpoint "
                           "PATH or use --resume auto")

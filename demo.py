@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
-from engine.inference import HandPredictor, load_inference_model
+from engine.inference import HandPredictor, inference_amp, load_inference_model
 from engine.setup import log_config_notes, resolve_config, run_main
 from engine.video import auto_box, run_video
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
@@ -211,6 +211,7 @@ def main(argv):
     log_config_notes(setup_logger())
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)
+    amp_dtype = inference_amp(cfg, device)
     faces = mano.faces[:, ::-1] if args.left else mano.faces
 
     def make_predictor(K):
@@ -218,7 +219,8 @@ def main(argv):
                              root_depth=args.root_depth, fx_as_fy=cfg.fx_as_fy,
                              as_published=cfg.as_published, num_joint=cfg.num_joint, left=args.left,
                              device=device,
-                             channels_last=cfg.channels_last and device.type == 'cuda')
+                             channels_last=cfg.channels_last and device.type == 'cuda',
+                             amp_dtype=amp_dtype)
 
     os.makedirs(args.out, exist_ok=True)
     if frames is None:

@@ -23,8 +23,7 @@ import torch
 import config as config_module
 from dataset import get_dataset
 from engine import ho3d
-from engine.build import amp_dtype as amp_dtype_for
-from engine.inference import load_inference_model, predict_dataset, write_pred
+from engine.inference import inference_amp, load_inference_model, predict_dataset, write_pred
 from engine.setup import resolve_config, run_main, setup_run
 from utils.runtime import distributed
 from utils import freihand_eval
@@ -49,6 +48,7 @@ def main(argv):
     cfg, rank, world_size, device, logger = setup_run(cfg, f'test_{cfg.experiment_name}')
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)
+    amp_dtype = inference_amp(cfg, device, logger)
 
     dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
@@ -57,7 +57,7 @@ def main(argv):
         model, dataset, device=device, batch_size=cfg.test_batch_size,
         num_workers=cfg.num_worker, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
         fx_as_fy=cfg.fx_as_fy, as_published=cfg.as_published, num_joint=cfg.num_joint,
-        amp_dtype=amp_dtype_for(cfg.amp, device),
+        amp_dtype=amp_dtype,
         channels_last=cfg.channels_last and device.type == 'cuda',
         rank=rank, world_size=world_size)
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 import config as config_module
 from dataset import get_dataset, worker_init_fn
 from engine import ho3d, training
-from engine.build import amp_dtype as amp_dtype_for, build_model, build_optimizer
+from engine.build import build_model, build_optimizer, log_amp
 from engine.setup import resolve_config, run_main, save_config, setup_run
 from utils.runtime import distributed
 from utils import freihand_eval
@@ -39,9 +39,7 @@ def main(argv):
     logger.info('world size %d: batch %d per process, %d in total', world_size, per_gpu_batch,
                 cfg.batch_size)
     torch.manual_seed(cfg.seed)
-    amp_dtype = amp_dtype_for(cfg.amp, device)
-    if cfg.amp != 'off' and device.type != 'cuda':
-        logger.info("amp='%s' applies on CUDA only; training in fp32 on %s", cfg.amp, device)
+    amp_dtype = log_amp(cfg.amp, device, logger).dtype  # the choice and its reason, logged
 
     # ---- data ----
     dataset = get_dataset(cfg.dataset, 'training', root=cfg.data_root,

@@ -1,25 +1,32 @@
-"""How fast SAR runs on this machine, against what the machine can do (issue 7).
+"""How fast SAR runs on this machine, against what the machine can do (issues 7 and 20).
 
     python -m benchmarks.run [--quick] [--skip-eval] [--threads N] [--data-root DIR]
-                             [--device cpu|cuda] [--amp off|bf16|fp16]
+                             [--device cpu|cuda] [--amp off|bf16|fp16] [--no-onnx]
+                             [--preset cpu_demo]
 
 Prints, in one run, with the device, thread count and the CPU use of other processes:
-- the network's FLOPs per image (torch.utils.flop_counter, default config of config.py) and
-  the machine's matrix-multiply rate (fp32 2048 x 2048 products on the CPU, same thread
-  count; on CUDA 8192 x 8192 in the compute dtype);
-- inference images/s at batch 1 and 16 (evaluation mode, and the copy made by
-  SAR.fuse_for_inference) and training images/s at batch 8 (forward + loss + backward +
-  AdamW step), each also as a fraction of the matmul rate: FLOPs x images/s / rate, where a
-  training image counts 3x the forward FLOPs;
+- the network's FLOPs per image (torch.utils.flop_counter; config.py's default network, or
+  that of --preset) and
+  the machine's matrix-multiply rates: on the CPU fp32 and bf16 2048 x 2048 products (same
+  thread count), on CUDA 8192 x 8192 in the compute dtype (--amp);
+- on the CPU, side by side: fp32 (PyTorch eager, the published code's precision), bf16
+  autocast and ONNX Runtime (the fp32 graph of engine.onnx_export) for inference at batch 1
+  and 8 (the copy made by SAR.fuse_for_inference, as test.py and demo.py run it; fp32 also
+  unfused), fp32 and bf16 for training at batch 8 (forward + loss + backward + AdamW step);
+  each as images/s and as a fraction of the matmul rate of its own precision (FLOPs x
+  images/s / rate, a training image counting 3x the forward FLOPs); then the default path
+  (`amp='auto'`, engine.build.resolve_amp) against fp32, with the largest difference of its
+  outputs in crop-normalised units;
 - the data pipeline's CPU time and items/s per worker (decode, crop, augment, normalise,
   targets) on FreiHAND-layout images, and whether config.num_worker workers sustain the
   measured training rate;
 - the time of the full 3,960-sample local evaluation (benchmarks/evaluation.py) and the MANO
   layer's hands per second at batch 1024 (procedural stand-in model).
 
-Every timing is a median over repetitions after warm-up. Other processes on the machine
-change the numbers: their CPU use is printed at the start and the end; run it idle.
-No model weights or data sets are needed: images, targets and the MANO model are synthetic.
+Every timing is a median over repetitions after warm-up; the paths compared side by side are
+timed in turn within each repetition, so a change in the machine's load hits all of them.
+Other processes change the numbers: their CPU use is printed at the start and the end; run
+it idle. No model weights or data sets are needed: images, targets and MANO are synthetic.
 """
 import argparse
 import contextlib
@@ -34,76 +41,93 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import config as config_module
-from engine.build import AMP_DTYPES, amp_dtype as amp_dtype_for, build_model, build_optimizer
+from engine.build import AMP_DTYPES, build_model, build_optimizer, resolve_amp
 from benchmarks.machine import other_cpu_use
 from engine.training import train_step
 from utils.mano import MANO
 
 MATMUL_SIDE = {'cpu': 2048, 'cuda': 8192}  # square matmul giving the reference rate
 PUBLISHED_TRAIN_IMAGES_PER_S = 173  # the published 50-epoch run on one GPU (docs/method.md §6)
-INFERENCE_BATCHES = (1, 16)
+INFERENCE_BATCHES = (1, 8)
 TRAIN_BATCH = 8
 MANO_BATCH = 1024
 EVAL_SAMPLES = 3960  # FreiHAND evaluation set size
 TRAINING_FLOP_FACTOR = 3  # forward + backward (input and weight gradients) ~ 3 x forward
 SYNTH_SAMPLES = 8  # FreiHAND-layout samples written for the data benchmark (x4 versions)
 BUSY_CORES = 0.1  # cores used by other processes above which the timings are flagged
+ONNX_TOLERANCE = 1e-3  # export self-check with random weights (see benchmarks/onnx_vs_torch.py)
+GOAL_SPEEDUP = 2.0  # issue 20: the default CPU path >= 2x fp32 eager where bf16 is native
+GOAL_MAX_DIFF = 5e-3  # ... with outputs within this of fp32 (crop-normalised units)
+PRECISION_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class Timer:
     """Median wall time of repeated calls, synchronising the device around each call.
 
-    Between the timed calls it also times a few square matrix products (the network's
-    compute dtype: fp32, or the autocast dtype on CUDA), so every
-    measurement comes with the matmul rate of the same moments: other processes or clock
-    changes that slow one down slow the other too, and the fractions stay meaningful.
+    Between the timed calls it also times a few square matrix products in each compute
+    dtype (fp32, bf16, ...), so every measurement comes with the matmul rate of the same
+    moments: other processes or clock changes that slow one down slow the other too, and
+    the fractions stay meaningful.
     """
 
-    def __init__(self, device, dtype=torch.float32):
+    def __init__(self, device, dtypes=(torch.float32,)):
         self.device = device
         self.side = MATMUL_SIDE[device.type]
         generator = torch.Generator(device=device).manual_seed(0)
-        self._a = torch.randn(self.side, self.side, device=device, generator=generator).to(dtype)
-        self._b = torch.randn(self.side, self.side, device=device, generator=generator).to(dtype)
-        self._out = torch.empty_like(self._a)
+        a = torch.randn(self.side, self.side, device=device, generator=generator)
+        b = torch.randn(self.side, self.side, device=device, generator=generator)
+        self._pairs = {dtype: (a.to(dtype), b.to(dtype), torch.empty_like(a, dtype=dtype))
+                       for dtype in dtypes}
 
     def sync(self):
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
-    def _matmul_seconds(self, count):
+    def _matmul_seconds(self, count, dtype):
+        a, b, out = self._pairs[dtype]
         times = []
         for _ in range(count):
             self.sync()
             begin = time.perf_counter()
-            torch.mm(self._a, self._b, out=self._out)
+            torch.mm(a, b, out=out)
             self.sync()
             times.append(time.perf_counter() - begin)
         return times
 
-    def matmul_rate(self, repeats, min_warmup_s=1.0):
-        """GFLOP/s of the square product (median), after `min_warmup_s` of them (CPU clocks
-        and thread pools ramp up)."""
+    def _rate(self, seconds):
+        return 2 * self.side ** 3 / statistics.median(seconds) / 1e9
+
+    def matmul_rate(self, repeats, dtype=torch.float32, min_warmup_s=1.0):
+        """GFLOP/s of the square product in `dtype` (median), after `min_warmup_s` of them
+        (CPU clocks and thread pools ramp up)."""
         start = time.perf_counter()
         while time.perf_counter() - start < min_warmup_s:
-            self._matmul_seconds(1)
-        return 2 * self.side ** 3 / statistics.median(self._matmul_seconds(repeats)) / 1e9
+            self._matmul_seconds(1, dtype)
+        return self._rate(self._matmul_seconds(repeats, dtype))
 
-    def median(self, function, repeats, warmup=1):
+    def median(self, function, repeats, warmup=1, dtype=torch.float32):
         """(median seconds per call of `function()` after `warmup` calls, median matmul
-        GFLOP/s measured between the timed calls)."""
+        GFLOP/s in `dtype` measured between the timed calls)."""
+        return self.alternating({'f': (function, dtype)}, repeats, warmup)['f']
+
+    def alternating(self, calls, repeats, warmup=1):
+        """{name: (median seconds, paired matmul GFLOP/s)} of `calls` {name: (function,
+        matmul dtype)}, the functions called in turn within each repetition."""
         for _ in range(warmup):
-            function()
-        times, matmul_times = [], []
+            for function, _ in calls.values():
+                function()
+        times = {name: [] for name in calls}
+        matmul = {name: [] for name in calls}
         for _ in range(repeats):
-            matmul_times += self._matmul_seconds(3)
-            self.sync()
-            begin = time.perf_counter()
-            function()
-            self.sync()
-            times.append(time.perf_counter() - begin)
-        rate = 2 * self.side ** 3 / statistics.median(matmul_times) / 1e9
-        return statistics.median(times), rate
+            for name, (function, dtype) in calls.items():
+                matmul[name] += self._matmul_seconds(3, dtype)
+                self.sync()
+                begin = time.perf_counter()
+                function()
+                self.sync()
+                times[name].append(time.perf_counter() - begin)
+        return {name: (statistics.median(times[name]), self._rate(matmul[name]))
+                for name in calls}
 
 
 def device_description(device):
@@ -151,68 +175,163 @@ def random_batch(batch, cfg, device, channels_last, generator):
     return img, gt_uvd
 
 
-def bench_network(cfg, mano, device, timer, amp_dtype, quick):
-    """Inference and training throughput of the default network; prints and returns figures."""
-    channels_last = cfg.channels_last and device.type == 'cuda'  # as train.py
-    generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = build_model(cfg, mano, device, pretrained_backbone=False).eval()  # random weights
+def network_flops(model, cfg, device, channels_last, generator):
+    """(forward FLOPs per image, counted forward + backward FLOPs per image); printed."""
     img1, _ = random_batch(1, cfg, device, channels_last, generator)
-    flops = forward_flops(model, img1, amp_dtype)
-    figures = {'forward_gflop_per_image': flops / 1e9}
-
+    flops = forward_flops(model.eval(), img1, None)
     # Counted training FLOPs (forward + backward, batch 2) to show what the 3x convention
     # stands for; the optimiser step is memory traffic, not FLOPs.
     model.train()
     img2, gt2 = random_batch(2, cfg, device, channels_last, generator)
-    with FlopCounterMode(display=False) as counter, autocast(device, amp_dtype):
+    with FlopCounterMode(display=False) as counter:
         sum(model({'img': img2}, {'mesh_pose_uvd': gt2}).values()).backward()
     model.zero_grad(set_to_none=True)
-    train_flops_counted = counter.get_total_flops() / 2
-    figures['train_gflop_per_image_counted'] = train_flops_counted / 1e9
+    train_flops = counter.get_total_flops() / 2
     print(f'network: {cfg.backbone}, {cfg.num_stage} stages, {cfg.input_img_shape[0]} px: '
           f'{flops / 1e9:.2f} GFLOP per image forward; a training step counts '
-          f'{train_flops_counted / 1e9:.1f} GFLOP per image forward + backward '
-          f'({train_flops_counted / flops:.2f} x forward; fractions below use '
+          f'{train_flops / 1e9:.1f} GFLOP per image forward + backward '
+          f'({train_flops / flops:.2f} x forward; fractions below use '
           f'{TRAINING_FLOP_FACTOR} x)')
+    return flops, train_flops
 
-    def report(label, key, batch, seconds, paired_rate, factor=1):
+
+class Report:
+    """Prints timings as images/s and fractions of the paired matmul rate; keeps figures."""
+
+    def __init__(self, flops):
+        self.flops = flops
+        self.figures = {'forward_gflop_per_image': flops / 1e9}
+
+    def add(self, label, key, batch, seconds, paired_rate, factor=1):
         images_per_s = batch / seconds
-        fraction = factor * flops * images_per_s / (paired_rate * 1e9)
-        figures.update({f'{key}_images_per_s': images_per_s, f'{key}_fraction': fraction,
-                        f'{key}_paired_matmul_gflops': paired_rate})
+        achieved = factor * self.flops * images_per_s / 1e9
+        fraction = achieved / paired_rate
+        self.figures.update({f'{key}_images_per_s': images_per_s, f'{key}_fraction': fraction,
+                             f'{key}_paired_matmul_gflops': paired_rate})
         unit = f'{seconds * 1e3:8.1f} ms' if seconds < 1 else f'{seconds:8.2f} s '
         print(f'  {label}: {images_per_s:7.2f} images/s ({unit} per batch), {fraction:.2f} of '
               f'the matmul rate ({paired_rate:.0f} GFLOP/s between the timed calls; '
-              f'{factor * flops * images_per_s / 1e9:.0f} GFLOP/s achieved)')
+              f'{achieved:.0f} GFLOP/s achieved)')
+        return images_per_s
 
+
+def onnx_runtime(fused, cfg, folder):
+    """(OnnxSAR of the fused network exported into `folder`, export report), or (None, why)."""
+    try:
+        from engine.onnx_export import OnnxSAR, export_onnx
+        begin = time.perf_counter()
+        report = export_onnx(fused, cfg.to_dict(), os.path.join(folder, 'sar.onnx'),
+                             tolerance=ONNX_TOLERANCE)
+    except ImportError as err:
+        return None, f'ONNX Runtime skipped: {err}'
+    print(f"  ONNX export {time.perf_counter() - begin:.1f} s, "
+          f"{report['num_bytes'] / 2 ** 20:.0f} MiB, self-check max |diff| "
+          f"{report['max_abs_diff']:.1e}")
+    return OnnxSAR(report['path'], num_threads=torch.get_num_threads()), report
+
+
+def inference_paths(model, fused, runtime, precisions):
+    """{name: (callable on inputs, matmul dtype of its rate)} of the inference paths."""
+    def under(network, amp_dtype):
+        def call(inputs):
+            with torch.inference_mode(), autocast(inputs['img'].device, amp_dtype):
+                return network(inputs)['coords']
+        return call
+
+    paths = {}
+    for name in precisions:
+        dtype = PRECISION_DTYPES[name]
+        if name == 'fp32':
+            paths['fp32 eval'] = (under(model, None), torch.float32)
+        paths[f'{name} fused'] = (under(fused, dtype), dtype or torch.float32)
+    if runtime is not None:
+        paths['onnx fused'] = (lambda inputs: runtime(inputs)['coords'], torch.float32)
+    return paths
+
+
+def bench_inference(report, model, cfg, device, timer, precisions, quick, use_onnx, generator):
+    """Inference images/s of every path at INFERENCE_BATCHES; returns {(path, batch): coords}."""
     model.eval()
     fused = model.fuse_for_inference()
     print('inference (evaluation mode under torch.inference_mode; "fused": the copy of '
-          'SAR.fuse_for_inference):')
-    for batch in INFERENCE_BATCHES:
-        img, _ = random_batch(batch, cfg, device, channels_last, generator)
-        repeats = (3 if quick else 9) if batch == 1 else (2 if quick else 3)
-        for name, network in (('eval', model), ('fused', fused)):
-            with torch.inference_mode(), autocast(device, amp_dtype):
-                seconds, paired_rate = timer.median(lambda: network({'img': img}), repeats,
-                                                    warmup=2)
-            report(f'batch {batch:2d} {name:5s}', f'inference_{name}_b{batch}', batch, seconds,
-                   paired_rate)
-    del fused
+          'SAR.fuse_for_inference that test.py and demo.py run; "onnx": ONNX Runtime, fp32):')
+    outputs = {}
+    with tempfile.TemporaryDirectory() as folder:
+        runtime, why = (onnx_runtime(fused, cfg, folder) if use_onnx
+                        else (None, 'ONNX Runtime not asked for'))
+        if runtime is None:
+            print(f'  {why}')
+        paths = inference_paths(model, fused, runtime, precisions)
+        for batch in INFERENCE_BATCHES:
+            img, _ = random_batch(batch, cfg, device, cfg.channels_last and device.type == 'cuda',
+                                  generator)
+            inputs = {'img': img}
+            calls = {name: ((lambda f=f: f(inputs)), dtype) for name, (f, dtype) in paths.items()}
+            repeats = (3 if quick else 7) if batch == 1 else (2 if quick else 3)
+            timed = timer.alternating(calls, repeats, warmup=2)
+            for name, (seconds, rate) in timed.items():
+                report.add(f'batch {batch:2d} {name:10s}', f"inference_{name.replace(' ', '_')}"
+                           f'_b{batch}', batch, seconds, rate)
+                outputs[name, batch] = paths[name][0](inputs).float().cpu()
+    return outputs
 
+
+def bench_training(report, model, cfg, device, timer, precisions, quick, generator):
+    """Training images/s at TRAIN_BATCH for every precision (timed in turn)."""
     model.train()
-    optimizer, _ = build_optimizer(cfg, model, device)  # AdamW as train.py builds it
-    scaler = torch.amp.GradScaler('cuda') if amp_dtype == torch.float16 else None
-    img, gt_uvd = random_batch(TRAIN_BATCH, cfg, device, channels_last, generator)
+    img, gt_uvd = random_batch(TRAIN_BATCH, cfg, device, cfg.channels_last and device.type == 'cuda',
+                               generator)
+    calls = {}
+    for name in precisions:
+        dtype = PRECISION_DTYPES[name]
+        optimizer, _ = build_optimizer(cfg, model, device)  # AdamW as train.py builds it
+        scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
+        calls[name] = ((lambda o=optimizer, d=dtype, s=scaler:
+                        training_step(model, o, img, gt_uvd, d, s)), dtype or torch.float32)
     print(f'training (forward + losses + backward + AdamW step as in train.py; '
-          f'{TRAINING_FLOP_FACTOR} x forward FLOPs per image):')
-    seconds, paired_rate = timer.median(
-        lambda: training_step(model, optimizer, img, gt_uvd, amp_dtype, scaler),
-        2 if quick else 5, warmup=1)
-    report(f'batch {TRAIN_BATCH:2d}      ', 'train', TRAIN_BATCH, seconds, paired_rate,
-           TRAINING_FLOP_FACTOR)
-    return figures
+          f'{TRAINING_FLOP_FACTOR} x forward FLOPs per image; one network, so the paths '
+          f'share its weights):')
+    for name, (seconds, rate) in timer.alternating(calls, 2 if quick else 4, warmup=1).items():
+        report.add(f'batch {TRAIN_BATCH:2d} {name:10s}', f'train_{name}', TRAIN_BATCH, seconds,
+                   rate, TRAINING_FLOP_FACTOR)
+
+
+def compare_default(report, outputs, device):
+    """The default path (amp='auto') against fp32 eager: speed and output difference."""
+    choice = resolve_amp('auto', device)
+    default = f"{'fp32' if choice.dtype is None else choice.name} fused"
+    print(f'default path ({choice.reason}): "{default}"')
+    for batch in INFERENCE_BATCHES:
+        if (default, batch) not in outputs or ('fp32 eval', batch) not in outputs:
+            continue
+        speedup = (report.figures[f"inference_{default.replace(' ', '_')}_b{batch}_images_per_s"]
+                   / report.figures[f'inference_fp32_eval_b{batch}_images_per_s'])
+        diff = (outputs[default, batch] - outputs['fp32 eval', batch]).abs().max().item()
+        report.figures.update({f'default_speedup_b{batch}': speedup,
+                               f'default_max_diff_b{batch}': diff})
+        print(f'  batch {batch:2d}: {speedup:.2f} x fp32 eager (goal >= {GOAL_SPEEDUP:g} x where '
+              f'bf16 is native), max |diff| {diff:.1e} (goal <= {GOAL_MAX_DIFF:g})')
+        if 'onnx fused' in (name for name, b in outputs if b == batch):
+            onnx_diff = (outputs['onnx fused', batch] - outputs['fp32 fused', batch]).abs().max()
+            print(f'            ONNX Runtime vs fp32 fused: max |diff| {onnx_diff.item():.1e}')
+
+
+def bench_network(cfg, mano, device, timer, precisions, quick, use_onnx=True):
+    """Inference and training throughput of the default network in each precision; prints
+    and returns figures."""
+    channels_last = cfg.channels_last and device.type == 'cuda'  # as train.py
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = build_model(cfg, mano, device, pretrained_backbone=False)  # random weights
+    flops, train_flops = network_flops(model, cfg, device, channels_last, generator)
+    report = Report(flops)
+    report.figures['train_gflop_per_image_counted'] = train_flops / 1e9
+    outputs = bench_inference(report, model, cfg, device, timer, precisions, quick,
+                              use_onnx and device.type == 'cpu', generator)
+    if device.type == 'cpu':
+        compare_default(report, outputs, device)
+    bench_training(report, model, cfg, device, timer, precisions, quick, generator)
+    return report.figures
 
 
 def textured_jpegs(root, seed=0):
@@ -239,69 +358,91 @@ def textured_jpegs(root, seed=0):
     return float(np.mean(sizes))
 
 
-def bench_data(cfg, data_root, quick, train_images_per_s):
-    """Per-item CPU cost of the training data pipeline, in this process (= one worker)."""
+def synthetic_data_root(stack):
+    """(root, description) of photo-like JPEGs in a temporary FreiHAND layout (removed when
+    the ExitStack `stack` closes)."""
+    from synthetic.fixture import make_freihand
+
+    root = stack.enter_context(tempfile.TemporaryDirectory())
+    make_freihand(root, num_samples=SYNTH_SAMPLES, num_eval=1)
+    mean_bytes = textured_jpegs(root)
+    return root, (f'{4 * SYNTH_SAMPLES} synthetic photo-like JPEGs in a temporary FreiHAND '
+                  f'layout, {mean_bytes / 1e3:.1f} kB each')
+
+
+def time_items(dataset, num_items, cv2_threads):
+    """(wall, CPU) seconds per training item with `cv2_threads` OpenCV threads."""
     import cv2
 
-    from dataset.freihand import FreiHAND
+    cv2.setNumThreads(cv2_threads)
+    for idx in range(min(10, num_items)):
+        dataset[idx]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for idx in range(num_items):
+        dataset[idx % len(dataset)]
+    return (time.perf_counter() - wall) / num_items, (time.process_time() - cpu) / num_items
+
+
+def stage_cpu_seconds(dataset, cfg, num_items):
+    """{stage: CPU seconds per item} of decode, crop + augment, normalise and targets."""
+    import cv2
+
     from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
     from utils.preprocessing import augment_params, crop_and_augment, normalize
     from utils.transforms import encode_uvd
 
-    with contextlib.ExitStack() as stack:
-        if data_root is None:
-            from synthetic.fixture import make_freihand
+    rng = np.random.default_rng(0)
+    stage_s = dict.fromkeys(('decode', 'crop + augment', 'normalise', 'targets'), 0.0)
+    for idx in range(num_items):
+        sample = idx % dataset.num_samples
+        params = augment_params(rng)
+        clock = [time.process_time()]
+        img = cv2.imread(dataset.image_path(idx % len(dataset)), cv2.IMREAD_COLOR)
+        clock.append(time.process_time())
+        crop, img2crop, _ = crop_and_augment(img, HAND_BOX_CENTER, HAND_BOX_SIZE,
+                                             cfg.input_img_shape, **params)
+        clock.append(time.process_time())
+        normalize(crop)
+        clock.append(time.process_time())
+        encode_uvd(dataset.verts_cam[sample], dataset.joints_cam[sample], dataset.K[sample],
+                   img2crop, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box)
+        clock.append(time.process_time())
+        for name, begin, end in zip(stage_s, clock, clock[1:]):
+            stage_s[name] += end - begin
+    return {name: seconds / num_items for name, seconds in stage_s.items()}
 
-            data_root = stack.enter_context(tempfile.TemporaryDirectory())
-            make_freihand(data_root, num_samples=SYNTH_SAMPLES, num_eval=1)
-            mean_bytes = textured_jpegs(data_root)
-            source = (f'{4 * SYNTH_SAMPLES} synthetic photo-like JPEGs in a temporary '
-                      f'FreiHAND layout, {mean_bytes / 1e3:.1f} kB each')
-        else:
-            source = data_root
+
+def measure_data(cfg, data_root, num_items):
+    """({OpenCV threads: (wall, CPU) s per item}, stage CPU s per item, source, default
+    OpenCV thread count), one process = one worker (torch single-threaded)."""
+    import cv2
+
+    from dataset.freihand import FreiHAND
+
+    with contextlib.ExitStack() as stack:
+        source = data_root
+        if data_root is None:
+            data_root, source = synthetic_data_root(stack)
         dataset = FreiHAND('training', root=data_root, input_img_shape=cfg.input_img_shape,
                            depth_box=cfg.depth_box, seed=0)
-        num_items = 60 if quick else 400  # items cycle through the folder (page-cached files)
         # A DataLoader worker runs torch single-threaded. OpenCV keeps its own thread pool
         # (the CPU time includes it); timed with OpenCV's default and with one thread.
         torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
         torch.set_num_threads(1)
-        timings = {}
         try:
-            for threads in (cv2_threads, 1):
-                cv2.setNumThreads(threads)
-                for idx in range(min(10, num_items)):
-                    dataset[idx]
-                wall, cpu = time.perf_counter(), time.process_time()
-                for idx in range(num_items):
-                    dataset[idx % len(dataset)]
-                timings[threads] = ((time.perf_counter() - wall) / num_items,
-                                    (time.process_time() - cpu) / num_items)
-
-            rng = np.random.default_rng(0)  # breakdown with one OpenCV thread
-            stage_s = {'decode': 0.0, 'crop + augment': 0.0, 'normalise': 0.0, 'targets': 0.0}
-            for idx in range(num_items):
-                sample = idx % dataset.num_samples
-                params = augment_params(rng)
-                start = time.process_time()
-                img = cv2.imread(dataset.image_path(idx % len(dataset)), cv2.IMREAD_COLOR)
-                after_decode = time.process_time()
-                crop, img2crop, _ = crop_and_augment(img, HAND_BOX_CENTER, HAND_BOX_SIZE,
-                                                     cfg.input_img_shape, **params)
-                after_crop = time.process_time()
-                normalize(crop)
-                after_normalise = time.process_time()
-                encode_uvd(dataset.verts_cam[sample], dataset.joints_cam[sample],
-                           dataset.K[sample], img2crop, crop_size=cfg.input_img_shape,
-                           depth_box=cfg.depth_box)
-                done = time.process_time()
-                stage_s['decode'] += after_decode - start
-                stage_s['crop + augment'] += after_crop - after_decode
-                stage_s['normalise'] += after_normalise - after_crop
-                stage_s['targets'] += done - after_normalise
+            timings = {threads: time_items(dataset, num_items, threads)
+                       for threads in (cv2_threads, 1)}
+            stages = stage_cpu_seconds(dataset, cfg, num_items)  # with one OpenCV thread
         finally:
             torch.set_num_threads(torch_threads)
             cv2.setNumThreads(cv2_threads)
+    return timings, stages, source, cv2_threads
+
+
+def bench_data(cfg, data_root, quick, train_images_per_s):
+    """Per-item CPU cost of the training data pipeline, in this process (= one worker)."""
+    num_items = 60 if quick else 400  # items cycle through the folder (page-cached files)
+    timings, stages, source, cv2_threads = measure_data(cfg, data_root, num_items)
     print(f'data pipeline (FreiHAND training items with augmentation, {num_items} items of '
           f'{source}), one process = one worker:')
     figures = {}
@@ -314,20 +455,17 @@ def bench_data(cfg, data_root, quick, train_images_per_s):
                         f'data_{key}_items_per_s_per_worker': 1.0 / wall})
         print(f'  {label:28s}: {cpu * 1e3:.2f} ms CPU per item ({wall * 1e3:.2f} ms wall), '
               f'{1.0 / wall:.0f} items/s per worker')
-    breakdown = ', '.join(f'{name} {seconds / num_items * 1e3:.2f}'
-                          for name, seconds in stage_s.items())
-    print(f'  CPU ms per stage (1 thread): {breakdown}')
+    print('  CPU ms per stage (1 thread): ' + ', '.join(
+        f'{name} {seconds * 1e3:.2f}' for name, seconds in stages.items()))
     wall, cpu = timings[cv2_threads]
-    workers = cfg.num_worker
-    supply = workers / wall
+    supply = cfg.num_worker / wall
     verdict = 'sustains' if supply >= train_images_per_s else 'does NOT sustain'
-    print(f'  {workers} workers (config.num_worker, per GPU) supply {supply:.0f} items/s: '
-          f'{verdict} the measured training rate of {train_images_per_s:.2f} images/s; '
-          f'at the published GPU rate of {PUBLISHED_TRAIN_IMAGES_PER_S} images/s they need '
-          f'{PUBLISHED_TRAIN_IMAGES_PER_S * cpu:.2f} CPU cores')
-    figures.update({'data_workers': workers, 'data_supply_items_per_s': supply,
-                    **{f'data_cpu_ms_{name}': s / num_items * 1e3
-                       for name, s in stage_s.items()}})
+    print(f'  {cfg.num_worker} workers (config.num_worker, per GPU) supply {supply:.0f} '
+          f'items/s: {verdict} the measured training rate of {train_images_per_s:.2f} '
+          f'images/s; at the published GPU rate of {PUBLISHED_TRAIN_IMAGES_PER_S} images/s '
+          f'they need {PUBLISHED_TRAIN_IMAGES_PER_S * cpu:.2f} CPU cores')
+    figures.update({'data_workers': cfg.num_worker, 'data_supply_items_per_s': supply,
+                    **{f'data_cpu_ms_{name}': seconds * 1e3 for name, seconds in stages.items()}})
     return figures
 
 
@@ -369,40 +507,52 @@ def describe_other_use(when):
     return busy
 
 
-def run(quick=False, skip_eval=False, threads=None, data_root=None, device='cpu', amp='off'):
+def precisions_for(device, amp):
+    """The precisions compared: fp32 and bf16 on the CPU; on CUDA the one of --amp."""
+    if device.type == 'cpu':
+        return ('fp32', 'bf16')
+    return ('fp32' if amp == 'off' else amp,)
+
+
+def print_matmul_rates(timer, precisions, quick, when, figures):
+    """Measure, print and record the matmul rate of every precision."""
+    for name in precisions:
+        dtype = PRECISION_DTYPES[name] or torch.float32
+        rate = timer.matmul_rate(8 if quick else 20, dtype)
+        figures[f'matmul_{name}_gflops{"_end" if when else ""}'] = rate
+        print(f'{name} matmul {timer.side} x {timer.side}{when}: {rate:.1f} GFLOP/s (median)')
+
+
+def run(quick=False, skip_eval=False, threads=None, data_root=None, device='cpu', amp='bf16',
+        use_onnx=True, preset=''):
     """Run every benchmark, print the report, return the figures as a dict."""
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError('--device cuda: no CUDA device is visible; use --device cpu')
     if threads is not None:
         torch.set_num_threads(threads)
-    amp_dtype = amp_dtype_for(amp, device)
-    cfg = config_module.resolve([], device=device.type, pretrained_backbone=False)
-    timer = Timer(device, amp_dtype or torch.float32)
-    matmul_name = f'{"fp32" if amp_dtype is None else amp} matmul {timer.side} x {timer.side}'
+    precisions = precisions_for(device, amp)
+    cfg = config_module.resolve([], device=device.type, pretrained_backbone=False, preset=preset)
+    timer = Timer(device, tuple(PRECISION_DTYPES[name] or torch.float32 for name in precisions))
     print(f'SAR benchmark: device {device_description(device)}, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, '
-          f'{"fp32" if amp_dtype is None else amp + " autocast"}')
+          f'{torch.get_num_threads()} threads; precisions {", ".join(precisions)}; '
+          f"amp='auto' here: {resolve_amp('auto', device).reason}")
     figures = {'device': device_description(device), 'threads': torch.get_num_threads(),
                'other_cpu_start': describe_other_use('at the start')}
-    rate = timer.matmul_rate(8 if quick else 20)
-    figures['matmul_gflops'] = rate
-    print(f'{matmul_name}: {rate:.1f} GFLOP/s (median; each '
-          f'measurement below is also paired with the rate of its own moments)')
-
+    print_matmul_rates(timer, precisions, quick, '', figures)
+    figures['matmul_gflops'] = figures[f'matmul_{precisions[0]}_gflops']
     with tempfile.TemporaryDirectory() as mano_root:
         from synthetic import standin
         with contextlib.redirect_stdout(None):
             standin.main(['--out', mano_root])
         mano = MANO(mano_root)
-        figures.update(bench_network(cfg, mano, device, timer, amp_dtype, quick))
-        figures.update(bench_data(cfg, data_root, quick, figures['train_images_per_s']))
+        figures.update(bench_network(cfg, mano, device, timer, precisions, quick, use_onnx))
+        train_rate = max(figures[f'train_{name}_images_per_s'] for name in precisions)
+        figures.update(bench_data(cfg, data_root, quick, train_rate))
         figures.update(bench_mano(mano_root, device, timer, quick))
     if not skip_eval:
         figures.update(bench_evaluation())
-    end_rate = timer.matmul_rate(8 if quick else 20)
-    figures['matmul_gflops_end'] = end_rate
-    print(f'{matmul_name} again at the end: {end_rate:.1f} GFLOP/s')
+    print_matmul_rates(timer, precisions, quick, ' again at the end', figures)
     figures['other_cpu_end'] = describe_other_use('at the end')
     return figures
 
@@ -419,11 +569,17 @@ def main(argv=None):
                         help='FreiHAND root to time the data pipeline on (default: synthetic '
                              'photo-like images in a temporary folder)')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    parser.add_argument('--amp', default='off', choices=tuple(AMP_DTYPES),
-                        help='CUDA autocast dtype (ignored on the CPU)')
+    parser.add_argument('--amp', default='bf16', choices=tuple(AMP_DTYPES),
+                        help='CUDA: the autocast dtype timed (the CPU times fp32 and bf16)')
+    parser.add_argument('--no-onnx', action='store_true',
+                        help='CPU: skip ONNX Runtime (no export)')
+    parser.add_argument('--preset', default='', choices=('', *config_module.PRESETS),
+                        help='time the network of a config preset (e.g. cpu_demo) instead of '
+                             'config.py\'s default')
     args = parser.parse_args(argv)
     run(quick=args.quick, skip_eval=args.skip_eval, threads=args.threads,
-        data_root=args.data_root, device=args.device, amp=args.amp)
+        data_root=args.data_root, device=args.device, amp=args.amp, use_onnx=not args.no_onnx,
+        preset=args.preset)
 
 
 if __name__ == '__main__':

@@ -302,6 +302,76 @@ def verdict(value, limit):
     return 'met' if value <= limit else f'MISSED by {value - limit:.2f} ({value / limit:.2f} x)'
 
 
+def report_startup(root, cache):
+    """Start-up of the training and evaluation sets in fresh processes, cold and warm, and the
+    old json.load path; printed against TARGETS."""
+    print('\nstart-up in a fresh process (seconds after importing torch and the project; peak RSS above '
+          'the post-import RSS)')
+    startup = {}
+    for mode in ('training', 'evaluation'):
+        shutil.rmtree(cache, ignore_errors=True)
+        for state in ('cold', 'warm'):
+            startup[mode, state] = result = run_child(['startup', mode, root, 'auto'])
+            print(f'  {mode:10s} {state} cache: {result["seconds"]:6.2f} s, peak {result["peak_above"] / GB:5.2f} GB '
+                  f'above {result["after_imports"] / GB:.2f} GB after the imports ({result["items"]} items)')
+    old = run_child(['startup', 'training', root, 'json.load'])
+    print(f'  training   old path (json.load, no cache): {old["seconds"]:6.2f} s, '
+          f'peak {old["peak_above"] / GB:5.2f} GB')
+    cold, warm = startup['training', 'cold'], startup['training', 'warm']
+    print(f'  targets (training): warm <= {TARGETS["warm_s"]} s: {verdict(warm["seconds"], TARGETS["warm_s"])}; '
+          f'cold <= {TARGETS["cold_s"]} s: {verdict(cold["seconds"], TARGETS["cold_s"])}; cold peak <= '
+          f'{TARGETS["cold_peak_gb"]} GB: {verdict(cold["peak_above"] / GB, TARGETS["cold_peak_gb"])}')
+
+
+def report_ddp(root, cache):
+    """torchrun --nproc_per_node=2 from a cold cache: start-up per rank and the node's memory."""
+    print('\ntorchrun --nproc_per_node=2 (gloo), cold cache, each rank a DataLoader with 2 workers')
+    shutil.rmtree(cache, ignore_errors=True)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    ddp = run_child(['ddp', root, 3], launcher=[sys.executable, '-m', 'torch.distributed.run',
+                                                 '--nproc_per_node=2', f'--master_port={port}'])
+    total_pss = total_cache = 0
+    for report in ddp['ranks']:
+        print(f'  rank {report["rank"]}: start-up {report["startup"]:.2f} s; '
+              f'built {", ".join(report["built"]) or "none"}; '
+              f'waited for {", ".join(report["waited"]) or "none"}')
+        for index, mem in enumerate(report['memory']):
+            total_pss += mem['pss']
+            total_cache += mem['cache_pss']
+            print(f'    {"rank process" if index == 0 else f"worker {index - 1}":12s} PSS {mem["pss"] / GB:5.2f} GB, '
+                  f'of which cache mappings {mem["cache_pss"] / GB:5.3f} GB')
+    ratio = total_cache / ddp['arrays_bytes']
+    print(f'  node: PSS {total_pss / GB:.2f} GB in all; cache mappings {total_cache / GB:.3f} GB = {ratio:.2f} x the '
+          f'arrays ({ddp["arrays_bytes"] / GB:.3f} GB); target <= {TARGETS["node_memory_ratio"]} x: '
+          f'{verdict(ratio, TARGETS["node_memory_ratio"])}')
+
+
+def report_loader(root):
+    """DataLoader items/s with 1 and 2 workers, against what one GPU consumes."""
+    print('\nDataLoader, training items (256 px crops, augmentation), batch 32, warm cache')
+    training = get_dataset('FreiHAND', 'training', root=root)
+    rates = {workers: loader_rate(training, workers) for workers in (1, 2)}
+    for workers, rate in rates.items():
+        print(f'  {workers} worker{"s" * (workers > 1)}: {rate:7.1f} items/s')
+    for gpu, (low, high) in GPU_IMAGES_PER_S.items():
+        need = f'{low:,}-{high:,}' if low != high else f'{low:,}'
+        workers = '-'.join(str(n) for n in sorted({math.ceil(low / rates[1]), math.ceil(high / rates[1])}))
+        print(f'  one {gpu} trains {need} images/s: {workers} workers at the 1-worker rate')
+
+
+def report_post_network(root):
+    """test.py's work after the network over the evaluation set, and ground-truth loading."""
+    print(f'\ntest.py after the network, {NUM_EVAL} evaluation items')
+    post = post_network(root, os.path.join(root, 'outputs'))
+    print(f'  decode_uvd: {post["decode"]:.2f} s; pred.json (round, tolist, atomic_write_json): '
+          f'{post["pred_json"]:.2f} s ({post["pred_mb"]:.0f} MB); freihand_eval.evaluate: {post["evaluate"]:.2f} s')
+    print(f'  ground truth: freihand_eval.load_gt without cache (json.load) {post["load_gt"]:.2f} s; '
+          f'through the exact float64 cache: cold {post["load_annotation"]["cold"]:.2f} s, '
+          f'warm {post["load_annotation"]["warm"]:.3f} s')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m benchmarks.scale', description=__doc__.splitlines()[0])
     parser.add_argument('--root', default=os.path.join(tempfile.gettempdir(), 'sar_scale_benchmark'),
@@ -328,64 +398,10 @@ def main(argv=None):
     print(f'data set at {root}: {NUM_TRAIN} training samples ({4 * NUM_TRAIN} image links), {NUM_EVAL} '
           f'evaluation; ' + ', '.join(f'{k} {v:.0f} MB' for k, v in sizes.items())
           + (f'; written in {write_s:.0f} s' if write_s else '; reused'))
-
-    print('\nstart-up in a fresh process (seconds after importing torch and the project; peak RSS above '
-          'the post-import RSS)')
-    startup = {}
-    for mode in ('training', 'evaluation'):
-        shutil.rmtree(cache, ignore_errors=True)
-        for state in ('cold', 'warm'):
-            startup[mode, state] = result = run_child(['startup', mode, root, 'auto'])
-            print(f'  {mode:10s} {state} cache: {result["seconds"]:6.2f} s, peak {result["peak_above"] / GB:5.2f} GB '
-                  f'above {result["after_imports"] / GB:.2f} GB after the imports ({result["items"]} items)')
-    old = run_child(['startup', 'training', root, 'json.load'])
-    print(f'  training   old path (json.load, no cache): {old["seconds"]:6.2f} s, '
-          f'peak {old["peak_above"] / GB:5.2f} GB')
-    cold, warm = startup['training', 'cold'], startup['training', 'warm']
-    print(f'  targets (training): warm <= {TARGETS["warm_s"]} s: {verdict(warm["seconds"], TARGETS["warm_s"])}; '
-          f'cold <= {TARGETS["cold_s"]} s: {verdict(cold["seconds"], TARGETS["cold_s"])}; cold peak <= '
-          f'{TARGETS["cold_peak_gb"]} GB: {verdict(cold["peak_above"] / GB, TARGETS["cold_peak_gb"])}')
-
-    print('\ntorchrun --nproc_per_node=2 (gloo), cold cache, each rank a DataLoader with 2 workers')
-    shutil.rmtree(cache, ignore_errors=True)
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
-    ddp = run_child(['ddp', root, 3], launcher=[sys.executable, '-m', 'torch.distributed.run',
-                                                 '--nproc_per_node=2', f'--master_port={port}'])
-    total_pss = total_cache = 0
-    for report in ddp['ranks']:
-        print(f'  rank {report["rank"]}: start-up {report["startup"]:.2f} s; '
-              f'built {", ".join(report["built"]) or "none"}; '
-              f'waited for {", ".join(report["waited"]) or "none"}')
-        for index, mem in enumerate(report['memory']):
-            total_pss += mem['pss']
-            total_cache += mem['cache_pss']
-            print(f'    {"rank process" if index == 0 else f"worker {index - 1}":12s} PSS {mem["pss"] / GB:5.2f} GB, '
-                  f'of which cache mappings {mem["cache_pss"] / GB:5.3f} GB')
-    ratio = total_cache / ddp['arrays_bytes']
-    print(f'  node: PSS {total_pss / GB:.2f} GB in all; cache mappings {total_cache / GB:.3f} GB = {ratio:.2f} x the '
-          f'arrays ({ddp["arrays_bytes"] / GB:.3f} GB); target <= {TARGETS["node_memory_ratio"]} x: '
-          f'{verdict(ratio, TARGETS["node_memory_ratio"])}')
-
-    print('\nDataLoader, training items (256 px crops, augmentation), batch 32, warm cache')
-    training = get_dataset('FreiHAND', 'training', root=root)
-    rates = {workers: loader_rate(training, workers) for workers in (1, 2)}
-    for workers, rate in rates.items():
-        print(f'  {workers} worker{"s" * (workers > 1)}: {rate:7.1f} items/s')
-    for gpu, (low, high) in GPU_IMAGES_PER_S.items():
-        need = f'{low:,}-{high:,}' if low != high else f'{low:,}'
-        workers = '-'.join(str(n) for n in sorted({math.ceil(low / rates[1]), math.ceil(high / rates[1])}))
-        print(f'  one {gpu} trains {need} images/s: {workers} workers at the 1-worker rate')
-
-    print(f'\ntest.py after the network, {NUM_EVAL} evaluation items')
-    post = post_network(root, os.path.join(root, 'outputs'))
-    print(f'  decode_uvd: {post["decode"]:.2f} s; pred.json (round, tolist, atomic_write_json): '
-          f'{post["pred_json"]:.2f} s ({post["pred_mb"]:.0f} MB); freihand_eval.evaluate: {post["evaluate"]:.2f} s')
-    print(f'  ground truth: freihand_eval.load_gt without cache (json.load) {post["load_gt"]:.2f} s; '
-          f'through the exact float64 cache: cold {post["load_annotation"]["cold"]:.2f} s, '
-          f'warm {post["load_annotation"]["warm"]:.3f} s')
-
+    report_startup(root, cache)
+    report_ddp(root, cache)
+    report_loader(root)
+    report_post_network(root)
     print(f'\ntotal {time.perf_counter() - began:.0f} s; load average {os.getloadavg()[0]:.1f} at the end')
     if not args.keep and os.path.isfile(os.path.join(root, MARKER)):
         shutil.rmtree(root)

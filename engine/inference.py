@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from dataset import worker_init_fn
-from engine.build import build_model
+from engine.build import build_model, log_amp
 from manopth.constants import NUM_JOINTS  # default of num_joint: the last 21 rows of 799
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint, load_net_state
@@ -29,6 +29,12 @@ def to_device(batch, device, channels_last=False):
     return out
 
 
+def autocast(device, amp_dtype):
+    """torch.autocast on `device` in `amp_dtype`; a disabled context for None (fp32)."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                          enabled=amp_dtype is not None)
+
+
 def load_inference_model(cfg, mano, device):
     """The network test.py and demo.py run: an exported file under ONNX Runtime when cfg.onnx
     is set (engine.onnx_export.OnnxSAR, same interface), else `load_for_inference`."""
@@ -38,6 +44,17 @@ def load_inference_model(cfg, mano, device):
                     torch.get_num_threads())
         return OnnxSAR(cfg.onnx, num_threads=torch.get_num_threads())
     return load_for_inference(cfg, mano, device)[0]
+
+
+def inference_amp(cfg, device, log=None):
+    """The autocast dtype test.py and demo.py run the PyTorch network in (None: fp32), the
+    choice and its reason logged once (engine.build.resolve_amp). With cfg.onnx, ONNX Runtime
+    runs the exported fp32 graph and `amp` does not apply (logged as well)."""
+    if cfg.onnx:
+        (log or logger).info("precision: fp32, ONNX Runtime runs the exported fp32 graph "
+                             "(amp=%r applies to the PyTorch network only)", cfg.amp)
+        return None
+    return log_amp(cfg.amp, device, log).dtype
 
 
 def load_for_inference(cfg, mano, device):
@@ -75,11 +92,12 @@ class HandPredictor:
             camera frame; draw the mesh with re-wound faces).
         device: torch device of the network's input.
         channels_last: feed the image in channels_last layout (CUDA).
+        amp_dtype: autocast dtype of the forward pass (`inference_amp`; None: fp32).
     """
 
     def __init__(self, model, K, *, crop_size, depth_box, root_depth, fx_as_fy=False,
                  as_published=False, num_joint=NUM_JOINTS, left=False,
-                 device=torch.device('cpu'), channels_last=False):
+                 device=torch.device('cpu'), channels_last=False, amp_dtype=None):
         self.model = model.eval()
         self.K = np.asarray(K, dtype=np.float64)
         self.crop_size = tuple(crop_size)
@@ -89,6 +107,7 @@ class HandPredictor:
         self.left = left
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.amp_dtype = amp_dtype
 
     @torch.inference_mode()
     def __call__(self, img_bgr, box):
@@ -115,7 +134,8 @@ class HandPredictor:
             K[0, 2] = width - 1 - K[0, 2]
         crop, _, crop2img = crop_and_augment(img_bgr, center, side, self.crop_size)
         img = torch.from_numpy(normalize(crop))[None].to(self.device)
-        coords = self.model({'img': img.contiguous(memory_format=self.memory_format)})['coords']
+        with autocast(self.device, self.amp_dtype):
+            coords = self.model({'img': img.contiguous(memory_format=self.memory_format)})['coords']
         coords = coords[0].float().cpu().numpy()  # (799, 3)
         xyz_cam = decode_uvd(coords, self.root_depth, crop2img, K, crop_size=self.crop_size,
                              depth_box=self.depth_box, fx_as_fy=self.fx_as_fy,
@@ -144,8 +164,7 @@ def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, as_p
     for inputs, _, meta in tqdm(loader, desc='inference', disable=not show_progress,
                                 dynamic_ncols=True):
         inputs = to_device(inputs, device, channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             coords = model(inputs)['coords']
         coords = coords.float().cpu().numpy()  # (B, 799, 3)
         xyz_cam = decode_uvd(coords, meta['root_depth'].numpy(), meta['bb2img_trans'].numpy(),

@@ -1,4 +1,5 @@
-"""A small SAR overfits one fixed batch (integration test of network, losses and gradients)."""
+"""A small SAR overfits one fixed batch (integration test of network, losses and gradients),
+in fp32 and under CPU bf16 autocast (as train.py runs on a CPU with native bf16)."""
 
 import numpy as np
 import pytest
@@ -31,7 +32,8 @@ def sphere_targets(sphere_verts, generator):
 
 
 @pytest.mark.slow
-def test_small_sar_overfits_a_fixed_batch():
+@pytest.mark.parametrize('amp_dtype', [None, torch.bfloat16], ids=['fp32', 'bf16'])
+def test_small_sar_overfits_a_fixed_batch(amp_dtype):
     import trimesh
 
     torch.manual_seed(0)
@@ -54,7 +56,9 @@ def test_small_sar_overfits_a_fixed_batch():
     initial = eval_coord_l1()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     for _ in range(STEPS):
-        losses = model({'img': images}, {'mesh_pose_uvd': gt_uvd})
+        with torch.autocast('cpu', dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            losses = model({'img': images}, {'mesh_pose_uvd': gt_uvd})
         optimizer.zero_grad()
         sum(losses.values()).backward()
         optimizer.step()
