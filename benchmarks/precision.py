@@ -1,0 +1,108 @@
+"""bf16 against fp32 (and ONNX Runtime) inference of a trained checkpoint, after decoding
+(issue 20's accuracy bound).
+
+    python -m benchmarks.precision --checkpoint output/checkpoint/cpu_demo/snapshot_2.pth.tar
+        [--onnx FILE] [--limit N] [--compare OTHER_CHECKPOINT]
+
+Runs the checkpoint's network (config.json beside it; fused, as test.py runs it) over the
+evaluation set of its data root in fp32 and under CPU bf16 autocast (and, with --onnx, ONNX
+Runtime on an export of the same checkpoint), decodes to the camera frame (docs/method.md
+§7) and prints, per path against fp32: the distance of every vertex and joint in mm (mean,
+99th percentile, max), the images/s of each (no warm-up: a rough figure; benchmarks.run
+times the paths properly) and the leaderboard scores of each.
+
+--compare: a second checkpoint (e.g. the same preset trained in fp32) whose fp32 scores are
+printed beside the first's: how far a bf16-trained network lands from an fp32-trained one.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from dataset import get_dataset
+from engine.inference import load_for_inference, predict_dataset
+from engine.setup import resolve_config
+from utils import freihand_eval
+from utils.mano import MANO
+
+SCORES = (('xyz_al_mean3d', 'KP aligned mean (cm)'), ('mesh_al_mean3d', 'MESH aligned mean (cm)'),
+          ('xyz_mean3d', 'KP mean (cm)'), ('f_al_score_5', 'F_aligned@5mm'),
+          ('f_al_score_15', 'F_aligned@15mm'))
+
+
+def run_path(model, dataset, cfg, amp_dtype, limit):
+    """(points M x 799 x 3 m, seconds) of one inference path over the first `limit` items."""
+    subset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    begin = time.perf_counter()
+    xyz, verts = predict_dataset(model, subset, device=torch.device('cpu'),
+                                 batch_size=cfg.test_batch_size, num_workers=0,
+                                 crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
+                                 fx_as_fy=cfg.fx_as_fy, amp_dtype=amp_dtype)
+    return np.concatenate((verts, xyz), axis=1), time.perf_counter() - begin
+
+
+def scores_of(cfg, points, count):
+    xyz_gt, verts_gt = freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache)
+    num_verts = points.shape[1] - cfg.num_joint
+    return freihand_eval.evaluate(xyz_gt[:count], verts_gt[:count], points[:, num_verts:],
+                                  points[:, :num_verts])
+
+
+def paths_of(checkpoint, onnx, limit):
+    """{path name: (points, seconds)}, the config and the data set of `checkpoint`."""
+    cfg = resolve_config(['--checkpoint', checkpoint, '--device', 'cpu'], from_checkpoint=True)
+    model = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))[0]
+    dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
+                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
+                          cache_dir=cfg.annotation_cache)
+    runs = {'fp32': run_path(model, dataset, cfg, None, limit),
+            'bf16': run_path(model, dataset, cfg, torch.bfloat16, limit)}
+    if onnx:
+        from engine.onnx_export import OnnxSAR
+
+        runs['onnx'] = run_path(OnnxSAR(onnx, num_threads=torch.get_num_threads()), dataset,
+                                cfg, None, limit)
+    return runs, cfg
+
+
+def print_against_fp32(runs, cfg):
+    reference = runs['fp32'][0]
+    count = len(reference)
+    print(f'{count} evaluation items of {cfg.data_root}, {cfg.backbone} {cfg.input_img_shape[0]} '
+          f'px, {torch.get_num_threads()} threads; distances to fp32 after decoding:')
+    for name, (points, seconds) in runs.items():
+        dist_mm = 1000 * np.linalg.norm(points - reference, axis=-1)
+        print(f'  {name:5s}: {count / seconds:6.1f} images/s; vs fp32: mean {dist_mm.mean():.3f} '
+              f'mm, 99th percentile {np.percentile(dist_mm, 99):.3f} mm, max {dist_mm.max():.3f} '
+              f'mm')
+    scores = {name: scores_of(cfg, points, count) for name, (points, _) in runs.items()}
+    print(f"  {'score':24s}" + ''.join(f'{name:>9s}' for name in scores))
+    for key, label in SCORES:
+        print(f'  {label:24s}' + ''.join(f'{s[key]:9.3f}' for s in scores.values()))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m benchmarks.precision',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--onnx', help='an export of the same checkpoint (tools.export_onnx)')
+    parser.add_argument('--limit', type=int, default=10 ** 9, help='first N evaluation items')
+    parser.add_argument('--compare', help='a second checkpoint: its fp32 scores beside')
+    args = parser.parse_args(argv)
+    for path in (args.checkpoint, args.onnx, args.compare):
+        if path and not os.path.isfile(path):
+            raise SystemExit(f'{path}: no such file')
+    runs, cfg = paths_of(args.checkpoint, args.onnx, args.limit)
+    print_against_fp32(runs, cfg)
+    if args.compare:
+        other, other_cfg = paths_of(args.compare, None, args.limit)
+        print(f'\n{args.compare} ({other_cfg.experiment_name}):')
+        print_against_fp32(other, other_cfg)
+        dist_mm = 1000 * np.linalg.norm(other['fp32'][0] - runs['fp32'][0], axis=-1)
+        print(f'  the two checkpoints in fp32: mean {dist_mm.mean():.2f} mm apart')
+
+
+if __name__ == '__main__':
+    main()
