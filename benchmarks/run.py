@@ -306,11 +306,17 @@ def compare_default(report, outputs, device):
             continue
         speedup = (report.figures[f"inference_{default.replace(' ', '_')}_b{batch}_images_per_s"]
                    / report.figures[f'inference_fp32_eval_b{batch}_images_per_s'])
-        diff = (outputs[default, batch] - outputs['fp32 eval', batch]).abs().max().item()
+        diff = (outputs[default, batch] - outputs['fp32 eval', batch]).abs()  # (B, 799, 3)
+        uv_diff, d_diff = diff[..., :2].max().item(), diff[..., 2].max().item()
+        depth_span = outputs['fp32 eval', batch][..., 2].abs().max().item()
         report.figures.update({f'default_speedup_b{batch}': speedup,
-                               f'default_max_diff_b{batch}': diff})
+                               f'default_max_diff_b{batch}': max(uv_diff, d_diff)})
+        # Random weights give depths of about +-10 (a trained network's: about +-1), and
+        # bf16 rounds relative to the value: read the depth difference against its span.
         print(f'  batch {batch:2d}: {speedup:.2f} x fp32 eager (goal >= {GOAL_SPEEDUP:g} x where '
-              f'bf16 is native), max |diff| {diff:.1e} (goal <= {GOAL_MAX_DIFF:g})')
+              f'bf16 is native), max |diff| u, v {uv_diff:.1e}, d {d_diff:.1e} of depths up to '
+              f'{depth_span:.1f} (goal <= {GOAL_MAX_DIFF:g} on a trained network: '
+              f'benchmarks.precision)')
         if 'onnx fused' in (name for name, b in outputs if b == batch):
             onnx_diff = (outputs['onnx fused', batch] - outputs['fp32 fused', batch]).abs().max()
             print(f'            ONNX Runtime vs fp32 fused: max |diff| {onnx_diff.item():.1e}')
