@@ -11,6 +11,7 @@ optimiser and schedule, optional resume, then the epochs.
 import os
 import sys
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
@@ -96,6 +97,10 @@ def main(argv):
                           images_per_step=cfg.batch_size, device=device, faces=mano.faces)
     eval_set = None
     if cfg.eval_interval and freihand_eval.has_gt(cfg.data_root):
+        # Each evaluation draws its pictures with OpenCV in this process, which then forks
+        # the next evaluation's DataLoader workers: a started OpenCV thread pool deadlocks
+        # them (seen in make demo's second evaluation). One thread: no pool.
+        cv2.setNumThreads(1)
         eval_set = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
                                input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
                                cache_dir=cfg.annotation_cache)
