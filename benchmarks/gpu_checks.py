@@ -302,8 +302,8 @@ def speed_words(rate, goal, device):
 
 
 def check_train_throughput(fx):
-    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU (as train.py,
-    whose amp applies on CUDA only)."""
+    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU (the reduced CPU
+    check; train.py's amp='auto' would train in bf16 on a CPU with native bf16)."""
     key, precision = ('train_bf16', 'bf16') if fx.device.type == 'cuda' else ('train_fp32', 'fp32')
     trained = fx.state.get(key)
     if not trained:

@@ -315,7 +315,7 @@ def compare_default(report, outputs, device):
         # bf16 rounds relative to the value: read the depth difference against its span.
         print(f'  batch {batch:2d}: {speedup:.2f} x fp32 eager (goal >= {GOAL_SPEEDUP:g} x where '
               f'bf16 is native), max |diff| u, v {uv_diff:.1e}, d {d_diff:.1e} of depths up to '
-              f'{depth_span:.1f} (goal <= {GOAL_MAX_DIFF:g} on a trained network: '
+              f'{depth_span:.2g} (goal <= {GOAL_MAX_DIFF:g} on a trained network: '
               f'benchmarks.precision)')
         if 'onnx fused' in (name for name, b in outputs if b == batch):
             onnx_diff = (outputs['onnx fused', batch] - outputs['fp32 fused', batch]).abs().max()
