@@ -93,11 +93,6 @@ def resolve_amp(amp, device, cpu_flags=None):
                                          'picks fp32 here)'), warn=not flags)
 
 
-def amp_dtype(amp, device):
-    """The autocast dtype of config field `amp` on `device` (None: fp32)."""
-    return resolve_amp(amp, device).dtype
-
-
 def log_amp(amp, device, log=None):
     """Resolve `amp` on `device`, log the choice and its reason once; returns the AmpChoice."""
     choice = resolve_amp(amp, device)
