@@ -67,7 +67,10 @@ def test_test_py_with_onnx_matches_pytorch_and_checks_the_checkpoint(tmp_path):
     onnx_path = tmp_path / 'sar.onnx'
     tool.main(['--checkpoint', str(ckpt), '--out', str(onnx_path)])
 
-    test_script.main([*args, '--checkpoint', str(ckpt), '--output_root', str(tmp_path / 'torch')])
+    # PyTorch in fp32 (amp 'auto' would pick bf16 on a CPU with native bf16): ONNX Runtime
+    # runs the fp32 graph.
+    test_script.main([*args, '--checkpoint', str(ckpt), '--amp', 'off',
+                      '--output_root', str(tmp_path / 'torch')])
     # The ONNX file alone (its metadata holds the configuration), then with its checkpoint.
     test_script.main(['--onnx', str(onnx_path), '--num_worker', '0',
                       '--output_root', str(tmp_path / 'onnx')])
