@@ -179,9 +179,10 @@ def process_image(args, path, img_bgr, make_predictor, faces, fitter):
     box = first_box(args, img_bgr, make_predictor)
     xyz_cam, joints_uv = make_predictor(K, args.root_depth)(img_bgr, box, name=path)
     verts = xyz_cam[:len(xyz_cam) - len(joints_uv)]
-    mano = None
+    mano = fit = None
     if fitter is not None:
-        mano = fit_record(fitter.fit(verts[None]), 0)
+        fit = fitter.fit(verts[None])
+        mano = fit_record(fit, 0)
     record = hand_record(K, K_source, box_xywh(box), 'left' if args.left else 'right',
                          xyz_cam[-len(joints_uv):], 'auto' if args.root_depth == 'auto' else 'given',
                          fx_as_fy=args.fx_as_fy, mano=mano,
@@ -193,6 +194,9 @@ def process_image(args, path, img_bgr, make_predictor, faces, fitter):
     img_rgb = np.ascontiguousarray(img_bgr[:, :, ::-1])
     overlay = render_mesh(verts, faces, K, (height, width), background=img_rgb)[0]
     save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
+    if fit is not None:  # the fitted MANO mesh, drawn the same way
+        fitted = render_mesh(fit['verts'][0], faces, K, (height, width), background=img_rgb)[0]
+        save_image(os.path.join(args.out, f'{name}_mano_mesh.png'), fitted)
     skeleton = draw_skeleton(img_rgb, joints_uv)
     save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
 
@@ -232,28 +236,22 @@ def run_images(args, make_predictor, faces, fitter):
 
 class VideoRootDepth:
     """The predictor of a video with --root_depth auto: a frame whose prediction gives no depth
-    (ImageInputError) keeps the previous frame's, or BOX_SEARCH_DEPTH_M before the first good
-    one (logged); `source` says what the last frame got: 'auto', 'previous_frame' or
-    'fallback'."""
+    keeps the previous frame's, or BOX_SEARCH_DEPTH_M before the first good one (logged);
+    `source` says what the last frame got: 'auto', 'previous_frame' or 'fallback'."""
 
-    def __init__(self, make_predictor, K):
-        self.auto = make_predictor(K, 'auto')
-        self.make_predictor, self.K = make_predictor, K
+    def __init__(self, predictor):
+        self.predictor = predictor
         self.frame, self.last_depth, self.source = -1, None, 'auto'
 
     def __call__(self, img_bgr, box):
         self.frame += 1
-        try:
-            xyz_cam, joints_uv = self.auto(img_bgr, box, name=f'frame {self.frame}')
-            self.source = 'auto'
-        except ImageInputError as err:
-            self.source = 'fallback' if self.last_depth is None else 'previous_frame'
-            depth = BOX_SEARCH_DEPTH_M if self.last_depth is None else self.last_depth
-            logger.warning('%s: used %s depth %.3f m', err, 'the fallback'
-                                                if self.last_depth is None else 'the previous '
-                                                'frame\'s', depth)
-            return self.make_predictor(self.K, depth)(img_bgr, box)
-        self.last_depth = float(xyz_cam[-len(joints_uv), 2])
+        first = self.last_depth is None
+        self.predictor.fallback_depth = BOX_SEARCH_DEPTH_M if first else self.last_depth
+        xyz_cam, joints_uv = self.predictor(img_bgr, box, name=f'frame {self.frame}')
+        if self.predictor.root_source == 'auto':
+            self.source, self.last_depth = 'auto', float(xyz_cam[-len(joints_uv), 2])
+        else:
+            self.source = 'fallback' if first else 'previous_frame'
         return xyz_cam, joints_uv
 
 
@@ -269,7 +267,7 @@ def run_frames(args, frames, make_predictor, faces, fitter):
         except ValueError as err:
             raise config_module.ConfigError(f'--smooth: {err}') from None
     auto = args.root_depth == 'auto'
-    predict = VideoRootDepth(make_predictor, K) if auto else make_predictor(K, args.root_depth)
+    predict = VideoRootDepth(make_predictor(K, 'auto')) if auto else make_predictor(K, args.root_depth)
 
     def record_fields(result):
         num_joints = len(result.joints_uv)

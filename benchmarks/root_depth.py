@@ -8,7 +8,8 @@ Prints, as percentages of the true wrist depth, the median and 90th percentile o
 - ground-truth predictor: the true pixels and relative depths of the 21 joints
   (evaluation_xyz.json projected with evaluation_K.json), solved with the prior (the whole
   skeleton, as demo.py and test.py do; and bone 9-10 alone, for comparison) and with each
-  hand's own true skeleton length (which must give 0: the solver's self-check);
+  hand's own true skeleton length (which must give 0: the solver's self-check), and with
+  Gaussian noise on the pixels and relative depths (NOISE_LEVELS), a stand-in for a network;
 - with --pred: a pred.json written by `test.py --root_source auto` (its wrist depths against
   the truth).
 """
@@ -23,6 +24,15 @@ from engine.camera import RootDepthPrior, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
 from utils.mano import MANO
 from utils.transforms import project
+
+
+NOISE_LEVELS = ((1.0, 5.0), (3.0, 10.0))  # (px on u and v, mm on relative depths), Gaussian std
+
+
+def _skeleton_px(xyz, K):
+    uv = project(xyz, K)[..., :2]
+    parents, children = zip(*SKELETON)
+    return np.linalg.norm(uv[:, list(children)] - uv[:, list(parents)], axis=-1).sum(-1)
 
 
 def _percent(estimate, truth):
@@ -49,6 +59,14 @@ def ground_truth_rows(xyz, K, prior):
         ('ground truth, own skeleton length (self-check)',
          solve_root_depth(uvd[..., :2], depth_rel, K, _skeleton_lengths(xyz, SKELETON))),
     ]
+    # A network's errors, roughly: the truth with pixel and relative-depth noise.
+    rng = np.random.default_rng(0)
+    for px, mm in NOISE_LEVELS:
+        noisy_uv = uvd[..., :2] + rng.normal(scale=px, size=uvd[..., :2].shape)
+        noisy_rel = depth_rel + rng.normal(scale=mm / 1000, size=depth_rel.shape)
+        noisy_rel[:, 0] = 0.0
+        rows.append((f'ground truth + noise ({px:g} px, {mm:g} mm), prior',
+                     solve_root_depth(noisy_uv, noisy_rel, K, prior.skeleton_m)))
     return [(label, *_percent(depth, truth)) for label, depth in rows]
 
 
@@ -76,6 +94,9 @@ def main(argv=None):
         with open(args.pred) as f:
             pred_xyz = np.asarray(json.load(f)[0], dtype=np.float64)
         rows.append((f'network ({args.pred})', *_percent(pred_xyz[:, 0, 2], xyz[:, 0, 2])))
+        ratio = _skeleton_px(pred_xyz, K) / _skeleton_px(xyz, K)
+        print(f"the network's 2D skeleton / the true one: median {np.median(ratio):.3f} "
+              f"(p10 {np.percentile(ratio, 10):.3f}, p90 {np.percentile(ratio, 90):.3f})")
     print(f"{'root depth error, % of the true depth':<52}{'median':>8}{'p90':>8}{'n':>6}")
     for label, median, p90, count in rows:
         print(f'{label:<52}{median:8.2f}{p90:8.2f}{count:6d}')

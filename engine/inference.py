@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from dataset import worker_init_fn
 from engine.build import build_model
+from engine.camera import ImageInputError, place_at_root_depth
 from manopth.constants import NUM_JOINTS  # default of num_joint: the last 21 rows of 799
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint, load_net_state
@@ -93,8 +94,24 @@ class HandPredictor:
         self.fx_as_fy, self.as_published = fx_as_fy or as_published, as_published
         self.num_joint = num_joint
         self.left, self.root_prior = left, root_prior
+        self.fallback_depth = None  # m: root_depth='auto' places a degenerate prediction here, if set
+        self.root_source = 'given' if root_depth != 'auto' else None  # of the last prediction
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def _place_auto(self, xyz_cam, K, name):
+        """The prediction at its auto root depth; a degenerate one raises ImageInputError, or,
+        with `fallback_depth` set (videos), goes to that depth (logged; root_source says it)."""
+        try:
+            xyz_cam = self.root_prior.place(xyz_cam, K, self.fx_as_fy, names=[name])[0]
+            self.root_source = 'auto'
+        except ImageInputError as err:
+            if self.fallback_depth is None:
+                raise
+            logger.warning('%s: placed at %.3f m instead', err, self.fallback_depth)
+            xyz_cam = place_at_root_depth(xyz_cam, self.fallback_depth, K, self.fx_as_fy)
+            self.root_source = 'fallback'
+        return xyz_cam
 
     @torch.inference_mode()
     def __call__(self, img_bgr, box, name='image'):
@@ -129,7 +146,7 @@ class HandPredictor:
                              crop_size=self.crop_size, depth_box=self.depth_box,
                              fx_as_fy=self.fx_as_fy, floor_uv=self.as_published)
         if auto:  # the pixels and relative depths stay; the wrist moves along its ray
-            xyz_cam = self.root_prior.place(xyz_cam, K, self.fx_as_fy, names=[name])[0]
+            xyz_cam = self._place_auto(xyz_cam, K, name)
         if self.left:
             xyz_cam = xyz_cam * np.array([-1.0, 1.0, 1.0])
         joints_uv = project(xyz_cam[-self.num_joint:], self.K, self.fx_as_fy)[:, :2]

@@ -149,6 +149,7 @@ def test_record_auto_depth_and_mano_fit_from_the_ground_truth(ground_truth_netwo
     assert np.linalg.norm(verts_mm[0].numpy() / 1000 - truth['verts'], axis=-1).mean() <= 1e-3
     obj_verts, _ = read_obj(out / 'hand.obj')
     np.testing.assert_allclose(obj_verts, truth['verts'], atol=2e-5)
+    assert cv2.imread(str(out / 'hand_mano_mesh.png')).shape == (224, 224, 3)
 
 
 def test_bad_K_and_degenerate_depth_skip_only_their_image(ground_truth_network, tmp_path):

@@ -55,7 +55,12 @@ def test_video_and_sequence_give_complete_outputs(checkpoint, clip, tmp_path, mo
     records = read_jsonl(tmp_path / 'v' / 'clip.jsonl')
     assert [r['frame'] for r in records] == list(range(CLIP_FRAMES))
     for r in records:
-        assert set(r) == {'frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices'}
+        assert set(r) == {'frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices',
+                          'K', 'K_source', 'hand', 'root_depth_m', 'root_depth_source',
+                          'hand_scale_m', 'joints_cam', 'joints_2d'}
+        assert r['joints_cam'] == r['joints'] and r['K_source'] == 'default_fov'
+        assert r['root_depth_source'] in ('auto', 'previous_frame', 'fallback')
+        assert r['root_depth_m'] == r['joints'][0][2]
         assert np.array(r['joints']).shape == (21, 3) and np.array(r['vertices']).shape == (778, 3)
         assert len(r['box']) == 4 and isinstance(r['box_reset'], bool)
     assert records[1]['time'] == pytest.approx(0.1)  # the clip's 10 frames/s
