@@ -89,8 +89,8 @@ def ground_truth_network(tmp_path, standin_mano, monkeypatch):
                           '64,64', '--pretrained_backbone', 'false', '--mano_root', standin_mano])
     folder = tmp_path / 'ckpt'
     folder.mkdir()
-    (folder / 'snapshot_0.pth.tar').write_bytes(b'unused: the network is replaced')
-    (folder / 'config.json').write_text(json.dumps(cfg.to_dict()))
+    # a loadable file with its configuration; its (absent) weights are never used
+    torch.save({'net': {}, 'config': cfg.to_dict()}, folder / 'snapshot_0.pth.tar')
     sampler = GeometrySampler(standin_mano, max_tilt=50.0)
     truth = sampler.sample([sample_generators(11, 1, 0)[0]])
     x, y, w, _ = BOX

@@ -154,8 +154,9 @@ def test_bbox_auto_finds_an_off_centre_hand(checkpoint, clip, tmp_path):
     print(f'--bbox auto with the truth: IoU {box_iou(found, true_box):.3f} with the true box')
     assert box_iou(found, true_box) >= 0.5
 
-    # The real (small, untrained) network: it runs and writes the still-image outputs.
+    # The real (small, untrained) network: it runs and writes the still-image outputs (at a
+    # given depth: its collapsed joints give no --root_depth auto).
     demo.main(['--input', still, '--checkpoint', checkpoint, '--bbox', 'auto',
-               '--out', str(tmp_path / 'auto')])
-    assert sorted(os.listdir(tmp_path / 'auto')) == ['00000.obj', '00000_mesh.png',
+               '--out', str(tmp_path / 'auto'), '--root_depth', '0.7'])
+    assert sorted(os.listdir(tmp_path / 'auto')) == ['00000.json', '00000.obj', '00000_mesh.png',
                                                       '00000_skeleton.png']
