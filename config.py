@@ -29,6 +29,7 @@ class Config:
     ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
     input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
+    hand_scale_m: float = 0.0326  # m, bone 9-10 (middle MCP -> PIP) of `--root_depth auto` / root_source auto: the median of training_scale.json of the stand-in synthetic set (README "Root depth")
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
     as_published: bool = False  # decode exactly as the published code: fx for both axes (implies fx_as_fy) and u, v floored to whole crop px (docs/method.md §11)
 
@@ -67,6 +68,7 @@ class Config:
     onnx: str = ''  # test.py / demo.py: run this exported file with ONNX Runtime (CPU) instead of PyTorch
     continue_train: bool = False  # train.py: resume from `checkpoint`
     resume: str = ''  # train.py: 'auto' resumes from the newest checkpoint of the experiment
+    root_source: str = 'rootnet'  # test.py wrist depths: 'rootnet' (bbox_root_freihand_output.json, the leaderboard's) or 'auto' (from the predicted hand's size and hand_scale_m)
     vis: bool = False  # test.py: render results to output/vis
     vis_num: int = 8  # test.py: how many samples to render with vis
     test_batch_size: int = 16  # test.py batch size (per process)
@@ -114,6 +116,7 @@ _CHOICES = {
     'resume': ('', 'auto'),
     'dataset': ('FreiHAND', 'HO3D', 'FreiHAND+HO3D'),
     'ho3d_version': ('v2', 'v3'),
+    'root_source': ('rootnet', 'auto'),
 }
 
 
@@ -128,6 +131,7 @@ class ConfigError(ValueError):
 # when a configuration is resolved, before anything touches the disk.
 _RANGES = {
     'depth_box': (0.0, None, True),
+    'hand_scale_m': (0.0, None, True),
     'num_stage': (1, None, False),
     'num_FMs': (1, None, False),
     'feature_size': (1, None, False),

@@ -11,11 +11,17 @@ Camera and placement, when not given:
 - hand box (--bbox x,y,w,h in pixels): the centred FreiHAND box, 130/224 of the shorter image
   side, around the image centre; --bbox auto starts there and re-crops around the predicted
   joints until the box moves less than 3 % (at most 4 predictions, then the final one);
-- focal length (--focal, pixels of the input image): the FreiHAND framing, 500 px for a 224 px
-  image whose 130 px box holds the hand, i.e. 500 * box side / 130 (for a video: the first
-  frame's box, then fixed); principal point at the image centre;
-- root (wrist) depth (--root_depth, meters): 0.7 m, typical of FreiHAND at that framing. The
-  depth only scales the mesh's distance; the shape and the 2D overlay do not depend on it.
+- intrinsics: --K fx,fy,cx,cy (pixels) or --K FILE.json; else --focal (pixels, principal point
+  at the image centre); else, for a photo, the EXIF FocalLengthIn35mmFilm (the longer image
+  side spans 36 mm); else a 60 degree field of view across the longer side. Each image's
+  record says which (K_source); a K whose principal point is outside an image, or a
+  non-positive focal, skips that image with a message;
+- root (wrist) depth (--root_depth): 'auto' (default): where the predicted skeleton has the
+  metric size of hand_scale_m (config.py; engine/camera.py); or meters. The depth only moves
+  the hand along its rays: the 2D overlay does not depend on it.
+--fit_mano fits MANO (manopth's convention, engine/mano_fit.py) to each mesh; every image gets
+<name>.json (K, box, hand, root depth, joints in the camera frame and in pixels, MANO
+parameters when fitted; README "The JSON record").
 - --left: the image is flipped, the network (trained on right hands) predicts, and the mesh is
   mirrored back (x -> -x in the camera frame, faces re-wound).
 Videos (--input FILE that is not an image, any format OpenCV reads) and image sequences
@@ -39,11 +45,15 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
+from engine.camera import (ImageInputError, check_intrinsics, hand_record, image_intrinsics,
+                           parse_K, root_prior_for)
 from engine.inference import HandPredictor, inference_amp, load_inference_model
+from engine.mano_fit import ManoFitter, fit_record
 from engine.setup import log_config_notes, resolve_config, run_main
-from engine.video import auto_box, run_video
+from engine.video import auto_box, box_xywh, run_video
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
 from utils.errors import DataError
+from utils.files.atomic import atomic_write_json
 from utils.files.obj import write_obj
 from utils.runtime.logger import setup_logger
 from utils.mano import MANO
@@ -51,8 +61,8 @@ from engine.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEur
 from engine.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 
 logger = logging.getLogger('sar')
-DEFAULT_FOCAL_PX = 500.0  # at FreiHAND's framing: 224 px image, 130 px hand box
-DEFAULT_ROOT_DEPTH_M = 0.7
+BOX_SEARCH_DEPTH_M = 0.7  # m: --bbox auto searches at this depth (the 2D joints do not depend on
+# it); a video's frames before the first good --root_depth auto use it too
 DEFAULT_FPS = 30.0  # frames/s of a --sequence (and of a video whose file gives none)
 
 
@@ -66,9 +76,15 @@ def parse_args(argv):
     parser.add_argument('--out', default='output/demo', help='output folder')
     parser.add_argument('--bbox', help='hand box x,y,w,h in pixels, or "auto" (default: the '
                                        'centred box); for a video, the first frame\'s box')
-    parser.add_argument('--focal', type=float, help='focal length in pixels of the input image')
-    parser.add_argument('--root_depth', type=float, default=DEFAULT_ROOT_DEPTH_M,
-                        help=f'wrist depth in meters (default {DEFAULT_ROOT_DEPTH_M})')
+    parser.add_argument('--K', help='intrinsics fx,fy,cx,cy in pixels, or a JSON file '
+                                    '({"fx", "fy", "cx", "cy"} or a 3 x 3 "K")')
+    parser.add_argument('--focal', type=float, help='focal length in pixels of the input image '
+                                                    '(principal point at the image centre)')
+    parser.add_argument('--root_depth', default='auto',
+                        help="wrist depth: 'auto' (default: from the hand's size and "
+                             "hand_scale_m) or meters")
+    parser.add_argument('--fit_mano', action='store_true',
+                        help='fit MANO parameters to each mesh (written to the JSON record)')
     parser.add_argument('--left', action='store_true', help='the images show left hands')
     parser.add_argument('--fps', type=float,
                         help=f'frames/s of the video (default: the file\'s own; {DEFAULT_FPS:g} '
@@ -113,10 +129,27 @@ def hand_box(bbox_text, width, height):
     return HandBox(np.array([x + w / 2, y + h / 2]), max(w, h))
 
 
-def intrinsics(focal, box_side, width, height):
-    """K of the demo: --focal or 500 x box side / 130 px, principal point at the image centre."""
-    focal = focal if focal else DEFAULT_FOCAL_PX * box_side / HAND_BOX_SIZE
-    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+def parse_root_depth(text):
+    """--root_depth: 'auto' or a positive depth in meters."""
+    if text == 'auto':
+        return 'auto'
+    try:
+        depth = float(text)
+    except ValueError:
+        depth = float('nan')
+    if not depth > 0 or depth == float('inf'):
+        raise config_module.ConfigError(f"--root_depth {text!r}: give 'auto' or a positive depth "
+                                        f"in meters (e.g. 0.5)")
+    return depth
+
+
+def intrinsics(args, width, height, image_path=None, name='image'):
+    """(K, K_source) of one image or video (engine.camera.image_intrinsics), checked."""
+    K, source, detail = image_intrinsics(width, height, K=args.K_parsed, focal=args.focal,
+                                         image_path=image_path)
+    check_intrinsics(K, width, height, name)
+    logger.info('%s: K from %s (%s)', name, source, detail)
+    return K, source
 
 
 def first_box(args, img_bgr, make_predictor):
@@ -130,60 +163,124 @@ def first_box(args, img_bgr, make_predictor):
     if args.bbox == 'auto':
         # The 2D joints do not depend on K (decoding and projecting with one K cancel), so
         # the search can use the default box's camera.
-        box = auto_box(make_predictor(intrinsics(args.focal, box.side, width, height)),
-                       img_bgr, box)
+        K = image_intrinsics(width, height, K=args.K_parsed, focal=args.focal)[0]
+        box = auto_box(make_predictor(K, BOX_SEARCH_DEPTH_M), img_bgr, box)
     return box
 
 
-def run_images(args, make_predictor, faces):
+def process_image(args, path, img_bgr, make_predictor, faces, fitter):
+    """Predict, fit (with --fit_mano) and write the outputs of one image (img_bgr, read)."""
     from utils.vis.render import render_mesh  # after torch/torchvision (see utils/render.py)
     from utils.vis.drawing import draw_skeleton
     from utils.files.images import save_image
 
+    height, width = img_bgr.shape[:2]
+    K, K_source = intrinsics(args, width, height, path, name=path)
+    box = first_box(args, img_bgr, make_predictor)
+    xyz_cam, joints_uv = make_predictor(K, args.root_depth)(img_bgr, box, name=path)
+    verts = xyz_cam[:len(xyz_cam) - len(joints_uv)]
+    mano = fit = None
+    if fitter is not None:
+        fit = fitter.fit(verts[None])
+        mano = fit_record(fit, 0)
+    record = hand_record(K, K_source, box_xywh(box), 'left' if args.left else 'right',
+                         xyz_cam[-len(joints_uv):], 'auto' if args.root_depth == 'auto' else 'given',
+                         fx_as_fy=args.fx_as_fy, mano=mano,
+                         hand_scale_m=args.hand_scale_m if args.root_depth == 'auto' else None)
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    write_obj(os.path.join(args.out, f'{name}.obj'), verts, faces)
+    atomic_write_json(os.path.join(args.out, f'{name}.json'), record, indent=1)
+    img_rgb = np.ascontiguousarray(img_bgr[:, :, ::-1])
+    overlay = render_mesh(verts, faces, K, (height, width), background=img_rgb)[0]
+    save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
+    if fit is not None:  # the fitted MANO mesh, drawn the same way
+        fitted = render_mesh(fit['verts'][0], faces, K, (height, width), background=img_rgb)[0]
+        save_image(os.path.join(args.out, f'{name}_mano_mesh.png'), fitted)
+    skeleton = draw_skeleton(img_rgb, joints_uv)
+    save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
+
+
+def run_images(args, make_predictor, faces, fitter):
+    """Every image of --input. One that cannot be decoded, or processed as asked (engine.camera.
+    ImageInputError: its K, a degenerate auto depth), is named when met and skipped; the others
+    go on, and the run fails at the end with the list."""
     paths = list_images(args.input)
-    unreadable = []
+    unreadable, skipped = [], []
     for path in tqdm(paths, desc='images'):
         img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if img_bgr is None:  # named now, the others still processed, the run fails at the end
             logger.warning('skipping %s: not an image OpenCV can decode', path)
             unreadable.append(path)
             continue
-        height, width = img_bgr.shape[:2]
-        box = first_box(args, img_bgr, make_predictor)
-        K = intrinsics(args.focal, box.side, width, height)
-        xyz_cam, joints_uv = make_predictor(K)(img_bgr, box)
-        verts = xyz_cam[:len(xyz_cam) - len(joints_uv)]
-
-        name = os.path.splitext(os.path.basename(path))[0]
-        write_obj(os.path.join(args.out, f'{name}.obj'), verts, faces)
-        img_rgb = np.ascontiguousarray(img_bgr[:, :, ::-1])
-        overlay = render_mesh(verts, faces, K, (height, width), background=img_rgb)[0]
-        save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
-        skeleton = draw_skeleton(img_rgb, joints_uv)
-        save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
-    done = len(paths) - len(unreadable)
+        try:
+            process_image(args, path, img_bgr, make_predictor, faces, fitter)
+        except ImageInputError as err:
+            logger.warning('skipping %s', err)
+            skipped.append(str(err))
+    done = len(paths) - len(unreadable) - len(skipped)
     if done:
-        print(f'wrote meshes (.obj, camera frame, meters), overlays and skeletons of {done} '
-              f'image(s) to {args.out}')
+        print(f'wrote meshes (.obj, camera frame, meters), records (.json), overlays and '
+              f'skeletons of {done} image(s) to {args.out}')
+    problems = []
     if unreadable:
-        raise DataError(f"{len(unreadable)} of {len(paths)} image(s) could not be decoded and "
+        problems.append(f"{len(unreadable)} of {len(paths)} image(s) could not be decoded and "
                         f"were skipped: {', '.join(unreadable)} (not images OpenCV can read: "
                         f"re-export or remove them)")
+    if skipped:
+        problems.append(f'{len(skipped)} of {len(paths)} image(s) skipped:\n'
+                        + '\n'.join(f'  {s}' for s in skipped))
+    if problems:
+        raise DataError('\n'.join(problems))
 
 
-def run_frames(args, frames, make_predictor, faces):
+class VideoRootDepth:
+    """The predictor of a video with --root_depth auto: a frame whose prediction gives no depth
+    keeps the previous frame's, or BOX_SEARCH_DEPTH_M before the first good one (logged);
+    `source` says what the last frame got: 'auto', 'previous_frame' or 'fallback'."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.frame, self.last_depth, self.source = -1, None, 'auto'
+
+    def __call__(self, img_bgr, box):
+        self.frame += 1
+        first = self.last_depth is None
+        self.predictor.fallback_depth = BOX_SEARCH_DEPTH_M if first else self.last_depth
+        xyz_cam, joints_uv = self.predictor(img_bgr, box, name=f'frame {self.frame}')
+        if self.predictor.root_source == 'auto':
+            self.source, self.last_depth = 'auto', float(xyz_cam[-len(joints_uv), 2])
+        else:
+            self.source = 'fallback' if first else 'previous_frame'
+        return xyz_cam, joints_uv
+
+
+def run_frames(args, frames, make_predictor, faces, fitter):
     height, width = frames.image_size
     fps = args.fps or frames.fps or DEFAULT_FPS
+    K, K_source = intrinsics(args, width, height, name=frames.name)
     box = first_box(args, frames.first_frame, make_predictor)
-    K = intrinsics(args.focal, box.side, width, height)
     smoother = None
     if args.smooth:
         try:
             smoother = OneEuroFilter(args.smooth_min_cutoff, args.smooth_beta, rate=fps)
         except ValueError as err:
             raise config_module.ConfigError(f'--smooth: {err}') from None
-    summary = run_video(frames, make_predictor(K), box, K, faces, args.out, frames.name, fps,
-                        smoother=smoother, save_obj=args.save_obj, num_frames=frames.num_frames)
+    auto = args.root_depth == 'auto'
+    predict = VideoRootDepth(make_predictor(K, 'auto')) if auto else make_predictor(K, args.root_depth)
+
+    def record_fields(result):
+        num_joints = len(result.joints_uv)
+        verts = result.xyz_cam[:len(result.xyz_cam) - num_joints]
+        mano = fit_record(fitter.fit(verts[None]), 0) if fitter is not None else None
+        return hand_record(K, K_source, box_xywh(result.box), 'left' if args.left else 'right',
+                           result.xyz_cam[-num_joints:], predict.source if auto else 'given',
+                           fx_as_fy=args.fx_as_fy, mano=mano,
+                           hand_scale_m=args.hand_scale_m if auto else None)
+
+    summary = run_video(frames, predict, box, K, faces, args.out, frames.name, fps,
+                        smoother=smoother, save_obj=args.save_obj, num_frames=frames.num_frames,
+                        record_fields=record_fields)
     print(f"wrote {summary['frames']} frames ({summary['resets']} with a reset box): "
           f"{summary['jsonl']} (joints and vertices, camera frame, meters) and {summary['video']}")
 
@@ -195,6 +292,14 @@ def main(argv):
         raise config_module.ConfigError('no network given: python demo.py --input IMG '
                                         '--checkpoint PATH (or --onnx FILE)')
     device = torch.device(cfg.device)  # resolve_config refused cuda without a GPU
+    args.root_depth = parse_root_depth(args.root_depth)
+    args.K_parsed = parse_K(args.K) if args.K else None
+    if args.focal is not None and not args.focal > 0:
+        raise config_module.ConfigError(f'--focal {args.focal:g}: the focal length must be a '
+                                        f'positive number of pixels')
+    if args.K and args.focal is not None:
+        raise config_module.ConfigError('--K and --focal both given: --K holds the focal '
+                                        'length too; give one of them')
     if args.fps is not None and not args.fps > 0:
         raise config_module.ConfigError(f'--fps {args.fps}: must be a positive frame rate')
     # Open the frames before loading the network: a bad file fails at once.
@@ -214,19 +319,27 @@ def main(argv):
     amp_dtype = inference_amp(cfg, device)
     faces = mano.faces[:, ::-1] if args.left else mano.faces
 
-    def make_predictor(K):
+    root_prior = root_prior_for(mano, cfg.hand_scale_m)
+    # the joints' pixels in the record are projected as the decoding back-projected them
+    args.fx_as_fy, args.hand_scale_m = cfg.fx_as_fy or cfg.as_published, cfg.hand_scale_m
+    fitter = None
+    if args.fit_mano:
+        fitter = ManoFitter(cfg.mano_root, side='left' if args.left else 'right')
+        logger.info('--fit_mano: %s, flat_hand_mean=%s', fitter.model, fitter.flat_hand_mean)
+
+    def make_predictor(K, root_depth):
         return HandPredictor(model, K, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
-                             root_depth=args.root_depth, fx_as_fy=cfg.fx_as_fy,
+                             root_depth=root_depth, fx_as_fy=cfg.fx_as_fy,
                              as_published=cfg.as_published, num_joint=cfg.num_joint, left=args.left,
-                             device=device,
+                             device=device, root_prior=root_prior,
                              channels_last=cfg.channels_last and device.type == 'cuda',
                              amp_dtype=amp_dtype)
 
     os.makedirs(args.out, exist_ok=True)
     if frames is None:
-        run_images(args, make_predictor, faces)
+        run_images(args, make_predictor, faces, fitter)
     else:
-        run_frames(args, frames, make_predictor, faces)
+        run_frames(args, frames, make_predictor, faces, fitter)
 
 
 if __name__ == '__main__':

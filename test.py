@@ -3,6 +3,7 @@
     python test.py --checkpoint output/checkpoint/<experiment>/snapshot_49.pth.tar
     python test.py --checkpoint snapshot_sar.pth.tar      # the authors' released checkpoint
     python test.py --checkpoint ... --vis                 # also render results to output/vis
+    python test.py --checkpoint ... --root_source auto    # wrist depths from the hand's size, not RootNet
     torchrun --nproc_per_node=4 test.py --checkpoint ...  # split inference over 4 processes
 
 The network is built from the config.json saved beside the checkpoint (when present) under the
@@ -23,6 +24,7 @@ import torch
 import config as config_module
 from dataset import get_dataset
 from engine import ho3d
+from engine.camera import root_prior_for
 from engine.inference import inference_amp, load_inference_model, predict_dataset, write_pred
 from engine.setup import resolve_config, run_main, setup_run
 from utils.runtime import distributed
@@ -53,13 +55,20 @@ def main(argv):
     dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
                           input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
                           cache_dir=cfg.annotation_cache, **ho3d.dataset_kwargs(cfg))
+    root_prior = None
+    if cfg.root_source == 'auto':
+        root_prior = root_prior_for(mano, cfg.hand_scale_m)
+        logger.info('root_source auto: wrist depths from the predicted skeleton at %.3f m total '
+                    '(hand_scale_m %.4f m x %.2f, the MANO template\'s skeleton / bone 9-10), '
+                    'not from the RootNet file', root_prior.skeleton_m, cfg.hand_scale_m,
+                    root_prior.ratio)
     xyz, verts = predict_dataset(
         model, dataset, device=device, batch_size=cfg.test_batch_size,
         num_workers=cfg.num_worker, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
         fx_as_fy=cfg.fx_as_fy, as_published=cfg.as_published, num_joint=cfg.num_joint,
         amp_dtype=amp_dtype,
         channels_last=cfg.channels_last and device.type == 'cuda',
-        rank=rank, world_size=world_size)
+        rank=rank, world_size=world_size, root_prior=root_prior)
 
     if rank == 0 and cfg.dataset == 'HO3D':  # pred.json in HO3D's submission format
         ho3d.write_outputs(cfg, dataset, xyz, verts, logger, mano.faces)

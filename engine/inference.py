@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from dataset import worker_init_fn
 from engine.build import build_model, log_amp
+from engine.camera import ImageInputError, place_at_root_depth
 from manopth.constants import NUM_JOINTS  # default of num_joint: the last 21 rows of 799
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint, load_net_state
@@ -82,7 +83,11 @@ class HandPredictor:
         K: 3 x 3 intrinsics of the images, pixels.
         crop_size: network input (height, width), px (cfg.input_img_shape).
         depth_box: m per normalised depth unit (cfg.depth_box).
-        root_depth: wrist depth, m (the network predicts depths relative to it).
+        root_depth: wrist depth, m (the network predicts depths relative to it), or 'auto':
+            the depth where the predicted skeleton has the metric size of `root_prior`
+            (engine.camera.RootDepthPrior); a degenerate prediction raises
+            engine.camera.ImageInputError.
+        root_prior: the RootDepthPrior of root_depth='auto'.
         fx_as_fy: decode with fx for both axes (cfg.fx_as_fy, docs/method.md §11).
         as_published: decode exactly as the published code (cfg.as_published: fx for both
             axes and u, v floored to whole crop pixels, utils.transforms.decode_uvd).
@@ -97,25 +102,44 @@ class HandPredictor:
 
     def __init__(self, model, K, *, crop_size, depth_box, root_depth, fx_as_fy=False,
                  as_published=False, num_joint=NUM_JOINTS, left=False,
-                 device=torch.device('cpu'), channels_last=False, amp_dtype=None):
+                 device=torch.device('cpu'), channels_last=False, amp_dtype=None, root_prior=None):
+        if root_depth == 'auto' and root_prior is None:
+            raise ValueError("root_depth='auto' needs root_prior (engine.camera.RootDepthPrior)")
         self.model = model.eval()
         self.K = np.asarray(K, dtype=np.float64)
         self.crop_size = tuple(crop_size)
         self.depth_box, self.root_depth = depth_box, root_depth
         self.fx_as_fy, self.as_published = fx_as_fy or as_published, as_published
         self.num_joint = num_joint
-        self.left = left
+        self.left, self.root_prior = left, root_prior
+        self.fallback_depth = None  # m: root_depth='auto' places a degenerate prediction here, if set
+        self.root_source = 'given' if root_depth != 'auto' else None  # of the last prediction
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.amp_dtype = amp_dtype
 
+    def _place_auto(self, xyz_cam, K, name):
+        """The prediction at its auto root depth; a degenerate one raises ImageInputError, or,
+        with `fallback_depth` set (videos), goes to that depth (logged; root_source says it)."""
+        try:
+            xyz_cam = self.root_prior.place(xyz_cam, K, self.fx_as_fy, names=[name])[0]
+            self.root_source = 'auto'
+        except ImageInputError as err:
+            if self.fallback_depth is None:
+                raise
+            logger.warning('%s: placed at %.3f m instead', err, self.fallback_depth)
+            xyz_cam = place_at_root_depth(xyz_cam, self.fallback_depth, K, self.fx_as_fy)
+            self.root_source = 'fallback'
+        return xyz_cam
+
     @torch.inference_mode()
-    def __call__(self, img_bgr, box):
+    def __call__(self, img_bgr, box, name='image'):
         """Predict the hand in `box` of one image.
 
         Args:
             img_bgr: H x W x 3 uint8 BGR image.
             box: (center (2,), side) hand box in image pixels (engine.tracking.HandBox).
+            name: what an error message calls the image.
         Returns:
             xyz_cam: 799 x 3 float64, meters, camera frame (rows 0..777 vertices, 778..798
                 the 21 joints; num_vert + num_joint rows in general); joints_uv: num_joint x 2
@@ -137,9 +161,12 @@ class HandPredictor:
         with autocast(self.device, self.amp_dtype):
             coords = self.model({'img': img.contiguous(memory_format=self.memory_format)})['coords']
         coords = coords[0].float().cpu().numpy()  # (799, 3)
-        xyz_cam = decode_uvd(coords, self.root_depth, crop2img, K, crop_size=self.crop_size,
-                             depth_box=self.depth_box, fx_as_fy=self.fx_as_fy,
-                             floor_uv=self.as_published)
+        auto = self.root_depth == 'auto'
+        xyz_cam = decode_uvd(coords, 1.0 if auto else self.root_depth, crop2img, K,
+                             crop_size=self.crop_size, depth_box=self.depth_box,
+                             fx_as_fy=self.fx_as_fy, floor_uv=self.as_published)
+        if auto:  # the pixels and relative depths stay; the wrist moves along its ray
+            xyz_cam = self._place_auto(xyz_cam, K, name)
         if self.left:
             xyz_cam = xyz_cam * np.array([-1.0, 1.0, 1.0])
         joints_uv = project(xyz_cam[-self.num_joint:], self.K, self.fx_as_fy)[:, :2]
@@ -148,12 +175,16 @@ class HandPredictor:
 
 @torch.inference_mode()
 def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, as_published=False,
-            num_joint=NUM_JOINTS, amp_dtype=None, channels_last=False, show_progress=True):
+            num_joint=NUM_JOINTS, amp_dtype=None, channels_last=False, show_progress=True,
+            root_prior=None):
     """Run the network over an evaluation loader and decode to the camera frame (docs/method.md §7).
 
     fx_as_fy, as_published: the published decoding (cfg fields of the same names, see
     HandPredictor); num_joint: joint rows at the end of the output (cfg.num_joint), the rows
-    before them are the vertices.
+    before them are the vertices. With `root_prior` (engine.camera.RootDepthPrior: test.py
+    --root_source auto) each wrist is moved from the loader's root depth (RootNet) to the depth
+    where the predicted skeleton has the prior's metric size; a degenerate prediction keeps
+    the RootNet depth (logged).
 
     Returns:
         dict idx -> (xyz 21 x 3, verts 778 x 3) in meters (float64), for the items the
@@ -170,6 +201,12 @@ def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, as_p
         xyz_cam = decode_uvd(coords, meta['root_depth'].numpy(), meta['bb2img_trans'].numpy(),
                              meta['K'].numpy(), crop_size=crop_size, depth_box=depth_box,
                              fx_as_fy=fx_as_fy or as_published, floor_uv=as_published)
+        if root_prior is not None:
+            xyz_cam, _, bad = root_prior.place_or_keep(xyz_cam, meta['K'].numpy(),
+                                                       fx_as_fy or as_published)
+            for idx in meta['idx'][torch.from_numpy(bad)].tolist():
+                logger.warning('evaluation item %d: --root_source auto found no wrist depth '
+                               '(collapsed or degenerate joints): kept the RootNet depth', idx)
         num_verts = xyz_cam.shape[1] - num_joint
         for b, idx in enumerate(meta['idx'].tolist()):
             out[idx] = (xyz_cam[b, num_verts:], xyz_cam[b, :num_verts])
@@ -178,10 +215,10 @@ def predict(model, loader, *, device, crop_size, depth_box, fx_as_fy=False, as_p
 
 def predict_dataset(model, dataset, *, device, batch_size, num_workers, crop_size, depth_box,
                     fx_as_fy=False, as_published=False, num_joint=NUM_JOINTS, amp_dtype=None,
-                    channels_last=False, rank=0, world_size=1):
+                    channels_last=False, rank=0, world_size=1, root_prior=None):
     """Predict every item of an evaluation data set, split across ranks under torchrun.
 
-    Each rank runs a contiguous shard; the results are gathered so that every rank returns
+    Each rank runs a contiguous shard (root_prior: see `predict`); the results are gathered so that every rank returns
     the full predictions in data-set order (rank 0 writes them).
 
     Returns:
@@ -195,7 +232,8 @@ def predict_dataset(model, dataset, *, device, batch_size, num_workers, crop_siz
                         worker_init_fn=worker_init_fn)
     local = predict(model, loader, device=device, crop_size=crop_size, depth_box=depth_box,
                     fx_as_fy=fx_as_fy, as_published=as_published, num_joint=num_joint,
-                    amp_dtype=amp_dtype, channels_last=channels_last, show_progress=rank == 0)
+                    amp_dtype=amp_dtype, channels_last=channels_last, show_progress=rank == 0,
+                    root_prior=root_prior)
     merged = {}
     for part in distributed.all_gather_objects(local):
         merged.update(part)

@@ -166,7 +166,7 @@ def output_paths(out_dir, name):
 
 
 def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother=None,
-              save_obj=False, num_frames=None, progress=True):
+              save_obj=False, num_frames=None, progress=True, record_fields=None):
     """Track and predict every frame; write the JSON lines, the overlay video and the OBJs.
 
     Outputs (output_paths): `<name>.jsonl`, one frame_record per line; `<name>_mesh.mp4`, each
@@ -185,6 +185,8 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
         fps: frame rate of the overlay video and of the JSONL times, frames/s.
         save_obj: also write one OBJ per frame.
         num_frames: for the progress bar, when known.
+        record_fields: optional callable FrameResult -> dict of more fields for that frame's
+            JSON line (demo.py: the hand record of engine.camera.hand_record).
     Returns:
         dict: 'frames', 'resets' (frames cropped with a reset box) and the output paths.
     """
@@ -201,7 +203,10 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
                                     disable=not progress, dynamic_ncols=True):
             num_verts = len(result.xyz_cam) - len(result.joints_uv)
             verts = result.xyz_cam[:num_verts]
-            jsonl.write(json.dumps(frame_record(result, num_verts, fps)) + '\n')
+            record = frame_record(result, num_verts, fps)
+            if record_fields is not None:
+                record.update(record_fields(result))
+            jsonl.write(json.dumps(record) + '\n')
             if save_obj:
                 write_obj(os.path.join(paths['obj_dir'], f'{result.index:05d}.obj'), verts, faces)
             try:

@@ -40,8 +40,9 @@ def test_an_undecodable_image_is_skipped_named_and_fails_the_run_at_the_end(chec
     (photos / 'b.jpg').write_bytes(b'not a JPEG at all')  # sorts between the two good ones
     cv2.imwrite(str(photos / 'c.png'), img[::-1])
     out = tmp_path / 'out'
+    # (at a given depth: the untrained network's collapsed joints give no --root_depth auto)
     code = run_main(demo.main, ['--input', str(photos), '--out', str(out), '--checkpoint',
-                                checkpoint], 'demo.py')
+                                checkpoint, '--root_depth', '0.7'], 'demo.py')
     captured = capsys.readouterr()
     assert code == 1
     assert f'skipping {photos / "b.jpg"}' in captured.out  # named when met (the log)

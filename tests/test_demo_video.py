@@ -55,7 +55,12 @@ def test_video_and_sequence_give_complete_outputs(checkpoint, clip, tmp_path, mo
     records = read_jsonl(tmp_path / 'v' / 'clip.jsonl')
     assert [r['frame'] for r in records] == list(range(CLIP_FRAMES))
     for r in records:
-        assert set(r) == {'frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices'}
+        assert set(r) == {'frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices',
+                          'K', 'K_source', 'hand', 'root_depth_m', 'root_depth_source',
+                          'hand_scale_m', 'joints_cam', 'joints_2d'}
+        assert r['joints_cam'] == r['joints'] and r['K_source'] == 'default_fov'
+        assert r['root_depth_source'] in ('auto', 'previous_frame', 'fallback')
+        assert r['root_depth_m'] == r['joints'][0][2]
         assert np.array(r['joints']).shape == (21, 3) and np.array(r['vertices']).shape == (778, 3)
         assert len(r['box']) == 4 and isinstance(r['box_reset'], bool)
     assert records[1]['time'] == pytest.approx(0.1)  # the clip's 10 frames/s
@@ -149,8 +154,9 @@ def test_bbox_auto_finds_an_off_centre_hand(checkpoint, clip, tmp_path):
     print(f'--bbox auto with the truth: IoU {box_iou(found, true_box):.3f} with the true box')
     assert box_iou(found, true_box) >= 0.5
 
-    # The real (small, untrained) network: it runs and writes the still-image outputs.
+    # The real (small, untrained) network: it runs and writes the still-image outputs (at a
+    # given depth: its collapsed joints give no --root_depth auto).
     demo.main(['--input', still, '--checkpoint', checkpoint, '--bbox', 'auto',
-               '--out', str(tmp_path / 'auto')])
-    assert sorted(os.listdir(tmp_path / 'auto')) == ['00000.obj', '00000_mesh.png',
+               '--out', str(tmp_path / 'auto'), '--root_depth', '0.7'])
+    assert sorted(os.listdir(tmp_path / 'auto')) == ['00000.json', '00000.obj', '00000_mesh.png',
                                                       '00000_skeleton.png']

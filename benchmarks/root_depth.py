@@ -1,0 +1,107 @@
+"""Accuracy of `--root_depth auto` on an evaluation set with known depths (README "Root depth").
+
+    python -m benchmarks.root_depth --data_root data/FreiHAND_synth --mano_root data/mano_standin \\
+        [--pred output/pred.json] [--hand_scale_m 0.0326]
+
+Prints, as percentages of the true wrist depth, the median and 90th percentile of
+|estimated - true| / true:
+- ground-truth predictor: the true pixels and relative depths of the 21 joints
+  (evaluation_xyz.json projected with evaluation_K.json), solved with the prior (the whole
+  skeleton, as demo.py and test.py do; and bone 9-10 alone, for comparison) and with each
+  hand's own true skeleton length (which must give 0: the solver's self-check), and with
+  Gaussian noise on the pixels and relative depths (NOISE_LEVELS), a stand-in for a network;
+- with --pred: a pred.json written by `test.py --root_source auto` (its wrist depths against
+  the truth).
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+
+import config as config_module
+from engine.camera import RootDepthPrior, solve_root_depth
+from utils.constants import SCALE_BONE, SKELETON
+from utils.mano import MANO
+from utils.transforms import project
+
+
+NOISE_LEVELS = ((1.0, 5.0), (3.0, 10.0))  # (px on u and v, mm on relative depths), Gaussian std
+
+
+def _skeleton_px(xyz, K):
+    uv = project(xyz, K)[..., :2]
+    parents, children = zip(*SKELETON)
+    return np.linalg.norm(uv[:, list(children)] - uv[:, list(parents)], axis=-1).sum(-1)
+
+
+def _percent(estimate, truth):
+    error = np.abs(estimate - truth) / truth * 100
+    return float(np.median(error)), float(np.percentile(error, 90)), len(error)
+
+
+def _skeleton_lengths(xyz, bones):
+    parents, children = zip(*bones)
+    return np.linalg.norm(xyz[:, list(children)] - xyz[:, list(parents)], axis=-1).sum(-1)
+
+
+def ground_truth_rows(xyz, K, prior):
+    """[(label, median %, p90 %, n)] of the ground-truth predictor."""
+    uvd = project(xyz, K)
+    depth_rel = uvd[..., 2] - uvd[..., :1, 2]
+    truth = xyz[:, 0, 2]
+    bone = [SCALE_BONE]
+    rows = [
+        ('ground truth, prior, whole skeleton',
+         solve_root_depth(uvd[..., :2], depth_rel, K, prior.skeleton_m)),
+        ('ground truth, prior, bone 9-10 alone',
+         solve_root_depth(uvd[..., :2], depth_rel, K, prior.hand_scale_m, bones=bone)),
+        ('ground truth, own skeleton length (self-check)',
+         solve_root_depth(uvd[..., :2], depth_rel, K, _skeleton_lengths(xyz, SKELETON))),
+    ]
+    # A network's errors, roughly: the truth with pixel and relative-depth noise.
+    rng = np.random.default_rng(0)
+    for px, mm in NOISE_LEVELS:
+        noisy_uv = uvd[..., :2] + rng.normal(scale=px, size=uvd[..., :2].shape)
+        noisy_rel = depth_rel + rng.normal(scale=mm / 1000, size=depth_rel.shape)
+        noisy_rel[:, 0] = 0.0
+        rows.append((f'ground truth + noise ({px:g} px, {mm:g} mm), prior',
+                     solve_root_depth(noisy_uv, noisy_rel, K, prior.skeleton_m)))
+    return [(label, *_percent(depth, truth)) for label, depth in rows]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data_root', required=True, help='evaluation set with evaluation_xyz.json')
+    parser.add_argument('--mano_root', required=True, help='MANO folder (the template proportions)')
+    parser.add_argument('--pred', help='pred.json of test.py --root_source auto')
+    parser.add_argument('--hand_scale_m', type=float, default=config_module.Config.hand_scale_m,
+                        help='bone 9-10 prior, m (default: config.py)')
+    args = parser.parse_args(argv)
+    with open(os.path.join(args.data_root, 'evaluation_xyz.json')) as f:
+        xyz = np.asarray(json.load(f), dtype=np.float64)
+    with open(os.path.join(args.data_root, 'evaluation_K.json')) as f:
+        K = np.asarray(json.load(f), dtype=np.float64)
+    mano = MANO(args.mano_root)
+    prior = RootDepthPrior(args.hand_scale_m, mano.joints_from_verts(mano.template))
+    print(f'{len(xyz)} evaluation hands of {args.data_root}; prior: bone 9-10 '
+          f'{prior.hand_scale_m:.4f} m, skeleton {prior.skeleton_m:.4f} m '
+          f'(x {prior.ratio:.2f}, the template of {args.mano_root})')
+    print(f'true wrist depths: {xyz[:, 0, 2].min():.3f} .. {xyz[:, 0, 2].max():.3f} m; true '
+          f'bone 9-10 median {np.median(np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=-1)):.4f} m')
+    rows = ground_truth_rows(xyz, K, prior)
+    if args.pred:
+        with open(args.pred) as f:
+            pred_xyz = np.asarray(json.load(f)[0], dtype=np.float64)
+        rows.append((f'network ({args.pred})', *_percent(pred_xyz[:, 0, 2], xyz[:, 0, 2])))
+        ratio = _skeleton_px(pred_xyz, K) / _skeleton_px(xyz, K)
+        print(f"the network's 2D skeleton / the true one: median {np.median(ratio):.3f} "
+              f"(p10 {np.percentile(ratio, 10):.3f}, p90 {np.percentile(ratio, 90):.3f})")
+    print(f"{'root depth error, % of the true depth':<52}{'median':>8}{'p90':>8}{'n':>6}")
+    for label, median, p90, count in rows:
+        print(f'{label:<52}{median:8.2f}{p90:8.2f}{count:6d}')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
