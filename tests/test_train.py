@@ -3,7 +3,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ import train
 from engine import build, inference, training
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
-from tests.helpers import random_mano_data
+from tests.helpers import free_port, random_mano_data
 from utils import freihand_eval
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.files.atomic import atomic_torch_save
@@ -163,13 +162,6 @@ def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_pat
     np.testing.assert_allclose(np.array(verts), gt['eval_verts'], atol=1e-5)
     scores = (out / 'eval' / 'scores.txt').read_text()
     assert 'xyz_mean3d' in scores
-
-
-def free_port():
-    """A TCP port nobody listens on right now (the system picks it)."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def start_group(commands, **env_extra):

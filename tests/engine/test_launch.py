@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from engine.setup import LOCK_FILE, ExperimentLock, ExperimentLockedError
+from tests.helpers import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOLD = ('import sys; from engine.setup import ExperimentLock; '
@@ -94,7 +95,6 @@ SRUN_RANK_1 = {'SLURM_PROCID': '1', 'SLURM_NTASKS': '2', 'SLURM_LOCALID': '1',
      '127.0.0.1:PORT within 3 s'),
 ])
 def test_bad_launches_print_one_message_and_write_nothing(tmp_path, env, message):
-    from tests.test_train import free_port
     port = str(free_port())  # nobody listens there: the master is unreachable
     env = {k: v.replace('PORT', port) for k, v in env.items()}
     result = run_train(tmp_path, '--dist_timeout', '3', env=env)

@@ -1,13 +1,13 @@
 """utils.distributed: launch variables (torchrun, srun), the SLURM node list, and the BatchNorm
 statistics averaged over a two-process gloo group."""
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from utils.runtime import distributed
+from tests.helpers import free_port
 from utils.errors import LaunchError
 
 
@@ -91,12 +91,6 @@ def _average_on_rank(rank, port, results):
     torch.distributed.all_reduce = real
     torch.save({'state': net.state_dict(), 'calls': calls}, os.path.join(results, f'{rank}.pt'))
     torch.distributed.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
