@@ -264,9 +264,10 @@ def _read_pid(fd):
 
 def _same_file(fd, path):
     try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
+        here, held = os.stat(path), os.fstat(fd)
     except FileNotFoundError:
         return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
 
 
 @contextlib.contextmanager

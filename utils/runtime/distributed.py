@@ -178,8 +178,8 @@ def init_distributed(device, timeout_s=DEFAULT_TIMEOUT_S):
         if not torch.cuda.is_available():
             raise RuntimeError("device='cuda' but CUDA is not available on this machine: run "
                                "with --device cpu (or install a CUDA build of torch and a driver)")
-        torch.cuda.set_device(launch.local_rank)
-        torch_device = torch.device('cuda', launch.local_rank)
+        torch_device = torch.device('cuda', _local_gpu(launch))
+        torch.cuda.set_device(torch_device)
     else:
         torch_device = torch.device('cpu')
     if launch.world_size > 1 and not dist.is_initialized():
@@ -198,6 +198,19 @@ def init_distributed(device, timeout_s=DEFAULT_TIMEOUT_S):
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise _unreachable(launch, timeout_s, reason.rstrip('.')) from None
     return launch.rank, launch.world_size, torch_device
+
+
+def _local_gpu(launch):
+    """The GPU index of this process: its local rank, or 0 when the launcher made exactly one
+    GPU visible to it (srun --gpus-per-task=1 / --gpu-bind sets CUDA_VISIBLE_DEVICES per task)."""
+    count = torch.cuda.device_count()
+    if count == 1:
+        return 0
+    if launch.local_rank >= count:
+        raise LaunchError(f'local rank {launch.local_rank} ({launch.launcher}) has no GPU: this '
+                          f'node shows {count} GPUs; start at most {count} processes per node '
+                          f'(--nproc_per_node, srun --ntasks-per-node) or one GPU per task')
+    return launch.local_rank
 
 
 def _unreachable(launch, timeout_s, reason):

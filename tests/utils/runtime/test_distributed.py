@@ -66,6 +66,17 @@ def test_torchrun_variables():
         distributed.launch_from_env({k: v for k, v in env.items() if k != 'RANK'})
 
 
+def test_gpu_of_a_process(monkeypatch):
+    launch = distributed.Launch('slurm', 3, 4, 1, 0, 1, 'h', 1)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 4)
+    assert distributed._local_gpu(launch) == 1  # all the node's GPUs visible: the local rank's
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    assert distributed._local_gpu(launch) == 0  # srun bound one GPU to the task
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    with pytest.raises(LaunchError, match='local rank 3 .* this node shows 2 GPUs'):
+        distributed._local_gpu(launch._replace(local_rank=3))
+
+
 # ---- BatchNorm statistics over a gloo group -------------------------------------------------
 class Net(torch.nn.Module):
     """A BatchNorm layer and a float buffer that is not a BatchNorm statistic."""
