@@ -13,20 +13,12 @@ import sys
 
 import torch
 
-<<<<<<< HEAD
-import config as config_module
-from dataset import get_dataset, worker_init_fn
-from engine import ho3d, training
-from engine.build import amp_dtype as amp_dtype_for, build_model, build_optimizer
-from engine.setup import resolve_config, run_main, save_config, setup_run
-=======
 from dataset import get_dataset
-from engine import training
+from engine import ho3d, training
 from engine.build import amp_dtype as amp_dtype_for, build_model, build_optimizer, wrap_for_training
 from engine.data import build_train_loader
 from engine.setup import (check_batch_split, launch_summary, prepare_checkpoint_dir,
                           resolve_config, run_main, training_run)
->>>>>>> f268196 (Training reproducible across resumes, launches and world sizes (#19 §2, §3; #18 checkpoint/train.main; #21))
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint, load_net_state, save_checkpoint
 from utils.mano import MANO
@@ -44,34 +36,15 @@ def main(argv):
         if cfg.amp != 'off' and device.type != 'cuda':
             logger.info("amp='%s' applies on CUDA only; training in fp32 on %s", cfg.amp, device)
 
-<<<<<<< HEAD
-    # ---- data ----
-    dataset = get_dataset(cfg.dataset, 'training', root=cfg.data_root,
-                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                          seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache,
-                          **ho3d.dataset_kwargs(cfg))
-    if world_size > 1:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed, drop_last=True)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(dataset, batch_size=per_gpu_batch, sampler=sampler, drop_last=True,
-                        num_workers=cfg.num_worker, pin_memory=device.type == 'cuda',
-                        persistent_workers=cfg.num_worker > 0, worker_init_fn=worker_init_fn)
-    if len(loader) == 0:
-        raise config_module.ConfigError(
-            f"{len(dataset)} training items give no batch of {per_gpu_batch}: lower batch_size")
-    logger.info('training set: %d items (%s), %d iterations per epoch', len(dataset),
-                cfg.data_root, len(loader))
-=======
         # ---- data ----
         dataset = get_dataset(cfg.dataset, 'training', root=cfg.data_root,
                               input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                              seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache)
+                              seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache,
+                              **ho3d.dataset_kwargs(cfg))
         loader = build_train_loader(dataset, cfg, rank, world_size, device)
         steps = loader.batch_sampler.steps_per_epoch
         logger.info('training set: %d items (%s), %d iterations per epoch', len(dataset),
                     cfg.data_root, steps)
->>>>>>> f268196 (Training reproducible across resumes, launches and world sizes (#19 §2, §3; #18 checkpoint/train.main; #21))
 
         # ---- model, optimiser, schedule, resume ----
         mano = MANO(cfg.mano_root)
