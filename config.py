@@ -45,7 +45,8 @@ class Config:
     pre: str = ''  # optional checkpoint to initialise the network from (weights only)
 
     # ---- optimisation --------------------------------------------------------------------
-    batch_size: int = 64  # total over all GPUs (per GPU = batch_size / world size)
+    batch_size: int = 64  # images per optimizer step, total over all GPUs and micro-batches (per GPU and micro-batch: batch_size / (world size * accumulate))
+    accumulate: int = 1  # micro-batches per optimizer step (gradient accumulation; BatchNorm sees each micro-batch alone)
     lr: float = 3e-4  # AdamW learning rate, cosine-annealed per epoch to 0
     weight_decay: float = 0.01  # AdamW weight decay
     adj_lr_scale: float = 1.0  # lr multiplier for the graph adjacencies (`adj`); 1: published
@@ -57,10 +58,12 @@ class Config:
 
     # ---- run -----------------------------------------------------------------------------
     device: str = 'cuda'  # cuda | cpu (no silent fallback: cuda without a GPU is an error)
+    dist_timeout: int = 1800  # s, torchrun / srun: wait this long for the other processes (group set-up, each collective)
     num_worker: int = 8  # DataLoader worker processes per GPU
     output_root: str = 'output'  # logs, checkpoints, pred.json, vis
     experiment_name: typing.Optional[str] = None  # None: <backbone>_<num_stage>stage_<H>
     save_epoch: int = 1  # checkpoint every N epochs (and after the last)
+    save_iter: int = 0  # also checkpoint every N optimizer steps inside an epoch (pre-emption; only the newest such checkpoint is kept); 0: off
     eval_interval: int = 0  # evaluate (and log the report) every N epochs when the evaluation GT exists; 0: never
     print_iter: int = 10  # log every N iterations (the only host syncs of the train loop)
     tensorboard: bool = True  # train.py: TensorBoard events under output/tb/<experiment> (rank 0)
@@ -139,6 +142,7 @@ _RANGES = {
     'num_vert': (1, None, False),
     'num_joint': (1, None, False),
     'batch_size': (1, None, False),
+    'accumulate': (1, None, False),
     'lr': (0.0, None, True),
     'weight_decay': (0.0, None, False),
     'adj_lr_scale': (0.0, None, True),
@@ -146,6 +150,8 @@ _RANGES = {
     'seed': (0, None, False),
     'num_worker': (0, None, False),
     'save_epoch': (1, None, False),
+    'save_iter': (0, None, False),
+    'dist_timeout': (1, None, False),
     'eval_interval': (0, None, False),
     'print_iter': (1, None, False),
     'vis_num': (0, None, False),

@@ -3,6 +3,8 @@ registry used by the entry layer."""
 import cv2
 import torch
 
+import bisect
+
 from torch.utils.data import ConcatDataset
 
 from dataset.freihand import FreiHAND
@@ -12,6 +14,19 @@ from utils.errors import DataError
 DATASETS = {'FreiHAND': FreiHAND, 'HO3D': HO3D}
 MIXED = 'FreiHAND+HO3D'  # training on both (FreiHAND's root is `root`, HO3D's `ho3d_root`)
 HO3D_ONLY = ('version', 'mano_root', 'eval_box_enlarge')  # keyword arguments of HO3D alone
+
+
+class EpochConcatDataset(ConcatDataset):
+    """ConcatDataset that also takes the (epoch, index) keys of engine.data.EpochBatchSampler
+    (the part's own index goes to the part, with the epoch)."""
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            return super().__getitem__(key)
+        epoch, idx = key
+        part = bisect.bisect_right(self.cumulative_sizes, idx)
+        start = self.cumulative_sizes[part - 1] if part else 0
+        return self.datasets[part][(epoch, idx - start)]
 
 
 def get_dataset(name, mode, root=None, **kwargs):
@@ -31,7 +46,7 @@ def get_dataset(name, mode, root=None, **kwargs):
             return freihand
         if not ho3d_root:
             raise ValueError(f"dataset {MIXED!r} needs ho3d_root (--ho3d_root): the HO3D folder")
-        return ConcatDataset([freihand, get_dataset('HO3D', mode, root=ho3d_root, **kwargs)])
+        return EpochConcatDataset([freihand, get_dataset('HO3D', mode, root=ho3d_root, **kwargs)])
     if name not in DATASETS:
         raise ValueError(f'unknown dataset {name!r}; known datasets: {sorted(DATASETS) + [MIXED]}')
     if root is not None:

@@ -21,7 +21,6 @@ import logging
 import os
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
@@ -114,10 +113,12 @@ def _root_depths_in_meters(depth, path):
     return depth
 
 
-def _distributed_rank():
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
+AUGMENTATION_STREAM = 1  # tags the augmentation seeds apart from other streams of the same seed
+
+
+def augmentation_entropy(seed, epoch, idx):
+    """The numpy SeedSequence entropy of item `idx`'s augmentation draws in `epoch`."""
+    return [int(seed), AUGMENTATION_STREAM, int(epoch), int(idx)]
 
 
 class FreiHAND(Dataset):
@@ -128,13 +129,12 @@ class FreiHAND(Dataset):
         root: FreiHAND folder (layout in docs/method.md §1 and DOWNLOAD_HINT).
         input_img_shape: (height, width) of the network input crop, pixels.
         depth_box: meters of depth per normalised target unit.
-        seed: non-negative int seeding the augmentation draws. Each process draws from
-            np.random.default_rng([seed, rank, worker seed]): DataLoader workers get distinct
-            worker seeds (base seed + worker id, the base seed drawn from torch's generator
-            at every new DataLoader iterator), so workers never repeat each other's draws,
-            epochs differ, and runs repeat for the same seed, torch seed and worker count.
-            Persistent workers keep advancing their own generator. Without workers the main
-            process keeps one generator seeded with [seed, rank].
+        seed: non-negative int seeding the augmentation draws. The draws of item `idx` in
+            epoch `epoch` come from np.random.default_rng(augmentation_entropy(seed, epoch,
+            idx)) and nothing else: the same in the main process and in any DataLoader worker,
+            on any rank, before and after a resume. Index the set with `(epoch, idx)` (what
+            engine.data.EpochBatchSampler yields, so persistent workers follow the epoch), or
+            with a plain `idx` for the epoch of `set_epoch` (0 until set).
         augment: random augmentation per item (docs/method.md §2 step 4); default True for training,
             False for evaluation.
         rootnet_file: evaluation root depths (default `root`/bbox_root_freihand_output.json).
@@ -172,8 +172,7 @@ class FreiHAND(Dataset):
         self.seed = int(seed)
         self.augment = (mode == 'training') if augment is None else bool(augment)
         self.fx_as_fy = bool(fx_as_fy)
-        self._rng = None
-        self._rng_key = None
+        self.epoch = 0
 
         if not os.path.isdir(self.root):
             raise DataError(f'FreiHAND root folder {os.path.abspath(self.root)} does not exist. {DOWNLOAD_HINT}')
@@ -282,21 +281,21 @@ class FreiHAND(Dataset):
                             f'RGB JPEG. Re-extract the FreiHAND image folder.')
         return img
 
-    def _augmentation_rng(self):
-        """This process's generator, created lazily so that each DataLoader worker gets its own."""
-        worker_info = torch.utils.data.get_worker_info()
-        key = None if worker_info is None else worker_info.seed
-        if self._rng is None or self._rng_key != key:
-            entropy = [self.seed, _distributed_rank()]
-            if worker_info is not None:
-                entropy.append(worker_info.seed)
-            self._rng = np.random.default_rng(entropy)
-            self._rng_key = key
-        return self._rng
+    def set_epoch(self, epoch):
+        """The epoch whose augmentation draws a plain integer index gets (see `seed`)."""
+        self.epoch = int(epoch)
 
-    def __getitem__(self, idx):
-        params = augment_params(self._augmentation_rng()) if self.augment else NO_AUGMENTATION
-        return self.get_item_with_aug(idx, **params)
+    def augmentation(self, epoch, idx):
+        """The augmentation parameters of item `idx` in `epoch` (NO_AUGMENTATION when
+        augmentation is off): a pure function of (seed, epoch, idx)."""
+        if not self.augment:
+            return NO_AUGMENTATION
+        return augment_params(np.random.default_rng(augmentation_entropy(self.seed, epoch, idx)))
+
+    def __getitem__(self, key):
+        """Item `key` = idx (in the epoch of `set_epoch`) or (epoch, idx)."""
+        epoch, idx = key if isinstance(key, tuple) else (self.epoch, key)
+        return self.get_item_with_aug(idx, **self.augmentation(int(epoch), int(idx)))
 
     def get_item_with_aug(self, idx, scale=1.0, rot=0.0, transl=(0.0, 0.0), color_gain=(1.0, 1.0, 1.0)):
         """Item `idx` with explicit augmentation parameters (see utils.preprocessing.crop_and_augment).

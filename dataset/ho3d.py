@@ -284,8 +284,7 @@ class HO3D(FreiHAND):
         self.augment = (mode == 'training') if augment is None else bool(augment)
         self.fx_as_fy = bool(fx_as_fy)
         self.eval_box_enlarge = float(eval_box_enlarge)
-        self._rng = None
-        self._rng_key = None
+        self.epoch = 0  # FreiHAND.set_epoch: the epoch of a plain integer index
 
         if not os.path.isdir(self.root):
             raise DataError(f'HO3D root folder {os.path.abspath(self.root)} does not exist. {DOWNLOAD_HINT}')

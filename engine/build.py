@@ -145,3 +145,15 @@ def build_optimizer(cfg, model, device):
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.total_epoch,
                                                            eta_min=0)
     return optimizer, scheduler
+
+
+def wrap_for_training(model, cfg, world_size, device):
+    """The module the train loop calls: `model` in DistributedDataParallel with more than one
+    process, then torch.compile'd when cfg.compile (after the DDP wrap, so DDP's optimizer
+    can split the graph at its buckets). `model` itself stays the unwrapped network."""
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if cfg.compile:
+        model = torch.compile(model)
+    return model

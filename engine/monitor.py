@@ -89,6 +89,7 @@ class Monitor:
         iterations_per_epoch: len(loader).
         total_epoch: epochs of the whole run.
         start_epoch: first epoch this process trains (0, or the checkpoint's epoch + 1).
+        start_step: optimizer steps of start_epoch already done (an iteration checkpoint's).
         images_per_step: images per optimiser step over all processes (config batch_size).
         device: training device; on CUDA the peak allocated memory is logged.
         faces: F x 3 MANO faces, to render evaluation results (None: no pictures).
@@ -97,7 +98,7 @@ class Monitor:
 
     def __init__(self, *, tb_dir, log_dir, experiment, iterations_per_epoch, total_epoch,
                  start_epoch, images_per_step, device, faces=None,
-                 num_eval_images=NUM_EVAL_IMAGES):
+                 num_eval_images=NUM_EVAL_IMAGES, start_step=0):
         self.experiment = experiment
         self.iterations_per_epoch = iterations_per_epoch
         self.total_epoch = total_epoch
@@ -117,7 +118,7 @@ class Monitor:
                                   f'pip install -r requirements.txt, or train with '
                                   f'--tensorboard false') from err
             self.writer = SummaryWriter(
-                tb_dir, purge_step=self.global_step(start_epoch, 1))
+                tb_dir, purge_step=self.global_step(start_epoch, start_step + 1))
             logger.info('TensorBoard events in %s (tensorboard --logdir %s)', tb_dir,
                         os.path.dirname(os.path.normpath(tb_dir)))
         self._window_start = time.perf_counter()
@@ -237,6 +238,11 @@ class Monitor:
             from utils.vis.render import close_renderers
             close_renderers()  # no OpenGL context kept between evaluations
         self.writer.flush()
+
+    def add_text(self, tag, text):
+        """A text entry at step 0 of the events (e.g. the process layout); none without events."""
+        if self.writer is not None:
+            self.writer.add_text(tag, text, 0)
 
     def close(self):
         """Write the final curves and close the event file."""

@@ -1,7 +1,10 @@
 """Setting a run up: resolve the configuration (with the config.json saved beside a
-checkpoint), start torchrun's process group, configure logging, log the environment and the
-resolved configuration, and save it beside the outputs."""
+checkpoint), start the process group (torchrun or srun), take the experiment lock of a
+training run, configure logging, log the environment and the resolved configuration, and save
+it beside the outputs."""
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import sys
@@ -14,7 +17,7 @@ from model.sar import check_config
 from utils.errors import CheckpointError
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint
-from utils.files.atomic import atomic_write_json
+from utils.files.atomic import atomic_write_json, remove_stale_temporaries
 from utils.runtime.logger import log_environment, setup_logger
 
 CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configuration
@@ -167,17 +170,149 @@ def _resolve_for_onnx(argv, cfg):
     return check_network(cfg)
 
 
-def setup_run(cfg, log_name):
-    """Start distributed (under torchrun), log to output/log/<log_name>.log on rank 0, log the
-    environment and the resolved configuration. Returns a `Run`."""
-    rank, world_size, device = distributed.init_distributed(cfg.device)
+def setup_run(cfg, log_name, lock=None):
+    """Start distributed (under torchrun or srun), log to output/log/<log_name>.log on rank 0,
+    log the environment and the resolved configuration. Returns a `Run`.
+
+    lock: an ExperimentLock that rank 0 acquires after the process group formed and before
+    anything is written; when it is held elsewhere every rank raises ExperimentLockedError.
+    """
+    rank, world_size, device = distributed.init_distributed(cfg.device, cfg.dist_timeout)
+    if lock is not None:
+        refusal = None
+        if rank == 0:
+            try:
+                lock.acquire()
+            except ExperimentLockedError as err:
+                refusal = str(err)
+        refusal = distributed.all_gather_objects(refusal)[0]  # every rank learns rank 0's answer
+        if refusal:
+            distributed.cleanup()
+            raise ExperimentLockedError(refusal if rank == 0 else f'rank 0: {refusal}')
     logger = setup_logger(os.path.join(cfg.log_dir, f'{log_name}.log'), rank)
+    if lock is not None and lock.note:
+        logger.info(lock.note)
     log_environment(logger)
     log_config_notes(logger)
     logger.info('resolved config:\n%s', config_module.dumps(cfg))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
     return Run(cfg, rank, world_size, device, logger)
+
+
+LOCK_FILE = 'train.lock'  # beside the checkpoints: the pid of the train.py writing them
+
+
+class ExperimentLockedError(RuntimeError):
+    """Another live train.py holds the experiment's lock; the message names its pid."""
+
+
+class ExperimentLock:
+    """The lock file `folder`/train.lock: an exclusive fcntl.flock held while the run lasts,
+    with the holder's pid inside. The kernel drops a flock when its process dies however it
+    dies, so a lock file whose flock can be taken belongs to a dead run and is taken over
+    (`note` says so for the log).
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.fd = None
+        self.note = ''
+
+    def acquire(self):
+        """Take the lock or raise ExperimentLockedError naming the holder's pid."""
+        os.makedirs(self.folder, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = _read_pid(fd)
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise ExperimentLockedError(
+                    f'another train.py (pid {holder or "unknown"}) is training into '
+                    f'{self.folder}: it holds the lock file {self.path}. Wait for it to finish '
+                    f'or stop it, or train under another --experiment_name') from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder removed the file between our open and flock: again
+        previous = _read_pid(fd)
+        if previous:
+            self.note = (f'cleared the lock file {self.path} of process {previous}, which no '
+                         f'longer runs')
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self):
+        """Remove the lock file and drop the lock (a no-op when not held)."""
+        if self.fd is None:
+            return
+        if _same_file(self.fd, self.path):
+            os.remove(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _read_pid(fd):
+    return os.pread(fd, 64, 0).decode(errors='replace').strip()
+
+
+def _same_file(fd, path):
+    try:
+        here, held = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+
+@contextlib.contextmanager
+def training_run(cfg, log_name):
+    """setup_run for train.py holding the experiment lock beside the checkpoints (rank 0)
+    while the block runs; the lock file is removed at the end."""
+    lock = ExperimentLock(cfg.checkpoint_dir)
+    try:
+        yield setup_run(cfg, log_name, lock=lock)
+    finally:
+        lock.release()
+
+
+def check_batch_split(cfg, world_size):
+    """ConfigError unless batch_size splits evenly over world_size processes and
+    cfg.accumulate micro-batches (checked before anything is written)."""
+    parts = world_size * cfg.accumulate
+    if cfg.batch_size % parts:
+        raise config_module.ConfigError(
+            f"batch_size {cfg.batch_size} is not divisible by the world size {world_size} x "
+            f"accumulate {cfg.accumulate} = {parts}: batch_size is the total per optimizer step "
+            f"over all processes and micro-batches; choose a multiple of {parts}")
+
+
+def launch_summary(cfg, world_size):
+    """The lines saying how the run is spread: the world size and batch split, the launcher
+    and nodes, and each node's ranks (a collective: every rank calls it)."""
+    launch = distributed.launch_from_env()
+    per_process = cfg.batch_size // world_size
+    split = (f'world size {world_size}: batch {per_process} per process, {cfg.batch_size} in '
+             f'total')
+    if cfg.accumulate > 1:
+        split += (f', accumulated over {cfg.accumulate} micro-batches of '
+                  f'{per_process // cfg.accumulate}')
+    nodes = f'{launch.launcher} launch, {launch.num_nodes} node{"s" * (launch.num_nodes > 1)}'
+    return [split, nodes, *distributed.rank_layout()]
+
+
+def prepare_checkpoint_dir(cfg, logger):
+    """Create the checkpoint folder, remove the temporaries an interrupted write left there,
+    and save the resolved configuration (config.json) in it (rank 0)."""
+    os.makedirs(cfg.checkpoint_dir, exist_ok=True)
+    for stale in remove_stale_temporaries(cfg.checkpoint_dir):
+        logger.info('removed %s, left by an interrupted write of an earlier run', stale)
+    save_config(cfg, cfg.checkpoint_dir)
 
 
 def save_config(cfg, folder):
@@ -196,10 +331,10 @@ def expected_errors():
     entry scripts print them as one message, no traceback."""
     from engine.onnx_export import OnnxExportError
     from engine.training import NonFiniteLossError
-    from utils.errors import DataError, OutputError
+    from utils.errors import DataError, LaunchError, OutputError
     return (config_module.ConfigError, DataError, CheckpointError, FileNotFoundError,
             NotADirectoryError, FileExistsError, OutputError, NonFiniteLossError,
-            OnnxExportError)
+            OnnxExportError, LaunchError, ExperimentLockedError)
 
 
 def file_error_message(err):

@@ -1,8 +1,15 @@
-"""torchrun entry for tests/test_train.py: run train.main and save each rank's final weights.
+"""torchrun / srun / plain entry for tests/test_train.py: run train.main and save each rank's
+final weights.
 
     torchrun --nproc_per_node=2 -m tests.ddp_harness WEIGHTS_DIR [train.py overrides]
+
+SAR_HARNESS_KILL_STEP=n (with SAR_HARNESS_KILL_RANK=r, default 1): in the first attempt of a
+torchrun group (TORCHELASTIC_RESTART_COUNT 0; every start without torchrun) rank r SIGKILLs
+itself at the n-th optimizer step of this process (1-based, counted over epochs), as a
+pre-empted or crashed worker dies.
 """
 import os
+import signal
 import sys
 
 import torch
@@ -12,23 +19,38 @@ from engine import training
 from utils.runtime import distributed
 
 
+def rank():
+    return torch.distributed.get_rank() if distributed.is_distributed() else 0
+
+
 def main():
     weights_dir, argv = sys.argv[1], sys.argv[2:]
     real_epoch, real_cleanup = training.train_one_epoch, distributed.cleanup
-    seen = {}
+    real_step = training.accumulation_step
+    kill_step = int(os.environ.get('SAR_HARNESS_KILL_STEP', '0'))
+    kill_rank = int(os.environ.get('SAR_HARNESS_KILL_RANK', '1'))
+    seen = {'steps': 0}
 
     def epoch_remembering_model(model, *args, **kwargs):
         seen['model'] = getattr(model, 'module', model)  # unwrap DistributedDataParallel
         return real_epoch(model, *args, **kwargs)
 
+    def step_or_die(*args, **kwargs):
+        seen['steps'] += 1
+        if (seen['steps'] == kill_step and distributed.restart_count() == 0
+                and rank() == kill_rank):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_step(*args, **kwargs)
+
     def save_weights_then_cleanup():
         # Called by train.main after the last epoch, before the process group goes away.
         os.makedirs(weights_dir, exist_ok=True)
         torch.save(seen['model'].state_dict(),
-                   os.path.join(weights_dir, f"rank{os.environ['RANK']}.pt"))
+                   os.path.join(weights_dir, f'rank{rank()}.pt'))
         real_cleanup()
 
     training.train_one_epoch = epoch_remembering_model
+    training.accumulation_step = step_or_die
     distributed.cleanup = save_weights_then_cleanup
     train.main(argv)
 

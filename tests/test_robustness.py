@@ -73,11 +73,18 @@ def test_test_py_refuses_bad_sizes_and_missing_checkpoints_before_writing(tmp_pa
     assert not out.exists()
 
 
-def test_batch_not_divisible_by_world_size_is_refused_before_writing(tmp_path, monkeypatch):
-    monkeypatch.setenv('WORLD_SIZE', '3')
+@pytest.mark.parametrize('world_size, accumulate', [(3, 1), (2, 3)])
+def test_batch_not_divisible_by_world_size_is_refused_before_writing(tmp_path, monkeypatch,
+                                                                     world_size, accumulate):
+    # torchrun's variables of rank 0 (the process group is never started: the check is first).
+    for name, value in {'WORLD_SIZE': world_size, 'RANK': 0, 'LOCAL_RANK': 0,
+                        'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': 1}.items():
+        monkeypatch.setenv(name, str(value))
     out = tmp_path / 'out'
-    with pytest.raises(config.ConfigError, match='batch_size 64 is not divisible by the world size 3'):
-        train.main(['--device', 'cpu', '--output_root', str(out)])
+    with pytest.raises(config.ConfigError, match=f'batch_size 64 is not divisible by the world '
+                                                 f'size {world_size} x accumulate {accumulate} = '
+                                                 f'{world_size * accumulate}'):
+        train.main(['--device', 'cpu', '--output_root', str(out), '--accumulate', str(accumulate)])
     assert not out.exists()
 
 

@@ -16,7 +16,7 @@ import train
 from engine import build, inference, training
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
-from tests.helpers import random_mano_data
+from tests.helpers import free_port, random_mano_data
 from utils import freihand_eval
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.files.atomic import atomic_torch_save
@@ -164,29 +164,84 @@ def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_pat
     assert 'xyz_mean3d' in scores
 
 
-def test_torchrun_two_cpu_processes(workspace, tmp_path):
-    out = tmp_path / 'out'
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29533',
-           '-m', 'tests.ddp_harness', str(tmp_path / 'weights'), *small_args(workspace, out, '--total_epoch', '1')]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    w0 = torch.load(tmp_path / 'weights' / 'rank0.pt', weights_only=True)
-    w1 = torch.load(tmp_path / 'weights' / 'rank1.pt', weights_only=True)
-    assert w0.keys() == w1.keys()
-    for key in w0:
-        torch.testing.assert_close(w0[key], w1[key], rtol=0, atol=0)
-    # Rank 0 alone logs and writes: one log, each line once; one checkpoint.
-    log = (out / 'log' / 'train_tiny.log').read_text()
-    assert log.count('world size 2: batch 2 per process, 4 in total') == 1
-    assert log.count('saved ') == 1
-    assert sorted(os.listdir(out / 'checkpoint' / 'tiny')) == ['config.json', 'snapshot_0.pth.tar']
-    ckpt = load_checkpoint(str(out / 'checkpoint' / 'tiny' / 'snapshot_0.pth.tar'))
-    for key, value in ckpt['net'].items():
-        torch.testing.assert_close(value, w0[key], rtol=0, atol=0)
+def start_group(commands, **env_extra):
+    """Start [(argv, env additions)] together; wait for all; return their CompletedProcess-like
+    (returncode, output) pairs."""
+    procs = []
+    for argv, env in commands:
+        full_env = {**os.environ, 'OMP_NUM_THREADS': '1', **env_extra, **env}
+        procs.append(subprocess.Popen(argv, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    return [(p.returncode, out) for p, out in ((p, p.communicate(timeout=900)[0]) for p in procs)]
+
+
+def rank_weights(folder):
+    return [torch.load(folder / f'rank{r}.pt', weights_only=True) for r in range(2)]
+
+
+def assert_equal_weights(a, b, what):
+    assert a.keys() == b.keys(), what
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, (what, different[:5])
+
+
+TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
+HARNESS = ['-m', 'tests.ddp_harness']
+
+
+def test_two_nodes_srun_tasks_and_an_elastic_restart_train_the_same_weights(workspace, tmp_path):
+    """World size 2 three ways: two torchrun agents as two nodes (c10d
+    rendezvous); two processes with SLURM's variables set by hand (no torchrun); one torchrun
+    agent of 2 workers, one of which SIGKILLs itself inside epoch 1 (--max-restarts 1: the
+    group is restarted and resumes from snapshot_0 without --resume). All six ranks end with
+    the same weights: the data order, augmentation and dropout depend on (seed, epoch, step,
+    rank) only."""
+    def args(name):
+        return small_args(workspace, tmp_path / name, '--num_stage', '1', '--print_iter', '3')
+
+    nodes_port, srun_port, elastic_port = free_port(), free_port(), free_port()
+    agents = [([*TORCHRUN, '--nnodes=2', '--nproc_per_node=1', '--rdzv-backend=c10d',
+                f'--rdzv-endpoint=127.0.0.1:{nodes_port}', '--rdzv-id=sar-nodes', *HARNESS,
+                str(tmp_path / 'nodes_weights'), *args('nodes')], {}) for _ in range(2)]
+    slurm = {'SLURM_NTASKS': '2', 'SLURM_NODEID': '0', 'SLURM_STEP_ID': '0',
+             'SLURM_JOB_ID': '4242', 'SLURM_JOB_NODELIST': 'localhost',
+             'MASTER_PORT': str(srun_port)}
+    tasks = [([sys.executable, *HARNESS, str(tmp_path / 'srun_weights'), *args('srun')],
+              {**slurm, 'SLURM_PROCID': str(r), 'SLURM_LOCALID': str(r)}) for r in range(2)]
+    elastic = [([*TORCHRUN, '--nnodes=1', '--nproc_per_node=2', '--max-restarts=1',
+                 '--rdzv-backend=c10d', f'--rdzv-endpoint=127.0.0.1:{elastic_port}',
+                 *HARNESS, str(tmp_path / 'elastic_weights'), *args('elastic')],
+                {'SAR_HARNESS_KILL_STEP': '5'})]  # 3 steps per epoch: epoch 1, step 2
+    for launch in (agents, tasks, elastic):  # one after the other: 2 cores, less contention
+        for code, output in start_group(launch):
+            assert code == 0, output[-4000:]
+
+    reference = rank_weights(tmp_path / 'nodes_weights')[0]
+    for name in ('nodes', 'srun', 'elastic'):
+        for r, weights in enumerate(rank_weights(tmp_path / f'{name}_weights')):
+            assert_equal_weights(weights, reference, f'{name} rank {r}')
+        # Rank 0 alone logs and writes: one log, each line once; the lock file is gone.
+        folder = tmp_path / name / 'checkpoint' / 'tiny'
+        assert sorted(os.listdir(folder)) == ['config.json', 'snapshot_0.pth.tar',
+                                              'snapshot_1.pth.tar']
+        assert_equal_weights(load_checkpoint(str(folder / 'snapshot_1.pth.tar'))['net'],
+                             reference, f'{name} checkpoint')
+    logs = {name: (tmp_path / name / 'log' / 'train_tiny.log').read_text()
+            for name in ('nodes', 'srun', 'elastic')}
+    for log in logs.values():
+        assert log.count('world size 2: batch 2 per process, 4 in total') == 1 or \
+            'torchelastic restart 1' in log
+    assert 'torchrun launch, 2 nodes' in logs['nodes']
+    assert re.search(r'node 0 \(.+\): ranks 0\n.*node 1 \(.+\): ranks 1', logs['nodes'])
+    assert 'slurm launch, 1 node\n' in logs['srun'] and re.search(r'node 0 \(.+\): ranks 0, 1',
+                                                                 logs['srun'])
+    assert logs['elastic'].count('world size 2: batch 2 per process') == 2  # the restart too
+    assert 'torchelastic restart 1: resuming from the newest checkpoint' in logs['elastic']
+    assert 'snapshot_0.pth.tar' in logs['elastic'].split('torchelastic restart 1')[1][:200]
     # A checkpoint from 2 processes loads in a single process.
-    test_script.main(small_args(workspace, tmp_path / 'single', '--checkpoint',
-                                str(out / 'checkpoint' / 'tiny' / 'snapshot_0.pth.tar')))
+    test_script.main(small_args(workspace, tmp_path / 'single', '--num_stage', '1',
+                                '--checkpoint', str(tmp_path / 'nodes' / 'checkpoint' / 'tiny' /
+                                                    'snapshot_1.pth.tar')))
     assert (tmp_path / 'single' / 'pred.json').exists()
 
 
@@ -311,10 +366,80 @@ def test_tensorboard_events_resume_and_curves(workspace, tmp_path, monkeypatch):
     assert png.shape == (800, 1200, 3)
 
 
-def test_tensorboard_false_writes_no_events(workspace, tmp_path):
+def test_tensorboard_false_writes_no_events_and_accumulate_2_trains(workspace, tmp_path,
+                                                                    monkeypatch):
     out = tmp_path / 'out'
-    train.main(small_args(workspace, out, '--tensorboard', 'false', '--total_epoch', '1'))
+    micro_batches = []
+    real_step = training.accumulation_step
+
+    def count(model, optimizer, batches, **kwargs):
+        micro_batches.append([len(inputs['img']) for inputs, _ in batches])
+        return real_step(model, optimizer, batches, **kwargs)
+
+    monkeypatch.setattr(training, 'accumulation_step', count)
+    train.main(small_args(workspace, out, '--tensorboard', 'false', '--total_epoch', '1',
+                          '--accumulate', '2'))
+    assert micro_batches == [[2, 2]] * 3  # 12 items, 3 steps of 4 images in 2 micro-batches
     assert not (out / 'tb').exists()
     assert (out / 'log' / 'tiny_curves.png').exists()
     log = (out / 'log' / 'train_tiny.log').read_text()
+    assert 'batch 4 per process, 4 in total, accumulated over 2 micro-batches of 2' in log
     assert len([line for line in log.splitlines() if LOG_LINE.search(line)]) == 3
+
+
+# ---- resuming: the data order, augmentation and dropout of an uninterrupted run --------------
+def final_weights(out, epoch):
+    return load_checkpoint(str(snapshot_path(out / 'checkpoint' / 'tiny', epoch)))['net']
+
+
+def test_stopped_and_resumed_runs_end_with_the_weights_of_a_straight_run(workspace, tmp_path,
+                                                                          monkeypatch):
+    """3 epochs straight (no workers) against the same run SIGKILLed inside epoch 1 and again
+    inside epoch 2, resumed each time with --resume auto (2 workers, fresh processes), and
+    against one stopped inside epoch 1 right after an iteration checkpoint (save_iter 1):
+    equal weights, bit for bit. Before the fix a resumed epoch replayed epoch 0's order and
+    augmentation."""
+    args = ('--total_epoch', '3', '--num_stage', '1', '--print_iter', '3')
+    train.main(small_args(workspace, tmp_path / 'straight', *args))
+    straight = final_weights(tmp_path / 'straight', 2)
+    assert not all(torch.equal(straight[k], v)
+                   for k, v in final_weights(tmp_path / 'straight', 0).items())
+
+    # Workers are started in fresh processes: forked from this one, whose OpenCV thread pool
+    # the tests before have started, their cv2.setNumThreads(1) can deadlock.
+    worker_args = [sys.executable, *HARNESS, str(tmp_path / 'weights'),
+                   *small_args(workspace, tmp_path / 'workers', *args, '--num_worker', '2',
+                               '--resume', 'auto')]
+    for kill_step in ('4', '4', '0'):  # epoch 1 step 1; then (resumed at epoch 1) epoch 2 step 1
+        (code, output), = start_group([(worker_args, {'SAR_HARNESS_KILL_STEP': kill_step,
+                                                      'SAR_HARNESS_KILL_RANK': '0'})])
+        assert code == (-9 if kill_step != '0' else 0), output[-3000:]
+    log = (tmp_path / 'workers' / 'log' / 'train_tiny.log').read_text()
+    assert 'continuing at epoch 1, lr' in log and 'continuing at epoch 2, lr' in log
+
+    real_save = training.save_checkpoint
+
+    def die_after_iteration_2_of_epoch_1(state, folder, epoch, step=None):
+        path = real_save(state, folder, epoch, step)
+        if (epoch, step) == (1, 2):
+            raise KeyboardInterrupt
+        return path
+    monkeypatch.setattr(training, 'save_checkpoint', die_after_iteration_2_of_epoch_1)
+    iteration_args = small_args(workspace, tmp_path / 'iterations', *args, '--save_iter', '1',
+                                '--resume', 'auto')
+    with pytest.raises(KeyboardInterrupt):
+        train.main(iteration_args)
+    folder = tmp_path / 'iterations' / 'checkpoint' / 'tiny'
+    # Epoch 1's first iteration snapshot was superseded by its second one.
+    assert sorted(p for p in os.listdir(folder) if p.startswith('snapshot')) == [
+        'snapshot_0.pth.tar', 'snapshot_1_iter2.pth.tar']
+    monkeypatch.setattr(training, 'save_checkpoint', real_save)
+    train.main(iteration_args)
+    log = (tmp_path / 'iterations' / 'log' / 'train_tiny.log').read_text()
+    assert 'continuing at epoch 1, iteration 3' in log
+
+    for name in ('workers', 'iterations'):
+        resumed = final_weights(tmp_path / name, 2)
+        assert resumed.keys() == straight.keys()
+        different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
+        assert not different, (name, different[:5])

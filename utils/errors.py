@@ -18,3 +18,8 @@ class OutputError(OSError):
     """An output file that cannot be written (no space left, no permission, a read-only
     folder); the message names the file and the cause. Its previous version, if any, is intact
     (outputs are written to a temporary file and renamed, utils.files.atomic)."""
+
+
+class LaunchError(RuntimeError):
+    """A multi-process start that cannot work (half-set SLURM or torchrun variables, an
+    unreachable master); the message names the variable or address and the fix."""

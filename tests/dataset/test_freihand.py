@@ -2,7 +2,6 @@
 import json
 import logging
 import os
-import types
 
 import numpy as np
 import pytest
@@ -183,51 +182,39 @@ def test_default_collate_batches(freihand):
     assert targets == {} and meta['root_depth'].shape == (2,) and meta['K'].shape == (2, 3, 3)
 
 
-# --- augmentation draws across workers -----------------------------------------------------------
+# --- augmentation draws: a function of (seed, epoch, item) ----------------------------------------
 
-def _draws_by_worker(ds, monkeypatch, worker_seed, count=3):
-    monkeypatch.setattr(torch.utils.data, 'get_worker_info', lambda: types.SimpleNamespace(seed=worker_seed))
-    return [ds[k][2]['aug_rot'] for k in range(count)]
+def _rot(ds, key):
+    return float(ds[key][2]['aug_rot'])
 
 
-def test_worker_draws_differ_between_workers_and_repeat_for_same_seed(freihand, monkeypatch):
+def test_augmentation_is_drawn_from_seed_epoch_and_item_alone(freihand):
     root, _ = freihand
     ds = FreiHAND('training', root=root, seed=7)
-    worker0 = _draws_by_worker(ds, monkeypatch, worker_seed=1000)
-    worker1 = _draws_by_worker(ds, monkeypatch, worker_seed=1001)
-    assert worker0 != worker1
-    same = _draws_by_worker(FreiHAND('training', root=root, seed=7), monkeypatch, worker_seed=1000)
-    assert same == worker0
-    other_seed = _draws_by_worker(FreiHAND('training', root=root, seed=8), monkeypatch, worker_seed=1000)
-    assert other_seed != worker0
+    # Independently: the generator seeded with [seed, stream 1, epoch, item], drawing scale
+    # then rot (docs/method.md §2 step 4 order).
+    rng = np.random.default_rng([7, 1, 3, 5])
+    rng.uniform(0.9, 1.1)
+    expected_rot = rng.uniform(-180.0, 180.0)
+    assert _rot(ds, (3, 5)) == pytest.approx(expected_rot, abs=1e-4)  # stored as float32
+    assert _rot(ds, (3, 5)) == _rot(ds, (3, 5))  # no generator state advances
+    assert _rot(ds, 5) == _rot(ds, (0, 5))  # a plain index: the epoch of set_epoch, 0 so far
+    ds.set_epoch(3)
+    assert _rot(ds, 5) == _rot(ds, (3, 5))
+    draws = {(e, i): _rot(ds, (e, i)) for e in range(2) for i in range(4)}
+    assert len(set(draws.values())) == len(draws)  # epochs and items all differ
+    assert _rot(FreiHAND('training', root=root, seed=8), (3, 5)) != _rot(ds, (3, 5))
 
 
-def test_main_process_generator_keeps_advancing(freihand):
-    root, _ = freihand
-    ds = FreiHAND('training', root=root, seed=3)
-    first = [ds[0][2]['aug_rot'] for _ in range(3)]
-    assert len(set(first)) == 3
-    assert FreiHAND('training', root=root, seed=3)[0][2]['aug_rot'] == first[0]
-
-
-def _loader_draws(ds):
-    loader = DataLoader(ds, batch_size=1, num_workers=2, shuffle=False)
-    return [float(meta['aug_rot']) for _, _, meta in loader]
-
-
-def test_dataloader_workers_are_distinct_reproducible_and_change_per_epoch(freihand):
+def test_dataloader_workers_draw_what_the_main_process_draws(freihand):
     root, _ = freihand
     ds = FreiHAND('training', root=root, seed=0)
-    torch.manual_seed(123)
-    epoch0 = _loader_draws(ds)
-    epoch1 = _loader_draws(ds)
-    torch.manual_seed(123)
-    again = _loader_draws(FreiHAND('training', root=root, seed=0))
-    assert len(set(epoch0)) == len(epoch0) == 12  # no repeated draws, in particular across workers
-    # Batches alternate between the two workers: items 0 and 1 are each worker's first draw.
-    assert epoch0[0] != epoch0[1]
-    assert again == epoch0
-    assert not set(epoch1) & set(epoch0)
+    keys = [(e, i) for e in (0, 1) for i in range(6)]
+    main = [_rot(ds, key) for key in keys]
+    for workers in (1, 2):
+        loader = DataLoader(ds, batch_sampler=[keys[k:k + 3] for k in range(0, len(keys), 3)],
+                            num_workers=workers)
+        assert [float(r) for _, _, meta in loader for r in meta['aug_rot']] == main
 
 
 # --- registry ---------------------------------------------------------------------------------

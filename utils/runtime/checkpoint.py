@@ -8,29 +8,56 @@ import torch
 from utils.errors import CheckpointError
 from utils.files.atomic import atomic_torch_save
 
-SNAPSHOT_PATTERN = 'snapshot_{epoch}.pth.tar'
+SNAPSHOT_PATTERN = 'snapshot_{epoch}.pth.tar'  # after the whole epoch
+ITER_SNAPSHOT_PATTERN = 'snapshot_{epoch}_iter{step}.pth.tar'  # after `step` steps of the epoch
+_SNAPSHOT_NAME = re.compile(r'snapshot_(\d+)(?:_iter(\d+))?\.pth\.tar')
 
 
-def snapshot_path(folder, epoch):
-    return os.path.join(folder, SNAPSHOT_PATTERN.format(epoch=epoch))
+def snapshot_path(folder, epoch, step=None):
+    """folder/snapshot_<epoch>.pth.tar, or the iteration snapshot after `step` steps of
+    `epoch`, folder/snapshot_<epoch>_iter<step>.pth.tar."""
+    if step is None:
+        return os.path.join(folder, SNAPSHOT_PATTERN.format(epoch=epoch))
+    return os.path.join(folder, ITER_SNAPSHOT_PATTERN.format(epoch=epoch, step=step))
 
 
-def save_checkpoint(state, folder, epoch):
-    """Write `state` to folder/snapshot_<epoch>.pth.tar atomically (temporary file + rename:
-    an interruption never leaves a broken file or harms the previous checkpoints)."""
-    path = snapshot_path(folder, epoch)
+def save_checkpoint(state, folder, epoch, step=None):
+    """Write `state` to snapshot_path(folder, epoch, step) atomically (temporary file +
+    rename: an interruption never leaves a broken file or harms the previous checkpoints).
+
+    Once it is complete, the iteration snapshots it supersedes (those of earlier training
+    progress) are deleted: they only exist to survive a pre-emption inside an epoch.
+    """
+    path = snapshot_path(folder, epoch, step)
     atomic_torch_save(state, path)
+    progress = _progress(epoch, step)
+    for older, older_progress, is_iteration in _snapshots(folder):
+        if is_iteration and older_progress < progress:
+            os.remove(older)
     return path
 
 
-def latest_checkpoint(folder):
-    """The snapshot with the highest epoch in `folder`, or None."""
+def _progress(epoch, step):
+    """Training progress as (epoch in progress, steps done) for ordering snapshots."""
+    return (epoch + 1, 0) if step is None else (epoch, step)
+
+
+def _snapshots(folder):
+    """[(path, progress, is an iteration snapshot)] of the snapshots in `folder`."""
     found = []
-    for path in glob.glob(os.path.join(folder, 'snapshot_*.pth.tar')):
-        match = re.fullmatch(r'snapshot_(\d+)\.pth\.tar', os.path.basename(path))
+    for path in glob.glob(os.path.join(glob.escape(os.fspath(folder)), 'snapshot_*.pth.tar')):
+        match = _SNAPSHOT_NAME.fullmatch(os.path.basename(path))
         if match:
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+            step = None if match.group(2) is None else int(match.group(2))
+            found.append((path, _progress(int(match.group(1)), step), step is not None))
+    return found
+
+
+def latest_checkpoint(folder):
+    """The snapshot of the most training progress in `folder` (epoch and iteration
+    snapshots alike), or None."""
+    found = _snapshots(folder)
+    return max(found, key=lambda entry: entry[1])[0] if found else None
 
 
 def load_checkpoint(path, map_location='cpu'):
