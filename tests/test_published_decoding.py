@@ -37,14 +37,19 @@ def published_decoding(coord, bb2img_trans, K, root_depth, input_size):
     return torch.stack([x, y, depth], dim=1).numpy()
 
 
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    """A randomly initialised two-stage SAR (ResNet-18, 64 px) whose checkpoint stores its
-    configuration (no config.json beside it), and a FreiHAND-layout folder (fx != fy)."""
+# A small two-stage network, and the authors' architecture (ResNet-34, two stages, 256 px).
+ARCHITECTURES = [('resnet18', 64), ('resnet34', 256)]
+
+
+@pytest.fixture(scope='module', params=ARCHITECTURES, ids=lambda a: f'{a[0]}_{a[1]}px')
+def checkpoint(request, tmp_path_factory):
+    """A randomly initialised two-stage SAR whose checkpoint stores its configuration (no
+    config.json beside it), and a FreiHAND-layout folder (fx != fy)."""
+    backbone, size = request.param
     root = tmp_path_factory.mktemp('published')
     make_freihand(str(root / 'FreiHAND'), num_samples=1, num_eval=NUM_EVAL, seed=5)
     save_mano(root / 'mano' / 'MANO_RIGHT.pkl', random_mano_data(0))
-    cfg = config.resolve(device='cpu', backbone='resnet18', input_img_shape=(64, 64),
+    cfg = config.resolve(device='cpu', backbone=backbone, input_img_shape=(size, size),
                          num_stage=2, pretrained_backbone=False, num_worker=0, amp='off',
                          test_batch_size=NUM_EVAL, data_root=str(root / 'FreiHAND'),
                          mano_root=str(root / 'mano'), experiment_name='published')
@@ -58,6 +63,7 @@ def checkpoint(tmp_path_factory):
 
 def test_as_published_pred_json_equals_the_transcribed_published_decoding(checkpoint, tmp_path):
     path, cfg = checkpoint
+    size = cfg.input_img_shape[0]
     out = tmp_path / 'out'
     # Nothing but the checkpoint: network, data and device come from the config stored in it.
     test_script.main(['--checkpoint', str(path), '--as_published', 'true',
@@ -69,22 +75,22 @@ def test_as_published_pred_json_equals_the_transcribed_published_decoding(checkp
     # The same network's coordinates, decoded by the transcription.
     model, _ = load_for_inference(dataclasses.replace(cfg, checkpoint=str(path)),
                                   MANO(cfg.mano_root), torch.device('cpu'))
-    dataset = get_dataset('FreiHAND', 'evaluation', root=cfg.data_root, input_img_shape=(64, 64))
+    dataset = get_dataset('FreiHAND', 'evaluation', root=cfg.data_root, input_img_shape=(size, size))
     items = [dataset[j] for j in range(NUM_EVAL)]
     img = torch.stack([torch.from_numpy(inputs['img']) for inputs, _, _ in items])
     with torch.no_grad():
         coords = model({'img': img})['coords'].numpy()
     expected = np.stack([published_decoding(coords[j], meta['bb2img_trans'], meta['K'],
-                                            meta['root_depth'], 64)
+                                            meta['root_depth'], size)
                          for j, (_, _, meta) in enumerate(items)])
     expected = np.round(expected, 6)
     np.testing.assert_array_equal(np.array(verts), expected[:, :778])
     np.testing.assert_array_equal(np.array(xyz), expected[:, 778:])
 
-    # The default decoding differs, by less than a crop pixel (64 px crop over the 130 px box:
-    # 2.03 image px) in x and y, and not at all in z.
+    # The default decoding differs, by less than a crop pixel (130 / size image px: 2.03 for
+    # 64 px, 0.51 for 256 px) in x and y, and not at all in z.
     test_script.main(['--checkpoint', str(path), '--output_root', str(tmp_path / 'default')])
     default_verts = np.array(json.loads((tmp_path / 'default' / 'pred.json').read_text())[1])
     shift = np.abs(default_verts - expected[:, :778])
     assert shift[..., :2].max() > 0 and shift[..., 2].max() <= 1e-6
-    assert shift[..., :2].max() < 130 / 64 * expected[..., 2].max() / 440
+    assert shift[..., :2].max() < 130 / size * expected[..., 2].max() / 440
