@@ -129,9 +129,17 @@ def write_outputs(scores, out_dir):
                                          scores[f'{name}_auc3d'])
         plot_files.append((file, title))
     contents[HTML_FILE] = _html_page(scores, report, plot_files).encode()
-    pck_data = _pck_data(scores)
-    written = []
+    return write_report_files(out_dir, contents, _pck_data(scores))
+
+
+def write_report_files(out_dir, contents, pck_data):
+    """Write {file name: bytes} and the PCK data JSON into `out_dir`, each atomically.
+
+    Returns the written paths, PCK_DATA_FILE last. NaN values are written as NaN (JSON's
+    extension, as json.dump does).
+    """
     os.makedirs(out_dir, exist_ok=True)
+    written = []
     for file, data in contents.items():
         path = os.path.join(out_dir, file)
         with atomic_open(path, 'wb') as f:
@@ -139,5 +147,4 @@ def write_outputs(scores, out_dir):
         written.append(path)
     path = os.path.join(out_dir, PCK_DATA_FILE)
     atomic_write_json(path, pck_data)
-    written.append(path)
-    return written
+    return written + [path]

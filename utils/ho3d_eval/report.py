@@ -1,13 +1,10 @@
 """The HO3D evaluator's outputs: the printed report, scores.txt (the official 14 keys, means in
 cm), pck_data.json and one PCK plot per curve (rendered as the FreiHAND evaluator's)."""
-import os
 
-from utils.files.atomic import atomic_open, atomic_write_json
-from utils.freihand_eval.report import render_pck_plot
+from utils.freihand_eval.report import render_pck_plot, write_report_files
 from utils.ho3d_eval.metrics import SCORE_KEYS
 
 SCORES_FILE = 'scores.txt'
-PCK_DATA_FILE = 'pck_data.json'
 # Curve name (= score key prefix) -> (plot file, plot title).
 PCK_PLOTS = {
     'xyz': ('pck_xyz.png', 'HO3D 3D joints, unaligned'),
@@ -55,13 +52,4 @@ def write_outputs(scores, out_dir):
                           'mean_error_cm': scores[f'{name}_mean3d']}
                    for name, curve in scores['pck_curves'].items()},
     }
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    for file, data in contents.items():
-        path = os.path.join(out_dir, file)
-        with atomic_open(path, 'wb') as f:
-            f.write(data)
-        written.append(path)
-    path = os.path.join(out_dir, PCK_DATA_FILE)
-    atomic_write_json(path, pck_data)  # NaN means are written as NaN (JSON extension, as json.dump does)
-    return written + [path]
+    return write_report_files(out_dir, contents, pck_data)
