@@ -253,7 +253,7 @@ def resume(cfg, model, optimizer, scheduler, scaler, device):
     --continue_train, or a torchelastic restart). Returns the ResumePoint, (0, 0) for a
     fresh run."""
     path = resume_path(cfg.resume, cfg.continue_train, cfg.checkpoint, cfg.checkpoint_dir,
-                       distributed.restart_count())
+                       distributed.group_restart_count())
     if not path:
         return ResumePoint(0, 0)
     return restore_training_state(path, model, optimizer, scheduler, scaler, device,

@@ -10,6 +10,17 @@ Launchers, in this order:
   an srun step (SLURM_STEP_ID set): a batch script's own shell has SLURM_NTASKS too, and a
   `python train.py` there is a single process.
 - neither: one process.
+
+torchrun's c10d rendezvous shares its own TCPStore with the workers (TORCHELASTIC_USE_AGENT_STORE
+=True: the store at MASTER_ADDR:MASTER_PORT is the agent's) and keeps it across restarts, but
+the process group writes the same keys in every attempt (gloo's listening addresses, NCCL's
+unique id). A restarted rank that reads its peer's key before the peer rewrote it gets the dead
+group's address and is refused or waits until the timeout (pytorch/pytorch#135712; seen here in
+about one restart of four). So each attempt's keys get their own prefix, 'sar/attempt_<n>' with
+n = TORCHELASTIC_RESTART_COUNT. That count is the same for all workers of one agent, but each
+agent counts only its own group's failures: on several nodes the prefixes could differ, and
+there torchrun --max-restarts needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (each rendezvous round
+then gets a fresh store on a fresh port, hosted by worker rank 0), which _torchrun_launch says.
 """
 import datetime
 import os
@@ -105,6 +116,15 @@ def _torchrun_launch(env):
     num_nodes = (_int_var(env, 'GROUP_WORLD_SIZE', 1) if 'GROUP_WORLD_SIZE' in env
                  else max(1, world_size // local_world))
     node_rank = _int_var(env, 'GROUP_RANK') if 'GROUP_RANK' in env else 0
+    restarts = _int_var(env, 'TORCHELASTIC_MAX_RESTARTS') if 'TORCHELASTIC_MAX_RESTARTS' in env \
+        else 0
+    if _agent_store_shared(env) and num_nodes > 1 and restarts > 0:
+        raise LaunchError(
+            f'torchrun --max-restarts {restarts} on {num_nodes} nodes: torchrun shares its '
+            f'rendezvous store with the workers across restarts, where a restarted group can read '
+            f"the dead group's addresses and hang (pytorch/pytorch#135712). Export "
+            f'TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun on every node (each restart '
+            f'then gets a fresh store)')
     return Launch('torchrun', _int_var(env, 'RANK'), world_size, _int_var(env, 'LOCAL_RANK'),
                   node_rank, num_nodes, env['MASTER_ADDR'], _int_var(env, 'MASTER_PORT', 1))
 
@@ -151,15 +171,38 @@ def launch_from_env(env=None):
     return Launch('single', 0, 1, 0, 0, 1)
 
 
+def _agent_store_shared(env):
+    return env.get('TORCHELASTIC_USE_AGENT_STORE') == 'True'
+
+
+def _attempt_store(launch, timeout):
+    """The store of this torchrun attempt's process group: a client of the agent's shared store
+    with the keys under 'sar/attempt_<restart count>' (see the module docstring), or None when
+    the agent shares no store (torch's env:// start then makes a fresh one)."""
+    if launch.launcher != 'torchrun' or not _agent_store_shared(os.environ):
+        return None
+    store = dist.TCPStore(launch.master_addr, launch.master_port, is_master=False,
+                          timeout=timeout)
+    return dist.PrefixStore(f'sar/attempt_{restart_count()}', store)
+
+
 def world_size_from_env():
     """The number of processes torchrun or srun started (1 without either)."""
     return launch_from_env().world_size
 
 
 def restart_count():
-    """How often torchrun restarted the worker group (TORCHELASTIC_RESTART_COUNT; 0 otherwise)."""
+    """How often torchrun restarted this process's worker group (TORCHELASTIC_RESTART_COUNT; 0
+    otherwise)."""
     value = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
     return int(value) if value.isdigit() else 0
+
+
+def group_restart_count():
+    """The largest restart_count() over the ranks (collective). Each torchrun agent counts the
+    failures of its own workers only: after a worker on node 1 died, node 1's agent says 1 and
+    node 0's 0, though both groups were restarted; the whole group must resume alike."""
+    return max(all_gather_objects(restart_count()))
 
 
 def init_distributed(device, timeout_s=DEFAULT_TIMEOUT_S):
@@ -189,8 +232,12 @@ def init_distributed(device, timeout_s=DEFAULT_TIMEOUT_S):
         try:
             if launch.launcher == 'slurm' and launch.rank > 0:
                 _wait_for_master(launch, timeout_s)
+            store = _attempt_store(launch, timeout)
             if launch.launcher == 'slurm':
                 dist.init_process_group(backend, init_method=f'tcp://{where}', rank=launch.rank,
+                                        world_size=launch.world_size, timeout=timeout)
+            elif store is not None:
+                dist.init_process_group(backend, store=store, rank=launch.rank,
                                         world_size=launch.world_size, timeout=timeout)
             else:
                 dist.init_process_group(backend, timeout=timeout)

@@ -1,5 +1,7 @@
-"""utils.distributed: launch variables (torchrun, srun), the SLURM node list, and the BatchNorm
-statistics averaged over a two-process gloo group."""
+"""utils.distributed: launch variables (torchrun, srun), the SLURM node list, the store of each
+torchrun attempt, the restart count every rank agrees on, and the BatchNorm statistics averaged
+over a two-process gloo group."""
+import datetime
 import os
 
 import pytest
@@ -66,6 +68,37 @@ def test_torchrun_variables():
         distributed.launch_from_env({k: v for k, v in env.items() if k != 'RANK'})
 
 
+ELASTIC_NODE = {'RANK': '1', 'WORLD_SIZE': '2', 'LOCAL_RANK': '0', 'LOCAL_WORLD_SIZE': '1',
+                'GROUP_RANK': '1', 'GROUP_WORLD_SIZE': '2', 'MASTER_ADDR': 'h0',
+                'MASTER_PORT': '29500', 'TORCHELASTIC_MAX_RESTARTS': '3',
+                'TORCHELASTIC_USE_AGENT_STORE': 'True'}
+
+
+def test_restarts_on_several_nodes_need_an_unshared_store():
+    # Each agent counts its own restarts: the per-attempt prefix could differ between nodes.
+    with pytest.raises(LaunchError, match='--max-restarts 3 on 2 nodes.*'
+                                          'TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1'):
+        distributed.launch_from_env(ELASTIC_NODE)
+    for fine in ({'TORCHELASTIC_USE_AGENT_STORE': 'False'},  # what that variable gives
+                 {'TORCHELASTIC_MAX_RESTARTS': '0'},
+                 {'GROUP_WORLD_SIZE': '1', 'LOCAL_WORLD_SIZE': '2', 'GROUP_RANK': '0'}):
+        assert distributed.launch_from_env({**ELASTIC_NODE, **fine}).rank == 1
+
+
+def test_each_torchrun_attempt_has_its_own_keys_in_the_shared_store(monkeypatch):
+    server = torch.distributed.TCPStore('127.0.0.1', 0, is_master=True, wait_for_workers=False)
+    launch = distributed.Launch('torchrun', 0, 2, 0, 0, 1, '127.0.0.1', server.port)
+    timeout = datetime.timedelta(seconds=10)
+    monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'True')
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '0')
+    distributed._attempt_store(launch, timeout).set('0//cpu//0/0', 'dead address')
+    assert server.get('sar/attempt_0/0//cpu//0/0') == b'dead address'
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '1')
+    assert not distributed._attempt_store(launch, timeout).check(['0//cpu//0/0'])
+    monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'False')
+    assert distributed._attempt_store(launch, timeout) is None  # torch's env:// start
+
+
 def test_gpu_of_a_process(monkeypatch):
     launch = distributed.Launch('slurm', 3, 4, 1, 0, 1, 'h', 1)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 4)
@@ -102,6 +135,20 @@ def _average_on_rank(rank, port, results):
     torch.distributed.all_reduce = real
     torch.save({'state': net.state_dict(), 'calls': calls}, os.path.join(results, f'{rank}.pt'))
     torch.distributed.destroy_process_group()
+
+
+def _restart_count_on_rank(rank, port, results):
+    os.environ['TORCHELASTIC_RESTART_COUNT'] = str(rank)  # node 1's agent saw the failure
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                                         rank=rank, world_size=2)
+    torch.save(distributed.group_restart_count(), os.path.join(results, f'{rank}.pt'))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_every_rank_resumes_when_any_agent_restarted(tmp_path):
+    mp.spawn(_restart_count_on_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    assert [torch.load(tmp_path / f'{r}.pt') for r in range(2)] == [1, 1]
 
 
 @pytest.mark.slow
