@@ -7,11 +7,14 @@
 - CLIP_FRAMES, CLIP_SIZE: the synthetic hand clip the `clip` fixture renders.
 - free_port: a TCP port for a test's process group (instead of a fixed one, so test runs in
   parallel do not collide).
+- GroundTruthModel: a stand-in network that returns given crop-normalised uvd targets in
+  evaluation order (test.py's decoding and pred.json checked against the ground truth).
 """
 import socket
 
 import numpy as np
 import scipy.sparse
+import torch
 
 from manopth import constants
 
@@ -54,3 +57,21 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+class GroundTruthModel(torch.nn.Module):
+    """Returns `targets` (N x V x 3, crop-normalised uvd) batch after batch, in order."""
+
+    def __init__(self, targets):
+        super().__init__()
+        self.targets = targets
+        self.next = 0
+
+    def forward(self, inputs):
+        batch = inputs['img'].shape[0]
+        coords = torch.as_tensor(self.targets[self.next:self.next + batch], dtype=torch.float32)
+        self.next += batch
+        return {'coords': coords}
+
+    def fuse_for_inference(self):  # test.py infers with SAR's fused copy
+        return self

@@ -11,6 +11,7 @@ import train
 from dataset import get_dataset
 from engine import inference
 from synthetic.ho3d import generate
+from tests.helpers import GroundTruthModel
 from utils import ho3d_eval
 from utils.transforms import encode_uvd
 
@@ -47,21 +48,7 @@ def test_test_py_writes_the_ground_truth_as_a_submission(ho3d_root, standin_mano
                                    dataset[j][2]['K'], dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
                         for j in range(len(dataset))])
 
-    class GroundTruthModel(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.next = 0
-
-        def forward(self, inputs):
-            batch = inputs['img'].shape[0]
-            coords = torch.as_tensor(targets[self.next:self.next + batch], dtype=torch.float32)
-            self.next += batch
-            return {'coords': coords}
-
-        def fuse_for_inference(self):
-            return self
-
-    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel())
+    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel(targets))
     monkeypatch.setattr(inference, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)

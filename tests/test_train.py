@@ -17,7 +17,7 @@ import train
 from engine import build, inference, training
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
-from tests.helpers import free_port, random_mano_data
+from tests.helpers import GroundTruthModel, free_port, random_mano_data
 from utils import freihand_eval
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.files.atomic import atomic_torch_save
@@ -134,22 +134,7 @@ def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_pat
                                    dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
                         for j in range(5)])
 
-    class GroundTruthModel(torch.nn.Module):
-        """Returns the encoded ground truth, in evaluation order."""
-        def __init__(self):
-            super().__init__()
-            self.next = 0
-
-        def forward(self, inputs):
-            batch = inputs['img'].shape[0]
-            coords = torch.as_tensor(targets[self.next:self.next + batch], dtype=torch.float32)
-            self.next += batch
-            return {'coords': coords}
-
-        def fuse_for_inference(self):  # test.py infers with SAR's fused copy
-            return self
-
-    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel())
+    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel(targets))
     monkeypatch.setattr(inference, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)
