@@ -17,6 +17,8 @@ import math
 import typing
 from dataclasses import dataclass
 
+from utils.errors import UserError
+
 
 @dataclass(frozen=True)
 class Config:
@@ -126,7 +128,7 @@ _CHOICES = {
 logger = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     """A configuration that cannot run; the message names the field, the value and the fix."""
 
 

@@ -17,9 +17,9 @@ Camera and placement, when not given:
   record says which (K_source); a K whose principal point is outside an image, or a
   non-positive focal, skips that image with a message;
 - root (wrist) depth (--root_depth): 'auto' (default): where the predicted skeleton has the
-  metric size of hand_scale_m (config.py; engine/camera.py); or meters. The depth only moves
+  metric size of hand_scale_m (config.py; inference/root_depth.py); or meters. The depth only moves
   the hand along its rays: the 2D overlay does not depend on it.
---fit_mano fits MANO (manopth's convention, engine/mano_fit.py) to each mesh; every image gets
+--fit_mano fits MANO (manopth's convention, wild/mano_fit.py) to each mesh; every image gets
 <name>.json (K, box, hand, root depth, joints in the camera frame and in pixels, MANO
 parameters when fitted; README "The JSON record").
 - --left: the image is flipped, the network (trained on right hands) predicts, and the mesh is
@@ -45,20 +45,22 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
-from engine.camera import (ImageInputError, check_intrinsics, hand_record, image_intrinsics,
-                           parse_K, root_prior_for)
-from engine.inference import HandPredictor, inference_amp, load_inference_model
-from engine.mano_fit import ManoFitter, fit_record
-from engine.setup import log_config_notes, resolve_config, run_main
-from engine.video import auto_box, box_xywh, run_video
+from inference.network import inference_amp, load_inference_model
+from inference.predictor import HandPredictor
+from inference.root_depth import root_prior_for
+from inference.run_config import resolve_config
 from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
-from utils.errors import DataError
+from utils.errors import DataError, ImageInputError
 from utils.files.atomic import atomic_write_json
 from utils.files.obj import write_obj
-from utils.runtime.logger import setup_logger
+from utils.files.video import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 from utils.mano import MANO
-from engine.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
-from engine.video_io import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
+from utils.runtime.launch import log_config_notes, run_main
+from utils.runtime.logger import setup_logger
+from wild.camera import check_intrinsics, hand_record, image_intrinsics, parse_K
+from wild.mano_fit import ManoFitter, fit_record
+from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
+from wild.video import auto_box, box_xywh, run_video
 
 logger = logging.getLogger('sar')
 BOX_SEARCH_DEPTH_M = 0.7  # m: --bbox auto searches at this depth (the 2D joints do not depend on
@@ -144,7 +146,7 @@ def parse_root_depth(text):
 
 
 def intrinsics(args, width, height, image_path=None, name='image'):
-    """(K, K_source) of one image or video (engine.camera.image_intrinsics), checked."""
+    """(K, K_source) of one image or video (wild.camera.image_intrinsics), checked."""
     K, source, detail = image_intrinsics(width, height, K=args.K_parsed, focal=args.focal,
                                          image_path=image_path)
     check_intrinsics(K, width, height, name)
@@ -170,9 +172,9 @@ def first_box(args, img_bgr, make_predictor):
 
 def process_image(args, path, img_bgr, make_predictor, faces, fitter):
     """Predict, fit (with --fit_mano) and write the outputs of one image (img_bgr, read)."""
-    from utils.vis.render import render_mesh  # after torch/torchvision (see utils/render.py)
-    from utils.vis.drawing import draw_skeleton
     from utils.files.images import save_image
+    from utils.vis.drawing import draw_skeleton
+    from utils.vis.render import render_mesh  # after torch/torchvision (see utils/render.py)
 
     height, width = img_bgr.shape[:2]
     K, K_source = intrinsics(args, width, height, path, name=path)
@@ -202,7 +204,7 @@ def process_image(args, path, img_bgr, make_predictor, faces, fitter):
 
 
 def run_images(args, make_predictor, faces, fitter):
-    """Every image of --input. One that cannot be decoded, or processed as asked (engine.camera.
+    """Every image of --input. One that cannot be decoded, or processed as asked (wild.camera.
     ImageInputError: its K, a degenerate auto depth), is named when met and skipped; the others
     go on, and the run fails at the end with the list."""
     paths = list_images(args.input)

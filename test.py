@@ -23,13 +23,15 @@ import torch
 
 import config as config_module
 from dataset import get_dataset
-from engine import ho3d
-from engine.camera import root_prior_for
-from engine.inference import inference_amp, load_inference_model, predict_dataset, write_pred
-from engine.setup import resolve_config, run_main, setup_run
-from utils.runtime import distributed
+from inference import ho3d
+from inference.network import inference_amp, load_inference_model
+from inference.predict import predict_dataset, write_pred
+from inference.root_depth import root_prior_for
+from inference.run_config import resolve_config
 from utils import freihand_eval
 from utils.mano import MANO
+from utils.runtime import distributed
+from utils.runtime.launch import run_main, setup_run
 
 
 def run_local_evaluation(data_root, xyz, verts, out_dir, logger, cache='auto'):

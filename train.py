@@ -14,14 +14,24 @@ import sys
 import torch
 
 from dataset import get_dataset
-from engine import ho3d, training
-from engine.build import build_model, build_optimizer, log_amp, wrap_for_training
-from engine.data import build_train_loader
-from engine.setup import (check_batch_split, launch_summary, prepare_checkpoint_dir,
-                          resolve_config, run_main, training_run)
+from inference import ho3d
+from inference.network import build_model
+from inference.precision import log_amp
+from inference.run_config import resolve_config
+from training import evaluation, loop, resume
+from training import monitor as monitoring
+from training.build import (
+    build_optimizer,
+    check_batch_split,
+    launch_summary,
+    prepare_checkpoint_dir,
+    wrap_for_training,
+)
+from training.sampler import build_train_loader
+from utils.mano import MANO
 from utils.runtime import distributed
 from utils.runtime.checkpoint import load_checkpoint, load_net_state, save_checkpoint
-from utils.mano import MANO
+from utils.runtime.launch import run_main, training_run
 
 
 def main(argv):
@@ -52,25 +62,25 @@ def main(argv):
             logger.info('initialised the network from %s', cfg.pre)
         optimizer, scheduler = build_optimizer(cfg, model, device)
         scaler = torch.amp.GradScaler('cuda') if amp_dtype == torch.float16 else None
-        start = training.resume(cfg, model, optimizer, scheduler, scaler, device)
+        start = resume.resume(cfg, model, optimizer, scheduler, scaler, device)
         train_model = wrap_for_training(model, cfg, world_size, device)
 
-        monitor, eval_set = None, training.evaluation_set(cfg)
+        monitor, eval_set = None, evaluation.evaluation_set(cfg)
         if rank == 0:
             prepare_checkpoint_dir(cfg, logger)
-            monitor = training.build_monitor(cfg, steps, start, device, mano.faces, layout)
+            monitor = monitoring.build_monitor(cfg, steps, start, device, mano.faces, layout)
 
         # ---- epochs ----
         for epoch in range(start.epoch, cfg.total_epoch):
             first_step = start.step if epoch == start.epoch else 0
             loader.batch_sampler.set_epoch(epoch, first_step)
-            stats = training.train_one_epoch(
+            stats = loop.train_one_epoch(
                 train_model, loader, optimizer, device=device, epoch=epoch,
                 total_epoch=cfg.total_epoch, print_iter=cfg.print_iter, amp_dtype=amp_dtype,
                 scaler=scaler, channels_last=cfg.channels_last and device.type == 'cuda',
                 show_progress=rank == 0, monitor=monitor, seed=cfg.seed, rank=rank,
                 accumulate=cfg.accumulate, start_step=first_step,
-                after_step=training.iteration_saver(cfg, model, optimizer, scheduler, scaler,
+                after_step=resume.iteration_saver(cfg, model, optimizer, scheduler, scaler,
                                                     rank, epoch, steps))
             scheduler.step()
             distributed.average_batch_norm_statistics(model)
@@ -79,11 +89,11 @@ def main(argv):
             if monitor:
                 monitor.end_epoch(epoch, stats)
             if rank == 0 and ((epoch + 1) % cfg.save_epoch == 0 or epoch + 1 == cfg.total_epoch):
-                state = training.checkpoint_state(model, optimizer, scheduler, scaler,
+                state = resume.checkpoint_state(model, optimizer, scheduler, scaler,
                                                   cfg.to_dict(), epoch)
                 logger.info('saved %s', save_checkpoint(state, cfg.checkpoint_dir, epoch))
             if eval_set is not None and (epoch + 1) % cfg.eval_interval == 0:
-                training.evaluate_epoch(cfg, model, eval_set, device, amp_dtype, rank,
+                evaluation.evaluate_epoch(cfg, model, eval_set, device, amp_dtype, rank,
                                         world_size, logger, epoch, monitor)
             distributed.barrier()
         if monitor:

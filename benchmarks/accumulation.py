@@ -25,7 +25,7 @@ import sys
 import time
 
 import config as config_module
-from engine.monitor import history_path
+from training.monitor import history_path
 
 ROWS = (('xyz_al_mean3d', '3D KP ALIGNED mean (cm)'), ('mesh_al_mean3d', '3D MESH ALIGNED mean (cm)'),
         ('xyz_al_auc3d', '3D KP ALIGNED AUC'), ('mesh_al_auc3d', '3D MESH ALIGNED AUC'),

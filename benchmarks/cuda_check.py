@@ -11,7 +11,7 @@ procedural MANO stand-in), the weights start from scratch.
 Checks (--device cuda, the default configuration: ResNet-34, two stages, 256 px, batch 64):
 - environment: torch, CUDA and cuDNN versions, the GPU's name and memory, bf16 support;
 - training, each overfitting ONE fixed batch for --steps steps (default 100) with the
-  project's train step (engine.training.train_step): loss finite everywhere and falling
+  project's train step (training.loop.train_step): loss finite everywhere and falling
   (median of the first 10 steps against the last 10): bf16 autocast + channels_last + fused
   AdamW; fp16 with torch.amp.GradScaler (and few skipped steps); torch.compile (bf16);
 - inference: bf16 against fp32 on the same weights, compared after decoding to the camera

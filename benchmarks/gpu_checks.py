@@ -20,8 +20,9 @@ import torch
 import config as config_module
 # The network, its optimiser groups and the train step, from where they live today (the one
 # place to repoint when they move).
-from engine.build import build_model, param_groups
-from engine.training import train_step
+from inference.network import build_model
+from training.build import param_groups
+from training.loop import train_step
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
 from utils.mano import MANO
 from utils.transforms import decode_uvd, encode_uvd, get_affine

@@ -4,7 +4,7 @@
 
 The default network of config.py (ResNet-34, 2 stages, 256 px; random weights, no ImageNet
 download; the procedural MANO stand-in's template) is fused (SAR.fuse_for_inference),
-exported with engine.onnx_export to a temporary file, and run at batch 1 and 16 by both
+exported with inference.onnx to a temporary file, and run at batch 1 and 16 by both
 runtimes with the SAME thread count (torch.set_num_threads and ONNX Runtime's
 intra_op_num_threads, default: the cores this process may use). Per batch: warm-up calls,
 then timed calls alternating between the two runtimes (so a change in the machine's load
@@ -25,7 +25,7 @@ import torch
 
 import config as config_module
 from benchmarks.machine import other_cpu_use
-from engine.onnx_export import OnnxSAR, export_onnx
+from inference.onnx import OnnxSAR, export_onnx
 from synthetic.standin import build_standin
 from model import SAR
 

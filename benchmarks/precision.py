@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from dataset import get_dataset
-from engine.inference import load_for_inference, predict_dataset
-from engine.setup import resolve_config
+from inference.network import load_for_inference
+from inference.predict import predict_dataset
+from inference.run_config import resolve_config
 from utils import freihand_eval
 from utils.mano import MANO
 
@@ -60,7 +61,7 @@ def paths_of(checkpoint, onnx, limit):
     runs = {'fp32': run_path(model, dataset, cfg, None, limit),
             'bf16': run_path(model, dataset, cfg, torch.bfloat16, limit)}
     if onnx:
-        from engine.onnx_export import OnnxSAR
+        from inference.onnx import OnnxSAR
 
         runs['onnx'] = run_path(OnnxSAR(onnx, num_threads=torch.get_num_threads()), dataset,
                                 cfg, None, limit)

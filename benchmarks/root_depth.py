@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 import config as config_module
-from engine.camera import RootDepthPrior, solve_root_depth
+from inference.root_depth import RootDepthPrior, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
 from utils.mano import MANO
 from utils.transforms import project

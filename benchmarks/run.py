@@ -10,12 +10,12 @@ Prints, in one run, with the device, thread count and the CPU use of other proce
   the machine's matrix-multiply rates: on the CPU fp32 and bf16 2048 x 2048 products (same
   thread count), on CUDA 8192 x 8192 in the compute dtype (--amp);
 - on the CPU, side by side: fp32 (PyTorch eager, the published code's precision), bf16
-  autocast and ONNX Runtime (the fp32 graph of engine.onnx_export) for inference at batch 1
+  autocast and ONNX Runtime (the fp32 graph of inference.onnx) for inference at batch 1
   and 8 (the copy made by SAR.fuse_for_inference, as test.py and demo.py run it; fp32 also
   unfused), fp32 and bf16 for training at batch 8 (forward + loss + backward + AdamW step);
   each as images/s and as a fraction of the matmul rate of its own precision (FLOPs x
   images/s / rate, a training image counting 3x the forward FLOPs); then the default path
-  (`amp='auto'`, engine.build.resolve_amp) against fp32, with the largest difference of its
+  (`amp='auto'`, inference.precision.resolve_amp) against fp32, with the largest difference of its
   outputs in crop-normalised units;
 - the data pipeline's CPU time and items/s per worker (decode, crop, augment, normalise,
   targets) on FreiHAND-layout images, and whether config.num_worker workers sustain the
@@ -41,9 +41,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import config as config_module
-from engine.build import AMP_DTYPES, build_model, build_optimizer, resolve_amp
+from inference.precision import AMP_DTYPES, resolve_amp
+from inference.network import build_model
+from training.build import build_optimizer
 from benchmarks.machine import other_cpu_use
-from engine.training import train_step
+from training.loop import train_step
 from utils.mano import MANO
 
 MATMUL_SIDE = {'cpu': 2048, 'cuda': 8192}  # square matmul giving the reference rate
@@ -160,7 +162,7 @@ def forward_flops(model, img, amp_dtype):
 
 
 def training_step(model, optimizer, img, gt_uvd, amp_dtype, scaler):
-    """One train.py step (engine.training.train_step): forward, loss sum, backward, AdamW step."""
+    """One train.py step (training.loop.train_step): forward, loss sum, backward, AdamW step."""
     train_step(model, optimizer, {'img': img}, {'mesh_pose_uvd': gt_uvd}, amp_dtype=amp_dtype,
                scaler=scaler)
 
@@ -218,7 +220,7 @@ class Report:
 def onnx_runtime(fused, cfg, folder):
     """(OnnxSAR of the fused network exported into `folder`, export report), or (None, why)."""
     try:
-        from engine.onnx_export import OnnxSAR, export_onnx
+        from inference.onnx import OnnxSAR, export_onnx
         begin = time.perf_counter()
         report = export_onnx(fused, cfg.to_dict(), os.path.join(folder, 'sar.onnx'),
                              tolerance=ONNX_TOLERANCE)

@@ -17,7 +17,7 @@ HO3D_ONLY = ('version', 'mano_root', 'eval_box_enlarge')  # keyword arguments of
 
 
 class EpochConcatDataset(ConcatDataset):
-    """ConcatDataset that also takes the (epoch, index) keys of engine.data.EpochBatchSampler
+    """ConcatDataset that also takes the (epoch, index) keys of training.sampler.EpochBatchSampler
     (the part's own index goes to the part, with the epoch)."""
 
     def __getitem__(self, key):

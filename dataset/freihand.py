@@ -133,7 +133,7 @@ class FreiHAND(Dataset):
             epoch `epoch` come from np.random.default_rng(augmentation_entropy(seed, epoch,
             idx)) and nothing else: the same in the main process and in any DataLoader worker,
             on any rank, before and after a resume. Index the set with `(epoch, idx)` (what
-            engine.data.EpochBatchSampler yields, so persistent workers follow the epoch), or
+            training.sampler.EpochBatchSampler yields, so persistent workers follow the epoch), or
             with a plain `idx` for the epoch of `set_epoch` (0 until set).
         augment: random augmentation per item (docs/method.md §2 step 4); default True for training,
             False for evaluation.

@@ -10,7 +10,7 @@ ground truth DIR/clip.json:
      "seed", "frames": [{"frame", "file", "joints": 21 x 3 (m, camera frame),
                          "box": [x, y, w, h] (px), "box_center": [u, v], "box_side"}]}
 
-where a frame's box is engine.tracking.box_from_joints of its projected true joints: the box a
+where a frame's box is wild.tracking.box_from_joints of its projected true joints: the box a
 perfect tracker would crop with. DIR/verts.npy holds the true vertices, N x 778 x 3 float64
 (m, camera frame). `read_clip` reads it all back and `TruthPredictor` stands in for the
 network with the truth (tests, pictures).
@@ -43,9 +43,8 @@ from manopth.constants import NUM_BETAS
 from synthetic.geometry import BETA_CLIP, GeometrySampler, hand_normals
 from utils.files.images import save_image
 from utils.files.atomic import atomic_open, atomic_write_json
-from engine.tracking import HandBox, box_from_joints
-from utils.transforms import project
-from engine.video_io import atomic_video_writer
+from utils.transforms import HandBox, box_from_joints, project
+from utils.files.video import atomic_video_writer
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +233,7 @@ def read_clip(folder):
 
 
 class TruthPredictor:
-    """The ground truth standing in for the network in engine.video.track: the k-th call
+    """The ground truth standing in for the network in wild.video.track: the k-th call
     returns frame k's true points (whatever the image and box), as predict(img_bgr, box) ->
     (xyz_cam 799 x 3 m, joints_uv 21 x 2 px) does.
 

@@ -21,7 +21,7 @@ import time
 import torch
 
 import train
-from engine import training
+from training import loop
 from utils.runtime import distributed
 
 
@@ -31,8 +31,8 @@ def rank():
 
 def main():
     weights_dir, argv = sys.argv[1], sys.argv[2:]
-    real_epoch, real_cleanup = training.train_one_epoch, distributed.cleanup
-    real_step, real_init = training.accumulation_step, distributed.init_distributed
+    real_epoch, real_cleanup = loop.train_one_epoch, distributed.cleanup
+    real_step, real_init = loop.accumulation_step, distributed.init_distributed
     kill_step = int(os.environ.get('SAR_HARNESS_KILL_STEP', '0'))
     kill_rank = int(os.environ.get('SAR_HARNESS_KILL_RANK', '1'))
     late_rank = os.environ.get('SAR_HARNESS_LATE_RANK')
@@ -61,8 +61,8 @@ def main():
                    os.path.join(weights_dir, f'rank{rank()}.pt'))
         real_cleanup()
 
-    training.train_one_epoch = epoch_remembering_model
-    training.accumulation_step = step_or_die
+    loop.train_one_epoch = epoch_remembering_model
+    loop.accumulation_step = step_or_die
     distributed.cleanup = save_weights_then_cleanup
     distributed.init_distributed = join_late
     train.main(argv)

@@ -7,8 +7,8 @@ import torch
 
 import config
 import demo
-from engine.build import build_model
-from engine.setup import run_main
+from inference.network import build_model
+from utils.runtime.launch import run_main
 from synthetic.mano_file import save_mano
 from tests.helpers import random_mano_data
 from utils.mano import MANO

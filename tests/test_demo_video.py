@@ -10,13 +10,13 @@ import torch
 
 import config
 import demo
-from engine.build import build_model
-from engine.setup import run_main
-from engine.video import auto_box
+from inference.network import build_model
+from utils.runtime.launch import run_main
+from wild.video import auto_box
 from tests.helpers import CLIP_FRAMES, CLIP_SIZE
 from utils.errors import DataError
 from utils.mano import MANO
-from engine.tracking import box_iou
+from wild.tracking import box_iou
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import torch
 import test as test_script
 import train
 from dataset import get_dataset
-from engine import inference
+from inference import network
 from synthetic.ho3d import generate
 from tests.helpers import GroundTruthModel
 from utils import ho3d_eval
@@ -48,8 +48,8 @@ def test_test_py_writes_the_ground_truth_as_a_submission(ho3d_root, standin_mano
                                    dataset[j][2]['K'], dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
                         for j in range(len(dataset))])
 
-    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel(targets))
-    monkeypatch.setattr(inference, 'load_net_state', lambda *a, **k: None)
+    monkeypatch.setattr(network, 'build_model', lambda *a, **k: GroundTruthModel(targets))
+    monkeypatch.setattr(network, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)
     out = tmp_path / 'out'

@@ -1,15 +1,14 @@
 """An output that cannot be written (no space left, no permission, a read-only folder) is an
 expected error: one line naming the file and the cause, the previous file intact."""
 import errno
-import json
 import os
 
 import numpy as np
 import pytest
 import torch
 
-from engine.inference import write_pred
-from engine.setup import run_main
+from inference.predict import write_pred
+from utils.runtime.launch import run_main
 from utils.errors import OutputError
 from utils.files import atomic
 from utils.runtime.checkpoint import save_checkpoint, snapshot_path

@@ -10,8 +10,8 @@ import torch
 import config
 import test as test_script
 from dataset import get_dataset
-from engine.build import build_model
-from engine.inference import load_for_inference
+from inference.network import build_model
+from inference.network import load_for_inference
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
 from tests.helpers import random_mano_data

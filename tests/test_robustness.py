@@ -212,7 +212,7 @@ def test_rendering_leaves_no_opengl_noise_at_exit(tmp_path):
 
 
 def test_run_main_turns_ctrl_c_into_one_line(capsys):
-    from engine.setup import run_main
+    from utils.runtime.launch import run_main
 
     def interrupted(argv):
         raise KeyboardInterrupt

@@ -14,7 +14,8 @@ import torch
 
 import test as test_script
 import train
-from engine import build, inference, training
+from inference import network
+from training import build, loop
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
 from tests.helpers import GroundTruthModel, free_port, random_mano_data
@@ -46,14 +47,14 @@ def small_args(workspace, out, *extra):
 
 def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace, tmp_path, monkeypatch):
     out = tmp_path / 'out'
-    real_epoch = training.train_one_epoch
+    real_epoch = loop.train_one_epoch
 
     def stop_at_epoch_1(*args, epoch, **kwargs):
         if epoch == 1:
             raise KeyboardInterrupt  # the run is interrupted after epoch 0 was saved
         return real_epoch(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(training, 'train_one_epoch', stop_at_epoch_1)
+    monkeypatch.setattr(loop, 'train_one_epoch', stop_at_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train.main(small_args(workspace, out))
     saved = load_checkpoint(str(snapshot_path(out / 'checkpoint' / 'tiny', 0)))
@@ -70,7 +71,7 @@ def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace
         seen['weights'] = {k: v.clone() for k, v in model.state_dict().items()}
         return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(training, 'train_one_epoch', record)
+    monkeypatch.setattr(loop, 'train_one_epoch', record)
     train.main(small_args(workspace, out, '--resume', 'auto', '--eval_interval', '1'))
     assert seen['epoch'] == 1
     # Cosine schedule after one of two epochs: lr = lr0 * (1 + cos(pi * 1 / 2)) / 2.
@@ -107,7 +108,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 def test_non_finite_loss_stops_with_iteration_and_term(workspace, tmp_path):
     out = tmp_path / 'out'
     # An absurd learning rate blows the weights up after the first step.
-    with pytest.raises(training.NonFiniteLossError, match=r"non-finite loss '\w+_\d' = \S+ at epoch 0, iteration 2/3"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"non-finite loss '\w+_\d' = \S+ at epoch 0, iteration 2/3"):
         train.main(small_args(workspace, out, '--lr', '1e30'))
     assert not os.path.exists(snapshot_path(out / 'checkpoint' / 'tiny', 0))
 
@@ -134,8 +135,8 @@ def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_pat
                                    dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
                         for j in range(5)])
 
-    monkeypatch.setattr(inference, 'build_model', lambda *a, **k: GroundTruthModel(targets))
-    monkeypatch.setattr(inference, 'load_net_state', lambda *a, **k: None)
+    monkeypatch.setattr(network, 'build_model', lambda *a, **k: GroundTruthModel(targets))
+    monkeypatch.setattr(network, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)
     out = tmp_path / 'out'
@@ -287,14 +288,14 @@ def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, mon
     stale = ckpt_dir / f'.snapshot_1.pth.tar.{dead.pid}.x1y2z3.tmp'  # a killed save's leftover
     stale.write_bytes(b'partial')
 
-    real_epoch = training.train_one_epoch
+    real_epoch = loop.train_one_epoch
     lrs = {}
 
     def record(model, loader, optimizer, *, epoch, **kwargs):
         lrs[epoch] = optimizer.param_groups[0]['lr']
         return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(training, 'train_one_epoch', record)
+    monkeypatch.setattr(loop, 'train_one_epoch', record)
     train.main(small_args(workspace, out, '--resume', 'auto', '--total_epoch', '4', '--lr', '1e-4'))
     # The 4-epoch cosine of the new rate, continued at epoch 2: lr0 (1 + cos(pi e / 4)) / 2.
     assert sorted(lrs) == [2, 3]
@@ -306,7 +307,7 @@ def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, mon
     assert load_checkpoint(str(snapshot_path(ckpt_dir, 3)))['schedule']['T_max'] == 4
 
 
-# ---- monitoring (engine.monitor): TensorBoard events, log-line suffix, curves -------------
+# ---- monitoring (training.monitor): TensorBoard events, log-line suffix, curves -------------
 LOG_LINE = re.compile(
     r'\[Epoch (\d+)/(\d+)\]\[Batch (\d+)/(\d+)\]\[lr (\S+)\]((?:\[loss_\w+: [\d.]+\])+)'
     r'\[(\d+\.\d) img/s\]\[data (\d+)%\]\[eta (\d+:\d\d:\d\d)\]$')
@@ -379,13 +380,13 @@ def test_tensorboard_false_writes_no_events_and_accumulate_2_trains(workspace, t
                                                                     monkeypatch):
     out = tmp_path / 'out'
     micro_batches = []
-    real_step = training.accumulation_step
+    real_step = loop.accumulation_step
 
     def count(model, optimizer, batches, **kwargs):
         micro_batches.append([len(inputs['img']) for inputs, _ in batches])
         return real_step(model, optimizer, batches, **kwargs)
 
-    monkeypatch.setattr(training, 'accumulation_step', count)
+    monkeypatch.setattr(loop, 'accumulation_step', count)
     train.main(small_args(workspace, out, '--tensorboard', 'false', '--total_epoch', '1',
                           '--accumulate', '2'))
     assert micro_batches == [[2, 2]] * 3  # 12 items, 3 steps of 4 images in 2 micro-batches

@@ -5,7 +5,7 @@
 
 The network is built from the config.json saved beside the checkpoint (as demo.py does), under
 the command-line overrides, on the CPU; the checkpoint supplies every weight. The file holds
-the resolved config in its metadata (engine.onnx_export), and is written only if ONNX Runtime
+the resolved config in its metadata (inference.onnx), and is written only if ONNX Runtime
 reproduces PyTorch on a sample batch to 1e-4. Prints the opset, the file size and the max
 difference.
 """
@@ -15,9 +15,10 @@ import sys
 
 import torch
 
-from engine.inference import load_for_inference
-from engine.onnx_export import OPSET, SELF_CHECK_TOLERANCE, export_onnx
-from engine.setup import resolve_config, run_main
+from inference.network import load_for_inference
+from inference.onnx import OPSET, SELF_CHECK_TOLERANCE, export_onnx
+from inference.run_config import resolve_config
+from utils.runtime.launch import run_main
 from utils.mano import MANO
 
 

@@ -6,13 +6,13 @@
 fits.json holds the convention (manopth's ManoLayer(use_pca=False, flat_hand_mean=...), units,
 axes) and one entry per mesh, in pred.json's order: global_orient (3), hand_pose (45),
 axis-angle radians; betas (10); transl (3, m); fit_mean_mm (mean vertex distance of the fit).
-The fitting itself is engine/mano_fit.py; this is its command line.
+The fitting itself is wild/mano_fit.py; this is its command line.
 """
 import argparse
 import sys
 import time
 
-from engine.mano_fit import ManoFitter, fit_record
+from wild.mano_fit import ManoFitter, fit_record
 from utils.errors import DataError
 from utils.files.atomic import atomic_write_json
 from utils.freihand_eval.files import load_pred
@@ -42,7 +42,7 @@ def main(argv=None):
                         help='hand_pose convention: true (manopth default: 0 = flat hand) or '
                              'false (hands_mean added, FreiHAND)')
     parser.add_argument('--iterations', type=int, default=None,
-                        help='Levenberg-Marquardt steps at most (default engine.mano_fit)')
+                        help='Levenberg-Marquardt steps at most (default wild.mano_fit)')
     args = parser.parse_args(argv)
     _, verts = load_pred(args.pred)
     if verts.shape[1] != 778:

@@ -4,7 +4,7 @@
         --mano-root data/mano_standin --index 3,7 --out docs/mano_fit.png [--label TEXT]
 
 One row per index: the evaluation image, the pred.json mesh drawn over it, the MANO fit of that
-mesh (engine/mano_fit.py) drawn over it, and both from the side; each row says its fit_mean_mm.
+mesh (wild/mano_fit.py) drawn over it, and both from the side; each row says its fit_mean_mm.
 """
 import argparse
 import json
@@ -13,7 +13,7 @@ import os
 import cv2
 import numpy as np
 
-from engine.mano_fit import ManoFitter
+from wild.mano_fit import ManoFitter
 from utils.files.images import save_image
 from utils.freihand_eval.files import load_pred
 from utils.mano import MANO

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import config as config_module
-from engine.onnx_export import OnnxSAR
+from inference.onnx import OnnxSAR
 from synthetic.mano_file import save_mano
 from synthetic.standin import build_standin
 from model import SAR

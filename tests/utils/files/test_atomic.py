@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from engine.video_io import atomic_video_writer
+from utils.files.video import atomic_video_writer
 from utils.files import atomic
 
 

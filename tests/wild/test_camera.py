@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.camera import (DEFAULT_FOV_DEG, ImageInputError, RootDepthPrior, check_intrinsics,
-                           exif_focal_35mm, image_intrinsics, parse_K, place_at_root_depth,
-                           solve_root_depth)
+from inference.root_depth import RootDepthPrior, place_at_root_depth, solve_root_depth
+from wild.camera import (DEFAULT_FOV_DEG, check_intrinsics, exif_focal_35mm, image_intrinsics,
+                         parse_K)
+from utils.errors import ImageInputError
 from synthetic.geometry import GeometrySampler, sample_generators
 from utils.constants import SKELETON
 from utils.mano import MANO

@@ -1,4 +1,4 @@
-"""Where a checkpoint's configuration comes from (engine.setup.saved_config), and overrides
+"""Where a checkpoint's configuration comes from (inference.run_config.saved_config), and overrides
 that contradict the checkpoint's network."""
 import logging
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import config
-from engine.setup import log_config_notes, resolve_config, saved_config
+from utils.runtime.launch import log_config_notes
+from inference.run_config import resolve_config, saved_config
 
 
 def _checkpoint(path, cfg=None):

@@ -1,10 +1,10 @@
-"""engine.training: gradient accumulation, the checkpoint dict and the snapshot order."""
+"""training.loop and training.resume: gradient accumulation, the checkpoint dict and the snapshot order."""
 import contextlib
 import os
 
 import torch
 
-from engine import training
+from training import loop, resume
 from utils.runtime.checkpoint import latest_checkpoint, save_checkpoint
 
 
@@ -36,9 +36,9 @@ def test_accumulated_micro_batches_step_like_their_whole_batch():
     whole, parts = Regressor().double(), Regressor().double()
     for model in (whole, parts):
         model.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    losses_whole = training.train_step(whole, whole.optimizer, {'img': x}, {'y': y})
+    losses_whole = loop.train_step(whole, whole.optimizer, {'img': x}, {'y': y})
     micro = [({'img': x[i:i + 2]}, {'y': y[i:i + 2]}) for i in range(0, 8, 2)]
-    losses_parts = training.accumulation_step(parts, parts.optimizer, micro)
+    losses_parts = loop.accumulation_step(parts, parts.optimizer, micro)
     # The mean of equal-sized micro-batch means is the batch mean: same loss, same gradient.
     for name in ('sq', 'abs'):
         torch.testing.assert_close(losses_parts[name], losses_whole[name].detach(), rtol=1e-12, atol=0)
@@ -54,10 +54,10 @@ def test_checkpoint_state_keeps_the_published_keys():
     model = Regressor()
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
-    state = training.checkpoint_state(model, optimizer, scheduler, None, {'seed': 0}, 2)
+    state = resume.checkpoint_state(model, optimizer, scheduler, None, {'seed': 0}, 2)
     assert sorted(state) == ['config', 'last_epoch', 'net', 'optimizer', 'schedule']
     assert state['last_epoch'] == 2 and state['config'] == {'seed': 0}
-    inside = training.checkpoint_state(model, optimizer, scheduler, None, {}, 2, step=5)
+    inside = resume.checkpoint_state(model, optimizer, scheduler, None, {}, 2, step=5)
     assert (inside['last_epoch'], inside['iteration']) == (1, 5)  # epoch 2 not finished
 
 

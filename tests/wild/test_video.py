@@ -1,4 +1,4 @@
-"""engine/video.py: the tracking loop (with the truth standing in for the network), resets and
+"""wild/video.py: the tracking loop (with the truth standing in for the network), resets and
 their log lines, smoothing, the JSON-lines records and the files run_video writes."""
 import json
 import logging
@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.video import auto_box, box_xywh, frame_record, run_video, track
+from wild.video import auto_box, box_xywh, frame_record, run_video, track
 from synthetic.clip import TruthPredictor
 from tests.helpers import CLIP_FRAMES
-from engine.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
-from engine.video_io import FolderFrames, VideoFrames
+from wild.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
+from utils.files.video import FolderFrames, VideoFrames
 
 IMAGE_SIZE = (240, 320)  # height, width
 
@@ -77,7 +77,7 @@ def test_a_box_leaving_the_image_is_reset_and_logged_once(caplog):
     centres = [(100.0, 120.0), (110.0, 120.0), (120.0, 120.0), (1000.0, 120.0), (1010.0, 120.0),
                (130.0, 120.0), (140.0, 120.0)]
     predict = ScriptedPredictor(centres)
-    with caplog.at_level(logging.INFO, logger='engine.video'):
+    with caplog.at_level(logging.INFO, logger='wild.video'):
         results = [r for _, r in track(blank_frames(7), predict, ((100.0, 120.0), 94.2))]
     assert [r.box_reset for r in results] == [False, False, False, False, True, True, False]
     assert 'outside the 320 x 240 image' in results[4].reset_reason
@@ -132,7 +132,7 @@ def test_auto_box_re_crops_around_the_hand(caplog):
         return np.zeros((799, 3)), np.clip(true_joints, center - side / 2, center + side / 2)
 
     img = np.zeros((*IMAGE_SIZE, 3), dtype=np.uint8)
-    with caplog.at_level(logging.INFO, logger='engine.video'):
+    with caplog.at_level(logging.INFO, logger='wild.video'):
         box = auto_box(predict, img, ((159.5, 119.5), 139.0))
     np.testing.assert_allclose(box.center, [80.0, 100.0])
     assert box.side == pytest.approx(BOX_ENLARGE * 60.0)

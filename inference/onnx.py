@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.errors import UserError
 from utils.files.atomic import atomic_open
 
 # onnx and onnxruntime are imported where they are used: check_config_agrees needs neither.
@@ -45,7 +46,7 @@ NETWORK_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_s
                   'num_vert', 'num_joint', 'input_img_shape', 'depth_box', 'fx_as_fy')
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(RuntimeError, UserError):
     """The exported file failed its self-check (opset, ONNX checker, ONNX Runtime vs PyTorch);
     nothing was written."""
 
@@ -108,7 +109,7 @@ def _config_from_metadata(path, meta):
     """The config dict of an exported file's metadata {key: value} (ValueError if absent)."""
     if CONFIG_KEY not in meta:
         raise ValueError(f'{path} has no {CONFIG_KEY!r} metadata, so its configuration is '
-                         f'unknown: it was not written by engine.onnx_export.export_onnx. '
+                         f'unknown: it was not written by inference.onnx.export_onnx. '
                          f'Re-export it with python -m tools.export_onnx')
     config = json.loads(meta[CONFIG_KEY])
     config['input_img_shape'] = tuple(config['input_img_shape'])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.mano_fit import ManoFitter, fit_record, mirror_params
+from wild.mano_fit import ManoFitter, fit_record, mirror_params
 from manopth.manolayer import ManoLayer
 from synthetic.geometry import GeometrySampler, sample_generators
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from utils.errors import DataError
-from engine.video_io import FolderFrames, VideoFrames, atomic_video_writer
+from utils.files.video import FolderFrames, VideoFrames, atomic_video_writer
 
 SIZE = (48, 64)  # height, width
 

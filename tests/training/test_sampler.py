@@ -1,8 +1,8 @@
-"""engine.data: the training data order as a function of (seed, epoch, step)."""
+"""training.sampler: the training data order as a function of (seed, epoch, step)."""
 import numpy as np
 import pytest
 
-from engine.data import EpochBatchSampler, epoch_permutation
+from training.sampler import EpochBatchSampler, epoch_permutation
 
 
 def test_permutation_is_seeded_by_seed_and_epoch():

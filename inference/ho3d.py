@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from dataset import MIXED
-from engine.inference import write_pred
+from inference.predict import write_pred
 from utils import ho3d_eval
 from utils.constants import FREIHAND_TO_HO3D, OPENGL_TO_CAMERA, ROOT_JOINT_IDX
 

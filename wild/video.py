@@ -1,11 +1,11 @@
 """SAR over video frames without a hand detector: the box of each frame comes from the joints
-predicted in the previous one (engine.tracking), and per frame the mesh and joints are written
+predicted in the previous one (wild.tracking), and per frame the mesh and joints are written
 to one JSON-lines file, the mesh is drawn over the frame into an overlay video and,
 optionally, saved as an OBJ.
 
 The loop takes a `predict(img_bgr, box) -> (xyz_cam 799 x 3 m, joints_uv 21 x 2 px)` callable
-(engine.inference.HandPredictor runs the network; tests pass the ground truth), so it runs
-without a network too. Frames come from engine.video_io (a video file or a folder of images).
+(inference.predictor.HandPredictor runs the network; tests pass the ground truth), so it runs
+without a network too. Frames come from utils.files.video (a video file or a folder of images).
 """
 import json
 import logging
@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from utils.files.atomic import atomic_open, remove_stale_temporaries
 from utils.files.obj import write_obj
-from engine.tracking import HandBox, TrackState, as_box, refine_box
-from engine.video_io import atomic_video_writer
+from utils.files.video import atomic_video_writer
+from wild.tracking import HandBox, TrackState, as_box, refine_box
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def auto_box(predict, img_bgr, start_box, max_iter=AUTO_MAX_ITER, tol=AUTO_TOL):
     """`--bbox auto`: the box found by re-cropping around the predicted joints (refine_box).
 
     Args:
-        predict: (img_bgr, box) -> (xyz_cam, joints_uv), e.g. engine.inference.HandPredictor.
+        predict: (img_bgr, box) -> (xyz_cam, joints_uv), e.g. inference.predictor.HandPredictor.
         img_bgr: H x W x 3 image (a still image or a video's first frame).
         start_box: (center, side) to start from (the default centred box), px.
     Returns:
@@ -77,7 +77,7 @@ def track(frames, predict, first_box, smoother=None):
     """Predict every frame at the box that the previous frame's joints give.
 
     The first frame is cropped with `first_box`; each next frame with the box around the
-    joints just predicted (engine.tracking.update_box: the joints' extent enlarged by
+    joints just predicted (wild.tracking.update_box: the joints' extent enlarged by
     BOX_ENLARGE). A box that collapses or leaves the image is replaced by the last good one;
     each run of such frames is logged once (a warning with the frame index and the reason)
     and its end once (info).
@@ -87,7 +87,7 @@ def track(frames, predict, first_box, smoother=None):
         predict: (img_bgr, box) -> (xyz_cam 799 x 3 m, joints_uv 21 x 2 px).
         first_box: (center, side) of the first frame, px.
         smoother: optional callable 799 x 3 -> 799 x 3 applied to each frame's xyz_cam in
-            order (engine.tracking.OneEuroFilter); the boxes follow the raw joints.
+            order (wild.tracking.OneEuroFilter); the boxes follow the raw joints.
     Yields:
         (img_bgr, FrameResult) per frame.
     """
@@ -176,7 +176,7 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
     leaves neither under its final name.
 
     Args:
-        frames: a frame source (engine.video_io.VideoFrames or FolderFrames: iterable of
+        frames: a frame source (utils.files.video.VideoFrames or FolderFrames: iterable of
             (index, H x W x 3 uint8 BGR frame), with `image_size`).
         predict, first_box, smoother: see `track`.
         K: 3 x 3 intrinsics of the frames (the ones `predict` decodes with), px.
@@ -186,7 +186,7 @@ def run_video(frames, predict, first_box, K, faces, out_dir, name, fps, smoother
         save_obj: also write one OBJ per frame.
         num_frames: for the progress bar, when known.
         record_fields: optional callable FrameResult -> dict of more fields for that frame's
-            JSON line (demo.py: the hand record of engine.camera.hand_record).
+            JSON line (demo.py: the hand record of wild.camera.hand_record).
     Returns:
         dict: 'frames', 'resets' (frames cropped with a reset box) and the output paths.
     """

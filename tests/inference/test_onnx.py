@@ -1,4 +1,4 @@
-"""ONNX export of the fused SAR (engine/onnx_export.py) on a small network.
+"""ONNX export of the fused SAR (inference/onnx.py) on a small network.
 
 The tests that export are marked slow (one export is several seconds of torch.export and
 ONNX translation); the config and argument checks are fast.
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import config as config_module
-from engine import onnx_export
-from engine.onnx_export import OnnxExportError, OnnxSAR, check_config_agrees, export_onnx
+from inference import onnx as onnx_export
+from inference.onnx import OnnxExportError, OnnxSAR, check_config_agrees, export_onnx
 from synthetic.standin import build_standin
 from model import SAR
 

@@ -1,4 +1,4 @@
-"""engine.setup: the experiment lock of train.py, and starts that must fail cleanly (a running
+"""utils.runtime.launch: the experiment lock of train.py, and starts that must fail cleanly (a running
 experiment, half-set SLURM variables, an unreachable master): one message, exit 1, nothing
 written."""
 import os
@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from engine.setup import LOCK_FILE, ExperimentLock, ExperimentLockedError
+from utils.runtime.launch import LOCK_FILE, ExperimentLock, ExperimentLockedError
 from tests.helpers import free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOLD = ('import sys; from engine.setup import ExperimentLock; '
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HOLD = ('import sys; from utils.runtime.launch import ExperimentLock; '
         'ExperimentLock(sys.argv[1]).acquire(); print("held", flush=True); sys.stdin.read()')
 
 

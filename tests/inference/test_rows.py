@@ -3,7 +3,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from engine.inference import HandPredictor, predict
+from inference.predictor import HandPredictor
+
+from inference.predict import predict
 from model import SAR
 from tests.helpers import random_mano_data
 from utils.preprocessing import crop_and_augment, normalize

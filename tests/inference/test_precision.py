@@ -1,10 +1,10 @@
-"""The precision choice of config field `amp` (engine/build.py): CPU bf16 detection from
+"""The precision choice of config field `amp` (inference/precision.py): CPU bf16 detection from
 /proc/cpuinfo-format files and the rule per device."""
 import pytest
 import torch
 
 import config as config_module
-from engine.build import NATIVE_BF16_FLAGS, cpu_bf16_flags, resolve_amp
+from inference.precision import NATIVE_BF16_FLAGS, cpu_bf16_flags, resolve_amp
 
 CPU = torch.device('cpu')
 # Shortened /proc/cpuinfo texts: one x86 processor with and without AVX-512 BF16 / AMX, and an

@@ -1,4 +1,4 @@
-"""engine.monitor: TensorBoard steps and purge on resume, the log-line suffix and its timing,
+"""training.monitor: TensorBoard steps and purge on resume, the log-line suffix and its timing,
 the history JSON and the curves picture."""
 import json
 import os
@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import monitor as monitor_module
 from utils.freihand_eval import SCORE_KEYS
-from engine.monitor import Monitor, format_duration, load_history, write_curves_png
+from training import monitor as monitor_module
+from training.monitor import Monitor, format_duration, load_history, write_curves_png
 
 event_accumulator = pytest.importorskip(
     'tensorboard.backend.event_processing.event_accumulator')

@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from engine.tracking import (BOX_ENLARGE, HandBox, OneEuroFilter, TrackState, box_from_joints,
-                            box_iou, refine_box, update_box)
+from wild.tracking import (BOX_ENLARGE, HandBox, OneEuroFilter, TrackState, box_from_joints,
+                           box_iou, refine_box, update_box)
 
 IMAGE_SIZE = (480, 640)  # height, width
 

@@ -1,0 +1,154 @@
+"""The configuration of a run: config.py, preset and command line, checked against the
+network's own size rules and, for runs that load a checkpoint or an ONNX file, against the
+configuration saved with it."""
+import json
+import os
+
+import torch
+
+import config as config_module
+from model.sar import check_config
+from utils.errors import CheckpointError
+from utils.files.atomic import atomic_write_json
+from utils.runtime.checkpoint import load_checkpoint
+from utils.runtime.launch import note_for_log
+
+CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configuration
+
+
+# Decoding choices a run may make on any network, ONNX files included (docs/method.md §11).
+DECODING_SWITCHES = ('fx_as_fy', 'as_published')
+
+
+# Fields that shape the network's weights: a run that loads a checkpoint must keep the values
+# it was trained with (decoding fields such as depth_box, fx_as_fy, as_published may change).
+NETWORK_SHAPE_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_size',
+                        'num_vert', 'num_joint', 'input_img_shape')
+
+
+def saved_config(checkpoint):
+    """The configuration a checkpoint was trained with, and where it was found.
+
+    In this order: the 'config' stored in the checkpoint itself (every checkpoint train.py
+    writes has one), then config.json beside it; neither (the authors' released checkpoint)
+    gives None. Returns (Config or None, a sentence for the log naming the source).
+    """
+    ckpt = load_checkpoint(checkpoint)
+    stored = ckpt.get('config')
+    if stored is not None:
+        if not isinstance(stored, dict):
+            raise CheckpointError(f"{checkpoint}: its 'config' entry is a "
+                                  f"{type(stored).__name__}, expected a dict of config fields")
+        source = f'the configuration stored in {checkpoint}'
+        return config_module.from_dict(stored, source), f'configuration: {source}'
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None, (f'configuration: {checkpoint} stores none and there is no {CONFIG_FILE} '
+                      f'beside it (as with the authors\' released checkpoint): config.py\'s '
+                      f'defaults, the published configuration')
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise config_module.ConfigError(f'{path} (the configuration saved beside {checkpoint}) '
+                                        f'cannot be read: {err}; fix or delete it') from None
+    if not isinstance(values, dict):
+        raise config_module.ConfigError(f'{path}: expected a JSON object of config fields')
+    return (config_module.from_dict(values, path),
+            f'configuration: {path} (beside {checkpoint}, which stores none)')
+
+
+def check_against_checkpoint(cfg, trained, checkpoint):
+    """ConfigError naming `checkpoint` and the trained values when the resolved `cfg` changes a
+    field that shapes the network (a command-line override that contradicts the weights)."""
+    changed = [(name, getattr(cfg, name), getattr(trained, name)) for name in NETWORK_SHAPE_FIELDS
+               if getattr(cfg, name) != getattr(trained, name)]
+    if changed:
+        raise config_module.ConfigError(
+            f'{checkpoint} was trained with ' + ', '.join(
+                f'{name}={theirs!r}' for name, _, theirs in changed) + ' but the command line '
+            'asks for ' + ', '.join(f'{name}={ours!r}' for name, ours, _ in changed)
+            + ': its weights only fit the network they were trained with; drop '
+            + ' '.join(f'--{name}' for name, _, _ in changed) + ' (or train a new checkpoint)')
+
+
+def check_network(cfg):
+    """ConfigError (before anything touches the disk) for sizes the network would refuse, or
+    a CUDA device on a machine without one."""
+    if cfg.device == 'cuda' and not torch.cuda.is_available():
+        raise config_module.ConfigError("device='cuda' but CUDA is not available on this machine: "
+                                        "add --device cpu (or install a CUDA build of torch and "
+                                        "a driver)")
+    try:
+        check_config(cfg.backbone, cfg.num_stage, cfg.num_FMs, cfg.feature_size,
+                     cfg.heatmap_size, cfg.num_vert, cfg.num_joint, cfg.input_img_shape)
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+    return cfg
+
+
+def resolve_config(argv, from_checkpoint=False):
+    """The validated configuration of a run: config.py, preset, command line (config.resolve),
+    then the network's own size checks.
+
+    from_checkpoint: for runs that load `--checkpoint` (test.py, demo.py): start from the
+    configuration the checkpoint was trained with (`saved_config`: stored in it, else
+    config.json beside it; the log says which) instead of config.py's defaults, so a checkpoint
+    trained with `--preset cpu_demo` runs with its own network size, data and decoding without
+    repeating the preset. Overrides of the network's shape are refused
+    (`check_against_checkpoint`).
+    """
+    note_for_log('', clear=True)  # notes of an earlier resolution in this process are not this run's
+    cfg = config_module.resolve(argv)
+    wanted = [('checkpoint', cfg.checkpoint)] if from_checkpoint or cfg.continue_train else []
+    for field, path in wanted + [('pre', cfg.pre)]:
+        if path and not os.path.isfile(path):  # before anything is written
+            raise CheckpointError(f'checkpoint not found: {path} (set --{field} PATH)')
+    if from_checkpoint and cfg.onnx:
+        return _resolve_for_onnx(argv, cfg)
+    if from_checkpoint and cfg.checkpoint:
+        base, note = saved_config(cfg.checkpoint)
+        note_for_log(note)
+        if base is not None:  # without one, loading the weights is the check
+            cfg = config_module.resolve(argv, base=base)
+            check_against_checkpoint(cfg, base, cfg.checkpoint)
+    return check_network(cfg)
+
+
+def _resolve_for_onnx(argv, cfg):
+    """The configuration of a run with `--onnx FILE`: the one stored in the file under the
+    command line; a `--checkpoint` given as well must describe the same network."""
+    from inference.onnx import check_config_agrees, read_config
+
+    try:
+        stored = read_config(cfg.onnx)
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+    cfg = config_module.resolve(argv, base=config_module.from_dict(stored, cfg.onnx))
+    note_for_log(f'configuration: the one stored in {cfg.onnx}')
+    try:
+        # Overrides must not change the network; the published decoding may be asked for.
+        check_config_agrees(stored, {**cfg.to_dict(), **{k: stored.get(k) for k in
+                                                         DECODING_SWITCHES}})
+        if cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
+            # Only the path recorded at export (a given --checkpoint was checked above): an
+            # exported file runs without its checkpoint.
+            note_for_log(f'{cfg.onnx} was exported from {cfg.checkpoint}, which is not '
+                                  f'here: nothing to check it against')
+        elif cfg.checkpoint:
+            saved, note = saved_config(cfg.checkpoint)
+            note_for_log(f'{note} (checked against {cfg.onnx})')
+            check_config_agrees(stored, (saved or config_module.cfg).to_dict())
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+    if cfg.device != 'cpu':
+        raise config_module.ConfigError(f"--onnx runs ONNX Runtime on the CPU, but device is "
+                                        f"{cfg.device!r}: add --device cpu")
+    return check_network(cfg)
+
+
+def save_config(cfg, folder):
+    """Write the resolved configuration to folder/config.json (atomically)."""
+    path = os.path.join(folder, CONFIG_FILE)
+    atomic_write_json(path, cfg.to_dict(), indent=2)
+    return path
