@@ -1,6 +1,8 @@
 """Checkpoints of a training run: what is saved, iteration checkpoints, and resuming."""
+import json
 import logging
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -58,10 +60,44 @@ def resume_path(resume, continue_train, checkpoint, checkpoint_dir, restart_coun
         path = latest_checkpoint(checkpoint_dir)
         if path is None:
             logger.info('resume=auto: no checkpoint in %s, starting fresh', checkpoint_dir)
+            others = other_experiments(checkpoint_dir)
+            if others:
+                logger.warning('resume=auto found no checkpoint for this experiment (%s), but '
+                               'other experiments have some; to resume one of them, run with '
+                               'its flags:\n  %s', os.path.basename(checkpoint_dir),
+                               '\n  '.join(others))
         return path
     if continue_train:
         return checkpoint
     return None
+
+
+def other_experiments(checkpoint_dir):
+    """'<name> (<newest snapshot>): <flags>' for each experiment beside checkpoint_dir that
+    holds a checkpoint; the flags (from its config.json when there is one) select it."""
+    parent, own = os.path.split(os.path.normpath(checkpoint_dir))
+    lines = []
+    for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        path = latest_checkpoint(os.path.join(parent, name))
+        if name == own or path is None:
+            continue
+        flags = ['--experiment_name', name]
+        try:
+            with open(os.path.join(parent, name, 'config.json')) as f:
+                saved = json.load(f)
+            height, width = saved['input_img_shape']
+            network = ['--backbone', saved['backbone'], '--num_stage', str(saved['num_stage']),
+                       '--input_img_shape', f'{height},{width}']
+            if saved.get('preset'):
+                flags = ['--preset', saved['preset']] + flags
+            elif name == f"{saved['backbone']}_{saved['num_stage']}stage_{height}":
+                flags = network  # the name these fields derive
+            else:
+                flags += network
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no readable config.json: the name alone
+        lines.append(f"{name} ({os.path.basename(path)}): --resume auto {' '.join(flags)}")
+    return lines
 
 
 def resume(cfg, model, optimizer, scheduler, scaler, device):
