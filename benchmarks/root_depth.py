@@ -1,4 +1,4 @@
-"""Accuracy of `--root_depth auto` on an evaluation set with known depths (README "Root depth").
+"""Accuracy of `--root_depth auto` on an evaluation set with known depths (docs/own_images.md, "Root depth").
 
     python -m benchmarks.root_depth --data_root data/FreiHAND_synth --mano_root data/mano_standin \\
         [--pred output/pred.json] [--hand_scale_m 0.0326]
@@ -73,7 +73,7 @@ def ground_truth_rows(xyz, K, prior):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_root', required=True, help='evaluation set with evaluation_xyz.json')
-    parser.add_argument('--mano_root', required=True, help='MANO folder (the template proportions)')
+    parser.add_argument('--mano_root', '--mano-root', required=True, help='MANO folder (the template proportions)')
     parser.add_argument('--pred', help='pred.json of test.py --root_source auto')
     parser.add_argument('--hand_scale_m', type=float, default=config_module.Config.hand_scale_m,
                         help='bone 9-10 prior, m (default: config.py)')

@@ -1,6 +1,6 @@
 """A synthetic hand video with ground truth, for the tracking demo and its tests.
 
-    python -m synthetic.clip --out DIR --mano-root DIR [--frames 24] [--size 320x240]
+    python -m synthetic.clip --out DIR --mano_root DIR [--frames 24] [--size 320x240]
         [--fps 10] [--extent 100] [--focal 500] [--background smooth] [--seed 0]
 
 writes DIR/clip.mp4 (mp4v), the same frames as DIR/frames/00000.png, ... (lossless) and the
@@ -15,7 +15,7 @@ perfect tracker would crop with. DIR/verts.npy holds the true vertices, N x 778 
 (m, camera frame). `read_clip` reads it all back and `TruthPredictor` stands in for the
 network with the truth (tests, pictures).
 
-The clip: one right hand (the MANO model in --mano-root: the real one or the stand-in of
+The clip: one right hand (the MANO model in --mano_root: the real one or the stand-in of
 `python -m synthetic.standin`), palm towards a fixed camera and fingers up, moving across the
 frame from left to right (keypoint 9 from PATH_U[0] to PATH_U[1] of the width, with a small
 vertical arc) while it turns slowly: in-plane roll ROLL_DEG, a turn about the vertical axis
@@ -272,7 +272,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Render a synthetic hand clip (mp4 + frames + ground-truth JSON).')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--mano-root', required=True, help='folder with MANO_RIGHT.pkl (or the stand-in)')
+    parser.add_argument('--mano_root', '--mano-root', required=True, help='folder with MANO_RIGHT.pkl (or the stand-in)')
     parser.add_argument('--frames', type=int, default=24, help='number of frames (default 24)')
     parser.add_argument('--size', type=_size, default=(240, 320),
                         help='frame size WIDTHxHEIGHT, px (default 320x240)')

@@ -1,7 +1,7 @@
 """A synthetic data set in FreiHAND's exact layout (docs/method.md §1), rendered from a MANO model.
 
     python -m synthetic.freihand --root data/synthetic --num-train 2000 --num-eval 200 \\
-        --mano-root manopth/mano/models --seed 0 [--root-noise 0.02] [--workers 2] \\
+        --mano_root manopth/mano/models --seed 0 [--root-noise 0.02] [--workers 2] \\
         [--max-tilt 50] [--overwrite] [--preview docs/synthetic_samples.png] [--no-progress]
 
 Every file and folder of docs/method.md §1 is written: training/rgb (4 versions per sample at file
@@ -333,7 +333,7 @@ def main(argv=None):
     parser.add_argument('--root', required=True, help='output folder (must be empty unless --overwrite)')
     parser.add_argument('--num-train', type=int, required=True, help='N training samples (4N images)')
     parser.add_argument('--num-eval', type=int, required=True, help='M evaluation samples')
-    parser.add_argument('--mano-root', required=True,
+    parser.add_argument('--mano_root', '--mano-root', required=True,
                         help='folder with MANO_RIGHT.pkl (real or `python -m synthetic.standin --out DIR`)')
     parser.add_argument('--seed', type=int, default=0, help='data set seed (default 0)')
     parser.add_argument('--root-noise', type=float, default=0.0,

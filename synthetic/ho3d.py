@@ -1,6 +1,6 @@
 """A synthetic data set in HO3D's layout (docs/ho3d.md §1-3), rendered from a MANO model.
 
-    python -m synthetic.ho3d --root data/HO3D_synth --mano-root data/mano_standin \\
+    python -m synthetic.ho3d --root data/HO3D_synth --mano_root data/mano_standin \\
         --num-train 800 --num-eval 100 --seed 0 [--version v3] [--max-tilt 50] [--workers 2] \\
         [--overwrite] [--preview docs/ho3d_samples.png] [--no-progress]
 
@@ -515,7 +515,7 @@ def main(argv=None):
         prog='python -m synthetic.ho3d',
         description="Render a synthetic hand-object data set in HO3D's layout from a MANO model.")
     parser.add_argument('--root', required=True, help='output folder (must be empty unless --overwrite)')
-    parser.add_argument('--mano-root', required=True,
+    parser.add_argument('--mano_root', '--mano-root', required=True,
                         help='folder with MANO_RIGHT.pkl (real or `python -m synthetic.standin --out DIR`)')
     parser.add_argument('--num-train', type=int, required=True, help='training frames')
     parser.add_argument('--num-eval', type=int, required=True, help='evaluation frames')

@@ -1,6 +1,6 @@
 """Fit MANO parameters to every mesh of a pred.json (test.py's output).
 
-    python -m tools.fit_mano --pred output/pred.json --mano-root manopth/mano/models --out fits.json
+    python -m tools.fit_mano --pred output/pred.json --mano_root manopth/mano/models --out fits.json
         [--side right|left] [--flat-hand-mean true|false] [--iterations 30]
 
 fits.json holds the convention (manopth's ManoLayer(use_pca=False, flat_hand_mean=...), units,
@@ -34,7 +34,7 @@ def _bool(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--pred', required=True, help='pred.json: [xyz_list, verts_list], meters')
-    parser.add_argument('--mano-root', required=True, help='folder with MANO_RIGHT.pkl (MANO_LEFT.pkl)')
+    parser.add_argument('--mano_root', '--mano-root', required=True, help='folder with MANO_RIGHT.pkl (MANO_LEFT.pkl)')
     parser.add_argument('--out', required=True, help='fits.json to write')
     parser.add_argument('--side', choices=('right', 'left'), default='right',
                         help='the hands the meshes show (default right)')

@@ -1,8 +1,8 @@
 """The mean-hand baseline on an HO3D-layout set: the training set's mean mesh and joints
 (relative to the wrist, in the camera frame) placed at every evaluation frame's given root,
-written as a submission and scored like test.py's (README "HO3D").
+written as a submission and scored like test.py's (docs/ho3d.md).
 
-    python -m tools.ho3d_baseline --root data/HO3D_synth --mano-root data/mano_standin \\
+    python -m tools.ho3d_baseline --root data/HO3D_synth --mano_root data/mano_standin \\
         --out output/eval_ho3d_mean_hand [--version v3]
 """
 import argparse
@@ -39,7 +39,7 @@ def mean_hand_scores(root, mano_root, out_dir, version='v2'):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m tools.ho3d_baseline', description=__doc__.split('\n')[0])
     parser.add_argument('--root', required=True, help='HO3D-layout folder with the evaluation ground truth')
-    parser.add_argument('--mano-root', required=True, help='folder with MANO_RIGHT.pkl')
+    parser.add_argument('--mano_root', '--mano-root', required=True, help='folder with MANO_RIGHT.pkl')
     parser.add_argument('--out', required=True, help='output folder (pred.json, scores.txt, plots)')
     parser.add_argument('--version', default='v2', choices=('v2', 'v3'))
     args = parser.parse_args(argv)

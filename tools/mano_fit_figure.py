@@ -1,7 +1,7 @@
 """Picture of MANO fits beside the meshes they were fitted to, on evaluation images.
 
     python -m tools.mano_fit_figure --data_root data/FreiHAND_synth --pred output/pred.json \\
-        --mano-root data/mano_standin --index 3,7 --out docs/mano_fit.png [--label TEXT]
+        --mano_root data/mano_standin --index 3,7 --out docs/mano_fit.png [--label TEXT]
 
 One row per index: the evaluation image, the pred.json mesh drawn over it, the MANO fit of that
 mesh (wild/mano_fit.py) drawn over it, and both from the side; each row says its fit_mean_mm.
@@ -50,7 +50,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_root', required=True)
     parser.add_argument('--pred', required=True)
-    parser.add_argument('--mano-root', required=True)
+    parser.add_argument('--mano_root', '--mano-root', required=True)
     parser.add_argument('--index', default='0', help='comma-separated evaluation indices')
     parser.add_argument('--label', default='pred.json mesh', help='what the meshes are')
     parser.add_argument('--out', required=True)
