@@ -21,7 +21,7 @@ Camera and placement, when not given:
   the hand along its rays: the 2D overlay does not depend on it.
 --fit_mano fits MANO (manopth's convention, wild/mano_fit.py) to each mesh; every image gets
 <name>.json (K, box, hand, root depth, joints in the camera frame and in pixels, MANO
-parameters when fitted; README "The JSON record").
+parameters when fitted; docs/own_images.md, "The JSON record").
 - --left: the image is flipped, the network (trained on right hands) predicts, and the mesh is
   mirrored back (x -> -x in the camera frame, faces re-wound).
 Videos (--input FILE that is not an image, any format OpenCV reads) and image sequences

@@ -9,7 +9,7 @@ Each run is `train.py --preset cpu_demo --seed S [--accumulate N]` into its own 
 under --output_root (a second call resumes or reuses finished runs: `--resume auto`). The
 preset evaluates after every epoch; the table shows the last epoch's scores from each run's
 history JSON, the training wall time and images/s. The same optimizer steps, learning rate and
-data order (docs/method.md, "Reproducible resumes" in the README): what differs is that
+data order (docs/method.md, docs/training.md, "Reproducible resumes"): what differs is that
 BatchNorm normalises each micro-batch of 4 with its own statistics (and updates its running
 statistics 4 times per step), as on a small GPU. Running the full batch with several seeds
 (--reference_seeds 0 1) shows how far apart two runs of the same configuration land.

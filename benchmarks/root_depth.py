@@ -1,4 +1,4 @@
-"""Accuracy of `--root_depth auto` on an evaluation set with known depths (docs/own_images.md, "Root depth").
+"""Accuracy of `--root_depth auto` on an evaluation set with known depths (docs/own_images.md).
 
     python -m benchmarks.root_depth --data_root data/FreiHAND_synth --mano_root data/mano_standin \\
         [--pred output/pred.json] [--hand_scale_m 0.0326]

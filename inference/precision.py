@@ -14,7 +14,7 @@ AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # /proc/cpuinfo flags of x86 CPUs that compute bf16 products natively: AVX-512 BF16
 # (VDPBF16PS: two bf16 products per fp32 lane, about twice the fp32 FMA rate) and AMX
 # (tile multiplies). Without them oneDNN emulates bf16 by converting to fp32: measured slower
-# than fp32 (README, Performance).
+# than fp32 (docs/performance.md).
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 
 
@@ -52,7 +52,7 @@ def cpu_bf16_flags(cpuinfo=CPUINFO):
 def resolve_amp(amp, device, cpu_flags=None):
     """The AmpChoice of config field `amp` on `device`.
 
-    'auto' picks the fastest precision that keeps the results (README, Performance): bf16
+    'auto' picks the fastest precision that keeps the results (docs/performance.md): bf16
     on a CUDA GPU with bf16, bf16 on a CPU with native bf16 (NATIVE_BF16_FLAGS), fp32
     elsewhere. 'off', 'bf16' and 'fp16' are honoured as given; bf16 on a CPU without native
     bf16 runs emulated, slower than fp32 (warn is set).

@@ -408,7 +408,7 @@ def test_stopped_and_resumed_runs_end_with_the_weights_of_a_straight_run(workspa
     inside epoch 1 right after an iteration checkpoint (save_iter 1): equal weights, bit for bit.
     Every run is a fresh process with the same thread count (start_group: OMP_NUM_THREADS=1):
     on some CPUs the convolution backward sums in another order with another thread count, so
-    bit-exact resume holds for the same thread count and device only (the README says so)."""
+    bit-exact resume holds for the same thread count and device only (docs/training.md says so)."""
     args = ('--total_epoch', '3', '--num_stage', '1', '--print_iter', '3')
 
     def run(name, kill_step, *extra):

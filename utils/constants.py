@@ -28,7 +28,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)  # RGB
 
 ROOTNET_FILE = 'bbox_root_freihand_output.json'
 
-# ---- HO3D v2 / v3 (/work/shared/HO3D.md; README "HO3D") -------------------------------------
+# ---- HO3D v2 / v3 (docs/ho3d.md §1-3) ---------------------------------------------------------
 HO3D_VERSIONS = ('v2', 'v3')
 HO3D_IMG_SIZE = (480, 640)  # px (height, width)
 # The official db_size of each split: the evaluator asserts pred.json has this many entries.

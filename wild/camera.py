@@ -152,7 +152,7 @@ DECIMALS_PX = 2  # record pixels rounded to 0.01 px
 
 def hand_record(K, K_source, box_xywh, side, joints_cam, root_depth_source, fx_as_fy=False,
                 hand_scale_m=None, mano=None):
-    """The JSON object of one hand (README "The JSON record").
+    """The JSON object of one hand (docs/own_images.md, "The JSON record").
 
     Args:
         K: 3 x 3 intrinsics (px); K_source: where K came from (`image_intrinsics`).

@@ -3,7 +3,7 @@ same network in fp32 (itself checked against a float64 transcription in test_fas
 
 What must hold, as under CUDA autocast: the soft-argmax probabilities and the output
 coordinates stay float32; the decoded points agree with fp32 within a generous bound (the
-measured bound on trained networks is in the README, Performance); a training step gives
+measured bound on trained networks is in docs/performance.md); a training step gives
 float32 losses and gradients close to fp32's; derived tensors remembered under bf16 are not
 reused by an fp32 call.
 """
