@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` (end-to-end run) and `make test` (the suite).
+# The two commands of the README: `make demo` (end-to-end run) and `make test` (the suite);
+# `make docs` rewrites the generated parts of the documentation (tools/make_docs.py).
 # Both create or reuse the virtual environment $(VENV) and install what is missing.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.txt
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: venv test test-fast demo
+.PHONY: venv test test-fast demo docs
 
 venv: $(STAMP)
 
@@ -24,3 +25,6 @@ test-fast: venv
 
 demo: venv
 	$(PY) -m tools.run_demo
+
+docs: venv
+	$(PY) -m tools.make_docs
