@@ -1,0 +1,266 @@
+"""The documentation is checked like code: the generated parts are current (tools/make_docs.py),
+every relative link and #anchor resolves as GitHub renders it, every `§N` the code cites exists,
+and every command line in a code block passes the real argument parsing and configuration
+checks (without touching data: paths and placeholders such as CKPT need not exist)."""
+import contextlib
+import dataclasses
+import glob
+import io
+import os
+import re
+import shlex
+
+import pytest
+
+import config
+from engine.setup import check_batch_split, check_network
+from tools import make_docs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = sorted(['README.md', 'data/README.md', 'output/README.md'] + [
+    os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, 'docs', '*.md'))])
+FENCE = re.compile(r'^\s*```')
+LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)(?:\s+"[^"]*")?\)')
+HEADING = re.compile(r'^(#{1,6})\s+(.*?)\s*#*\s*$')
+
+
+def read(rel):
+    with open(os.path.join(REPO, rel), encoding='utf-8') as f:
+        return f.read()
+
+
+def prose_lines(text):
+    """(line number, line) of the lines outside code blocks (fenced or indented 4 spaces)."""
+    inside = False
+    for number, line in enumerate(text.split('\n'), 1):
+        if FENCE.match(line):
+            inside = not inside
+            continue
+        if not inside and not line.startswith('    '):
+            yield number, line
+
+
+def code_lines(text):
+    """(line number, command) of the lines of code blocks, backslash continuations joined."""
+    inside, pending, start = False, '', 0
+    for number, line in enumerate(text.split('\n'), 1):
+        if FENCE.match(line):
+            inside = not inside
+            continue
+        if not (inside or line.startswith('    ')):
+            continue
+        if not pending:
+            start = number
+        if line.rstrip().endswith('\\'):
+            pending += line.rstrip()[:-1] + ' '
+            continue
+        yield start, pending + line
+        pending = ''
+
+
+# ---- links and anchors ------------------------------------------------------------------------
+
+def github_slug(heading):
+    """The anchor GitHub gives a heading: the text as rendered (no code marks, links as their
+    text), lower case, punctuation dropped (letters, digits, _, - and spaces kept), each space
+    a hyphen."""
+    text = re.sub(r'\[([^\]]*)\]\([^)]*\)', r'\1', heading)
+    text = text.replace('`', '').replace('*', '')
+    return re.sub(r'[^\w\- ]', '', text.lower()).replace(' ', '-')
+
+
+def anchors(rel):
+    """Every anchor of a page: its headings' slugs (repeats numbered -1, -2...) and HTML ids."""
+    seen, found = {}, set()
+    for _, line in prose_lines(read(rel)):
+        match = HEADING.match(line)
+        if match:
+            slug = github_slug(match.group(2))
+            found.add(slug if slug not in seen else f'{slug}-{seen[slug]}')
+            seen[slug] = seen.get(slug, 0) + 1
+        found.update(re.findall(r'<a (?:id|name)="([^"]+)"', line))
+    return found
+
+
+def test_github_slug_follows_githubs_rule():
+    assert github_slug('10. Published numbers') == '10-published-numbers'
+    assert github_slug("Root depth from the hand's size") == 'root-depth-from-the-hands-size'
+    assert github_slug('8. Evaluation (the leaderboard\'s definitions)') == \
+        '8-evaluation-the-leaderboards-definitions'
+    assert github_slug('`cpu_demo`') == 'cpu_demo'
+    assert github_slug('Clusters: several GPUs, nodes, SLURM') == 'clusters-several-gpus-nodes-slurm'
+
+
+@pytest.mark.parametrize('page', PAGES)
+def test_every_relative_link_and_anchor_resolves(page):
+    broken = []
+    for number, line in prose_lines(read(page)):
+        for target in LINK.findall(re.sub(r'`[^`]*`', '', line)):
+            if re.match(r'[a-z]+:', target):
+                continue  # http(s), mailto: external
+            path, _, anchor = target.partition('#')
+            resolved = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            if not os.path.exists(os.path.join(REPO, resolved)):
+                broken.append(f'{page}:{number}: {target}: no file {resolved}')
+            elif anchor and anchor not in anchors(resolved):
+                broken.append(f'{page}:{number}: {target}: no heading #{anchor} in {resolved}')
+    assert not broken, '\n'.join(broken)
+
+
+# ---- section citations --------------------------------------------------------------------------
+
+CITATION = re.compile(r'(?:(\w+)\.md )?§ ?(\d+(?:-\d+)?(?:, ?\d+(?:-\d+)?)*)')
+
+
+def numbered_sections(rel):
+    return {int(m) for m in re.findall(r'^## (\d+)\. ', read(rel), flags=re.M)}
+
+
+def cited_sections(text, default):
+    """[(page, section)] of every `§N`, `§N-M`, `§N, M` in text; `ho3d.md §N` cites
+    docs/ho3d.md, `method.md §N` and a bare `§N` docs/method.md (or `default`)."""
+    found = []
+    for name, numbers in CITATION.findall(text):
+        page = {'ho3d': 'docs/ho3d.md', 'method': 'docs/method.md'}.get(name.lower(), default)
+        for part in numbers.replace(' ', '').split(','):
+            low, _, high = part.partition('-')
+            found += [(page, n) for n in range(int(low), int(high or low) + 1)]
+    return found
+
+
+def test_every_cited_section_exists():
+    sources = [os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, '**', '*.py'),
+                                                                  recursive=True)
+               if '/.' not in os.path.relpath(path, REPO) and 'site-packages' not in path]
+    missing = []
+    for rel in sources + PAGES:
+        default = rel if rel in ('docs/ho3d.md', 'docs/method.md') else 'docs/method.md'
+        for page, number in cited_sections(read(rel), default):
+            if number not in numbered_sections(page):
+                missing.append(f'{rel}: cites {page} §{number}, which has no section {number}')
+    assert not missing, '\n'.join(sorted(set(missing)))
+
+
+def test_citations_are_read_as_written():
+    assert cited_sections('docs/method.md §1-3, 7 and ho3d.md §4', 'X') == [
+        ('docs/method.md', 1), ('docs/method.md', 2), ('docs/method.md', 3),
+        ('docs/method.md', 7), ('docs/ho3d.md', 4)]
+    assert cited_sections('as published (§11).', 'docs/method.md') == [('docs/method.md', 11)]
+
+
+# ---- command lines ------------------------------------------------------------------------------
+
+ENTRY_SCRIPTS = ('train.py', 'test.py', 'demo.py')
+# `python -m` modules whose main() only parses its arguments first (read with make_docs).
+MODULES = {'synthetic.freihand', 'synthetic.standin', 'synthetic.clip', 'synthetic.ho3d',
+           'utils.freihand_eval', 'utils.ho3d_eval', 'tools.export_onnx', 'tools.fit_mano',
+           'tools.ho3d_baseline', 'tools.render_standin', 'tools.video_strip',
+           'tools.mano_fit_figure', 'tools.make_docs', 'benchmarks.run', 'benchmarks.precision',
+           'benchmarks.root_depth', 'benchmarks.accumulation', 'benchmarks.scale',
+           'benchmarks.onnx_vs_torch', 'benchmarks.cuda_check'}
+
+
+def commands(pages=PAGES):
+    """[(page:line, script, args, world size)] of every documented run of an entry script
+    (python, torchrun) or of a module in MODULES."""
+    found = []
+    for page in pages:
+        for number, line in code_lines(read(page)):
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:
+                continue  # not a shell line (e.g. Python source)
+            for i, word in enumerate(words):
+                after_python = i > 0 and re.fullmatch(r'python3?', words[i - 1])
+                if word in ENTRY_SCRIPTS and (after_python or words[0] == 'torchrun'):
+                    found.append((f'{page}:{number}', word, words[i + 1:], world_size(words[:i])))
+                elif word == '-m' and after_python and words[i + 1] in MODULES:
+                    found.append((f'{page}:{number}', words[i + 1], words[i + 2:], 1))
+    return found
+
+
+def world_size(launcher):
+    """Processes of a `torchrun --nnodes N --nproc_per_node M` prefix (1 without torchrun)."""
+    values = dict(re.findall(r'--(nnodes|nproc[-_]per[-_]node)[= ](\d+)', ' '.join(launcher)))
+    per_node = next((int(v) for k, v in values.items() if k.startswith('nproc')), 1)
+    return int(values.get('nnodes', 1)) * per_node
+
+
+def check_command(script, args, world):
+    """Raise (config.ConfigError, SystemExit from argparse) if the command would be refused
+    before it touches any file."""
+    if script in ENTRY_SCRIPTS:
+        rest = args
+        if script == 'demo.py':
+            _, rest = make_docs.script_parser('demo.py').parse_known_args(args)
+        cfg = config.resolve(rest)
+        if script != 'train.py' and not (cfg.checkpoint or cfg.onnx):
+            raise config.ConfigError(f'{script} needs --checkpoint or --onnx')
+        check_network(dataclasses.replace(cfg, device='cpu'))  # documented GPU runs too
+        check_batch_split(cfg, world)
+        return
+    parser = make_docs.script_parser(script)
+    if script in make_docs.CONFIG_OVERRIDES:
+        _, rest = parser.parse_known_args(args)
+        config.resolve(rest)
+    else:
+        parser.parse_args(args)
+
+
+COMMANDS = commands()
+
+
+def test_the_docs_show_the_tasks_commands():
+    scripts = {script for _, script, _, _ in COMMANDS}
+    assert set(ENTRY_SCRIPTS) <= scripts
+    assert any(script == 'train.py' and '--resume' in args for _, script, args, _ in COMMANDS)
+    assert any(script == 'train.py' and 'HO3D' in args and '--preset' in args
+               for _, script, args, _ in COMMANDS)
+
+
+@pytest.mark.parametrize('where, script, args, world', COMMANDS,
+                         ids=[f'{where}:{script}' for where, script, _, _ in COMMANDS])
+def test_documented_command_parses_and_validates(where, script, args, world):
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            check_command(script, args, world)
+    except (config.ConfigError, SystemExit) as err:
+        pytest.fail(f'{where}: {script} {shlex.join(args)}\n  refused: {err} {stderr.getvalue()}')
+
+
+def test_a_refused_command_is_caught(tmp_path):
+    page = tmp_path / 'page.md'
+    page.write_text('    python train.py --dataset HO3D --eval_interval 1 \\\n'
+                    '        --data_root data/HO3D\n'
+                    '    torchrun --nproc_per_node 3 train.py --batch_size 64\n'
+                    '    python demo.py --checkpoint CKPT\n')
+    found = commands([str(page)])
+    assert [(script, world) for _, script, _, world in found] == [
+        ('train.py', 1), ('train.py', 3), ('demo.py', 1)]
+    for _, script, args, world in found:
+        with pytest.raises((config.ConfigError, SystemExit)), \
+                contextlib.redirect_stderr(io.StringIO()):
+            check_command(script, args, world)
+
+
+# ---- generated parts ----------------------------------------------------------------------------
+
+def test_generated_parts_are_current():
+    with contextlib.redirect_stdout(io.StringIO()):
+        pages = make_docs.generated_pages()
+    stale = [rel for rel, text in pages.items() if read(rel) != text]
+    assert not stale, f'out of date: {stale}; run make docs'
+    assert '0.65 cm' in pages['README.md']  # the published numbers, from method.md §10
+
+
+def test_a_measured_report_becomes_a_table(tmp_path):
+    (tmp_path / 'demo.json').write_text(
+        '{"date": "2026-12-05", "load_average": [1.0, 0.5, 0.2], '
+        '"scores": {"xyz_al_mean3d": 1.5, "mesh_al_mean3d": 1.75}, '
+        '"mean_hand": {"xyz_al_mean3d": 4.5, "mesh_al_mean3d": 4.875}}')
+    text = make_docs.measured_table('demo', folder=str(tmp_path))
+    assert '- date: `2026-12-05`' in text
+    assert '| | scores | mean_hand |' in text
+    assert '| xyz_al_mean3d | 1.5 | 4.5 |' in text and '| mesh_al_mean3d | 1.75 | 4.875 |' in text
+    assert 'No measurement' in make_docs.measured_table('absent', folder=str(tmp_path))
