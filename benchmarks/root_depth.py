@@ -73,7 +73,8 @@ def ground_truth_rows(xyz, K, prior):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_root', required=True, help='evaluation set with evaluation_xyz.json')
-    parser.add_argument('--mano_root', '--mano-root', required=True, help='MANO folder (the template proportions)')
+    parser.add_argument('--mano_root', '--mano-root', required=True,
+                        help='MANO folder (the template proportions)')
     parser.add_argument('--pred', help='pred.json of test.py --root_source auto')
     parser.add_argument('--hand_scale_m', type=float, default=config_module.Config.hand_scale_m,
                         help='bone 9-10 prior, m (default: config.py)')

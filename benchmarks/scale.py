@@ -54,7 +54,7 @@ FORMAT = 1  # of the generated set; bump to regenerate
 NUM_JPEGS = 4  # distinct images behind the symbolic links
 TRAINING_FILES = (('training_K.json', (3, 3)), ('training_xyz.json', (NUM_JOINTS, 3)),
                   ('training_verts.json', (NUM_VERTS, 3)))
-GPU_IMAGES_PER_S = {'A100 (estimate, docs/performance.md)': (1100, 1600), 'H100/H200 (goal)': (1800, 1800)}
+GPU_IMAGES_PER_S = {'A100 (estimate)': (1100, 1600), 'H100/H200 (goal)': (1800, 1800)}
 TARGETS = {'warm_s': 2.0, 'cold_s': 20.0, 'cold_peak_gb': 1.0, 'node_memory_ratio': 1.2}
 GB = 1e9
 

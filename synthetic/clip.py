@@ -272,7 +272,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Render a synthetic hand clip (mp4 + frames + ground-truth JSON).')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--mano_root', '--mano-root', required=True, help='folder with MANO_RIGHT.pkl (or the stand-in)')
+    parser.add_argument('--mano_root', '--mano-root', required=True,
+                        help='folder with MANO_RIGHT.pkl (or the stand-in)')
     parser.add_argument('--frames', type=int, default=24, help='number of frames (default 24)')
     parser.add_argument('--size', type=_size, default=(240, 320),
                         help='frame size WIDTHxHEIGHT, px (default 320x240)')

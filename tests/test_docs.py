@@ -88,7 +88,8 @@ def test_github_slug_follows_githubs_rule():
     assert github_slug('8. Evaluation (the leaderboard\'s definitions)') == \
         '8-evaluation-the-leaderboards-definitions'
     assert github_slug('`cpu_demo`') == 'cpu_demo'
-    assert github_slug('Clusters: several GPUs, nodes, SLURM') == 'clusters-several-gpus-nodes-slurm'
+    assert github_slug('Clusters: several GPUs, nodes, SLURM') == \
+        'clusters-several-gpus-nodes-slurm'
 
 
 @pytest.mark.parametrize('page', PAGES)

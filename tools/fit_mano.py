@@ -34,7 +34,8 @@ def _bool(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--pred', required=True, help='pred.json: [xyz_list, verts_list], meters')
-    parser.add_argument('--mano_root', '--mano-root', required=True, help='folder with MANO_RIGHT.pkl (MANO_LEFT.pkl)')
+    parser.add_argument('--mano_root', '--mano-root', required=True,
+                        help='folder with MANO_RIGHT.pkl (MANO_LEFT.pkl)')
     parser.add_argument('--out', required=True, help='fits.json to write')
     parser.add_argument('--side', choices=('right', 'left'), default='right',
                         help='the hands the meshes show (default right)')

@@ -39,7 +39,8 @@ def mean_hand_scores(root, mano_root, out_dir, version='v2'):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m tools.ho3d_baseline', description=__doc__.split('\n')[0])
     parser.add_argument('--root', required=True, help='HO3D-layout folder with the evaluation ground truth')
-    parser.add_argument('--mano_root', '--mano-root', required=True, help='folder with MANO_RIGHT.pkl')
+    parser.add_argument('--mano_root', '--mano-root', required=True,
+                        help='folder with MANO_RIGHT.pkl')
     parser.add_argument('--out', required=True, help='output folder (pred.json, scores.txt, plots)')
     parser.add_argument('--version', default='v2', choices=('v2', 'v3'))
     args = parser.parse_args(argv)

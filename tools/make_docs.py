@@ -69,8 +69,10 @@ def config_fields(path):
             if line not in comments:
                 break
         if isinstance(node, ast.AnnAssign):
-            fields.append((section, node.target.id, ast.get_source_segment(source, node.annotation),
-                           ast.get_source_segment(source, node.value), comments.get(node.lineno, '')))
+            fields.append((section, node.target.id,
+                           ast.get_source_segment(source, node.annotation),
+                           ast.get_source_segment(source, node.value),
+                           comments.get(node.lineno, '')))
     return fields
 
 
@@ -179,7 +181,8 @@ def published_numbers(method_path=os.path.join(REPO, 'docs/method.md')):
     """The table and peer line of docs/method.md §10, the one place the numbers are written."""
     text = open(method_path).read()
     section = re.search(r'^## 10\. [^\n]*\n(.*?)(?=^## )', text, re.S | re.M).group(1)
-    return section.strip() + '\n\n(Source: [docs/method.md §10](docs/method.md#10-published-numbers).)'
+    source = '[docs/method.md §10](docs/method.md#10-published-numbers)'
+    return f'{section.strip()}\n\n(Source: {source}.)'
 
 
 def measured_table(name, folder=None):

@@ -1,4 +1,4 @@
-"""The tracking picture of docs/own_images.md: frames of a synthetic clip with the boxes a tracker cropped.
+"""The tracking picture of docs/own_images.md: a synthetic clip's frames with a tracker's boxes.
 
     python -m tools.video_strip --clip DIR --out docs/video_strip.png [--jsonl DEMO.jsonl]
         [--label TEXT] [--frames 0,5,10,14,19,23] [--cols 3] [--scale 1.0]

@@ -312,7 +312,7 @@ class ManoFitter:
 
 
 def fit_record(fit, index, decimals=6):
-    """The `mano` object of one hand's JSON record (lists, rounded; docs/own_images.md, "The JSON record")."""
+    """The `mano` object of one hand's JSON record (lists, rounded; docs/own_images.md)."""
     def values(key):
         return np.round(fit[key][index], decimals).tolist()
     return {'global_orient': values('global_orient'), 'hand_pose': values('hand_pose'),
