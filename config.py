@@ -260,7 +260,8 @@ def _check(name, value, annotation):
 def _unknown(name, fields):
     close = difflib.get_close_matches(name, fields, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ''
-    return ConfigError(f"unknown config field '{name}'.{hint} Fields are listed in config.py.")
+    return ConfigError(f"unknown config field '{name}'.{hint} Fields are listed in config.py and "
+                       f"docs/config.md.")
 
 
 def parse_overrides(argv):
