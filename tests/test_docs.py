@@ -265,3 +265,7 @@ def test_a_measured_report_becomes_a_table(tmp_path):
     assert '| | scores | mean_hand |' in text
     assert '| xyz_al_mean3d | 1.5 | 4.5 |' in text and '| mesh_al_mean3d | 1.75 | 4.875 |' in text
     assert 'No measurement' in make_docs.measured_table('absent', folder=str(tmp_path))
+    (tmp_path / 'nested.json').write_text('{"scores": {"sar": {"f_al_score_5": 0.25}, '
+                                          '"mean_hand": {"f_al_score_5": 0.0078125}}}')
+    assert '| f_al_score_5 | 0.25 | 0.007812 |' in make_docs.measured_table(
+        'nested', folder=str(tmp_path))

@@ -187,14 +187,18 @@ def published_numbers(method_path=os.path.join(REPO, 'docs/method.md')):
 
 def measured_table(name, folder=None):
     """The report docs/measured/<name>.json as Markdown: its scalar fields (date, commit, CPU,
-    load...) as a list, then its tables: a dict of numbers is one column; dicts sharing keys
-    are side by side."""
+    load...) as a list, then its tables: a dict of numbers is one column, dicts sharing keys
+    are side by side, and a dict of such dicts gives one column per entry."""
     path = os.path.join(folder or os.path.join(REPO, MEASURED_DIR), f'{name}.json')
     if not os.path.isfile(path):
         return (f'No measurement committed yet: copy the report the script writes to '
                 f'`{MEASURED_DIR}/{name}.json` and run `make docs`.')
     with open(path) as f:
         report = json.load(f)
+    for key, value in list(report.items()):  # {'scores': {'sar': {...}, 'mean_hand': {...}}}
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            del report[key]
+            report.update({f'{key} {sub}': table for sub, table in value.items()})
     lines = [f'- {key}: `{_cell(value)}`' for key, value in report.items()
              if not isinstance(value, dict)]
     tables = {}
