@@ -13,7 +13,8 @@ import shlex
 import pytest
 
 import config
-from engine.setup import check_batch_split, check_network
+from inference.run_config import check_network
+from training.build import check_batch_split
 from tools import make_docs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
