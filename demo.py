@@ -45,6 +45,7 @@ import torch
 from tqdm import tqdm
 
 import config as config_module
+from inference.decoding import Decoding
 from inference.network import inference_amp, load_inference_model
 from inference.predictor import HandPredictor
 from inference.root_depth import root_prior_for
@@ -322,20 +323,17 @@ def main(argv):
     faces = mano.faces[:, ::-1] if args.left else mano.faces
 
     root_prior = root_prior_for(mano, cfg.hand_scale_m)
+    decoding = Decoding.from_config(cfg, device, amp_dtype)
     # the joints' pixels in the record are projected as the decoding back-projected them
-    args.fx_as_fy, args.hand_scale_m = cfg.fx_as_fy or cfg.as_published, cfg.hand_scale_m
+    args.fx_as_fy, args.hand_scale_m = decoding.fx_as_fy, cfg.hand_scale_m
     fitter = None
     if args.fit_mano:
         fitter = ManoFitter(cfg.mano_root, side='left' if args.left else 'right')
         logger.info('--fit_mano: %s, flat_hand_mean=%s', fitter.model, fitter.flat_hand_mean)
 
     def make_predictor(K, root_depth):
-        return HandPredictor(model, K, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
-                             root_depth=root_depth, fx_as_fy=cfg.fx_as_fy,
-                             as_published=cfg.as_published, num_joint=cfg.num_joint, left=args.left,
-                             device=device, root_prior=root_prior,
-                             channels_last=cfg.channels_last and device.type == 'cuda',
-                             amp_dtype=amp_dtype)
+        return HandPredictor(model, K, decoding, device, root_depth=root_depth,
+                             root_prior=root_prior, left=args.left)
 
     os.makedirs(args.out, exist_ok=True)
     if frames is None:

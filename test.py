@@ -24,6 +24,7 @@ import torch
 import config as config_module
 from dataset import get_dataset
 from inference import ho3d
+from inference.decoding import Decoding
 from inference.network import inference_amp, load_inference_model
 from inference.predict import predict_dataset, write_pred
 from inference.root_depth import root_prior_for
@@ -64,13 +65,10 @@ def main(argv):
                     '(hand_scale_m %.4f m x %.2f, the MANO template\'s skeleton / bone 9-10), '
                     'not from the RootNet file', root_prior.skeleton_m, cfg.hand_scale_m,
                     root_prior.ratio)
-    xyz, verts = predict_dataset(
-        model, dataset, device=device, batch_size=cfg.test_batch_size,
-        num_workers=cfg.num_worker, crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
-        fx_as_fy=cfg.fx_as_fy, as_published=cfg.as_published, num_joint=cfg.num_joint,
-        amp_dtype=amp_dtype,
-        channels_last=cfg.channels_last and device.type == 'cuda',
-        rank=rank, world_size=world_size, root_prior=root_prior)
+    decoding = Decoding.from_config(cfg, device, amp_dtype)
+    xyz, verts = predict_dataset(model, dataset, decoding, device,
+                                 batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
+                                 shard=(rank, world_size), root_prior=root_prior)
 
     if rank == 0 and cfg.dataset == 'HO3D':  # pred.json in HO3D's submission format
         ho3d.write_outputs(cfg, dataset, xyz, verts, logger, mano.faces)

@@ -15,6 +15,7 @@ import torch
 
 from dataset import get_dataset
 from inference import ho3d
+from inference.decoding import Decoding
 from inference.network import build_model
 from inference.precision import log_amp
 from inference.run_config import resolve_config
@@ -37,8 +38,8 @@ from utils.runtime.launch import run_main, training_run
 def main(argv):
     cfg = resolve_config(argv)
     check_batch_split(cfg, distributed.world_size_from_env())  # before anything is written
-    with training_run(cfg, f'train_{cfg.experiment_name}') as (cfg, rank, world_size, device,
-                                                                 logger):
+    with training_run(cfg, f'train_{cfg.experiment_name}') as run:
+        cfg, rank, world_size, device, logger = run
         layout = launch_summary(cfg, world_size)
         logger.info('\n'.join(layout))
         torch.manual_seed(cfg.seed)  # the initial weights; each step reseeds (model_seed)
@@ -69,19 +70,17 @@ def main(argv):
         if rank == 0:
             prepare_checkpoint_dir(cfg, logger)
             monitor = monitoring.build_monitor(cfg, steps, start, device, mano.faces, layout)
+        options = loop.TrainOptions.from_config(cfg, run, amp_dtype, scaler, monitor)
+        decoding = Decoding.from_config(cfg, device, amp_dtype)
 
         # ---- epochs ----
         for epoch in range(start.epoch, cfg.total_epoch):
             first_step = start.step if epoch == start.epoch else 0
             loader.batch_sampler.set_epoch(epoch, first_step)
             stats = loop.train_one_epoch(
-                train_model, loader, optimizer, device=device, epoch=epoch,
-                total_epoch=cfg.total_epoch, print_iter=cfg.print_iter, amp_dtype=amp_dtype,
-                scaler=scaler, channels_last=cfg.channels_last and device.type == 'cuda',
-                show_progress=rank == 0, monitor=monitor, seed=cfg.seed, rank=rank,
-                accumulate=cfg.accumulate, start_step=first_step,
+                train_model, loader, optimizer, options, epoch=epoch, start_step=first_step,
                 after_step=resume.iteration_saver(cfg, model, optimizer, scheduler, scaler,
-                                                    rank, epoch, steps))
+                                                  rank, epoch, steps))
             scheduler.step()
             distributed.average_batch_norm_statistics(model)
             logger.info('epoch %d done: %s', epoch,
@@ -90,11 +89,10 @@ def main(argv):
                 monitor.end_epoch(epoch, stats)
             if rank == 0 and ((epoch + 1) % cfg.save_epoch == 0 or epoch + 1 == cfg.total_epoch):
                 state = resume.checkpoint_state(model, optimizer, scheduler, scaler,
-                                                  cfg.to_dict(), epoch)
+                                                cfg.to_dict(), epoch)
                 logger.info('saved %s', save_checkpoint(state, cfg.checkpoint_dir, epoch))
             if eval_set is not None and (epoch + 1) % cfg.eval_interval == 0:
-                evaluation.evaluate_epoch(cfg, model, eval_set, device, amp_dtype, rank,
-                                        world_size, logger, epoch, monitor)
+                evaluation.evaluate_epoch(model, eval_set, decoding, run, epoch, monitor)
             distributed.barrier()
         if monitor:
             monitor.close()

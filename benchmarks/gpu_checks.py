@@ -20,12 +20,13 @@ import torch
 import config as config_module
 # The network, its optimiser groups and the train step, from where they live today (the one
 # place to repoint when they move).
+from inference.decoding import Decoding
 from inference.network import build_model
 from training.build import param_groups
 from training.loop import train_step
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
 from utils.mano import MANO
-from utils.transforms import decode_uvd, encode_uvd, get_affine
+from utils.transforms import encode_uvd, get_affine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -256,10 +257,10 @@ def true_fp32():
 def decode(fx, coords):
     """(B, 799, 3) crop-normalised -> camera frame, meters (docs/method.md §7)."""
     batch = coords.shape[0]
-    return decode_uvd(coords.float().cpu().numpy(), np.full(batch, ROOT_DEPTH_M),
-                      np.broadcast_to(fx.crop2img, (batch, 2, 3)),
-                      np.broadcast_to(FREIHAND_K, (batch, 3, 3)),
-                      crop_size=fx.cfg.input_img_shape, depth_box=fx.cfg.depth_box)
+    decoding = Decoding.from_config(fx.cfg, torch.device('cpu'))
+    return decoding.to_camera(coords.float().cpu().numpy(), np.full(batch, ROOT_DEPTH_M),
+                              np.broadcast_to(fx.crop2img, (batch, 2, 3)),
+                              np.broadcast_to(FREIHAND_K, (batch, 3, 3)))
 
 
 def check_inference_bf16(fx):

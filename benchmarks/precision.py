@@ -23,6 +23,7 @@ import torch
 
 from dataset import get_dataset
 from inference.network import load_for_inference
+from inference.decoding import Decoding
 from inference.predict import predict_dataset
 from inference.run_config import resolve_config
 from utils import freihand_eval
@@ -37,10 +38,9 @@ def run_path(model, dataset, cfg, amp_dtype, limit):
     """(points M x 799 x 3 m, seconds) of one inference path over the first `limit` items."""
     subset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     begin = time.perf_counter()
-    xyz, verts = predict_dataset(model, subset, device=torch.device('cpu'),
-                                 batch_size=cfg.test_batch_size, num_workers=0,
-                                 crop_size=cfg.input_img_shape, depth_box=cfg.depth_box,
-                                 fx_as_fy=cfg.fx_as_fy, amp_dtype=amp_dtype)
+    cpu = torch.device('cpu')
+    xyz, verts = predict_dataset(model, subset, Decoding.from_config(cfg, cpu, amp_dtype), cpu,
+                                 batch_size=cfg.test_batch_size, num_workers=0)
     return np.concatenate((verts, xyz), axis=1), time.perf_counter() - begin
 
 

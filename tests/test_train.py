@@ -63,13 +63,13 @@ def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace
 
     seen = {}
 
-    def record(model, loader, optimizer, *, epoch, **kwargs):
+    def record(model, loader, optimizer, options, *, epoch, **kwargs):
         seen['epoch'] = epoch
         seen['lr'] = optimizer.param_groups[0]['lr']
         seen['state'] = {k: {n: t.clone() for n, t in v.items() if torch.is_tensor(t)}
                          for k, v in optimizer.state_dict()['state'].items()}
         seen['weights'] = {k: v.clone() for k, v in model.state_dict().items()}
-        return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
+        return real_epoch(model, loader, optimizer, options, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(loop, 'train_one_epoch', record)
     train.main(small_args(workspace, out, '--resume', 'auto', '--eval_interval', '1'))
@@ -291,9 +291,9 @@ def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, mon
     real_epoch = loop.train_one_epoch
     lrs = {}
 
-    def record(model, loader, optimizer, *, epoch, **kwargs):
+    def record(model, loader, optimizer, options, *, epoch, **kwargs):
         lrs[epoch] = optimizer.param_groups[0]['lr']
-        return real_epoch(model, loader, optimizer, epoch=epoch, **kwargs)
+        return real_epoch(model, loader, optimizer, options, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(loop, 'train_one_epoch', record)
     train.main(small_args(workspace, out, '--resume', 'auto', '--total_epoch', '4', '--lr', '1e-4'))

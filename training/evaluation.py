@@ -1,30 +1,25 @@
 """Evaluation during training: the evaluation split and one evaluation after an epoch."""
-import logging
-
 import cv2
 
 from dataset import get_dataset
 from inference.predict import predict_dataset
 from utils import freihand_eval
 
-logger = logging.getLogger(__name__)
 
-
-def evaluate_epoch(cfg, model, dataset, device, amp_dtype, rank, world_size, logger, epoch=None,
-                   monitor=None):
+def evaluate_epoch(model, dataset, decoding, run, epoch=None, monitor=None):
     """Evaluate on the evaluation split during training (all ranks predict, rank 0 scores,
-    logs and records the scores in `monitor`). Returns the scores on rank 0, None elsewhere."""
-    xyz, verts = predict_dataset(model, dataset, device=device, batch_size=cfg.test_batch_size,
-                                 num_workers=cfg.num_worker, crop_size=cfg.input_img_shape,
-                                 depth_box=cfg.depth_box, fx_as_fy=cfg.fx_as_fy,
-                                 as_published=cfg.as_published, num_joint=cfg.num_joint,
-                                 amp_dtype=amp_dtype,
-                                 channels_last=cfg.channels_last and device.type == 'cuda',
-                                 rank=rank, world_size=world_size)
-    if rank != 0:
+    logs and records the scores in `monitor`). Returns the scores on rank 0, None elsewhere.
+
+    decoding: inference.decoding.Decoding; run: utils.runtime.launch.Run (cfg, rank, world
+    size, device, logger)."""
+    cfg = run.cfg
+    xyz, verts = predict_dataset(model, dataset, decoding, run.device,
+                                 batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
+                                 shard=(run.rank, run.world_size))
+    if run.rank != 0:
         return None
     scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache), xyz, verts)
-    logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
+    run.logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
     if monitor:
         monitor.log_evaluation(epoch, scores, dataset, xyz, verts)
     return scores

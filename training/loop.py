@@ -2,18 +2,28 @@
 return plain statistics; train.py only orchestrates."""
 import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference.predict import to_device
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
 MODEL_STREAM = 2  # tags the dropout seeds apart from the shuffling and augmentation streams
+
+
+def to_device(batch, device, channels_last=False):
+    """Move a dict of tensors to `device` (non-blocking: overlaps with compute when the
+    loader pins memory); the image optionally in channels_last layout."""
+    out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    if channels_last and 'img' in out:
+        out['img'] = out['img'].contiguous(memory_format=torch.channels_last)
+    return out
 
 
 class NonFiniteLossError(RuntimeError, UserError):
@@ -102,41 +112,74 @@ def _micro_batch_groups(loader, accumulate):
     assert not group, 'the sampler yields whole steps'
 
 
-def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, print_iter=10,
-                    amp_dtype=None, scaler=None, channels_last=False, show_progress=True,
-                    monitor=None, seed=0, rank=0, accumulate=1, start_step=0, after_step=None):
-    """Optimizer steps start_step .. n - 1 of `epoch` over `loader` (`accumulate`
+@dataclass(frozen=True)
+class TrainOptions:
+    """What every epoch of a training run shares, built once (train.py: `from_config`).
+
+    Attributes:
+        device: torch device of the model. total_epoch, print_iter, seed, accumulate: the
+            config fields of those names. amp_dtype: autocast dtype (None: fp32).
+        scaler: torch.amp.GradScaler with fp16, else None. channels_last: the image in
+            channels_last layout (CUDA). rank: this process's rank (rank 0 shows progress).
+        monitor: training.monitor.Monitor on rank 0 (times the loader, records every log
+            step), else None.
+    """
+    device: torch.device
+    total_epoch: int
+    print_iter: int = 10
+    amp_dtype: Optional[torch.dtype] = None
+    scaler: Optional[object] = None
+    channels_last: bool = False
+    seed: int = 0
+    rank: int = 0
+    accumulate: int = 1
+    monitor: Optional[object] = None
+
+    @classmethod
+    def from_config(cls, cfg, run, amp_dtype, scaler=None, monitor=None):
+        """The options of a resolved configuration for `run` (utils.runtime.launch.Run)."""
+        return cls(device=run.device, total_epoch=cfg.total_epoch, print_iter=cfg.print_iter,
+                   amp_dtype=amp_dtype, scaler=scaler,
+                   channels_last=cfg.channels_last and run.device.type == 'cuda',
+                   seed=cfg.seed, rank=run.rank, accumulate=cfg.accumulate, monitor=monitor)
+
+
+def train_one_epoch(model, loader, optimizer, options, *, epoch, start_step=0, after_step=None):
+    """Optimizer steps start_step .. n - 1 of `epoch` over `loader` (options.accumulate
     micro-batches per step, n = start_step + len(loader) / accumulate). Returns {loss name:
     mean over the steps run} (floats).
 
     Before each step torch's generator is seeded with model_seed(seed, epoch, step, rank).
     `after_step(step)` is called after each step (1-based, e.g. for iteration checkpoints).
-    `monitor` (a training.monitor.Monitor, rank 0) times the loader and records every log step.
+    options.monitor (rank 0) times the loader and records every log step.
 
     The loss terms are kept on the device and copied to the host every `print_iter`
     iterations only (a `.item()` per iteration would synchronise the GPU each step). A
     non-finite term stops training at that point with NonFiniteLossError naming the first
     iteration and term; the checkpoints on disk are from finished epochs and stay good.
     """
+    opt, monitor = options, options.monitor
     model.train()
-    num_batches = start_step + len(loader) // accumulate
+    num_batches = start_step + len(loader) // opt.accumulate
     window, names = [], None
     epoch_sum, count = None, 0
     progress = tqdm(total=num_batches, initial=start_step, desc=f'epoch {epoch}',
-                    disable=not show_progress, dynamic_ncols=True, leave=False)
+                    disable=opt.rank != 0, dynamic_ncols=True, leave=False)
 
     def prepare(inputs, targets):
-        return to_device(inputs, device, channels_last), to_device(targets, device)
+        return (to_device(inputs, opt.device, opt.channels_last),
+                to_device(targets, opt.device))
 
-    batches = _micro_batch_groups(monitor.timed(loader) if monitor else loader, accumulate)
+    batches = _micro_batch_groups(monitor.timed(loader) if monitor else loader, opt.accumulate)
     for it, group in enumerate(batches, start=start_step):
-        torch.manual_seed(model_seed(seed, epoch, it, rank))
+        torch.manual_seed(model_seed(opt.seed, epoch, it, opt.rank))
         losses = accumulation_step(model, optimizer, [(i, t) for i, t, _ in group],
-                                   amp_dtype=amp_dtype, scaler=scaler, prepare=prepare)
+                                   amp_dtype=opt.amp_dtype, scaler=opt.scaler,
+                                   prepare=prepare)
         names = list(losses)
         window.append(torch.stack([v.detach().float() for v in losses.values()]))
 
-        if (it + 1) % print_iter == 0 or it + 1 == num_batches:
+        if (it + 1) % opt.print_iter == 0 or it + 1 == num_batches:
             values = torch.stack(window).cpu().numpy()  # host sync, once per print_iter steps
             _check_finite(values, names, epoch, it + 1 - len(window), num_batches)
             epoch_sum = values.sum(0) if epoch_sum is None else epoch_sum + values.sum(0)
@@ -146,7 +189,7 @@ def train_one_epoch(model, loader, optimizer, *, device, epoch, total_epoch, pri
             lr = optimizer.param_groups[0]['lr']
             suffix = (monitor.log_step(epoch, it + 1, num_batches, names, values, lr)
                       if monitor else '')
-            logger.info(format_log_line(epoch, total_epoch, it + 1, num_batches, lr, current,
+            logger.info(format_log_line(epoch, opt.total_epoch, it + 1, num_batches, lr, current,
                                         suffix))
             progress.set_postfix({k: f'{v:.4f}' for k, v in current.items()}, refresh=False)
         progress.update()

@@ -3,9 +3,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from inference.predictor import HandPredictor
-
+from inference.decoding import Decoding
 from inference.predict import predict
+from inference.predictor import HandPredictor
 from model import SAR
 from tests.helpers import random_mano_data
 from utils.preprocessing import crop_and_augment, normalize
@@ -27,8 +27,8 @@ def test_hand_predictor_and_predict_split_vertices_and_joints_at_num_joint():
     model = _network()
     K = np.array([[480.0, 0.0, 112.0], [0.0, 481.0, 112.0], [0.0, 0.0, 1.0]])
     img = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
-    predictor = HandPredictor(model, K, crop_size=(64, 64), depth_box=0.3, root_depth=0.7,
-                              num_joint=NUM_JOINT)
+    decoding = Decoding(crop_size=(64, 64), depth_box=0.3, num_joint=NUM_JOINT)
+    predictor = HandPredictor(model, K, decoding, root_depth=0.7)
     xyz_cam, joints_uv = predictor(img, (np.array([112.0, 112.0]), 130.0))
     assert xyz_cam.shape == (778 + NUM_JOINT, 3) and joints_uv.shape == (NUM_JOINT, 2)
     np.testing.assert_allclose(joints_uv, project(xyz_cam[778:], K)[:, :2], atol=1e-9)
@@ -37,8 +37,8 @@ def test_hand_predictor_and_predict_split_vertices_and_joints_at_num_joint():
     item = ({'img': normalize(crop)}, {}, {'idx': 0, 'root_depth': np.float32(0.7),
                                             'bb2img_trans': crop2img.astype(np.float32),
                                             'K': K.astype(np.float32)})
-    out = predict(model, DataLoader([item], batch_size=1), device=torch.device('cpu'),
-                  crop_size=(64, 64), depth_box=0.3, num_joint=NUM_JOINT, show_progress=False)
+    out = predict(model, DataLoader([item], batch_size=1), decoding, torch.device('cpu'),
+                  show_progress=False)
     joints, verts = out[0]
     assert joints.shape == (NUM_JOINT, 3) and verts.shape == (778, 3)
     np.testing.assert_allclose(np.concatenate([verts, joints]), xyz_cam, atol=1e-5)
