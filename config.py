@@ -23,7 +23,7 @@ from utils.errors import UserError
 @dataclass(frozen=True)
 class Config:
     # ---- data ----------------------------------------------------------------------------
-    dataset: str = 'FreiHAND'  # data set name (dataset.get_dataset): FreiHAND | HO3D | FreiHAND+HO3D
+    dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (docs/data.md)
     annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
     mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
@@ -119,7 +119,6 @@ _CHOICES = {
     'device': ('cuda', 'cpu'),
     'backbone': ('resnet18', 'resnet34', 'resnet50'),
     'resume': ('', 'auto'),
-    'dataset': ('FreiHAND', 'HO3D', 'FreiHAND+HO3D'),
     'ho3d_version': ('v2', 'v3'),
     'root_source': ('rootnet', 'auto'),
 }
@@ -188,12 +187,6 @@ def validate(config):
     if name is not None and (not name or '/' in name or '\\' in name or name in ('.', '..')):
         raise ConfigError(f"config field 'experiment_name' = {name!r} must be a non-empty folder "
                           f"name without path separators")
-    if config.dataset == 'FreiHAND+HO3D' and not config.ho3d_root:
-        raise ConfigError("dataset 'FreiHAND+HO3D' trains on FreiHAND (data_root) and HO3D: set "
-                          "--ho3d_root to the HO3D folder")
-    if config.dataset == 'HO3D' and config.eval_interval:
-        raise ConfigError("eval_interval scores with the FreiHAND evaluator; for HO3D set "
-                          "--eval_interval 0 and score a checkpoint with test.py --dataset HO3D")
     if config.amp == 'fp16' and config.device == 'cpu':
         raise ConfigError("config field 'amp' = 'fp16' needs device 'cuda': CPU fp16 autocast is "
                           "emulated on most CPUs (slower than fp32); use --amp auto (bf16 where "

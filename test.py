@@ -16,33 +16,20 @@ With --dataset HO3D --data_root DIR [--ho3d_version v3], pred.json is in HO3D's 
 format (OpenGL frame, HO3D joint order, evaluation.txt order, placed at the given roots) and
 scored with utils.ho3d_eval when the released ground truth is in DIR (docs/ho3d.md).
 """
-import os
 import sys
 
 import torch
 
 import config as config_module
-from dataset import get_dataset
-from inference import ho3d
+import dataset as datasets
 from inference.decoding import Decoding
 from inference.network import inference_amp, load_inference_model
-from inference.predict import predict_dataset, write_pred
+from inference.predict import predict_dataset
 from inference.root_depth import root_prior_for
 from inference.run_config import resolve_config
-from utils import freihand_eval
 from utils.mano import MANO
 from utils.runtime import distributed
 from utils.runtime.launch import run_main, setup_run
-
-
-def run_local_evaluation(data_root, xyz, verts, out_dir, logger, cache='auto'):
-    """Evaluate predictions against the public evaluation ground truth; returns the scores."""
-    xyz_gt, verts_gt = freihand_eval.load_gt(data_root, cache)
-    scores = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
-    freihand_eval.write_outputs(scores, out_dir)
-    logger.info('local evaluation (the leaderboard definitions), written to %s:\n%s', out_dir,
-                freihand_eval.format_report(scores))
-    return scores
 
 
 def main(argv):
@@ -55,9 +42,8 @@ def main(argv):
     model = load_inference_model(cfg, mano, device)
     amp_dtype = inference_amp(cfg, device, logger)
 
-    dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
-                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                          cache_dir=cfg.annotation_cache, **ho3d.dataset_kwargs(cfg))
+    data = datasets.entry(cfg.dataset)
+    dataset = data.build('evaluation', cfg)
     root_prior = None
     if cfg.root_source == 'auto':
         root_prior = root_prior_for(mano, cfg.hand_scale_m)
@@ -70,18 +56,8 @@ def main(argv):
                                  batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
                                  shard=(rank, world_size), root_prior=root_prior)
 
-    if rank == 0 and cfg.dataset == 'HO3D':  # pred.json in HO3D's submission format
-        ho3d.write_outputs(cfg, dataset, xyz, verts, logger, mano.faces)
-    elif rank == 0:
-        pred_path = write_pred(os.path.join(cfg.output_root, 'pred.json'), xyz, verts)
-        logger.info('wrote %s (%d samples); zip it to submit to the FreiHAND leaderboard',
-                    pred_path, len(xyz))
-        if freihand_eval.has_gt(cfg.data_root):
-            run_local_evaluation(cfg.data_root, xyz, verts, os.path.join(cfg.output_root, 'eval'),
-                                 logger, cfg.annotation_cache)
-        else:
-            logger.info('no evaluation ground truth in %s: skipping the local evaluation',
-                        cfg.data_root)
+    if rank == 0:
+        data.write_outputs(cfg, dataset, xyz, verts, logger)  # the submission file, local scores
         if cfg.vis:
             from utils.vis.panels import render_results
             paths = render_results(dataset, xyz, verts, mano.faces, cfg.vis_dir, cfg.vis_num)

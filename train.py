@@ -13,8 +13,7 @@ import sys
 
 import torch
 
-from dataset import get_dataset
-from inference import ho3d
+import dataset as datasets
 from inference.decoding import Decoding
 from inference.network import build_model
 from inference.precision import log_amp
@@ -46,10 +45,7 @@ def main(argv):
         amp_dtype = log_amp(cfg.amp, device, logger).dtype  # the choice and its reason, logged
 
         # ---- data ----
-        dataset = get_dataset(cfg.dataset, 'training', root=cfg.data_root,
-                              input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                              seed=cfg.seed, fx_as_fy=cfg.fx_as_fy, cache_dir=cfg.annotation_cache,
-                              **ho3d.dataset_kwargs(cfg))
+        dataset = datasets.entry(cfg.dataset).build('training', cfg)
         loader = build_train_loader(dataset, cfg, rank, world_size, device)
         steps = loader.batch_sampler.steps_per_epoch
         logger.info('training set: %d items (%s), %d iterations per epoch', len(dataset),

@@ -425,14 +425,14 @@ def measure_data(cfg, data_root, num_items):
     OpenCV thread count), one process = one worker (torch single-threaded)."""
     import cv2
 
-    from dataset.freihand import FreiHAND
+    from dataset import FreiHAND, Preprocessing
 
     with contextlib.ExitStack() as stack:
         source = data_root
         if data_root is None:
             data_root, source = synthetic_data_root(stack)
-        dataset = FreiHAND('training', root=data_root, input_img_shape=cfg.input_img_shape,
-                           depth_box=cfg.depth_box, seed=0)
+        dataset = FreiHAND('training', root=data_root, preprocessing=Preprocessing(
+            input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box, seed=0))
         # A DataLoader worker runs torch single-threaded. OpenCV keeps its own thread pool
         # (the CPU time includes it); timed with OpenCV's default and with one thread.
         torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()

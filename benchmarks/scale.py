@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from dataset import get_dataset, worker_init_fn
 from utils import freihand_eval
-from inference.predict import write_pred
+from utils.freihand_eval import write_pred
 from utils.files.atomic import atomic_write_json
 from utils.transforms import decode_uvd
 

@@ -1,57 +1,53 @@
-"""Data sets for SAR: FreiHAND (docs/method.md §1-3), HO3D (docs/ho3d.md) and the name -> class
-registry used by the entry layer."""
+"""Data sets for SAR: FreiHAND (docs/method.md §1-3), HO3D (docs/ho3d.md), both together, and
+the name -> entry registry the entry scripts use (config field `dataset`).
+
+Each data set is one module: its reader (a dataset.base.HandCropDataset), and an ENTRY that
+builds it from a configuration, checks the configuration, evaluates its predictions and
+writes its submission file. A new data set is its module plus one line in DATASETS
+(docs/development.md, "Adding a data set").
+"""
 import cv2
 import torch
 
-import bisect
-
-from torch.utils.data import ConcatDataset
-
+from dataset import freihand, ho3d, mixed
+from dataset.base import DatasetEntry, Preprocessing
 from dataset.freihand import FreiHAND
 from dataset.ho3d import HO3D
 from utils.errors import DataError
 
-DATASETS = {'FreiHAND': FreiHAND, 'HO3D': HO3D}
-MIXED = 'FreiHAND+HO3D'  # training on both (FreiHAND's root is `root`, HO3D's `ho3d_root`)
-HO3D_ONLY = ('version', 'mano_root', 'eval_box_enlarge')  # keyword arguments of HO3D alone
+DATASETS = {
+    'FreiHAND': freihand.ENTRY,
+    'HO3D': ho3d.ENTRY,
+    'FreiHAND+HO3D': mixed.ENTRY,
+}
+_PREPROCESSING = ('input_img_shape', 'depth_box', 'seed', 'augment', 'fx_as_fy')
 
 
-class EpochConcatDataset(ConcatDataset):
-    """ConcatDataset that also takes the (epoch, index) keys of training.sampler.EpochBatchSampler
-    (the part's own index goes to the part, with the epoch)."""
-
-    def __getitem__(self, key):
-        if not isinstance(key, tuple):
-            return super().__getitem__(key)
-        epoch, idx = key
-        part = bisect.bisect_right(self.cumulative_sizes, idx)
-        start = self.cumulative_sizes[part - 1] if part else 0
-        return self.datasets[part][(epoch, idx - start)]
+def entry(name):
+    """The registered DatasetEntry of `name`; ValueError naming the known data sets."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} "
+                         f"(dataset/__init__.py DATASETS)")
+    return DATASETS[name]
 
 
 def get_dataset(name, mode, root=None, **kwargs):
-    """Construct the data set `name` ('FreiHAND', 'HO3D' or 'FreiHAND+HO3D') in `mode`;
-    `root=None` keeps the class default folder.
+    """Construct the data set class of `name` ('FreiHAND' or 'HO3D') in `mode`, for code that
+    has no configuration (tests, tools, benchmarks); `root=None` keeps the class default folder.
 
-    Other keyword arguments go to the class (e.g. input_img_shape, depth_box, seed, augment;
-    HO3D: version, mano_root). 'FreiHAND+HO3D' takes `ho3d_root` too: its training set is the
-    concatenation of both training sets (items of the same format; a shuffled loader mixes them
-    in proportion to their sizes), its evaluation set FreiHAND's.
+    The Preprocessing fields (input_img_shape, depth_box, seed, augment, fx_as_fy) may be given
+    as keywords; the others go to the class (HO3D: version, mano_root, ...). The entry scripts
+    use `entry(cfg.dataset).build(mode, cfg)` instead.
     """
-    if name == MIXED:
-        ho3d_root = kwargs.pop('ho3d_root', None)
-        freihand_kwargs = {k: v for k, v in kwargs.items() if k not in HO3D_ONLY}
-        freihand = get_dataset('FreiHAND', mode, root=root, **freihand_kwargs)
-        if mode != 'training':
-            return freihand
-        if not ho3d_root:
-            raise ValueError(f"dataset {MIXED!r} needs ho3d_root (--ho3d_root): the HO3D folder")
-        return EpochConcatDataset([freihand, get_dataset('HO3D', mode, root=ho3d_root, **kwargs)])
-    if name not in DATASETS:
-        raise ValueError(f'unknown dataset {name!r}; known datasets: {sorted(DATASETS) + [MIXED]}')
+    classes = {'FreiHAND': FreiHAND, 'HO3D': HO3D}
+    if name not in classes:
+        raise ValueError(f'unknown dataset {name!r}; known datasets: {sorted(classes)}')
+    prep = {k: kwargs.pop(k) for k in _PREPROCESSING if k in kwargs}
+    if prep:
+        kwargs['preprocessing'] = Preprocessing(**prep)
     if root is not None:
         kwargs['root'] = root
-    return DATASETS[name](mode, **kwargs)
+    return classes[name](mode, **kwargs)
 
 
 def worker_init_fn(worker_id):
@@ -64,4 +60,5 @@ def worker_init_fn(worker_id):
     torch.set_num_threads(1)
 
 
-__all__ = ['DATASETS', 'DataError', 'FreiHAND', 'HO3D', 'MIXED', 'get_dataset', 'worker_init_fn']
+__all__ = ['DATASETS', 'DataError', 'DatasetEntry', 'FreiHAND', 'HO3D', 'Preprocessing', 'entry',
+           'get_dataset', 'worker_init_fn']

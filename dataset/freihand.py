@@ -21,22 +21,20 @@ import logging
 import os
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
+from dataset.base import DatasetEntry, HandCropDataset, Preprocessing
+from utils import freihand_eval
 from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
-                             ROOT_JOINT_IDX, ROOTNET_FILE)
+                             ROOTNET_FILE)
 from utils.files.annotations import load_annotation, resolve_cache_dir
-from utils.files.images import read_image
 from utils.errors import DataError
 from utils.files.json_values import read_json
-from utils.preprocessing import NO_AUGMENTATION, augment_params, crop_and_augment, normalize
-from utils.transforms import encode_uvd
+from utils.freihand_eval import write_pred
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT = 'data/FreiHAND'
-_REPORTED_DAMAGE = set()  # damaged image paths already named in this process
 ROOT_DEPTH_MM_THRESHOLD = 10.0  # root_cam z above this (m) can only be millimeters (docs/method.md §1)
 
 DOWNLOAD_HINT = (
@@ -113,67 +111,29 @@ def _root_depths_in_meters(depth, path):
     return depth
 
 
-AUGMENTATION_STREAM = 1  # tags the augmentation seeds apart from other streams of the same seed
-
-
-def augmentation_entropy(seed, epoch, idx):
-    """The numpy SeedSequence entropy of item `idx`'s augmentation draws in `epoch`."""
-    return [int(seed), AUGMENTATION_STREAM, int(epoch), int(idx)]
-
-
-class FreiHAND(Dataset):
+class FreiHAND(HandCropDataset):
     """FreiHAND images with SAR preprocessing (docs/method.md §2) and targets (docs/method.md §3).
 
     Args:
         mode: 'training' or 'evaluation'.
         root: FreiHAND folder (layout in docs/method.md §1 and DOWNLOAD_HINT).
-        input_img_shape: (height, width) of the network input crop, pixels.
-        depth_box: meters of depth per normalised target unit.
-        seed: non-negative int seeding the augmentation draws. The draws of item `idx` in
-            epoch `epoch` come from np.random.default_rng(augmentation_entropy(seed, epoch,
-            idx)) and nothing else: the same in the main process and in any DataLoader worker,
-            on any rank, before and after a resume. Index the set with `(epoch, idx)` (what
-            training.sampler.EpochBatchSampler yields, so persistent workers follow the epoch), or
-            with a plain `idx` for the epoch of `set_epoch` (0 until set).
-        augment: random augmentation per item (docs/method.md §2 step 4); default True for training,
-            False for evaluation.
+        preprocessing: dataset.base.Preprocessing (input size, depth box, augmentation seed
+            and switch, fx_as_fy).
         rootnet_file: evaluation root depths (default `root`/bbox_root_freihand_output.json).
         cache_dir: folder of the float32 .npy annotation cache (see the module docstring):
             'auto' (default) is utils.files.annotations.resolve_cache_dir(root, 'auto'); None or 'off'
             disables the cache.
-        fx_as_fy: project the targets with fx for both axes, as the published code does
-            (docs/method.md §11); False uses fy for v.
 
-    Items: `(inputs, targets, meta_info)`:
-        inputs['img']: 3 x H x W float32, normalised RGB.
-        training targets['mesh_pose_uvd']: 799 x 3 float32 (docs/method.md §3); evaluation targets: {}
-            (the evaluator reads the ground truth itself).
-        meta_info: 'idx', 'sample_idx', 'version' (ints), 'img2bb_trans' / 'bb2img_trans'
-            (2 x 3 float32, image <-> crop), 'K' (3 x 3), 'root_depth' (m; the true wrist
-            depth in training, the RootNet estimate in evaluation), 'aug_scale', 'aug_rot',
-            'aug_transl' (2,), 'aug_color_gain' (3, B G R); evaluation adds 'scale' (m, the
-            reference bone length of evaluation_scale.json).
+    Items: dataset.base.HandCropDataset's; the RootNet estimate is evaluation's 'root_depth',
+    and evaluation adds 'scale' (m, the reference bone length of evaluation_scale.json).
     """
 
-    MODES = ('training', 'evaluation')
+    NAME = 'FreiHAND'
+    IMAGE_HINT = 'Re-extract the FreiHAND image folder.'
 
-    def __init__(self, mode, root=DEFAULT_ROOT, input_img_shape=(256, 256), depth_box=0.3, seed=0,
-                 augment=None, rootnet_file=None, cache_dir='auto', fx_as_fy=False):
-        if mode not in self.MODES:
-            raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
-        if not (isinstance(seed, (int, np.integer)) and seed >= 0):
-            raise ValueError(f'seed must be a non-negative int, got {seed!r}')
-        if not depth_box > 0:
-            raise ValueError(f'depth_box must be > 0 meters, got {depth_box!r}')
-        self.mode = mode
-        self.root = os.fspath(root)
-        self.input_img_shape = tuple(int(s) for s in input_img_shape)
-        self.depth_box = float(depth_box)
-        self.seed = int(seed)
-        self.augment = (mode == 'training') if augment is None else bool(augment)
-        self.fx_as_fy = bool(fx_as_fy)
-        self.epoch = 0
-
+    def __init__(self, mode, root=DEFAULT_ROOT, preprocessing=Preprocessing(), rootnet_file=None,
+                 cache_dir='auto'):
+        super().__init__(mode, root, preprocessing)
         if not os.path.isdir(self.root):
             raise DataError(f'FreiHAND root folder {os.path.abspath(self.root)} does not exist. {DOWNLOAD_HINT}')
         self.cache_dir = resolve_cache_dir(self.root, cache_dir)
@@ -267,73 +227,67 @@ class FreiHAND(Dataset):
         """Path of the image file of item `idx` (the file index equals the item index)."""
         return os.path.join(self.root, self.mode, 'rgb', '%08d.jpg' % idx)
 
-    def _read_image(self, idx):
-        path = self.image_path(idx)
-        img, damage = read_image(path)
-        if damage and path not in _REPORTED_DAMAGE:
-            # Once per file and process (DataLoader workers log through the inherited handlers).
-            _REPORTED_DAMAGE.add(path)
-            logger.warning('%s image %s %s; training goes on with it. Re-extract the FreiHAND '
-                           'image folder to repair it.', self.mode, path, damage)
-        if img is None:
-            reason = 'is missing' if not os.path.isfile(path) else 'is not a readable image'
-            raise DataError(f'{self.mode} image {path} {reason}; expected a {FREIHAND_IMG_SIZE}x{FREIHAND_IMG_SIZE} '
-                            f'RGB JPEG. Re-extract the FreiHAND image folder.')
-        return img
+    def read_image(self, idx):
+        return self.read_image_checked(
+            idx, f'a {FREIHAND_IMG_SIZE}x{FREIHAND_IMG_SIZE} RGB JPEG')
 
-    def set_epoch(self, epoch):
-        """The epoch whose augmentation draws a plain integer index gets (see `seed`)."""
-        self.epoch = int(epoch)
+    def item_ids(self, idx):
+        return idx % self.num_samples, idx // self.num_samples
 
-    def augmentation(self, epoch, idx):
-        """The augmentation parameters of item `idx` in `epoch` (NO_AUGMENTATION when
-        augmentation is off): a pure function of (seed, epoch, idx)."""
-        if not self.augment:
-            return NO_AUGMENTATION
-        return augment_params(np.random.default_rng(augmentation_entropy(self.seed, epoch, idx)))
+    def crop_box(self, idx):
+        return HAND_BOX_CENTER, HAND_BOX_SIZE
 
-    def __getitem__(self, key):
-        """Item `key` = idx (in the epoch of `set_epoch`) or (epoch, idx)."""
-        epoch, idx = key if isinstance(key, tuple) else (self.epoch, key)
-        return self.get_item_with_aug(idx, **self.augmentation(int(epoch), int(idx)))
+    def intrinsics(self, idx):
+        return self.K[idx % self.num_samples]
 
-    def get_item_with_aug(self, idx, scale=1.0, rot=0.0, transl=(0.0, 0.0), color_gain=(1.0, 1.0, 1.0)):
-        """Item `idx` with explicit augmentation parameters (see utils.preprocessing.crop_and_augment).
-
-        Args:
-            idx: item index in [0, len).
-            scale: source box side multiplier; rot: degrees; transl: (dx, dy) pixels;
-            color_gain: (3,) gains in B, G, R order.
-        """
-        idx = int(idx)
-        if not 0 <= idx < len(self):
-            raise IndexError(f'FreiHAND {self.mode} index {idx} out of range [0, {len(self)})')
+    def training_points(self, idx):
         sample = idx % self.num_samples
-        img_bgr = self._read_image(idx)
-        crop_bgr, img2crop, crop2img = crop_and_augment(
-            img_bgr, HAND_BOX_CENTER, HAND_BOX_SIZE, self.input_img_shape,
-            scale=scale, rot=rot, transl=transl, color_gain=color_gain)
-        inputs = {'img': normalize(crop_bgr)}
-        meta_info = {
-            'idx': idx,
-            'sample_idx': sample,
-            'version': idx // self.num_samples,
-            'img2bb_trans': img2crop.astype(np.float32),
-            'bb2img_trans': crop2img.astype(np.float32),
-            'K': np.array(self.K[sample]),  # a copy: the cached arrays are read-only memmaps
-            'aug_scale': np.float32(scale),
-            'aug_rot': np.float32(rot),
-            'aug_transl': np.asarray(transl, dtype=np.float32),
-            'aug_color_gain': np.asarray(color_gain, dtype=np.float32),
-        }
-        if self.mode == 'training':
-            targets = {'mesh_pose_uvd': encode_uvd(
-                self.verts_cam[sample], self.joints_cam[sample], self.K[sample], img2crop,
-                crop_size=self.input_img_shape, depth_box=self.depth_box,
-                fx_as_fy=self.fx_as_fy).astype(np.float32)}
-            meta_info['root_depth'] = self.joints_cam[sample, ROOT_JOINT_IDX, 2]
-        else:
-            targets = {}
-            meta_info['root_depth'] = self.root_depth[sample]
-            meta_info['scale'] = self.scale[sample]
-        return inputs, targets, meta_info
+        return self.verts_cam[sample], self.joints_cam[sample]
+
+    def evaluation_meta(self, idx):
+        return {'root_depth': self.root_depth[idx], 'scale': self.scale[idx]}
+
+
+# ---- the registry entry (dataset/__init__.py) ----
+
+def preprocessing_of(cfg):
+    """The Preprocessing of a resolved configuration (augmentation in training only)."""
+    return Preprocessing(input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
+                         seed=cfg.seed, fx_as_fy=cfg.fx_as_fy)
+
+
+def _build(mode, cfg):
+    return FreiHAND(mode, cfg.data_root, preprocessing_of(cfg),
+                    cache_dir=cfg.annotation_cache)
+
+
+def _has_ground_truth(cfg):
+    return freihand_eval.has_gt(cfg.data_root)
+
+
+def _evaluate(cfg, dataset, xyz, verts):
+    return freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache),
+                                  xyz, verts)
+
+
+def write_outputs(cfg, dataset, xyz, verts, logger):
+    """test.py's outputs (rank 0): <output_root>/pred.json, the leaderboard's submission file,
+    and with the public evaluation ground truth in data_root the local evaluation (the
+    leaderboard's definitions) in <output_root>/eval. Returns the scores or None."""
+    pred_path = write_pred(os.path.join(cfg.output_root, 'pred.json'), xyz, verts)
+    logger.info('wrote %s (%d samples); zip it to submit to the FreiHAND leaderboard',
+                pred_path, len(xyz))
+    if not _has_ground_truth(cfg):
+        logger.info('no evaluation ground truth in %s: skipping the local evaluation',
+                    cfg.data_root)
+        return None
+    scores = _evaluate(cfg, dataset, xyz, verts)
+    out_dir = os.path.join(cfg.output_root, 'eval')
+    freihand_eval.write_outputs(scores, out_dir)
+    logger.info('local evaluation (the leaderboard definitions), written to %s:\n%s', out_dir,
+                freihand_eval.format_report(scores))
+    return scores
+
+
+ENTRY = DatasetEntry(build=_build, write_outputs=write_outputs,
+                     has_ground_truth=_has_ground_truth, evaluate=_evaluate)

@@ -32,19 +32,20 @@ import pickle
 import numpy as np
 import torch
 
-from dataset.freihand import FreiHAND
+from dataset.base import DatasetEntry, HandCropDataset, Preprocessing
+from dataset.freihand import preprocessing_of
+from utils import ho3d_eval
+from utils.freihand_eval import write_pred
 from manopth.constants import NUM_BETAS, NUM_JOINTS, NUM_POSE, NUM_VERTS
 from manopth.io import numpy_pickle_globals
 from manopth.manolayer import ManoLayer
-from utils.constants import (HO3D_IMG_SIZE, HO3D_SPLIT_SIZES, HO3D_TO_FREIHAND, HO3D_VERSIONS,
-                             OPENGL_TO_CAMERA, ROOT_JOINT_IDX)
+from utils.constants import (FREIHAND_TO_HO3D, HO3D_IMG_SIZE, HO3D_SPLIT_SIZES, HO3D_TO_FREIHAND,
+                             HO3D_VERSIONS, OPENGL_TO_CAMERA, ROOT_JOINT_IDX)
 from utils.errors import DataError
 from utils.files.annotations import cached_array, resolve_cache_dir, write_record
 from utils.files.atomic import atomic_open
-from utils.files.images import read_image
 from utils.mano import mano_meters
-from utils.preprocessing import crop_and_augment, normalize
-from utils.transforms import box_from_joints, encode_uvd, project
+from utils.transforms import box_from_joints, project
 
 logger = logging.getLogger(__name__)
 
@@ -242,11 +243,11 @@ def _source(root, split, names, list_path, version):
 # Data set
 # ---------------------------------------------------------------------------------------------
 
-class HO3D(FreiHAND):
+class HO3D(HandCropDataset):
     """HO3D frames with SAR preprocessing (docs/method.md §2) and targets (§3); docs/ho3d.md.
 
-    Shares FreiHAND's augmentation draws (`__getitem__`, the per-worker generator) and item
-    format; everything that reads the data is HO3D's own.
+    Shares the crop, augmentation and target encoding of every data set (dataset.base);
+    everything that reads the data is HO3D's own.
 
     Args:
         mode: 'training' (train.txt) or 'evaluation' (evaluation.txt).
@@ -254,7 +255,8 @@ class HO3D(FreiHAND):
         version: 'v2' or 'v3': the official split sizes the lists are compared with (a subset
             is used with a warning naming both counts).
         mano_root: folder holding MANO_RIGHT.pkl (training: the meshes of the MANO fits).
-        input_img_shape, depth_box, seed, augment, fx_as_fy: as dataset.freihand.FreiHAND.
+        preprocessing: dataset.base.Preprocessing (input size, depth box, augmentation seed
+            and switch, fx_as_fy).
         cache_dir: 'auto' (default), None / 'off' or a folder (see the module docstring).
         eval_box_enlarge: evaluation crop side per pixel of handBoundingBox's longer side.
 
@@ -264,27 +266,17 @@ class HO3D(FreiHAND):
     a hand annotation).
     """
 
+    NAME = 'HO3D'
+    IMAGE_HINT = 'Re-download its sequence.'
+
     def __init__(self, mode, root=DEFAULT_ROOT, version='v2', mano_root='manopth/mano/models',
-                 input_img_shape=(256, 256), depth_box=0.3, seed=0, augment=None, cache_dir='auto',
-                 fx_as_fy=False, eval_box_enlarge=EVAL_BOX_ENLARGE):
-        if mode not in self.MODES:
-            raise ValueError(f'mode must be one of {self.MODES}, got {mode!r}')
+                 preprocessing=Preprocessing(), cache_dir='auto', eval_box_enlarge=EVAL_BOX_ENLARGE):
         if version not in HO3D_VERSIONS:
             raise ValueError(f'HO3D version must be one of {HO3D_VERSIONS}, got {version!r}')
-        if not (isinstance(seed, (int, np.integer)) and seed >= 0):
-            raise ValueError(f'seed must be a non-negative int, got {seed!r}')
-        if not depth_box > 0:
-            raise ValueError(f'depth_box must be > 0 meters, got {depth_box!r}')
-        self.mode, self.version, self.split = mode, version, SPLITS[mode]
-        self.root = os.fspath(root)
+        super().__init__(mode, root, preprocessing)
+        self.version, self.split = version, SPLITS.get(mode)
         self.mano_root = os.fspath(mano_root)
-        self.input_img_shape = tuple(int(s) for s in input_img_shape)
-        self.depth_box = float(depth_box)
-        self.seed = int(seed)
-        self.augment = (mode == 'training') if augment is None else bool(augment)
-        self.fx_as_fy = bool(fx_as_fy)
         self.eval_box_enlarge = float(eval_box_enlarge)
-        self.epoch = 0  # FreiHAND.set_epoch: the epoch of a plain integer index
 
         if not os.path.isdir(self.root):
             raise DataError(f'HO3D root folder {os.path.abspath(self.root)} does not exist. {DOWNLOAD_HINT}')
@@ -417,16 +409,9 @@ class HO3D(FreiHAND):
                 return stem + extension
         raise DataError(f'HO3D {self.mode} image {stem}.jpg (or .png) does not exist. {DOWNLOAD_HINT}')
 
-    def _read_image(self, idx):
-        path = self.image_path(idx)
-        img, damage = read_image(path)
-        if damage:
-            logger.warning('%s image %s %s; going on with it.', self.mode, path, damage)
-        if img is None:
-            height, width = HO3D_IMG_SIZE
-            raise DataError(f'HO3D {self.mode} image {path} is not a readable image; expected a '
-                            f'{width}x{height} RGB image. Re-download its sequence.')
-        return img
+    def read_image(self, idx):
+        height, width = HO3D_IMG_SIZE
+        return self.read_image_checked(idx, f'a {width}x{height} RGB image')
 
     def hand_box(self, idx):
         """(centre (2,), side) of item idx's crop box, image pixels (docs/ho3d.md §4)."""
@@ -444,46 +429,90 @@ class HO3D(FreiHAND):
         joints_gl = self.table[idx, TRAIN_COLUMNS['handJoints3D']].reshape(NUM_JOINTS, 3)
         return (joints_gl * _FLIP)[list(HO3D_TO_FREIHAND)]
 
-    def get_item_with_aug(self, idx, scale=1.0, rot=0.0, transl=(0.0, 0.0), color_gain=(1.0, 1.0, 1.0)):
-        """Item `idx` with explicit augmentation parameters (see FreiHAND.get_item_with_aug)."""
-        idx = int(idx)
-        if not 0 <= idx < len(self):
-            raise IndexError(f'HO3D {self.mode} index {idx} out of range [0, {len(self)})')
-        row = self.table[idx]
+    def crop_box(self, idx):
+        return self.hand_box(idx)
+
+    def intrinsics(self, idx):
         columns = TRAIN_COLUMNS if self.mode == 'training' else EVAL_COLUMNS
-        K = row[columns['camMat']].reshape(3, 3)
-        center, side = self.hand_box(idx)
-        crop_bgr, img2crop, crop2img = crop_and_augment(
-            self._read_image(idx), center, side, self.input_img_shape,
-            scale=scale, rot=rot, transl=transl, color_gain=color_gain)
-        inputs = {'img': normalize(crop_bgr)}
-        meta_info = {
-            'idx': idx,
-            'sample_idx': int(row[0]),
-            'version': 0,
-            'img2bb_trans': img2crop.astype(np.float32),
-            'bb2img_trans': crop2img.astype(np.float32),
-            'K': K.astype(np.float32),
-            'aug_scale': np.float32(scale),
-            'aug_rot': np.float32(rot),
-            'aug_transl': np.asarray(transl, dtype=np.float32),
-            'aug_color_gain': np.asarray(color_gain, dtype=np.float32),
-        }
-        if self.mode == 'training':
-            joints_cam = self.joints_cam(idx)
-            targets = {'mesh_pose_uvd': encode_uvd(
-                self.verts_cam[idx], joints_cam, K, img2crop, crop_size=self.input_img_shape,
-                depth_box=self.depth_box, fx_as_fy=self.fx_as_fy).astype(np.float32)}
-            meta_info['root_depth'] = np.float32(joints_cam[ROOT_JOINT_IDX, 2])
-        else:
-            targets = {}
-            root_cam = row[EVAL_COLUMNS['handJoints3D']] * _FLIP
-            meta_info['root_depth'] = np.float32(root_cam[2])
-            meta_info['root_cam'] = root_cam.astype(np.float32)
-        return inputs, targets, meta_info
+        return self.table[idx, columns['camMat']].reshape(3, 3)
+
+    def item_ids(self, idx):
+        return int(self.table[idx, 0]), 0
+
+    def training_points(self, idx):
+        return self.verts_cam[idx], self.joints_cam(idx)
+
+    def evaluation_meta(self, idx):
+        root_cam = self.table[idx, EVAL_COLUMNS['handJoints3D']] * _FLIP
+        return {'root_depth': np.float32(root_cam[2]), 'root_cam': root_cam.astype(np.float32)}
 
     def root_cam(self):
         """Evaluation: the given roots, M x 3 float64, network camera frame (m), item order."""
         if self.mode != 'evaluation':
             raise ValueError('root_cam() is the evaluation split\'s given roots; this is the training split')
         return np.asarray(self.table[:, EVAL_COLUMNS['handJoints3D']]) * _FLIP
+
+
+# ---- the registry entry (dataset/__init__.py): data, checks, the submission file ----
+
+def _build(mode, cfg):
+    return HO3D(mode, cfg.data_root, version=cfg.ho3d_version, mano_root=cfg.mano_root,
+                preprocessing=preprocessing_of(cfg), cache_dir=cfg.annotation_cache)
+
+
+def _check(cfg):
+    if cfg.eval_interval:
+        raise ValueError("eval_interval scores with the FreiHAND evaluator; for HO3D set "
+                         "--eval_interval 0 and score a checkpoint with test.py --dataset HO3D")
+
+
+CODALAB_HINT = ('HO3D {version} competition on CodaLab (v2 and v3 are separate competitions; '
+                'the HO3D page links both)')
+
+
+def submission_arrays(xyz_cam, verts_cam, root_cam):
+    """HO3D's submission arrays from the network's decoded predictions.
+
+    The prediction is translated so that its wrist sits on the given ground-truth root (the
+    common practice), taken to the OpenGL frame (diag(1, -1, -1)) and its joints to HO3D's order.
+
+    xyz_cam: M x 21 x 3 (FreiHAND order), verts_cam: M x 778 x 3, root_cam: M x 3, meters,
+    the network's camera frame. Returns (xyz M x 21 x 3, verts M x 778 x 3) float64, meters.
+    """
+    offset = (np.asarray(root_cam, dtype=np.float64) - xyz_cam[:, ROOT_JOINT_IDX])[:, None]
+    flip = np.asarray(OPENGL_TO_CAMERA)
+    xyz = (xyz_cam + offset) * flip
+    verts = (verts_cam + offset) * flip
+    return xyz[:, list(FREIHAND_TO_HO3D)], verts
+
+
+def write_outputs(cfg, dataset, xyz, verts, logger):
+    """test.py's outputs on an HO3D evaluation set (rank 0).
+
+    Writes <output_root>/pred.json in the submission format (meters, OpenGL frame, HO3D joint
+    order, evaluation.txt order), logs how to zip and submit it, scores it with utils.ho3d_eval
+    into <output_root>/eval_ho3d when the root holds the released ground truth. Returns the
+    scores or None.
+    """
+    xyz_gl, verts_gl = submission_arrays(xyz, verts, dataset.root_cam())
+    path = write_pred(os.path.join(cfg.output_root, 'pred.json'), xyz_gl, verts_gl)
+    logger.info('wrote %s (%d frames, HO3D %s submission format). To submit: cd %s && zip -j '
+                'pred.zip pred.json, then upload pred.zip to the %s.', path, len(xyz_gl),
+                cfg.ho3d_version, cfg.output_root, CODALAB_HINT.format(version=cfg.ho3d_version))
+    scores = None
+    if ho3d_eval.has_gt(cfg.data_root):
+        xyz_gt, verts_gt = ho3d_eval.load_gt(cfg.data_root, cfg.annotation_cache)
+        # The values pred.json holds (rounded to 1e-6 m), so the scores equal the command line's.
+        scores = ho3d_eval.evaluate(xyz_gt, verts_gt, np.round(xyz_gl, 6), np.round(verts_gl, 6))
+        out_dir = os.path.join(cfg.output_root, 'eval_ho3d')
+        ho3d_eval.write_outputs(scores, out_dir)
+        logger.info('local HO3D evaluation (the official definitions), written to %s:\n%s', out_dir,
+                    ho3d_eval.format_report(scores))
+    else:
+        logger.info('no evaluation ground truth (evaluation_xyz.json, evaluation_verts.json) in %s: '
+                    'skipping the local evaluation', cfg.data_root)
+    return scores
+
+
+ENTRY = DatasetEntry(build=_build, write_outputs=write_outputs, check=_check,
+                     has_ground_truth=lambda cfg: ho3d_eval.has_gt(cfg.data_root))

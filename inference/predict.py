@@ -7,7 +7,6 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from dataset import worker_init_fn
-from utils.files.atomic import atomic_write_json
 from utils.runtime import distributed
 
 logger = logging.getLogger(__name__)
@@ -75,10 +74,3 @@ def predict_dataset(model, dataset, decoding, device, *, batch_size, num_workers
     xyz = np.stack([merged[i][0] for i in range(num)])
     verts = np.stack([merged[i][1] for i in range(num)])
     return xyz, verts
-
-
-def write_pred(path, xyz, verts):
-    """pred.json (docs/method.md §7): [xyz_list, verts_list], meters rounded to 1e-6 m,
-    written atomically."""
-    atomic_write_json(path, [np.round(xyz, 6).tolist(), np.round(verts, 6).tolist()])
-    return path

@@ -7,6 +7,7 @@ import os
 import torch
 
 import config as config_module
+import dataset as datasets
 from model.sar import check_config
 from utils.errors import CheckpointError
 from utils.files.atomic import atomic_write_json
@@ -73,8 +74,9 @@ def check_against_checkpoint(cfg, trained, checkpoint):
 
 
 def check_network(cfg):
-    """ConfigError (before anything touches the disk) for sizes the network would refuse, or
-    a CUDA device on a machine without one."""
+    """ConfigError (before anything touches the disk) for sizes the network would refuse, a
+    data set that is not registered or refuses the configuration (its entry's check), or a
+    CUDA device on a machine without one."""
     if cfg.device == 'cuda' and not torch.cuda.is_available():
         raise config_module.ConfigError("device='cuda' but CUDA is not available on this machine: "
                                         "add --device cpu (or install a CUDA build of torch and "
@@ -82,6 +84,7 @@ def check_network(cfg):
     try:
         check_config(cfg.backbone, cfg.num_stage, cfg.num_FMs, cfg.feature_size,
                      cfg.heatmap_size, cfg.num_vert, cfg.num_joint, cfg.input_img_shape)
+        datasets.entry(cfg.dataset).check(cfg)
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None
     return cfg

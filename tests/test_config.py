@@ -104,5 +104,11 @@ def test_a_preset_trains_on_ho3d_without_its_freihand_evaluation():
     assert cfg.eval_interval == 0
     assert config.resolve(['--preset', 'cpu_demo']).eval_interval == config.PRESETS['cpu_demo'][
         'eval_interval']
+    from inference.run_config import check_network  # the data set's own check (its registry entry)
     with pytest.raises(config.ConfigError, match='eval_interval'):
-        config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO3D', '--eval_interval', '1'])
+        check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO3D',
+                                      '--eval_interval', '1']))
+    with pytest.raises(config.ConfigError, match='ho3d_root'):
+        check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'FreiHAND+HO3D']))
+    with pytest.raises(config.ConfigError, match="'HO4D'"):
+        check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO4D']))

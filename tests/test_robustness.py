@@ -12,7 +12,7 @@ import torch
 import config
 import test as test_script
 import train
-from dataset import FreiHAND
+from dataset import FreiHAND, Preprocessing
 from synthetic.fixture import make_freihand
 from utils.errors import CheckpointError
 from utils.files.atomic import atomic_torch_save, remove_stale_temporaries
@@ -115,10 +115,10 @@ def test_truncated_training_jpeg_is_named_from_a_dataloader_worker(tmp_path):
     _truncate(root / 'training' / 'rgb' / '00000005.jpg')
     code = ('import sys\n'
             'from torch.utils.data import DataLoader\n'
-            'from dataset import FreiHAND, worker_init_fn\n'
+            'from dataset import FreiHAND, Preprocessing, worker_init_fn\n'
             'from utils.runtime.logger import setup_logger\n'
             f'setup_logger({str(tmp_path / "train.log")!r})\n'
-            f'ds = FreiHAND("training", root={str(root)!r}, input_img_shape=(64, 64))\n'
+            f'ds = FreiHAND("training", root={str(root)!r}, preprocessing=Preprocessing(input_img_shape=(64, 64)))\n'
             'for _ in DataLoader(ds, batch_size=4, num_workers=1, worker_init_fn=worker_init_fn):\n'
             '    pass\n')
     result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
@@ -235,7 +235,7 @@ def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog):
 
     root = tmp_path / 'FreiHAND'
     gt = make_freihand(str(root), num_samples=1, num_eval=2)
-    dataset = FreiHAND('evaluation', root=str(root), input_img_shape=(64, 64))
+    dataset = FreiHAND('evaluation', root=str(root), preprocessing=Preprocessing(input_img_shape=(64, 64)))
     verts = gt['eval_verts'].copy()
     verts[0, :, 2] *= -1  # an early checkpoint's mesh behind the camera
     faces = build_standin(seed=0)['f'].astype(np.int64)

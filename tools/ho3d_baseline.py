@@ -12,8 +12,8 @@ import sys
 import numpy as np
 
 from dataset import get_dataset
-from inference.ho3d import submission_arrays
-from inference.predict import write_pred
+from dataset.ho3d import submission_arrays
+from utils.freihand_eval import write_pred
 from utils import ho3d_eval
 from utils.constants import ROOT_JOINT_IDX
 from utils.errors import DataError

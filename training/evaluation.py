@@ -1,7 +1,7 @@
 """Evaluation during training: the evaluation split and one evaluation after an epoch."""
 import cv2
 
-from dataset import get_dataset
+import dataset as datasets
 from inference.predict import predict_dataset
 from utils import freihand_eval
 
@@ -18,7 +18,7 @@ def evaluate_epoch(model, dataset, decoding, run, epoch=None, monitor=None):
                                  shard=(run.rank, run.world_size))
     if run.rank != 0:
         return None
-    scores = freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache), xyz, verts)
+    scores = datasets.entry(cfg.dataset).evaluate(cfg, dataset, xyz, verts)
     run.logger.info('evaluation:\n%s', freihand_eval.format_report(scores))
     if monitor:
         monitor.log_evaluation(epoch, scores, dataset, xyz, verts)
@@ -28,12 +28,11 @@ def evaluate_epoch(model, dataset, decoding, run, epoch=None, monitor=None):
 def evaluation_set(cfg):
     """The evaluation split evaluated during training, or None (eval_interval 0, or no
     evaluation ground truth in data_root)."""
-    if not cfg.eval_interval or not freihand_eval.has_gt(cfg.data_root):
+    data = datasets.entry(cfg.dataset)
+    if not cfg.eval_interval or data.evaluate is None or not data.has_ground_truth(cfg):
         return None
     # Each evaluation draws its pictures with OpenCV in this process, which then forks the
     # next evaluation's DataLoader workers: a started OpenCV thread pool deadlocks them (seen
     # in make demo's second evaluation). One thread: no pool.
     cv2.setNumThreads(1)
-    return get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
-                       input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                       cache_dir=cfg.annotation_cache)
+    return data.build('evaluation', cfg)

@@ -376,3 +376,15 @@ def write_curves_png(path, history, title=''):
     fig.tight_layout()
     with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png')
+
+
+def build_monitor(cfg, steps_per_epoch, start, device, faces, layout):
+    """The rank-0 Monitor of a training run resumed at `start` (a ResumePoint), with the
+    process layout (launch_summary's lines) as TensorBoard text."""
+    monitor = Monitor(tb_dir=cfg.tb_dir if cfg.tensorboard else None, log_dir=cfg.log_dir,
+                      experiment=cfg.experiment_name, iterations_per_epoch=steps_per_epoch,
+                      total_epoch=cfg.total_epoch, start_epoch=start.epoch,
+                      start_step=start.step, images_per_step=cfg.batch_size, device=device,
+                      faces=faces)
+    monitor.add_text('run/launch', '\n\n'.join(layout))
+    return monitor

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import utils.files.json_numbers
-from dataset import DataError, FreiHAND, get_dataset
+from dataset import DataError, FreiHAND, get_dataset, Preprocessing
 from synthetic.fixture import background_level, make_freihand
 
 MEAN = np.array([0.485, 0.456, 0.406])
@@ -40,7 +40,7 @@ def write_json(path, obj):
 
 def test_training_length_and_version_mapping(freihand):
     root, gt = freihand
-    ds = FreiHAND('training', root=root, augment=False)
+    ds = FreiHAND('training', root=root, preprocessing=Preprocessing(augment=False))
     assert len(ds) == 4 * 3
     for k in range(len(ds)):
         inputs, targets, meta = ds[k]
@@ -76,7 +76,7 @@ def test_training_target_maps_back_onto_the_projection(freihand):
 
 def test_fx_as_fy_targets_use_fx_for_v(freihand):
     root, gt = freihand
-    _, targets, _ = FreiHAND('training', root=root, fx_as_fy=True).get_item_with_aug(4)
+    _, targets, _ = FreiHAND('training', root=root, preprocessing=Preprocessing(fx_as_fy=True)).get_item_with_aug(4)
     coords = targets['mesh_pose_uvd'].astype(np.float64)
     uv_img = (coords[:, :2] + 1.0) * 128.0 * 130.0 / 256.0 + 47.0
     xyz = np.concatenate([gt['train_verts'][1], gt['train_xyz'][1]])
@@ -190,7 +190,7 @@ def _rot(ds, key):
 
 def test_augmentation_is_drawn_from_seed_epoch_and_item_alone(freihand):
     root, _ = freihand
-    ds = FreiHAND('training', root=root, seed=7)
+    ds = FreiHAND('training', root=root, preprocessing=Preprocessing(seed=7))
     # Independently: the generator seeded with [seed, stream 1, epoch, item], drawing scale
     # then rot (docs/method.md §2 step 4 order).
     rng = np.random.default_rng([7, 1, 3, 5])
@@ -203,12 +203,12 @@ def test_augmentation_is_drawn_from_seed_epoch_and_item_alone(freihand):
     assert _rot(ds, 5) == _rot(ds, (3, 5))
     draws = {(e, i): _rot(ds, (e, i)) for e in range(2) for i in range(4)}
     assert len(set(draws.values())) == len(draws)  # epochs and items all differ
-    assert _rot(FreiHAND('training', root=root, seed=8), (3, 5)) != _rot(ds, (3, 5))
+    assert _rot(FreiHAND('training', root=root, preprocessing=Preprocessing(seed=8)), (3, 5)) != _rot(ds, (3, 5))
 
 
 def test_dataloader_workers_draw_what_the_main_process_draws(freihand):
     root, _ = freihand
-    ds = FreiHAND('training', root=root, seed=0)
+    ds = FreiHAND('training', root=root, preprocessing=Preprocessing(seed=0))
     keys = [(e, i) for e in (0, 1) for i in range(6)]
     main = [_rot(ds, key) for key in keys]
     for workers in (1, 2):

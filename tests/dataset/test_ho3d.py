@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch.utils.data import ConcatDataset, default_collate
 
-from dataset import get_dataset
+import config
+from dataset import entry, get_dataset
 from dataset import ho3d as ho3d_module
 from dataset.ho3d import HO3D, read_meta
 from manopth.manolayer import ManoLayer
@@ -252,13 +253,14 @@ def test_mixed_training_concatenates_and_collates(ho3d_set, tmp_path):
     root, mano = ho3d_set
     freihand_root = str(tmp_path / 'FreiHAND')
     make_freihand(freihand_root, num_samples=2, num_eval=1)
-    mixed = get_dataset('FreiHAND+HO3D', 'training', root=freihand_root, ho3d_root=root,
-                        version='v3', mano_root=mano, input_img_shape=CROP)
+    cfg = config.resolve(['--dataset', 'FreiHAND+HO3D', '--data_root', freihand_root,
+                          '--ho3d_root', root, '--ho3d_version', 'v3', '--mano_root', mano,
+                          '--input_img_shape', f'{CROP[0]},{CROP[1]}', '--annotation_cache', 'off'])
+    mixed = entry('FreiHAND+HO3D').build('training', cfg)
     assert isinstance(mixed, ConcatDataset) and len(mixed) == 4 * 2 + NUM_TRAIN
     batch = default_collate([mixed[0], mixed[len(mixed) - 1]])  # one item of each set
     assert batch[1]['mesh_pose_uvd'].shape == (2, 799, 3)
-    evaluation = get_dataset('FreiHAND+HO3D', 'evaluation', root=freihand_root, ho3d_root=root,
-                             version='v3', mano_root=mano, input_img_shape=CROP)
+    evaluation = entry('FreiHAND+HO3D').build('evaluation', cfg)
     assert type(evaluation).__name__ == 'FreiHAND'  # evaluation stays FreiHAND's
 
 

@@ -8,7 +8,8 @@ and `cli` (the command line). The names below are the public API.
 """
 from utils.errors import EvaluationInputError
 from utils.freihand_eval.cli import main
-from utils.freihand_eval.files import GT_VERTS_FILE, GT_XYZ_FILE, has_gt, load_gt, load_pred
+from utils.freihand_eval.files import (GT_VERTS_FILE, GT_XYZ_FILE, has_gt, load_gt, load_pred,
+                                       write_pred)
 from utils.freihand_eval.metrics import (F_SCORE_THRESHOLDS_M, MESH_SCORE_KEYS, PCK_THRESHOLDS_M,
                                          SCORE_KEYS, SimilarityTransform, align_similarity,
                                          apply_similarity, auc_per_point, evaluate, f_scores,
@@ -21,5 +22,5 @@ __all__ = [
     'MESH_SCORE_KEYS', 'PCK_THRESHOLDS_M', 'SCORE_KEYS', 'SimilarityTransform',
     'align_similarity', 'apply_similarity', 'auc_per_point', 'evaluate', 'f_scores',
     'fit_similarity', 'format_report', 'format_scores_txt', 'has_gt', 'load_gt', 'load_pred',
-    'main', 'nearest_distances', 'pck_curves', 'point_errors', 'write_outputs',
+    'main', 'nearest_distances', 'pck_curves', 'point_errors', 'write_outputs', 'write_pred',
 ]

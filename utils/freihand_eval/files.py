@@ -6,6 +6,7 @@ import numpy as np
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
 from utils.files.annotations import load_annotation, resolve_cache_dir
+from utils.files.atomic import atomic_write_json
 from utils.errors import DataError, EvaluationInputError
 from utils.files.json_values import describe, entries_to_array, read_json
 
@@ -14,6 +15,13 @@ GT_VERTS_FILE = 'evaluation_verts.json'  # M x 778 x 3, meters, camera frame
 
 _GT_SOURCE_HINT = ('the evaluation ground truth ships with the FreiHAND v2 evaluation set '
                    '(evaluation_xyz.json and evaluation_verts.json in the data set root)')
+
+
+def write_pred(path, xyz, verts):
+    """pred.json (docs/method.md §7): [xyz_list, verts_list], meters rounded to 1e-6 m,
+    written atomically. Returns `path`."""
+    atomic_write_json(path, [np.round(xyz, 6).tolist(), np.round(verts, 6).tolist()])
+    return path
 
 
 def _points(entries, source, where, num_points, type_scan):
