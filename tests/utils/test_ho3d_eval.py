@@ -37,13 +37,15 @@ def procrustes(gt, pred):
 
 
 def scale_translation(gt, pred):
-    """pred scaled so |j4 - j0| is gt's (not scaled when gt's is 0), wrist moved onto gt's."""
-    length_gt = np.sqrt(((gt[4] - gt[0]) ** 2).sum())
-    length_pred = np.sqrt(((pred[4] - pred[0]) ** 2).sum())
-    with np.errstate(divide='ignore', invalid='ignore'):
-        factor = length_gt / length_pred if length_gt > 0 else 1.0
-        scaled = pred * factor
-        return scaled - scaled[0] + gt[0]
+    """The official order, line by line (docs/ho3d.md §6): divide pred by its own |j4 - j0|
+    when that is above 0, multiply by gt's, then move the wrist onto gt's."""
+    current = pred.copy()
+    length = np.sqrt(np.sum(np.square(current[4] - current[0])))
+    if length > 0:
+        current = current / length
+    current = current * np.sqrt(np.sum(np.square(gt[4] - gt[0])))
+    relative = current - current[0:1, :]
+    return relative + gt[0:1, :]
 
 
 def point_scores(errors):
@@ -146,18 +148,28 @@ def test_a_hand_worked_case():
         assert scores[key] == 1.0, key
 
 
-def test_the_all_zeros_predictor_has_nan_scale_translation_scores():
-    xyz_gt, verts_gt, _, _ = random_case(2)
-    zeros_xyz, zeros_verts = np.zeros_like(xyz_gt), np.zeros_like(verts_gt)
-    scores = ho3d_eval.evaluate(xyz_gt, verts_gt, zeros_xyz, zeros_verts, num_workers=1)
-    assert np.isnan(scores['xyz_scale_trans_al_mean3d']) and scores['num_nan_scale'] == len(xyz_gt)
-    assert scores['xyz_scale_trans_al_auc3d'] == 0.0  # NaN errors are within no threshold
-    reference = official_scores(xyz_gt, verts_gt, zeros_xyz, zeros_verts)
-    for key in KEYS:
-        if key != 'xyz_scale_trans_al_mean3d':
-            assert scores[key] == pytest.approx(reference[key], rel=1e-9, abs=1e-12), key
-    assert 'xyz_scale_trans_al_mean3d: nan' in ho3d_eval.format_scores_txt(scores)
-    assert 'undefined (NaN)' in ho3d_eval.format_report(scores)
+def test_scale_translation_rounds_as_the_official_order_with_exact_and_zero_length_predictions():
+    # Exact predictions (which must land on the ground truth to the bit for PCK's threshold 0)
+    # and a zero-length bone (only the division is skipped), against the line-by-line
+    # transcription of the official formula: equal bit for bit, and so are the scores (to the
+    # last bit of the AUC's own sums).
+    xyz_gt, verts_gt, xyz_pred, verts_pred = random_case(5, num=6)
+    xyz_pred[:3], verts_pred[:3] = xyz_gt[:3], verts_gt[:3]  # exact
+    xyz_pred[3] = 0.0  # every joint at the origin: |j4 - j0| = 0
+    xyz_pred[4, 4] = xyz_pred[4, 0]  # a zero bone in an otherwise good prediction
+    expected = np.stack([scale_translation(g, p) for g, p in zip(xyz_gt, xyz_pred)])
+    aligned = ho3d_eval.align_scale_translation(xyz_gt, xyz_pred)
+    np.testing.assert_array_equal(aligned, expected)
+    assert np.isfinite(aligned).all()
+    np.testing.assert_array_equal(aligned[3], np.broadcast_to(xyz_gt[3, :1], (21, 3)))
+    scores = ho3d_eval.evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=1)
+    reference = official_scores(xyz_gt, verts_gt, xyz_pred, verts_pred)
+    for key in ('xyz_scale_trans_al_mean3d', 'xyz_scale_trans_al_auc3d'):
+        assert scores[key] == pytest.approx(reference[key], rel=1e-12), key
+    # The exact predictions' errors at PCK's first threshold (0) are the official ones.
+    errors = np.linalg.norm(aligned - xyz_gt, axis=-1)
+    official_errors = np.linalg.norm(expected - xyz_gt, axis=-1)
+    np.testing.assert_array_equal(errors[:3] == 0, official_errors[:3] == 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,32 +37,32 @@ SCALE_BONE = (0, 4)  # HO3D order: wrist -> middle MCP, the bone of the scale al
 
 
 def align_scale_translation(gt, pred):
-    """Scale-translation alignment of HO3D's joints (docs/ho3d.md §6), per sample.
+    """Scale-translation alignment of HO3D's joints (docs/ho3d.md §6), per sample, operation
+    for operation as the official evaluation computes it.
 
-    The prediction is scaled so that its wrist-to-middle-MCP length |j4 - j0| equals the ground
-    truth's (not scaled when the ground truth's is 0), then translated so that its wrist sits on
-    the ground truth's wrist. A prediction whose |j4 - j0| is 0 while the ground truth's is not
-    cannot be scaled: its aligned joints are NaN (the all-zeros predictor scores NaN, as in the
-    official scores).
+    The prediction is divided by its own wrist-to-middle-MCP length |j4 - j0| when that is
+    above 0 (a zero length skips only this division), multiplied by the ground truth's, then
+    translated so that its wrist sits on the ground truth's wrist. The order matters: an exact
+    prediction then lands on the ground truth to the last bit in the same cases as the official
+    score, which PCK's first threshold (0) counts.
 
     gt, pred: B x 21 x 3 (m, HO3D order). Returns B x 21 x 3.
     """
     gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     first, second = SCALE_BONE
-    length_gt = np.linalg.norm(gt[:, second] - gt[:, first], axis=-1)
-    length_pred = np.linalg.norm(pred[:, second] - pred[:, first], axis=-1)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        factor = np.where(length_gt > 0, length_gt / length_pred, 1.0)
-        scaled = pred * factor[:, None, None]
-        return scaled - scaled[:, first:first + 1] + gt[:, first:first + 1]
+    length_pred = np.sqrt(np.sum(np.square(pred[:, second] - pred[:, first]), axis=-1))
+    length_gt = np.sqrt(np.sum(np.square(gt[:, second] - gt[:, first]), axis=-1))
+    divisor = np.where(length_pred > 0, length_pred, 1.0)[:, None, None]
+    scaled = np.where((length_pred > 0)[:, None, None], pred / divisor, pred)
+    scaled = scaled * length_gt[:, None, None]
+    return (scaled - scaled[:, first:first + 1]) + gt[:, first:first + 1]
 
 
 def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
     """The 14 official HO3D scores of one set of predictions.
 
     xyz_*: M x 21 x 3, verts_*: M x 778 x 3 (m, HO3D order, one frame for both). Returns a dict
-    with the SCORE_KEYS (means in cm; the scale-translation ones NaN when a predicted
-    |j4 - j0| is 0), 'num_samples', 'num_nan_scale' (such samples), 'pck_thresholds_m' (T,),
+    with the SCORE_KEYS (means in cm), 'num_samples', 'pck_thresholds_m' (T,),
     'pck_curves' {prefix: (T,) mean over points} for 'xyz', 'xyz_procrustes_al',
     'xyz_scale_trans_al', 'mesh', 'mesh_al'.
     """
@@ -73,7 +73,7 @@ def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
                                    f'{NUM_VERTS} x 3: HO3D scores MANO meshes')
     base = freihand_metrics.evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers)
     errors = point_errors(xyz_gt, align_scale_translation(xyz_gt, xyz_pred))  # (M, 21)
-    curves = pck_curves(errors)  # NaN errors are never within a threshold
+    curves = pck_curves(errors)
     scores = {key: base[FROM_FREIHAND[key]] for key in FROM_FREIHAND}
     scores['xyz_scale_trans_al_mean3d'] = float(errors.mean(axis=0).mean() * M_TO_CM)
     scores['xyz_scale_trans_al_auc3d'] = float(auc_per_point(curves).mean())
@@ -81,7 +81,6 @@ def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
     pck = {name: base['pck_curves'][source] for name, source in CURVES.items()}
     pck['xyz_scale_trans_al'] = curves.mean(axis=0)
     assert errors.shape[1] == NUM_JOINTS
-    scores.update(num_samples=base['num_samples'],
-                  num_nan_scale=int(np.isnan(errors).any(axis=1).sum()),
-                  pck_thresholds_m=PCK_THRESHOLDS_M.copy(), pck_curves=pck)
+    scores.update(num_samples=base['num_samples'], pck_thresholds_m=PCK_THRESHOLDS_M.copy(),
+                  pck_curves=pck)
     return scores

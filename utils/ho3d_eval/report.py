@@ -26,9 +26,6 @@ def format_report(scores):
                      f'auc {scores[prefix + "_auc3d"]:.3f}')
     lines.append(f'  F@5mm = {scores["f_score_5"]:.3f}   F_aligned@5mm = {scores["f_al_score_5"]:.3f}   '
                  f'F@15mm = {scores["f_score_15"]:.3f}   F_aligned@15mm = {scores["f_al_score_15"]:.3f}')
-    if scores['num_nan_scale']:
-        lines.append(f'  {scores["num_nan_scale"]} frames have a predicted wrist-to-middle-MCP length '
-                     f'of 0: their scale-translation alignment is undefined (NaN).')
     return '\n'.join(lines)
 
 
