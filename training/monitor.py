@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -77,6 +78,14 @@ def load_history(path, start_epoch):
     return [entry for entry in entries if entry['epoch'] < start_epoch]
 
 
+class RunLength(NamedTuple):
+    """How long a run is: optimizer steps per epoch (len(loader)), epochs of the whole run,
+    images per step over all processes (config batch_size)."""
+    iterations_per_epoch: int
+    total_epoch: int
+    images_per_step: int
+
+
 class Monitor:
     """TensorBoard events, log-line suffix, history JSON and curves picture of one run.
 
@@ -86,23 +95,21 @@ class Monitor:
         tb_dir: TensorBoard folder (e.g. output/tb/<experiment>), or None for no events.
         log_dir: folder of the history JSON and the curves PNG (the training log's folder).
         experiment: run name, used in the file names and the picture's title.
-        iterations_per_epoch: len(loader).
-        total_epoch: epochs of the whole run.
-        start_epoch: first epoch this process trains (0, or the checkpoint's epoch + 1).
-        start_step: optimizer steps of start_epoch already done (an iteration checkpoint's).
-        images_per_step: images per optimiser step over all processes (config batch_size).
+        length: RunLength (iterations per epoch, epochs of the whole run, images per step).
+        start: (epoch, step): the first epoch this process trains (0, or the checkpoint's
+            epoch + 1) and the optimizer steps of it already done (an iteration checkpoint's).
         device: training device; on CUDA the peak allocated memory is logged.
         faces: F x 3 MANO faces, to render evaluation results (None: no pictures).
         num_eval_images: evaluation results rendered at each evaluation.
     """
 
-    def __init__(self, *, tb_dir, log_dir, experiment, iterations_per_epoch, total_epoch,
-                 start_epoch, images_per_step, device, faces=None,
-                 num_eval_images=NUM_EVAL_IMAGES, start_step=0):
+    def __init__(self, *, tb_dir, log_dir, experiment, length, device, start=(0, 0), faces=None,
+                 num_eval_images=NUM_EVAL_IMAGES):
+        start_epoch, start_step = start
         self.experiment = experiment
-        self.iterations_per_epoch = iterations_per_epoch
-        self.total_epoch = total_epoch
-        self.images_per_step = images_per_step
+        self.iterations_per_epoch = length.iterations_per_epoch
+        self.total_epoch = length.total_epoch
+        self.images_per_step = length.images_per_step
         self.device = torch.device(device)
         self.faces = faces
         self.num_eval_images = num_eval_images
@@ -382,9 +389,8 @@ def build_monitor(cfg, steps_per_epoch, start, device, faces, layout):
     """The rank-0 Monitor of a training run resumed at `start` (a ResumePoint), with the
     process layout (launch_summary's lines) as TensorBoard text."""
     monitor = Monitor(tb_dir=cfg.tb_dir if cfg.tensorboard else None, log_dir=cfg.log_dir,
-                      experiment=cfg.experiment_name, iterations_per_epoch=steps_per_epoch,
-                      total_epoch=cfg.total_epoch, start_epoch=start.epoch,
-                      start_step=start.step, images_per_step=cfg.batch_size, device=device,
-                      faces=faces)
+                      experiment=cfg.experiment_name,
+                      length=RunLength(steps_per_epoch, cfg.total_epoch, cfg.batch_size),
+                      device=device, start=(start.epoch, start.step), faces=faces)
     monitor.add_text('run/launch', '\n\n'.join(layout))
     return monitor

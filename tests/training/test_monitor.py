@@ -10,7 +10,7 @@ import pytest
 
 from utils.freihand_eval import SCORE_KEYS
 from training import monitor as monitor_module
-from training.monitor import Monitor, format_duration, load_history, write_curves_png
+from training.monitor import Monitor, RunLength, format_duration, load_history, write_curves_png
 
 event_accumulator = pytest.importorskip(
     'tensorboard.backend.event_processing.event_accumulator')
@@ -28,8 +28,8 @@ def scalars(path):
 
 def make_monitor(tmp_path, start_epoch=0, tb=True, iterations=3, total_epoch=2):
     return Monitor(tb_dir=str(tmp_path / 'tb') if tb else None, log_dir=str(tmp_path / 'log'),
-                   experiment='exp', iterations_per_epoch=iterations, total_epoch=total_epoch,
-                   start_epoch=start_epoch, images_per_step=4, device='cpu')
+                   experiment='exp', length=RunLength(iterations, total_epoch, 4),
+                   start=(start_epoch, 0), device='cpu')
 
 
 def run_epoch(monitor, epoch, iterations=3, seed=0):
@@ -187,8 +187,7 @@ def test_evaluation_pictures_skip_predictions_that_cannot_be_drawn(tmp_path, cap
     img2bb = np.array([[64 / 130, 0.0, -47 * 64 / 130], [0.0, 64 / 130, -47 * 64 / 130]])
     item = ({'img': np.zeros((3, 64, 64), np.float32)}, {}, {'K': K, 'img2bb_trans': img2bb})
     monitor = Monitor(tb_dir=str(tmp_path / 'tb'), log_dir=str(tmp_path / 'log'),
-                      experiment='exp', iterations_per_epoch=3, total_epoch=2, start_epoch=0,
-                      images_per_step=4, device='cpu', faces=faces)
+                      experiment='exp', length=RunLength(3, 2, 4), device='cpu', faces=faces)
     monitor.log_evaluation(0, {key: 1.0 for key in SCORE_KEYS}, [item, item], xyz, verts)
     monitor.close()
     acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'), size_guidance={'images': 0})
