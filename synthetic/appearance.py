@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from utils.constants import FREIHAND_IMG_SIZE, FREIHAND_VERSIONS
+from utils.vis.render import Shading  # pyrender itself is imported when a mesh is rendered
 
 # Rendering and images.
 SUPERSAMPLE = 2  # render at 2x and average 2x2 blocks: anti-aliased edges, coverage masks
@@ -137,8 +138,8 @@ def draw_skin_and_light(rng):
     skin = (1 - (tone - low)) * SKIN_TONES[low] + (tone - low) * SKIN_TONES[high]
     skin = np.clip(skin + rng.uniform(-SKIN_JITTER, SKIN_JITTER, size=3), 0.0, 1.0)
     light_dir = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0), rng.uniform(0.6, 1.5)])
-    return skin, dict(light_dir=light_dir, light_intensity=rng.uniform(*LIGHT_INTENSITY_RANGE),
-                      ambient=rng.uniform(*AMBIENT_RANGE))
+    return skin, Shading(light_dir=light_dir, light_intensity=rng.uniform(*LIGHT_INTENSITY_RANGE),
+                         ambient=rng.uniform(*AMBIENT_RANGE))
 
 
 def supersampled_intrinsics(K, s=SUPERSAMPLE):
@@ -171,7 +172,7 @@ def render_hand(verts_cam, faces, K, rng, size=FREIHAND_IMG_SIZE):
     skin, light = draw_skin_and_light(rng)
     s = SUPERSAMPLE
     rgb, _, mask = render_mesh(verts_cam, faces, supersampled_intrinsics(K), (height * s, width * s),
-                               color=skin, **light)
+                               color=skin, shading=light)
     coverage = mask.astype(np.float32)
     premultiplied = rgb.astype(np.float32) * coverage[..., None]
     # INTER_AREA with an integer factor averages s x s blocks.

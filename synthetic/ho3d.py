@@ -223,10 +223,11 @@ def render_frame(verts_cam, faces, K, obj, rng):
     K_fine = supersampled_intrinsics(K)
     fine = (height * s, width * s)
     skin, light = draw_skin_and_light(rng)
-    hand_rgb, hand_depth, hand_mask = render_mesh(verts_cam, faces, K_fine, fine, color=skin, **light)
+    hand_rgb, hand_depth, hand_mask = render_mesh(verts_cam, faces, K_fine, fine, color=skin, shading=light)
     obj_verts_cam = obj['verts'] @ obj['rotation'].T + obj['center']
     shade, obj_depth, obj_mask = render_mesh(obj_verts_cam, obj['faces'], K_fine, fine,
-                                             color=(1.0, 1.0, 1.0), smooth=False, **light)
+                                             color=(1.0, 1.0, 1.0),
+                                             shading=light._replace(smooth=False))
     obj_front = obj_mask & (~hand_mask | (obj_depth < hand_depth))
     # The object's texture at the visible surface points (back-projected with their depth).
     rows, cols = np.nonzero(obj_front)

@@ -84,7 +84,7 @@ def parse_exact(json_path, entry_shape, what):
     utils/json_values.py); for the small files that must be exact (the evaluation ground truth)."""
     value, type_scan = read_json(json_path, what, DataError)
     return entries_to_array(value, json_path, '', entry_shape, dtype=np.float64,
-                            type_scan=type_scan, finite=True, error=DataError, item='entry')
+                            type_scan=type_scan, error=DataError, item='entry')
 
 
 def write_npy(path, array):

@@ -109,7 +109,7 @@ def find_malformed(entries, where, entry_shape, item='sample', levels=POINT_LEVE
 
 
 def entries_to_array(entries, source, where, entry_shape, *, dtype=np.float64, type_scan=True,
-                     finite=True, error=DataError, item='sample', levels=POINT_LEVELS):
+                     error=DataError, item='sample'):
     """Convert a JSON list of entries of one nested shape to an array, or raise `error`.
 
     Args:
@@ -120,7 +120,6 @@ def entries_to_array(entries, source, where, entry_shape, *, dtype=np.float64, t
             leading None accepts any length that every entry shares.
         dtype: of the result (the numbers are converted by numpy straight from the JSON floats).
         type_scan: check every value's type before converting (see `read_json`).
-        finite: also reject NaN and infinities, naming the first.
     Returns:
         N x entry_shape array.
     """
@@ -129,7 +128,7 @@ def entries_to_array(entries, source, where, entry_shape, *, dtype=np.float64, t
                     f'with one entry per sample')
     if not entries:
         raise error(f'{source}: {where or "the file"} is empty, expected one entry per sample')
-    problem = find_malformed(entries, where, entry_shape, item, levels) if type_scan else None
+    problem = find_malformed(entries, where, entry_shape, item, POINT_LEVELS) if type_scan else None
     array = None
     if problem is None:
         try:
@@ -140,15 +139,14 @@ def entries_to_array(entries, source, where, entry_shape, *, dtype=np.float64, t
         shape_ok = (array is not None and array.ndim == 1 + len(expected) and all(
             e is None or e == a for e, a in zip(expected, array.shape[1:])))
         if not shape_ok:
-            problem = find_malformed(entries, where, entry_shape, item, levels)
+            problem = find_malformed(entries, where, entry_shape, item, POINT_LEVELS)
             assert problem is not None, f'{where}: numpy cannot convert it, yet no entry is malformed'
     if problem is not None:
         raise error(f'{source}: {problem}; re-create or re-download the file')
-    if finite:
-        bad = np.argwhere(~np.isfinite(array))
-        if len(bad):
-            index = tuple(int(k) for k in bad[0])
-            place = ' '.join(f'{name} {k}' for name, k in zip((item,) + tuple(levels), index))
-            raise error(f'{source}: {where} {place} is {array[index]}; every coordinate must be '
-                        f'a finite number (meters)'.replace(':  ', ': '))
+    bad = np.argwhere(~np.isfinite(array))
+    if len(bad):
+        index = tuple(int(k) for k in bad[0])
+        place = ' '.join(f'{name} {k}' for name, k in zip((item,) + POINT_LEVELS, index))
+        raise error(f'{source}: {where} {place} is {array[index]}; every coordinate must be '
+                    f'a finite number (meters)'.replace(':  ', ': '))
     return array

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import sys
+from typing import NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -170,8 +171,22 @@ def _light_pose_gl(light_dir_cam):
     return pose
 
 
+class Shading(NamedTuple):
+    """The lights and normals of `render_mesh`.
+
+    light_dir: 3-vector, direction the light travels in the camera frame; None: (0, 0, 1),
+    light coming from the camera. light_intensity: directional light intensity (pyrender
+    units, linear). ambient: ambient light intensity (linear). smooth: interpolate vertex
+    normals (True) or shade each face flat (False).
+    """
+    light_dir: Optional[tuple] = None
+    light_intensity: float = 3.0
+    ambient: float = 0.3
+    smooth: bool = True
+
+
 def render_mesh(verts_cam, faces, K, image_size, color=(0.8, 0.6, 0.5), background=None,
-                light_dir=None, light_intensity=3.0, ambient=0.3, smooth=True):
+                shading=Shading()):
     """Render a triangle mesh seen by a pinhole camera; optionally composite it over an image.
 
     Lighting: one directional light plus ambient light. Both sides of every face are drawn and
@@ -186,17 +201,14 @@ def render_mesh(verts_cam, faces, K, image_size, color=(0.8, 0.6, 0.5), backgrou
         color: RGB in [0, 1], about the displayed colour of a surface facing the light.
         background: optional H x W x 3 uint8 RGB image; the mesh is pasted over it where the mask
             is set. Without it the background is white.
-        light_dir: 3-vector, direction the light travels in the camera frame; default (0, 0, 1),
-            i.e. light coming from the camera.
-        light_intensity: directional light intensity (pyrender units, linear).
-        ambient: ambient light intensity (linear).
-        smooth: interpolate vertex normals (True) or shade each face flat (False).
+        shading: Shading (light direction and intensity, ambient light, smooth normals).
 
     Returns:
         rgb: H x W x 3 uint8 RGB image.
         depth: H x W float32, z of the nearest surface in meters (OpenCV frame), 0 off the mesh.
         mask: H x W bool, pixels covered by the mesh.
     """
+    light_dir, light_intensity, ambient, smooth = shading
     verts, faces = _check_mesh(verts_cam, faces)
     K = _check_intrinsics(K)
     height, width = _check_image_size(image_size)
