@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.txt
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: venv test test-fast demo docs
+.PHONY: venv test test-fast demo docs detector
 
 venv: $(STAMP)
 
@@ -28,3 +28,12 @@ demo: venv
 
 docs: venv
 	$(PY) -m tools.make_docs
+
+# The optional hand detector (demo.py --detector mediapipe; requirements-detector.txt). Its
+# opencv-contrib-python overwrites the module cv2: put opencv-python-headless's back (same
+# version, no Qt/X11), which mediapipe runs on as well.
+detector: venv
+	$(PY) -m pip install -r requirements-detector.txt
+	$(PY) -m pip install --force-reinstall --no-deps \
+		"opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
+	$(PY) -c "import cv2, mediapipe; print('detector ready: mediapipe', mediapipe.__version__, 'cv2', cv2.__version__)"

@@ -1,16 +1,24 @@
-"""SAR on your own images and videos: per image a mesh (.obj, camera frame, meters), an overlay
-and a 2D skeleton; per video the mesh and joints of every frame in one JSON-lines file and
+"""SAR on your own images and videos: per image every hand's mesh (.obj, and .glb/.ply with
+--outputs; camera frame, meters), an overlay with each hand's box and L/R label, a 2D skeleton
+and one JSON record; per video the mesh and joints of every frame in one JSON-lines file and
 an overlay video.
 
     python demo.py --input hand.jpg --checkpoint output/checkpoint/<exp>/snapshot_49.pth.tar
     python demo.py --input photos/ --checkpoint snapshot.pth.tar --bbox 120,80,200,200 --left
+    python demo.py --input photos/ --checkpoint snapshot.pth.tar --detector mediapipe --max_hands 2
+    python demo.py --input photos/ --checkpoint snapshot.pth.tar --boxes boxes.json \\
+        --outputs overlay,side,obj,glb,ply,json --axes opengl
     python demo.py --input clip.mp4 --checkpoint snapshot.pth.tar --bbox auto --smooth
     python demo.py --sequence frames/ --checkpoint snapshot.pth.tar --fps 30 --save_obj
 
+Hands and their boxes: --boxes FILE (JSON: per image name a list of {"box": [x, y, w, h],
+"side": "left"|"right", "score": s}: your own detector's boxes); --detector mediapipe (every
+hand, up to --max_hands, with its side and score; the optional extra: `make detector`);
+--bbox x,y,w,h (one hand, pixels; --left for a left hand); else the centred FreiHAND box, 130/224
+of the shorter image side, around the image centre; --bbox auto starts there and re-crops
+around the predicted joints until the box moves less than 3 % (at most 4 predictions, then
+the final one). Left hands go through the mirrored path below.
 Camera and placement, when not given:
-- hand box (--bbox x,y,w,h in pixels): the centred FreiHAND box, 130/224 of the shorter image
-  side, around the image centre; --bbox auto starts there and re-crops around the predicted
-  joints until the box moves less than 3 % (at most 4 predictions, then the final one);
 - intrinsics: --K fx,fy,cx,cy (pixels) or --K FILE.json; else --focal (pixels, principal point
   at the image centre); else, for a photo, the EXIF FocalLengthIn35mmFilm (the longer image
   side spans 36 mm); else a 60 degree field of view across the longer side. Each image's
@@ -20,15 +28,18 @@ Camera and placement, when not given:
   metric size of hand_scale_m (config.py; inference/root_depth.py); or meters. The depth only moves
   the hand along its rays: the 2D overlay does not depend on it.
 --fit_mano fits MANO (manopth's convention, wild/mano_fit.py) to each mesh; every image gets
-<name>.json (K, box, hand, root depth, joints in the camera frame and in pixels, MANO
-parameters when fitted; docs/own_images.md, "The JSON record").
-- --left: the image is flipped, the network (trained on right hands) predicts, and the mesh is
-  mirrored back (x -> -x in the camera frame, faces re-wound).
+<name>.json with one record per hand (box, side, score, K, root depth and its source, joints
+and vertices in the camera frame, joints in pixels, MANO parameters when fitted;
+docs/own_images.md). --outputs chooses the files (wild/outputs.py); --axes opengl writes the
+meshes in OpenGL's / Blender's camera convention (x, -y, -z).
+- left hands: the image is flipped, the network (trained on right hands) predicts, and the mesh
+  is mirrored back (x -> -x in the camera frame, faces re-wound).
 Videos (--input FILE that is not an image, any format OpenCV reads) and image sequences
-(--sequence FOLDER, frames in file-name order) are tracked without a detector: the first
-frame uses the box above, each next frame the box around the joints predicted in the previous
-one (1.57 x their extent, FreiHAND's framing); a box that collapses or leaves the image is
-reset to the last good one, and the log says so with the frame index. --smooth filters the
+(--sequence FOLDER, frames in file-name order) follow one hand: the first frame uses the box
+above (with --detector, its best hand), each next frame the box around the joints predicted in
+the previous one (1.57 x their extent, FreiHAND's framing); a box that collapses or leaves the
+image is re-detected (--detector) or reset to the last good one, and the log says so with the
+frame index. --smooth filters the
 decoded 3D points over time with a One Euro filter (--smooth_min_cutoff, --smooth_beta).
 Any config.py field can follow (e.g. --device cpu --backbone resnet18 --input_img_shape 128,128
 for a checkpoint without a stored configuration; a checkpoint's own is read automatically).
@@ -40,32 +51,30 @@ import os
 import sys
 
 import cv2
-import numpy as np
 import torch
 from tqdm import tqdm
 
 import config as config_module
-from inference.decoding import Decoding
-from inference.network import inference_amp, load_inference_model
-from inference.predictor import HandPredictor
-from inference.root_depth import root_prior_for
+from inference.network import load_inference_model
 from inference.run_config import resolve_config
-from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
-from utils.errors import DataError, ImageInputError
-from utils.files.atomic import atomic_write_json
-from utils.files.obj import write_obj
-from utils.files.video import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
-from utils.mano import MANO
+from utils.errors import ImageInputError
+from wild.camera import check_intrinsics, image_intrinsics, parse_K
+from wild.mano_fit import fit_record
 from utils.runtime.launch import log_config_notes, run_main
+from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, OneEuroFilter, box_problem
+from wild.video import auto_box
+from utils.files.video import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
+from utils.errors import DataError
+from utils.mano import MANO
 from utils.runtime.logger import setup_logger
-from wild.camera import check_intrinsics, hand_record, image_intrinsics, parse_K
-from wild.mano_fit import ManoFitter, fit_record
-from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, HandBox, OneEuroFilter, box_problem
-from wild.video import auto_box, box_xywh, run_video
+from wild.boxes import BoxSpec, boxes_for, read_boxes
+from wild.detector import DETECTORS, DetectorUnavailableError, load_detector
+from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, PHOTO_OUTPUTS,
+                          VIDEO_OUTPUTS, check_outputs, write_outputs)
+from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, Predictor, box_of, centred_box, process_photo
+from wild.sequence import VideoJob, VideoRootDepth, plain_hand, run_video
 
 logger = logging.getLogger('sar')
-BOX_SEARCH_DEPTH_M = 0.7  # m: --bbox auto searches at this depth (the 2D joints do not depend on
-# it); a video's frames before the first good --root_depth auto use it too
 DEFAULT_FPS = 30.0  # frames/s of a --sequence (and of a video whose file gives none)
 
 
@@ -79,6 +88,20 @@ def parse_args(argv):
     parser.add_argument('--out', default='output/demo', help='output folder')
     parser.add_argument('--bbox', help='hand box x,y,w,h in pixels, or "auto" (default: the '
                                        'centred box); for a video, the first frame\'s box')
+    parser.add_argument('--boxes', help='JSON file of hand boxes per image name: [{"box": [x, y, '
+                                        'w, h], "side": "left"|"right", "score": s}, ...]')
+    parser.add_argument('--detector', choices=DETECTORS, default='none',
+                        help='find every hand: mediapipe (the optional extra: make detector)')
+    parser.add_argument('--max_hands', type=int, default=2,
+                        help='--detector: hands per image at most (default %(default)s)')
+    parser.add_argument('--outputs', help=f"comma-separated: photos from {','.join(PHOTO_OUTPUTS)} "
+                                          f"(default {','.join(DEFAULT_PHOTO_OUTPUTS)}); videos "
+                                          f"from {','.join(VIDEO_OUTPUTS)} (default "
+                                          f"{','.join(DEFAULT_VIDEO_OUTPUTS)}: JSON lines, "
+                                          f"overlay video)")
+    parser.add_argument('--axes', choices=AXES, default='opencv',
+                        help='mesh files: opencv (x right, y down, z forward; default) or opengl '
+                             '(Blender: y up, the camera looking down -z)')
     parser.add_argument('--K', help='intrinsics fx,fy,cx,cy in pixels, or a JSON file '
                                     '({"fx", "fy", "cx", "cy"} or a 3 x 3 "K")')
     parser.add_argument('--focal', type=float, help='focal length in pixels of the input image '
@@ -88,11 +111,13 @@ def parse_args(argv):
                              "hand_scale_m) or meters")
     parser.add_argument('--fit_mano', action='store_true',
                         help='fit MANO parameters to each mesh (written to the JSON record)')
-    parser.add_argument('--left', action='store_true', help='the images show left hands')
+    parser.add_argument('--left', action='store_true',
+                        help='the --bbox (or centred) box holds a left hand')
     parser.add_argument('--fps', type=float,
                         help=f'frames/s of the video (default: the file\'s own; {DEFAULT_FPS:g} '
                              f'for a --sequence); sets the overlay video and the filter rate')
-    parser.add_argument('--save_obj', action='store_true', help='video: also one OBJ per frame')
+    parser.add_argument('--save_obj', action='store_true',
+                        help='video: also one OBJ per frame (adds obj to --outputs)')
     parser.add_argument('--smooth', action='store_true',
                         help='video: One Euro filter on the decoded 3D points (off: the raw '
                              'per-frame results)')
@@ -120,16 +145,20 @@ def hand_box(bbox_text, width, height):
     """(centre (2,), side) of the square hand box in image pixels; bbox_text None or 'auto'
     gives the default centred box (where --bbox auto starts)."""
     if bbox_text is None or bbox_text == 'auto':
-        side = HAND_BOX_SIZE / FREIHAND_IMG_SIZE * min(width, height)
-        return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
+        return centred_box(width, height)
+    return box_of(parse_bbox(bbox_text))
+
+
+def parse_bbox(text):
+    """--bbox x,y,w,h (pixels) as four floats."""
     try:
-        x, y, w, h = (float(v) for v in bbox_text.split(','))
+        x, y, w, h = (float(v) for v in text.split(','))
     except ValueError:
-        raise config_module.ConfigError(f"--bbox {bbox_text!r}: expected four numbers x,y,w,h "
+        raise config_module.ConfigError(f"--bbox {text!r}: expected four numbers x,y,w,h "
                                         f"or 'auto'") from None
     if w <= 0 or h <= 0:
-        raise config_module.ConfigError(f"--bbox {bbox_text!r}: width and height must be positive")
-    return HandBox(np.array([x + w / 2, y + h / 2]), max(w, h))
+        raise config_module.ConfigError(f"--bbox {text!r}: width and height must be positive")
+    return x, y, w, h
 
 
 def parse_root_depth(text):
@@ -146,70 +175,39 @@ def parse_root_depth(text):
     return depth
 
 
-def intrinsics(args, width, height, image_path=None, name='image'):
-    """(K, K_source) of one image or video (wild.camera.image_intrinsics), checked."""
-    K, source, detail = image_intrinsics(width, height, K=args.K_parsed, focal=args.focal,
-                                         image_path=image_path)
-    check_intrinsics(K, width, height, name)
-    logger.info('%s: K from %s (%s)', name, source, detail)
-    return K, source
+def photo_options(args, path):
+    """The PhotoOptions of one image: its --boxes entry, --bbox or the detector."""
+    side = 'left' if args.left else 'right'
+    boxes = None
+    if args.boxes_parsed is not None:
+        boxes = boxes_for(args.boxes_parsed, path)
+        if boxes is None:
+            raise ImageInputError(f'{path}: no entry for {os.path.basename(path)} in --boxes '
+                                  f'{args.boxes}; add its hands (or [] for none)')
+    elif args.bbox not in (None, 'auto'):  # checked against each image in process_photo
+        boxes = [BoxSpec(parse_bbox(args.bbox), side, None, 'bbox')]
+    return PhotoOptions(K=args.K_parsed, focal=args.focal, root_depth=args.root_depth,
+                        detector=args.detector, max_hands=args.max_hands, boxes=boxes,
+                        auto_box=args.bbox == 'auto', side=side, fit_mano=args.fit_mano,
+                        axes=args.axes)
 
 
-def first_box(args, img_bgr, make_predictor):
-    """The box of a still image or of a video's first frame: --bbox, the default or auto."""
-    height, width = img_bgr.shape[:2]
-    box = hand_box(args.bbox, width, height)
-    problem = box_problem(box, (height, width)) if args.bbox not in (None, 'auto') else None
-    if problem is not None:
-        raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the hand '
-                                        f'(x,y,w,h in pixels) or --bbox auto')
-    if args.bbox == 'auto':
-        # The 2D joints do not depend on K (decoding and projecting with one K cancel), so
-        # the search can use the default box's camera.
-        K = image_intrinsics(width, height, K=args.K_parsed, focal=args.focal)[0]
-        box = auto_box(make_predictor(K, BOX_SEARCH_DEPTH_M), img_bgr, box)
-    return box
+def process_image(args, path, img_bgr, predictor):
+    """Predict every hand of one image (img_bgr, read), fit with --fit_mano, write the outputs."""
+    result = process_photo(img_bgr, predictor, photo_options(args, path), image_path=path)
+    if not result.hands:
+        logger.warning('%s: no hand found%s', path,
+                       f' by --detector {args.detector}' if args.detector != 'none' else '')
+    write_outputs(args.out, path, img_bgr, result, predictor.faces, args.outputs, args.axes)
+    return len(result.hands)
 
 
-def process_image(args, path, img_bgr, make_predictor, faces, fitter):
-    """Predict, fit (with --fit_mano) and write the outputs of one image (img_bgr, read)."""
-    from utils.files.images import save_image
-    from utils.vis.drawing import draw_skeleton
-    from utils.vis.render import render_mesh  # after torch/torchvision (see utils/render.py)
-
-    height, width = img_bgr.shape[:2]
-    K, K_source = intrinsics(args, width, height, path, name=path)
-    box = first_box(args, img_bgr, make_predictor)
-    xyz_cam, joints_uv = make_predictor(K, args.root_depth)(img_bgr, box, name=path)
-    verts = xyz_cam[:len(xyz_cam) - len(joints_uv)]
-    mano = fit = None
-    if fitter is not None:
-        fit = fitter.fit(verts[None])
-        mano = fit_record(fit, 0)
-    record = hand_record(K, K_source, box_xywh(box), 'left' if args.left else 'right',
-                         xyz_cam[-len(joints_uv):], 'auto' if args.root_depth == 'auto' else 'given',
-                         fx_as_fy=args.fx_as_fy, mano=mano,
-                         hand_scale_m=args.hand_scale_m if args.root_depth == 'auto' else None)
-
-    name = os.path.splitext(os.path.basename(path))[0]
-    write_obj(os.path.join(args.out, f'{name}.obj'), verts, faces)
-    atomic_write_json(os.path.join(args.out, f'{name}.json'), record, indent=1)
-    img_rgb = np.ascontiguousarray(img_bgr[:, :, ::-1])
-    overlay = render_mesh(verts, faces, K, (height, width), background=img_rgb)[0]
-    save_image(os.path.join(args.out, f'{name}_mesh.png'), overlay)
-    if fit is not None:  # the fitted MANO mesh, drawn the same way
-        fitted = render_mesh(fit['verts'][0], faces, K, (height, width), background=img_rgb)[0]
-        save_image(os.path.join(args.out, f'{name}_mano_mesh.png'), fitted)
-    skeleton = draw_skeleton(img_rgb, joints_uv)
-    save_image(os.path.join(args.out, f'{name}_skeleton.png'), skeleton)
-
-
-def run_images(args, make_predictor, faces, fitter):
+def run_images(args, predictor):
     """Every image of --input. One that cannot be decoded, or processed as asked (wild.camera.
-    ImageInputError: its K, a degenerate auto depth), is named when met and skipped; the others
-    go on, and the run fails at the end with the list."""
+    ImageInputError: its K, a box, a degenerate auto depth), is named when met and skipped; the
+    others go on, and the run fails at the end with the list."""
     paths = list_images(args.input)
-    unreadable, skipped = [], []
+    unreadable, skipped, hands = [], [], 0
     for path in tqdm(paths, desc='images'):
         img_bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if img_bgr is None:  # named now, the others still processed, the run fails at the end
@@ -217,14 +215,13 @@ def run_images(args, make_predictor, faces, fitter):
             unreadable.append(path)
             continue
         try:
-            process_image(args, path, img_bgr, make_predictor, faces, fitter)
+            hands += process_image(args, path, img_bgr, predictor)
         except ImageInputError as err:
             logger.warning('skipping %s', err)
             skipped.append(str(err))
     done = len(paths) - len(unreadable) - len(skipped)
     if done:
-        print(f'wrote meshes (.obj, camera frame, meters), records (.json), overlays and '
-              f'skeletons of {done} image(s) to {args.out}')
+        print(f"wrote {', '.join(args.outputs)} of {hands} hand(s) in {done} image(s) to {args.out}")
     problems = []
     if unreadable:
         problems.append(f"{len(unreadable)} of {len(paths)} image(s) could not be decoded and "
@@ -237,32 +234,49 @@ def run_images(args, make_predictor, faces, fitter):
         raise DataError('\n'.join(problems))
 
 
-class VideoRootDepth:
-    """The predictor of a video with --root_depth auto: a frame whose prediction gives no depth
-    keeps the previous frame's, or BOX_SEARCH_DEPTH_M before the first good one (logged);
-    `source` says what the last frame got: 'auto', 'previous_frame' or 'fallback'."""
-
-    def __init__(self, predictor):
-        self.predictor = predictor
-        self.frame, self.last_depth, self.source = -1, None, 'auto'
-
-    def __call__(self, img_bgr, box):
-        self.frame += 1
-        first = self.last_depth is None
-        self.predictor.fallback_depth = BOX_SEARCH_DEPTH_M if first else self.last_depth
-        xyz_cam, joints_uv = self.predictor(img_bgr, box, name=f'frame {self.frame}')
-        if self.predictor.root_source == 'auto':
-            self.source, self.last_depth = 'auto', float(xyz_cam[-len(joints_uv), 2])
-        else:
-            self.source = 'fallback' if first else 'previous_frame'
-        return xyz_cam, joints_uv
+def intrinsics(args, width, height, name):
+    """(K, K_source) of a video, checked."""
+    K, source, detail = image_intrinsics(width, height, K=args.K_parsed, focal=args.focal)
+    check_intrinsics(K, width, height, name)
+    logger.info('%s: K from %s (%s)', name, source, detail)
+    return K, source
 
 
-def run_frames(args, frames, make_predictor, faces, fitter):
+def video_start(args, frames, predictor, K):
+    """(first box, side, box source, redetect or None) of a video."""
+    img_bgr = frames.first_frame
+    height, width = img_bgr.shape[:2]
+    side = 'left' if args.left else 'right'
+    if args.detector != 'none':
+        detect = load_detector(args.detector, args.max_hands)
+        found = detect(img_bgr)
+        if found:
+            side = found[0].side
+
+            def redetect(img):  # the best hand of the same side, else None
+                same = [d for d in detect(img) if d.side == side]
+                return box_of(same[0].box_xywh) if same else None
+            return box_of(found[0].box_xywh), side, 'detector', redetect
+        logger.warning('%s: --detector %s found no hand in the first frame: starting from the '
+                       'centred box', frames.name, args.detector)
+    box = hand_box(args.bbox, width, height)
+    if args.bbox not in (None, 'auto'):
+        problem = box_problem(box, (height, width))
+        if problem is not None:
+            raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the '
+                                            f'hand (x,y,w,h in pixels) or --bbox auto')
+        return box, side, 'bbox', None
+    if args.bbox == 'auto':
+        search = predictor.for_image(K, BOX_SEARCH_DEPTH_M, left=side == 'left')
+        return auto_box(search, img_bgr, box), side, 'auto', None
+    return box, side, 'centre', None
+
+
+def run_frames(args, frames, predictor):
     height, width = frames.image_size
     fps = args.fps or frames.fps or DEFAULT_FPS
-    K, K_source = intrinsics(args, width, height, name=frames.name)
-    box = first_box(args, frames.first_frame, make_predictor)
+    K, K_source = intrinsics(args, width, height, frames.name)
+    box, side, source, redetect = video_start(args, frames, predictor, K)
     smoother = None
     if args.smooth:
         try:
@@ -270,31 +284,48 @@ def run_frames(args, frames, make_predictor, faces, fitter):
         except ValueError as err:
             raise config_module.ConfigError(f'--smooth: {err}') from None
     auto = args.root_depth == 'auto'
-    predict = VideoRootDepth(make_predictor(K, 'auto')) if auto else make_predictor(K, args.root_depth)
+    network = predictor.for_image(K, 'auto' if auto else args.root_depth, left=side == 'left')
+    predict = VideoRootDepth(network) if auto else network
+    job = VideoJob(args.out, frames.name, fps, predictor.faces, K, K_source, side, args.outputs,
+                   args.axes, num_frames=frames.num_frames, first_source=source)
 
-    def record_fields(result):
-        num_joints = len(result.joints_uv)
-        verts = result.xyz_cam[:len(result.xyz_cam) - num_joints]
-        mano = fit_record(fitter.fit(verts[None]), 0) if fitter is not None else None
-        return hand_record(K, K_source, box_xywh(result.box), 'left' if args.left else 'right',
-                           result.xyz_cam[-num_joints:], predict.source if auto else 'given',
-                           fx_as_fy=args.fx_as_fy, mano=mano,
-                           hand_scale_m=args.hand_scale_m if auto else None)
-
-    summary = run_video(frames, predict, box, K, faces, args.out, frames.name, fps,
-                        smoother=smoother, save_obj=args.save_obj, num_frames=frames.num_frames,
-                        record_fields=record_fields)
+    def make_hand(result):
+        hand = plain_hand(result, job, predict.source if auto else 'given')
+        if auto:
+            hand.hand_scale_m = predictor.hand_scale_m
+        if args.fit_mano:
+            fit = predictor.fit(hand.verts_cam[None], side)
+            hand.mano, hand.mano_verts_cam = fit_record(fit, 0), fit['verts'][0]
+        return hand
+    job.make_hand = make_hand
+    summary = run_video(frames, predict, box, job, smoother, redetect)
     print(f"wrote {summary['frames']} frames ({summary['resets']} with a reset box): "
-          f"{summary['jsonl']} (joints and vertices, camera frame, meters) and {summary['video']}")
+          f"{', '.join(summary['paths'].values())}")
 
 
-def main(argv):
-    args, rest = parse_args(argv)
-    cfg = resolve_config(rest, from_checkpoint=True)
-    if not cfg.checkpoint and not cfg.onnx:
-        raise config_module.ConfigError('no network given: python demo.py --input IMG '
-                                        '--checkpoint PATH (or --onnx FILE)')
-    device = torch.device(cfg.device)  # resolve_config refused cuda without a GPU
+def check_video_flags(args, frames):
+    """Refuse the flags that cannot apply to this input."""
+    video_only = [flag for flag, given in (('--fps', args.fps is not None), ('--smooth', args.smooth),
+                                           ('--save_obj', args.save_obj)) if given]
+    if frames is None and video_only:
+        raise config_module.ConfigError(f"{', '.join(video_only)}: for videos only (--input VIDEO "
+                                        f"or --sequence FOLDER); still images always get an OBJ")
+    if frames is not None and args.boxes:
+        raise config_module.ConfigError('--boxes: for still images; give a video its first box '
+                                        'with --bbox or --detector mediapipe')
+    registry, defaults, what = ((PHOTO_OUTPUTS, DEFAULT_PHOTO_OUTPUTS, 'photos') if frames is None
+                                else (VIDEO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, 'videos'))
+    names = args.outputs.split(',') if args.outputs else list(defaults)
+    if args.save_obj and 'obj' not in names:
+        names.append('obj')
+    try:
+        args.outputs = check_outputs(names, registry, what)
+    except ValueError as err:
+        raise config_module.ConfigError(str(err)) from None
+
+
+def check_args(args):
+    """Parse and check the flags that need no file (ConfigError naming the flag)."""
     args.root_depth = parse_root_depth(args.root_depth)
     args.K_parsed = parse_K(args.K) if args.K else None
     if args.focal is not None and not args.focal > 0:
@@ -305,41 +336,43 @@ def main(argv):
                                         'length too; give one of them')
     if args.fps is not None and not args.fps > 0:
         raise config_module.ConfigError(f'--fps {args.fps}: must be a positive frame rate')
+    if args.max_hands < 1:
+        raise config_module.ConfigError(f'--max_hands {args.max_hands}: at least 1')
+    given = [flag for flag, on in (('--boxes', args.boxes), ('--bbox', args.bbox),
+                                   ('--detector', args.detector != 'none')) if on]
+    if len(given) > 1:
+        raise config_module.ConfigError(f"{' and '.join(given)}: give one source of hand boxes")
+    if args.detector != 'none':
+        try:  # fail now, before loading the network, when the extra is missing
+            load_detector(args.detector, args.max_hands)
+        except DetectorUnavailableError as err:
+            raise config_module.ConfigError(str(err)) from None
+    args.boxes_parsed = read_boxes(args.boxes) if args.boxes else None
+
+
+def main(argv):
+    args, rest = parse_args(argv)
+    cfg = resolve_config(rest, from_checkpoint=True)
+    if not cfg.checkpoint and not cfg.onnx:
+        raise config_module.ConfigError('no network given: python demo.py --input IMG '
+                                        '--checkpoint PATH (or --onnx FILE)')
+    device = torch.device(cfg.device)  # resolve_config refused cuda without a GPU
+    check_args(args)
     # Open the frames before loading the network: a bad file fails at once.
     frames = None
     if args.sequence:
         frames = FolderFrames(args.sequence)
     elif os.path.isfile(args.input) and not is_image_file(args.input):
         frames = VideoFrames(args.input)
-    video_only = [flag for flag, given in (('--fps', args.fps is not None), ('--smooth', args.smooth),
-                                           ('--save_obj', args.save_obj)) if given]
-    if frames is None and video_only:
-        raise config_module.ConfigError(f"{', '.join(video_only)}: for videos only (--input VIDEO "
-                                        f"or --sequence FOLDER); still images always get an OBJ")
+    check_video_flags(args, frames)
     log_config_notes(setup_logger())
     mano = MANO(cfg.mano_root)
-    model = load_inference_model(cfg, mano, device)
-    amp_dtype = inference_amp(cfg, device)
-    faces = mano.faces[:, ::-1] if args.left else mano.faces
-
-    root_prior = root_prior_for(mano, cfg.hand_scale_m)
-    decoding = Decoding.from_config(cfg, device, amp_dtype)
-    # the joints' pixels in the record are projected as the decoding back-projected them
-    args.fx_as_fy, args.hand_scale_m = decoding.fx_as_fy, cfg.hand_scale_m
-    fitter = None
-    if args.fit_mano:
-        fitter = ManoFitter(cfg.mano_root, side='left' if args.left else 'right')
-        logger.info('--fit_mano: %s, flat_hand_mean=%s', fitter.model, fitter.flat_hand_mean)
-
-    def make_predictor(K, root_depth):
-        return HandPredictor(model, K, decoding, device, root_depth=root_depth,
-                             root_prior=root_prior, left=args.left)
-
+    predictor = Predictor(load_inference_model(cfg, mano, device), cfg, mano, device)
     os.makedirs(args.out, exist_ok=True)
     if frames is None:
-        run_images(args, make_predictor, faces, fitter)
+        run_images(args, predictor)
     else:
-        run_frames(args, frames, make_predictor, faces, fitter)
+        run_frames(args, frames, predictor)
 
 
 if __name__ == '__main__':

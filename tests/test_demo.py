@@ -63,9 +63,55 @@ def test_outputs_and_left_hand_mirror(checkpoint, tmp_path):
     assert verts_r.shape == (778, 3) and faces_r.shape == (1538, 3)
     np.testing.assert_allclose(verts_l, verts_r * [-1, 1, 1], atol=2e-6)
     np.testing.assert_array_equal(faces_l, faces_r[:, ::-1])
-    for name in ('hand_mesh.png', 'hand_skeleton.png'):
-        shown = cv2.imread(str(tmp_path / 'right' / name))
-        assert shown.shape == (180, 240, 3)
+    # The overlay draws the hand where its box is: pixels change inside the box (the mesh,
+    # the outline and the label), none outside it (1 px for the anti-aliased outline). (This
+    # untrained network's mesh is a dot: test_the_overlay_draws_the_hand_in_its_box shows a
+    # whole hand.)
+    record = json.loads((tmp_path / 'right' / 'hand.json').read_text())['hands'][0]
+    assert record['box'] == [55.0, 30.0, 120.0, 120.0] and record['box_source'] == 'bbox'
+    for side, name, image in (('right', 'hand', img), ('left', 'mirrored', img[:, ::-1])):
+        record = json.loads((tmp_path / side / f'{name}.json').read_text())['hands'][0]
+        assert record['hand'] == side
+        for suffix in ('_mesh.png', '_skeleton.png'):
+            shown = cv2.imread(str(tmp_path / side / f'{name}{suffix}'))
+            assert shown.shape == (180, 240, 3)
+            changed = np.any(shown != image, axis=2)
+            assert changed.any() and not changed[~box_mask(record['box'], (180, 240), 1)].any()
+
+
+def box_mask(box, image_size, margin):
+    """H x W bool: the pixels of box [x, y, w, h] and `margin` px around it."""
+    x, y, w, h = box
+    mask = np.zeros(image_size, bool)
+    mask[max(int(y) - margin, 0):int(np.ceil(y + h)) + margin + 1,
+         max(int(x) - margin, 0):int(np.ceil(x + w)) + margin + 1] = True
+    return mask
+
+
+def test_the_overlay_draws_the_hand_in_its_box(ground_truth_network, standin_mano, tmp_path):
+    """With the true stand-in hand as the prediction: the overlay changes the pixels of the
+    hand's silhouette (rasterised from the record's mesh) and its box outline and label only."""
+    from utils.vis.render import rasterize_mask
+    checkpoint, truth = ground_truth_network
+    write_noise(tmp_path / 'hand.png', (224, 224))
+    img = cv2.imread(str(tmp_path / 'hand.png'))
+    demo.main(['--input', str(tmp_path / 'hand.png'), '--out', str(tmp_path / 'out'),
+               '--checkpoint', checkpoint, '--bbox', ','.join(map(str, BOX)), '--focal', '300',
+               '--root_depth', '0.6'])
+    record = json.loads((tmp_path / 'out' / 'hand.json').read_text())['hands'][0]
+    changed = np.any(cv2.imread(str(tmp_path / 'out' / 'hand_mesh.png')) != img, axis=2)
+    silhouette = rasterize_mask(np.array(record['verts_cam']), MANO(standin_mano).faces, np.array(record['K']),
+                                (224, 224))
+    outline = box_mask(record['box'], (224, 224), 1) & ~box_mask(
+        [record['box'][0] + 2, record['box'][1] + 2, record['box'][2] - 4, record['box'][3] - 4],
+        (224, 224), 0)
+    label = box_mask([record['box'][0], record['box'][1], 30, 20], (224, 224), 0)
+    assert silhouette.sum() > 1000  # a whole hand, inside the box
+    assert not (silhouette & ~box_mask(record['box'], (224, 224), 0)).any()
+    edge = np.ones((3, 3), np.uint8)  # the two rasterisers may differ by a pixel at the edges
+    grown = cv2.dilate(silhouette.astype(np.uint8), edge).astype(bool)
+    assert changed[cv2.erode(silhouette.astype(np.uint8), edge).astype(bool)].mean() > 0.99
+    assert not (changed & ~(grown | outline | label)).any()  # the mesh, the box: nothing else
 
 
 def test_missing_input_is_named(checkpoint, tmp_path):
@@ -73,8 +119,8 @@ def test_missing_input_is_named(checkpoint, tmp_path):
         demo.main(['--input', str(tmp_path / 'nothing.png'), '--checkpoint', checkpoint])
 
 
-RECORD_FIELDS = {'K', 'K_source', 'box', 'hand', 'root_depth_m', 'root_depth_source',
-                 'hand_scale_m', 'joints_cam', 'joints_2d', 'mano'}
+RECORD_FIELDS = {'hand', 'score', 'box', 'box_source', 'K', 'K_source', 'root_depth_m',
+                 'root_depth_source', 'hand_scale_m', 'joints_cam', 'joints_2d', 'verts_cam', 'mano'}
 MANO_FIELDS = {'global_orient', 'hand_pose', 'betas', 'transl', 'flat_hand_mean', 'side',
                'model', 'fit_mean_mm'}
 BOX = (40.0, 40.0, 144.0, 144.0)  # x, y, w, h: the box the ground-truth network is told
@@ -132,7 +178,9 @@ def test_record_auto_depth_and_mano_fit_from_the_ground_truth(ground_truth_netwo
     demo.main(['--input', str(tmp_path / 'hand.png'), '--out', str(out), '--checkpoint', checkpoint,
                '--K', f'{K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}', '--bbox', ','.join(map(str, BOX)),
                '--fit_mano', '--hand_scale_m', repr(float(own_scale))])
-    record = json.loads((out / 'hand.json').read_text())
+    image = json.loads((out / 'hand.json').read_text())
+    assert image['image'] == 'hand.png' and image['image_size'] == [224, 224]
+    (record,) = image['hands']
     assert set(record) == RECORD_FIELDS and set(record['mano']) == MANO_FIELDS
     assert record['root_depth_source'] == 'auto' and record['K_source'] == 'K'
     assert record['hand'] == 'right' and record['box'] == list(BOX)
@@ -149,6 +197,7 @@ def test_record_auto_depth_and_mano_fit_from_the_ground_truth(ground_truth_netwo
     assert np.linalg.norm(verts_mm[0].numpy() / 1000 - truth['verts'], axis=-1).mean() <= 1e-3
     obj_verts, _ = read_obj(out / 'hand.obj')
     np.testing.assert_allclose(obj_verts, truth['verts'], atol=2e-5)
+    np.testing.assert_allclose(record['verts_cam'], truth['verts'], atol=2e-5)
     assert cv2.imread(str(out / 'hand_mano_mesh.png')).shape == (224, 224, 3)
 
 

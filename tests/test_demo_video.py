@@ -55,13 +55,15 @@ def test_video_and_sequence_give_complete_outputs(checkpoint, clip, tmp_path, mo
     records = read_jsonl(tmp_path / 'v' / 'clip.jsonl')
     assert [r['frame'] for r in records] == list(range(CLIP_FRAMES))
     for r in records:
-        assert set(r) == {'frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices',
-                          'K', 'K_source', 'hand', 'root_depth_m', 'root_depth_source',
-                          'hand_scale_m', 'joints_cam', 'joints_2d'}
-        assert r['joints_cam'] == r['joints'] and r['K_source'] == 'default_fov'
+        assert set(r) == {'frame', 'time', 'box', 'box_reset', 'reset_reason', 'box_source',
+                          'score', 'K', 'K_source', 'hand', 'root_depth_m', 'root_depth_source',
+                          'hand_scale_m', 'joints_cam', 'joints_2d', 'verts_cam'}
+        assert r['K_source'] == 'default_fov'
+        assert r['box_source'] == ('centre' if r['frame'] == 0 else 'tracked')
         assert r['root_depth_source'] in ('auto', 'previous_frame', 'fallback')
-        assert r['root_depth_m'] == r['joints'][0][2]
-        assert np.array(r['joints']).shape == (21, 3) and np.array(r['vertices']).shape == (778, 3)
+        assert r['root_depth_m'] == r['joints_cam'][0][2]
+        assert np.array(r['joints_cam']).shape == (21, 3)
+        assert np.array(r['verts_cam']).shape == (778, 3)
         assert len(r['box']) == 4 and isinstance(r['box_reset'], bool)
     assert records[1]['time'] == pytest.approx(0.1)  # the clip's 10 frames/s
     overlay = decode(tmp_path / 'v' / 'clip_mesh.mp4')
@@ -99,9 +101,9 @@ def test_smooth_changes_the_points_but_not_the_boxes(checkpoint, clip, tmp_path)
                '--smooth_beta', '5'])
     raw = read_jsonl(tmp_path / 'raw' / 'clip.jsonl')
     smooth = read_jsonl(tmp_path / 'smooth' / 'clip.jsonl')
-    assert raw[0]['vertices'] == smooth[0]['vertices']  # the filter passes its first sample
+    assert raw[0]['verts_cam'] == smooth[0]['verts_cam']  # the filter passes its first sample
     assert all(r['box'] == s['box'] for r, s in zip(raw, smooth))  # tracking uses the raw joints
-    moved = [not np.allclose(r['vertices'], s['vertices'], atol=1e-6) for r, s in zip(raw, smooth)]
+    moved = [not np.allclose(r['verts_cam'], s['verts_cam'], atol=1e-6) for r, s in zip(raw, smooth)]
     assert sum(moved) >= CLIP_FRAMES // 2, moved
     with pytest.raises(config.ConfigError, match='--smooth: beta must be >= 0'):
         demo.main([*common, '--out', str(tmp_path / 'bad'), '--smooth', '--smooth_beta', '-1'])

@@ -13,7 +13,6 @@ import os
 import numpy as np
 
 from utils.errors import ImageInputError
-from utils.transforms import project
 
 logger = logging.getLogger(__name__)
 
@@ -139,42 +138,3 @@ def check_intrinsics(K, width, height, name):
                               f'{width} x {height} image: this K belongs to another image size '
                               f'(for this one, cx, cy near {(width - 1) / 2:g}, '
                               f'{(height - 1) / 2:g}); fix --K or drop it')
-
-
-# ---- root depth -----------------------------------------------------------------------------
-
-
-# ---- the JSON record of one hand --------------------------------------------------------------
-
-DECIMALS_M = 6  # record coordinates rounded to 1e-6 m (as pred.json)
-DECIMALS_PX = 2  # record pixels rounded to 0.01 px
-
-
-def hand_record(K, K_source, box_xywh, side, joints_cam, root_depth_source, fx_as_fy=False,
-                hand_scale_m=None, mano=None):
-    """The JSON object of one hand (docs/own_images.md, "The JSON record").
-
-    Args:
-        K: 3 x 3 intrinsics (px); K_source: where K came from (`image_intrinsics`).
-        box_xywh: [x, y, w, h] of the crop, px.
-        side: 'right' or 'left'.
-        joints_cam: 21 x 3 joints, m, camera frame (x right, y down, z forward).
-        root_depth_source: 'auto' (from the hand's size) or 'given' (--root_depth METERS).
-        hand_scale_m: the bone 9-10 prior of 'auto'.
-        mano: wild.mano_fit.fit_record of the hand, when fitted.
-    """
-    joints_cam = np.asarray(joints_cam, dtype=np.float64)
-    joints_2d = project(joints_cam, K, fx_as_fy)[:, :2]
-    record = {
-        'K': np.round(np.asarray(K, dtype=np.float64), 6).tolist(), 'K_source': K_source,
-        'box': [round(float(v), DECIMALS_PX) for v in box_xywh], 'hand': side,
-        'root_depth_m': round(float(joints_cam[0, 2]), DECIMALS_M),
-        'root_depth_source': root_depth_source,
-        'joints_cam': np.round(joints_cam, DECIMALS_M).tolist(),
-        'joints_2d': np.round(joints_2d, DECIMALS_PX).tolist(),
-    }
-    if hand_scale_m is not None:
-        record['hand_scale_m'] = hand_scale_m
-    if mano is not None:
-        record['mano'] = mano
-    return record

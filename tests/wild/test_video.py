@@ -1,18 +1,15 @@
 """wild/video.py: the tracking loop (with the truth standing in for the network), resets and
-their log lines, smoothing, the JSON-lines records and the files run_video writes."""
-import json
+their log lines, re-detection, smoothing and --bbox auto (the files: tests/wild/test_sequence.py)."""
 import logging
-import os
 
-import cv2
 import numpy as np
 import pytest
 
-from wild.video import auto_box, box_xywh, frame_record, run_video, track
+from wild.video import auto_box, track
 from synthetic.clip import TruthPredictor
 from tests.helpers import CLIP_FRAMES
 from wild.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
-from utils.files.video import FolderFrames, VideoFrames
+from utils.files.video import VideoFrames
 
 IMAGE_SIZE = (240, 320)  # height, width
 
@@ -95,6 +92,34 @@ def test_a_box_leaving_the_image_is_reset_and_logged_once(caplog):
                for m in recovered), recovered
 
 
+def test_a_lost_box_is_re_detected_when_a_detector_is_given(caplog):
+    # Frame 1's joints jump off the image: frame 2 takes the detector's box instead of the
+    # last good one, and then follows the joints again.
+    centres = [(100.0, 120.0), (1000.0, 120.0), (150.0, 100.0), (155.0, 100.0)]
+    predict = ScriptedPredictor(centres)
+    detected = HandBox(np.array([150.0, 100.0]), 90.0)
+    calls = []
+
+    def redetect(img):
+        calls.append(img.shape)
+        return detected
+    with caplog.at_level(logging.INFO, logger='wild.video'):
+        results = [r for _, r in track(blank_frames(4), predict, ((100.0, 120.0), 94.2),
+                                       redetect=redetect)]
+    assert len(calls) == 1  # only when the box was lost
+    assert [r.box_source for r in results] == ['first', 'tracked', 'detector', 'tracked']
+    assert not any(r.box_reset for r in results)
+    np.testing.assert_array_equal(results[2].box.center, detected.center)
+    assert results[2].box.side == 90.0
+    np.testing.assert_allclose(results[3].box.center, centres[2])
+    assert any(r.getMessage().startswith('frame 2: hand re-detected') for r in caplog.records)
+    # A detector that finds nothing: the last good box, as without one.
+    predict = ScriptedPredictor(centres)
+    results = [r for _, r in track(blank_frames(4), predict, ((100.0, 120.0), 94.2),
+                                   redetect=lambda img: None)]
+    assert [r.box_reset for r in results] == [False, False, True, False]
+
+
 def test_a_collapsing_box_is_reset_with_its_reason():
     predict = ScriptedPredictor([(160.0, 120.0)] * 3, extent=10.0)
     results = [r for _, r in track(blank_frames(3), predict, ((160.0, 120.0), 100.0))]
@@ -137,87 +162,3 @@ def test_auto_box_re_crops_around_the_hand(caplog):
     np.testing.assert_allclose(box.center, [80.0, 100.0])
     assert box.side == pytest.approx(BOX_ENLARGE * 60.0)
     assert any('--bbox auto: converged after' in r.getMessage() for r in caplog.records)
-
-
-def test_frame_record_keys_units_and_rounding():
-    xyz = np.arange(799 * 3, dtype=np.float64).reshape(799, 3) * 1e-7 + 0.5
-    predict = ScriptedPredictor([(160.0, 120.0)], xyz=[xyz])
-    _, result = next(track(blank_frames(1), predict, ((160.0, 120.0), 100.0)))
-    record = frame_record(result, num_verts=778, fps=25.0)
-    assert list(record) == ['frame', 'time', 'box', 'box_reset', 'reset_reason', 'joints', 'vertices']
-    assert record['box'] == [110.0, 70.0, 100.0, 100.0] == box_xywh(result.box)
-    assert np.array(record['joints']).shape == (21, 3)
-    assert np.array(record['vertices']).shape == (778, 3)
-    np.testing.assert_allclose(record['vertices'], xyz[:778], atol=5e-7)
-    assert frame_record(result, 778)['time'] is None
-    json.dumps(record)  # plain JSON types
-
-
-def decode(path):
-    capture = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames, capture.get(cv2.CAP_PROP_FPS)
-        frames.append(frame)
-
-
-@pytest.mark.slow
-def test_run_video_writes_complete_outputs(clip, standin_mano, tmp_path):
-    from utils.mano import MANO
-    folder, truth = clip
-    frames = FolderFrames(os.path.join(folder, 'frames'))
-    summary = run_video(frames, TruthPredictor(truth), truth['boxes'][0], truth['K'],
-                        MANO(standin_mano).faces, str(tmp_path), 'walk', fps=10.0, save_obj=True,
-                        progress=False)
-    assert (summary['frames'], summary['resets']) == (CLIP_FRAMES, 0)
-    lines = open(tmp_path / 'walk.jsonl').read().splitlines()
-    assert [json.loads(line)['frame'] for line in lines] == list(range(CLIP_FRAMES))
-    np.testing.assert_allclose(json.loads(lines[3])['joints'], truth['xyz'][3], atol=5e-7)
-    assert sorted(os.listdir(tmp_path / 'walk_obj')) == [f'{k:05d}.obj' for k in range(CLIP_FRAMES)]
-    overlay, fps = decode(str(tmp_path / 'walk_mesh.mp4'))
-    assert len(overlay) == CLIP_FRAMES and fps == 10.0 and overlay[0].shape == (240, 320, 3)
-    # The true mesh is drawn over the hand in light blue: at the middle MCP the overlay is
-    # bluer than red, the frame itself (skin) redder than blue.
-    u, v = np.rint(truth['joints_uv'][0, 9]).astype(int)
-    shown, original = overlay[0][v, u].astype(int), frames.first_frame[v, u].astype(int)
-    assert shown[0] > shown[2] and original[2] > original[0]  # BGR
-
-
-@pytest.mark.slow
-def test_an_interrupted_run_leaves_no_output_under_the_final_names(clip, standin_mano, tmp_path):
-    from utils.mano import MANO
-    _, truth = clip
-    truth_predict = TruthPredictor(truth)
-
-    def failing(img, box):
-        if truth_predict.calls == 3:
-            raise KeyboardInterrupt
-        return truth_predict(img, box)
-
-    with pytest.raises(KeyboardInterrupt):
-        run_video(VideoFrames(truth['video']), failing, truth['boxes'][0], truth['K'],
-                  MANO(standin_mano).faces, str(tmp_path), 'cut', fps=10.0, progress=False)
-    assert os.listdir(tmp_path) == []  # no JSONL, no video, no temporaries
-
-
-@pytest.mark.slow
-def test_a_mesh_behind_the_camera_is_not_drawn_and_the_run_goes_on(standin_mano, tmp_path, caplog):
-    from utils.mano import MANO
-    count = 3
-    xyz = np.full((count, 799, 3), 0.5)
-    xyz[1, :, 2] = -0.5  # frame 1: a wild prediction behind the camera
-    predictor = ScriptedPredictor([(160.0, 120.0)] * count, xyz=xyz)
-    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
-
-    class Frames(list):
-        image_size = IMAGE_SIZE
-
-    with caplog.at_level(logging.WARNING):
-        summary = run_video(Frames(blank_frames(count)), predictor, HandBox(np.array([160.0, 120.0]), 94.0),
-                            K, MANO(standin_mano).faces, str(tmp_path), 'wild', fps=10.0,
-                            progress=False)
-    assert summary['frames'] == count
-    assert any(r.getMessage().startswith('frame 1: mesh not drawn') for r in caplog.records)
-    assert len(decode(str(tmp_path / 'wild_mesh.mp4'))[0]) == count

@@ -1,0 +1,216 @@
+"""Every hand of one photo: its boxes (given, detected or the centred default), SAR on each
+crop (left hands through the mirrored path), the wrist depth, MANO with fit_mano, and the
+records. demo.py and the web app both call `process_photo`; wild.outputs writes the files.
+
+    predictor = load_predictor(cfg, device)          # once
+    result = process_photo(image_bgr, predictor, PhotoOptions(detector='mediapipe'))
+    write_outputs(out_dir, 'photo.jpg', image_bgr, result, predictor.faces, ('overlay', 'glb'))
+"""
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from inference.decoding import Decoding
+from inference.network import inference_amp, load_inference_model
+from inference.predictor import HandPredictor
+from inference.root_depth import root_prior_for
+from utils.errors import ImageInputError
+from wild.camera import K_from_values, check_intrinsics, default_focal, image_intrinsics
+from wild.mano_fit import ManoFitter, fit_record
+from wild.tracking import box_problem
+from wild.video import auto_box, box_xywh
+from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
+from utils.transforms import HandBox
+from wild.boxes import BoxSpec
+from wild.detector import DETECTORS, load_detector
+from wild.outputs import AXES
+from wild.records import SIDES, Hand, hand_record
+
+logger = logging.getLogger(__name__)
+
+BOX_SEARCH_DEPTH_M = 0.7  # m: --bbox auto searches at this depth (the 2D joints do not depend on it)
+
+
+@dataclass(frozen=True)
+class PhotoOptions:
+    """How to process a photo.
+
+    Intrinsics, in this order: K ((3 x 3 px, source) of wild.camera.parse_K), focal (px,
+    principal point at the centre), fov_deg (degrees across the longer side), else the EXIF
+    focal length of image_path, else a 60 degree field of view. root_depth: 'auto' or meters.
+    Boxes: `boxes` (BoxSpecs: --bbox, --boxes FILE) when given; else detector 'mediapipe'
+    (up to max_hands); else the centred FreiHAND box of a `side` hand, re-cropped around the
+    prediction with auto_box (--bbox auto). fit_mano: fit MANO to each mesh. axes: 'opencv' or
+    'opengl', the mesh files' convention (wild.outputs).
+    """
+
+    K: Optional[tuple] = None
+    focal: Optional[float] = None
+    fov_deg: Optional[float] = None
+    root_depth: object = 'auto'
+    detector: str = 'none'
+    max_hands: int = 2
+    boxes: Optional[Sequence[BoxSpec]] = None
+    auto_box: bool = False
+    side: str = 'right'
+    fit_mano: bool = False
+    axes: str = 'opencv'
+
+    def __post_init__(self):
+        if self.detector not in DETECTORS:
+            raise ValueError(f'detector {self.detector!r}: expected one of {DETECTORS}')
+        if self.side not in SIDES:
+            raise ValueError(f'side {self.side!r}: expected one of {SIDES}')
+        if self.axes not in AXES:
+            raise ValueError(f'axes {self.axes!r}: expected one of {AXES}')
+        if not (isinstance(self.max_hands, int) and self.max_hands >= 1):
+            raise ValueError(f'max_hands must be an integer >= 1, got {self.max_hands!r}')
+        if self.fov_deg is not None and not 0 < self.fov_deg < 180:
+            raise ValueError(f'fov_deg {self.fov_deg}: a field of view in (0, 180) degrees')
+
+
+class PhotoResult(NamedTuple):
+    """hands: list of wild.records.Hand, in box order (given, or detector score); records:
+    their JSON records (wild.records.hand_record); K (3 x 3 px) and K_source of the photo."""
+
+    hands: list
+    records: list
+    K: np.ndarray
+    K_source: str
+
+
+class Predictor:
+    """The network and its decoding for any photo: `for_image(K, root_depth, left)` gives the
+    inference.predictor.HandPredictor of one image; `fit(verts, side)` fits MANO.
+
+    Args:
+        model: what inference.network.load_inference_model returns.
+        cfg: the resolved configuration (decoding fields, hand_scale_m, mano_root, ...).
+        mano: utils.mano.MANO of cfg.mano_root; device: torch device of the network.
+    Attributes:
+        faces: F x 3 right-hand faces; hand_scale_m; decoding (inference.decoding.Decoding).
+    """
+
+    def __init__(self, model, cfg, mano, device):
+        self.model, self.device, self.mano_root = model, device, cfg.mano_root
+        self.faces = mano.faces
+        self.root_prior = root_prior_for(mano, cfg.hand_scale_m)
+        self.hand_scale_m = cfg.hand_scale_m
+        self.decoding = Decoding.from_config(cfg, device, inference_amp(cfg, device))
+        self._fitters = {}
+
+    def for_image(self, K, root_depth, left=False):
+        return HandPredictor(self.model, K, self.decoding, self.device, root_depth=root_depth,
+                             root_prior=self.root_prior, left=left)
+
+    def fitter(self, side):
+        """The ManoFitter of `side` hands (made on first use)."""
+        if side not in self._fitters:
+            self._fitters[side] = ManoFitter(self.mano_root, side=side)
+            logger.info('--fit_mano (%s hands): %s, flat_hand_mean=%s', side,
+                        self._fitters[side].model, self._fitters[side].flat_hand_mean)
+        return self._fitters[side]
+
+    def fit(self, verts, side):
+        """wild.mano_fit.ManoFitter.fit of B x 778 x 3 meshes of `side` hands."""
+        return self.fitter(side).fit(verts)
+
+
+def load_predictor(cfg, device):
+    """The Predictor of a resolved configuration (its checkpoint or ONNX file)."""
+    from utils.mano import MANO
+    mano = MANO(cfg.mano_root)
+    return Predictor(load_inference_model(cfg, mano, device), cfg, mano, device)
+
+
+def photo_intrinsics(options, width, height, image_path=None):
+    """(K, K_source, detail) of a photo (PhotoOptions' order)."""
+    if options.K is None and options.focal is None and options.fov_deg is not None:
+        f = default_focal(width, height, options.fov_deg)
+        return (K_from_values(f, f, (width - 1) / 2, (height - 1) / 2), 'fov',
+                f'field of view {options.fov_deg:g} deg across the longer side: {f:.1f} px')
+    return image_intrinsics(width, height, K=options.K, focal=options.focal, image_path=image_path)
+
+
+def centred_box(width, height):
+    """The centred FreiHAND box: 130/224 of the shorter image side, around the image centre."""
+    side = HAND_BOX_SIZE / FREIHAND_IMG_SIZE * min(width, height)
+    return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
+
+
+def box_of(box_xywh):
+    """The square crop (HandBox) of an [x, y, w, h] box: its centre, its longer side."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    return HandBox(np.array([x + w / 2, y + h / 2]), max(w, h))
+
+
+def find_boxes(image_bgr, predictor, options, K, name):
+    """[(HandBox, side, score, box_source)] of the hands to predict (PhotoOptions)."""
+    height, width = image_bgr.shape[:2]
+    if options.boxes is not None:
+        found = []
+        for k, spec in enumerate(options.boxes):
+            box = box_of(spec.box_xywh)
+            problem = box_problem(box, (height, width))
+            if problem is not None:
+                raise ImageInputError(f'{name}: box {k} {list(spec.box_xywh)}: {problem}; give a '
+                                      f'box on the hand (x, y, w, h in pixels)')
+            found.append((box, spec.side, spec.score, spec.source))
+        return found
+    if options.detector != 'none':
+        detections = load_detector(options.detector, options.max_hands)(image_bgr)
+        return [(box_of(d.box_xywh), d.side, d.score, 'detector') for d in detections]
+    box = centred_box(width, height)
+    if not options.auto_box:
+        return [(box, options.side, None, 'centre')]
+    # The 2D joints do not depend on the depth (decoding and projecting with one K cancel).
+    search = predictor.for_image(K, BOX_SEARCH_DEPTH_M, left=options.side == 'left')
+    return [(auto_box(search, image_bgr, box), options.side, None, 'auto')]
+
+
+def _fit_hands(hands, predictor, fitter):
+    """Fill in each hand's mano record and fitted mesh, one batched fit per side."""
+    for side in SIDES:
+        chosen = [hand for hand in hands if hand.side == side]
+        if chosen:
+            fit = fitter.fit(np.stack([hand.verts_cam for hand in chosen]), side)
+            for k, hand in enumerate(chosen):
+                hand.mano, hand.mano_verts_cam = fit_record(fit, k), fit['verts'][k]
+
+
+def process_photo(image_bgr, predictor, options, fitter=None, image_path=None):
+    """Every hand of one photo (module docstring).
+
+    Args:
+        image_bgr: H x W x 3 uint8 BGR image.
+        predictor: a Predictor (load_predictor).
+        options: PhotoOptions.
+        fitter: with options.fit_mano, an object with `fit(verts B x 778 x 3, side)` returning
+            wild.mano_fit.ManoFitter.fit's dict (default: the predictor's).
+        image_path: the file, for its EXIF focal length and for messages.
+    Returns:
+        PhotoResult (no hands when the detector finds none).
+    Raises:
+        utils.errors.ImageInputError: this photo cannot be processed as asked (its K, a bad
+            box, a degenerate auto depth); the message names it.
+    """
+    height, width = image_bgr.shape[:2]
+    name = image_path or 'image'
+    K, K_source, detail = photo_intrinsics(options, width, height, image_path)
+    check_intrinsics(K, width, height, name)
+    logger.info('%s: K from %s (%s)', name, K_source, detail)
+    auto = options.root_depth == 'auto'
+    hands = []
+    for box, side, score, source in find_boxes(image_bgr, predictor, options, K, name):
+        predict = predictor.for_image(K, options.root_depth, left=side == 'left')
+        xyz_cam, joints_uv = predict(image_bgr, box, name=name)
+        num_verts = len(xyz_cam) - len(joints_uv)
+        hands.append(Hand(box_xywh(box), side, score, source, K, K_source,
+                          float(xyz_cam[num_verts, 2]), 'auto' if auto else 'given',
+                          xyz_cam[num_verts:], xyz_cam[:num_verts], joints_uv,
+                          hand_scale_m=predictor.hand_scale_m if auto else None))
+    if options.fit_mano and hands:
+        _fit_hands(hands, predictor, fitter or predictor)
+    return PhotoResult(hands, [hand_record(hand) for hand in hands], K, K_source)
