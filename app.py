@@ -250,8 +250,8 @@ def build_page(predictor, root, has_detector):
         return outputs
 
     detector_note = ('Detects every hand (MediaPipe), with its side.' if has_detector else
-                     f'The detector is off: MediaPipe is not installed ({INSTALL_COMMAND} '
-                     f'installs it). Without it the photo is one hand, in the centred box.')
+                     f'Off: MediaPipe is not installed; to install it: {INSTALL_COMMAND}. '
+                     f'Without it the photo is one hand, in the centred box.')
     with gr.Blocks(title='SAR: hand meshes from a photo', analytics_enabled=False,
                    delete_cache=CACHE_PRUNE) as page:
         gr.Markdown('## SAR: 3D hand meshes from a photo\nUpload a photo (or take one with the '
@@ -271,7 +271,7 @@ def build_page(predictor, root, has_detector):
                 max_hands = gr.Slider(1, MAX_HANDS, value=2, step=1, label='Hands at most '
                                       '(detector)', interactive=has_detector)
                 recrop = gr.Checkbox(value=True, label='Without the detector: re-crop around '
-                                     'the hand (else the centred box)')
+                                     'the hand (else the centred box)', elem_id='recrop')
                 side = gr.Radio(['right', 'left'], value='right',
                                 label='Without the detector: the hand is a')
                 fit_mano = gr.Checkbox(value=False, label='Fit MANO parameters (in the JSON)')

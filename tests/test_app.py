@@ -29,7 +29,7 @@ START_TIMEOUT_S = 240  # app.py loads torch, the network and Gradio; slow on 2 l
 ORT_MARKER = '.ses'
 BROWSER_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
                  '--disable-background-networking', '--disable-component-update',
-                 '--disable-sync', '--no-first-run', '--window-size=1400,1300')
+                 '--disable-sync', '--no-first-run', '--window-size=1400,1250')
 
 
 # ---- the input checks (no server) -----------------------------------------------------------
@@ -250,3 +250,107 @@ def test_two_users_at_once_are_queued_not_mixed(server, scene, tmp_path):
     for focal, job in jobs:
         records = job.result(timeout=300)[4]
         assert records[0]['K'][0][0] == focal
+
+
+def browser_paths():
+    """(chromium, chromedriver) executables, or None when either is absent."""
+    chromium = shutil.which('chromium') or shutil.which('chromium-browser')
+    driver = shutil.which('chromedriver')
+    return (chromium, driver) if chromium and driver else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser_paths() is None, reason='needs Debian\'s chromium and chromium-driver '
+                                                     '(apt-get install chromium chromium-driver; '
+                                                     '.ci/run installs them)')
+def test_the_page_in_headless_chromium(server, scene, tmp_path):
+    """Upload the photo in a real browser, press Run, wait for the result, save a screenshot
+    (tmp_path/app.png; docs/app_screenshot.png is one of these)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    chromium, chromedriver = browser_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (*BROWSER_FLAGS, f'--user-data-dir={tmp_path / "profile"}'):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    try:
+        driver.get(server['url'])
+        wait = WebDriverWait(driver, 120)
+        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#photo input[type=file]'))
+        upload.send_keys(scene['photo'])
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#photo img'))
+        # the centred box, for which the fixed network returns the truth
+        driver.find_element(By.CSS_SELECTOR, '#recrop input[type=checkbox]').click()
+        start = time.monotonic()
+        driver.find_element(By.CSS_SELECTOR, '#run').click()
+
+        def status(d):
+            return d.find_element(By.CSS_SELECTOR, '#status textarea').get_attribute('value')
+        wait.until(lambda d: status(d))
+        shown = status(driver)
+        assert shown.startswith('1 hand(s): right'), shown
+        overlay = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#overlay img'))[0]
+        wait.until(lambda d: d.execute_script('return arguments[0].complete && '
+                                              'arguments[0].naturalWidth', overlay))
+        seconds = time.monotonic() - start
+        assert overlay.get_attribute('naturalWidth') == '224'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#view3d canvas'))
+        time.sleep(2)  # the 3D view draws its first frame
+        driver.execute_script('window.scrollTo(0, 0)')
+        driver.save_screenshot(str(tmp_path / 'app.png'))
+        links = [a.get_attribute('href') for a in
+                 driver.find_elements(By.CSS_SELECTOR, '#downloads a[href]')]
+        assert sorted(os.path.splitext(link)[1] for link in links) == ['.glb', '.json', '.obj'], links
+        print(f'browser: Run to overlay shown in {seconds:.1f} s; screenshot {tmp_path / "app.png"}')
+    finally:
+        driver.quit()
+    assert cv2.imread(str(tmp_path / 'app.png')) is not None
+    # the page's clean-up step ran: no request folder is left
+    assert not request_folders(server['tmp'])
+
+
+def run_with(monkeypatch, tmp_path, process_photo):
+    """app.run_request on a small photo with wild.photo.process_photo replaced."""
+    monkeypatch.setattr(app, 'process_photo', process_photo)
+    photo = tmp_path / 'hand.png'
+    cv2.imwrite(str(photo), np.full((64, 80, 3), 100, np.uint8))
+    root = tmp_path / 'root'
+    root.mkdir()
+    choices = app.Choices(next(iter(app.INTRINSICS)), 500, 60, False, 2, True, 'right', False,
+                          next(iter(app.AXES)))
+    predictor = type('Predictor', (), {'faces': np.zeros((0, 3), np.int64)})()
+    return app.run_request(predictor, str(root), str(photo), choices), root
+
+
+def test_no_hand_found_is_a_message_and_leaves_no_folder(monkeypatch, tmp_path):
+    from wild.photo import PhotoResult
+    outputs, root = run_with(monkeypatch, tmp_path,
+                             lambda *args, **kwargs: PhotoResult([], [], np.eye(3), 'focal'))
+    assert outputs[5].startswith('error: no hand found') and outputs[:5] == app.EMPTY
+    assert outputs[6] is None and os.listdir(root) == []
+
+
+def test_a_bug_is_named_in_the_page_and_logged_with_its_traceback(monkeypatch, tmp_path, caplog):
+    def broken(*args, **kwargs):
+        raise KeyError('oops')
+    outputs, root = run_with(monkeypatch, tmp_path, broken)
+    assert outputs[5] == ('error: the app failed (KeyError); the server log has the details')
+    assert 'Traceback' not in outputs[5] and os.listdir(root) == []
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_uploads_are_size_limited(server, tmp_path):
+    """Refused by the client (it reads the limit from the page) and by the server itself."""
+    import httpx
+    big = tmp_path / 'big.png'
+    big.write_bytes(b'\0' * ((app.MAX_UPLOAD_MB + 1) * 1024 * 1024))
+    with pytest.raises(ValueError, match='big.png exceeds the maximum file size'):
+        reconstruct(client_for(server, tmp_path), str(big))
+    answer = httpx.post(f"{server['url']}gradio_api/upload",
+                        files={'files': ('big.png', big.read_bytes(), 'image/png')}, timeout=60)
+    assert answer.status_code == 413, (answer.status_code, answer.text[:200])
+    assert not list(server['tmp'].rglob('big.png'))  # not stored
