@@ -220,28 +220,16 @@ def run_request(predictor, root, photo, choices):
 
 # ---- the page -------------------------------------------------------------------------------
 
-def photo_input(gr, **kwargs):
-    """gr.Image for the photo whose upload reaches `read_photo` even when it is not an image
-    (gr.Image opens it with Pillow first and would fail with a bare "Error"); a Gradio template
-    of gr.Image, so the page draws it as one."""
-    class PhotoImage(gr.Image):
-        is_template = True  # Gradio: drawn by the parent's (gr.Image's) front end
-
-        def preprocess(self, payload):
-            try:
-                return super().preprocess(payload)
-            except (UnidentifiedImageError, OSError, ValueError):
-                return None if payload is None or payload.path is None else str(payload.path)
-
-    return PhotoImage(type='filepath', image_mode=None, **kwargs)
-
-
 def build_page(predictor, root, has_detector):
     """The Gradio Blocks of the app (not launched)."""
     import gradio as gr
 
     def on_run(photo, intrinsics, focal, fov_deg, detect, max_hands, recrop, side, fit_mano,
                axes):
+        # Unprocessed inputs (preprocess=False below): gr.Image would open the upload with
+        # Pillow first and answer a damaged file with a bare "Error"; read_photo names the
+        # problem instead. Gradio still checks that the path is an upload of its own cache.
+        photo = (photo or {}).get('path')
         choices = Choices(intrinsics, focal, fov_deg, bool(detect) and has_detector, max_hands,
                           recrop, side, fit_mano, axes)
         outputs = run_request(predictor, root, photo, choices)
@@ -258,8 +246,8 @@ def build_page(predictor, root, has_detector):
                     'webcam), press **Run**. Runs on this machine\'s CPU; one request at a time.')
         with gr.Row():
             with gr.Column(scale=1):
-                photo = photo_input(gr, label='Photo', sources=['upload', 'webcam', 'clipboard'],
-                                    height=320, elem_id='photo')
+                photo = gr.Image(label='Photo', type='filepath', image_mode=None, height=320,
+                                 sources=['upload', 'webcam', 'clipboard'], elem_id='photo')
                 intrinsics = gr.Radio(list(INTRINSICS), value=next(iter(INTRINSICS)),
                                       label='Camera intrinsics')
                 with gr.Row():
@@ -291,7 +279,7 @@ def build_page(predictor, root, has_detector):
         request = gr.State(None)
         run.click(on_run, [photo, intrinsics, focal, fov_deg, detect, max_hands, recrop, side,
                            fit_mano, axes], [overlay, side_view, view3d, downloads, records, status, request],
-                  api_name='reconstruct').then(delete_request, request, None, api_name=False)
+                  api_name='reconstruct', preprocess=False).then(delete_request, request, None, api_name=False)
     return page
 
 
