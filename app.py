@@ -36,11 +36,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import config as config_module
-from engine.setup import log_config_notes, resolve_config, run_main
-from utils.errors import DataError
+from inference.run_config import resolve_config
+from utils.errors import UserError
 from utils.files.images import read_image
+from utils.runtime.launch import log_config_notes, run_main
 from utils.runtime.logger import setup_logger
-from wild.detector import INSTALL_COMMAND, DetectorUnavailableError, detector_available
+from wild.detector import INSTALL_COMMAND, detector_available
 from wild.outputs import write_outputs
 from wild.photo import PhotoOptions, load_predictor, process_photo
 
@@ -65,7 +66,7 @@ AXES = {  # page label -> wild.outputs axes of the mesh files
 logger = logging.getLogger('sar')
 
 
-class PageError(Exception):
+class PageError(UserError):
     """A request that cannot be served as asked; the message (shown in the page) says why and
     what to do."""
 
@@ -117,7 +118,7 @@ def read_photo(path):
 
 def intrinsics_options(choice, focal, fov_deg):
     """The PhotoOptions fields (focal, fov_deg) of the page's intrinsics choice: none for the
-    photo's EXIF (else the default field of view; engine.camera.image_intrinsics)."""
+    photo's EXIF (else the default field of view; wild.camera.image_intrinsics)."""
     how = INTRINSICS.get(choice)
     if how is None:
         raise PageError(f'intrinsics {choice!r}: choose one of {list(INTRINSICS)}')
@@ -203,7 +204,7 @@ def run_request(predictor, root, photo, choices):
                             'or switch the detector off (the centred box is then used)')
         paths = write_outputs(folder, os.path.basename(photo), img_bgr, result, predictor.faces,
                               PAGE_OUTPUTS, options.axes)
-    except (PageError, DataError, DetectorUnavailableError) as err:
+    except UserError as err:  # a problem of the input, named (PageError, DataError, ...)
         delete_request(folder)
         return (*EMPTY, f'error: {err}', None)
     except Exception as err:  # a bug: the page says so, the log keeps the traceback

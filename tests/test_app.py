@@ -80,7 +80,7 @@ def fixed_network_onnx(path, coords, cfg_dict):
     """An ONNX file in app.py --onnx form whose output is `coords` (P x 3) for every image."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from engine.onnx_export import CONFIG_KEY, INPUT_NAME, OUTPUT_NAME
+    from inference.onnx import CONFIG_KEY, INPUT_NAME, OUTPUT_NAME
     height, width = cfg_dict['input_img_shape']
     nodes = [  # coords + 0 * mean(img): batch-sized, the image otherwise unused
         helper.make_node('ReduceMean', [INPUT_NAME], ['mean'], axes=[1, 2, 3], keepdims=1),
