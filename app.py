@@ -51,6 +51,7 @@ MAX_UPLOAD_MB = 25  # MB per uploaded file (Gradio refuses bigger uploads before
 MAX_PIXELS = 40_000_000  # decoded pixels of a photo (8000 x 5000); bigger ones are refused
 MAX_HANDS = 4  # hands per photo the detector may return (the page's slider's top)
 MIN_FOV_DEG, MAX_FOV_DEG = 1, 170  # degrees: the field-of-view choice's range
+MAX_ROOT_DEPTH_M = 100.0  # m: the largest wrist depth the page accepts
 CACHE_PRUNE = (300, 900)  # s: every 5 min, Gradio's cached files older than 15 min are deleted
 REQUEST_PREFIX = 'request_'  # per-request folders under the app's temporary folder
 INTRINSICS = {  # page label -> how the focal length is chosen
@@ -142,11 +143,22 @@ def status_line(records, seconds):
             f"{seconds:.1f} s")
 
 
+def root_depth_option(meters):
+    """PhotoOptions.root_depth of the page's wrist depth: 0 (or empty) for 'auto', else meters."""
+    if meters is None or meters == 0:
+        return 'auto'
+    if not 0 < meters <= MAX_ROOT_DEPTH_M:
+        raise PageError(f'wrist depth {meters}: give meters in (0, {MAX_ROOT_DEPTH_M}], or 0 for '
+                        f'the depth from the hand\'s size')
+    return float(meters)
+
+
 def photo_options(choices):
     """wild.photo.PhotoOptions of the page's `choices` (Choices)."""
     return PhotoOptions(detector='mediapipe' if choices.detect else 'none',
                         max_hands=int(choices.max_hands), auto_box=bool(choices.recrop),
-                        side=choices.side, fit_mano=bool(choices.fit_mano),
+                        side=choices.side, root_depth=root_depth_option(choices.root_depth_m),
+                        fit_mano=bool(choices.fit_mano),
                         axes=AXES[choices.axes],
                         **intrinsics_options(choices.intrinsics, choices.focal, choices.fov_deg))
 
@@ -161,6 +173,7 @@ class Choices:
     max_hands: int
     recrop: bool
     side: str
+    root_depth_m: float
     fit_mano: bool
     axes: str
 
@@ -225,14 +238,14 @@ def build_page(predictor, root, has_detector):
     """The Gradio Blocks of the app (not launched)."""
     import gradio as gr
 
-    def on_run(photo, intrinsics, focal, fov_deg, detect, max_hands, recrop, side, fit_mano,
-               axes):
+    def on_run(photo, intrinsics, focal, fov_deg, detect, max_hands, recrop, side, root_depth_m,
+               fit_mano, axes):
         # Unprocessed inputs (preprocess=False below): gr.Image would open the upload with
         # Pillow first and answer a damaged file with a bare "Error"; read_photo names the
         # problem instead. Gradio still checks that the path is an upload of its own cache.
         photo = (photo or {}).get('path')
         choices = Choices(intrinsics, focal, fov_deg, bool(detect) and has_detector, max_hands,
-                          recrop, side, fit_mano, axes)
+                          recrop, side, root_depth_m, fit_mano, axes)
         outputs = run_request(predictor, root, photo, choices)
         if outputs[5].startswith('error: '):
             gr.Warning(outputs[5][len('error: '):])
@@ -263,6 +276,8 @@ def build_page(predictor, root, has_detector):
                                      'the hand (else the centred box)', elem_id='recrop')
                 side = gr.Radio(['right', 'left'], value='right',
                                 label='Without the detector: the hand is a')
+                root_depth_m = gr.Number(value=0, minimum=0, label='Wrist depth (m; 0: from '
+                                         'the hand\'s size)')
                 fit_mano = gr.Checkbox(value=False, label='Fit MANO parameters (in the JSON)')
                 axes = gr.Radio(list(AXES), value=next(iter(AXES)), label='Axes of the mesh files')
                 run = gr.Button('Run', variant='primary', elem_id='run')
@@ -279,7 +294,7 @@ def build_page(predictor, root, has_detector):
                 records = gr.JSON(label='Records (camera frame, m)', open=False)
         request = gr.State(None)
         run.click(on_run, [photo, intrinsics, focal, fov_deg, detect, max_hands, recrop, side,
-                           fit_mano, axes], [overlay, side_view, view3d, downloads, records, status, request],
+                           root_depth_m, fit_mano, axes], [overlay, side_view, view3d, downloads, records, status, request],
                   api_name='reconstruct', preprocess=False).then(delete_request, request, None, api_name=False)
     return page
 

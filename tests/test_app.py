@@ -68,6 +68,13 @@ def test_each_intrinsics_choice_and_its_checks():
         app.intrinsics_options(fov, 500, 180)
 
 
+def test_the_wrist_depth_choice():
+    assert app.root_depth_option(0) == 'auto' and app.root_depth_option(None) == 'auto'
+    assert app.root_depth_option(0.45) == 0.45
+    with pytest.raises(app.PageError, match='wrist depth -1'):
+        app.root_depth_option(-1)
+
+
 def test_mano_root_is_accepted_with_a_hyphen():
     args, rest = app.parse_args(['--checkpoint', 'c.pth', '--mano-root', 'm', '--port', '9'])
     assert args.port == 9 and rest == ['--checkpoint', 'c.pth', '--mano_root', 'm',
@@ -186,9 +193,10 @@ def client_for(server, downloads):
 def reconstruct(client, photo, focal=300.0, side='right'):
     from gradio_client import handle_file
     exif, by_focal, _ = app.INTRINSICS
-    # photo, intrinsics, focal, fov, detector, max hands, re-crop, side, fit MANO, axes
-    return client.predict(handle_file(photo), by_focal, focal, 60, False, 2, False, side, False,
-                          next(iter(app.AXES)), api_name='/reconstruct')
+    # photo, intrinsics, focal, fov, detector, max hands, re-crop, side, wrist depth (0: auto),
+    # fit MANO, axes
+    return client.predict(handle_file(photo), by_focal, focal, 60, False, 2, False, side, 0,
+                          False, next(iter(app.AXES)), api_name='/reconstruct')
 
 
 @pytest.mark.slow
@@ -245,7 +253,7 @@ def test_two_users_at_once_are_queued_not_mixed(server, scene, tmp_path):
     for k, focal in enumerate((250.0, 400.0)):
         client = client_for(server, tmp_path / str(k))
         jobs.append((focal, client.submit(handle_file(scene['photo']), by_focal, focal, 60, False,
-                                          2, False, 'right', False, next(iter(app.AXES)),
+                                          2, False, 'right', 0, False, next(iter(app.AXES)),
                                           api_name='/reconstruct')))
     for focal, job in jobs:
         records = job.result(timeout=300)[4]
@@ -319,7 +327,7 @@ def run_with(monkeypatch, tmp_path, process_photo):
     cv2.imwrite(str(photo), np.full((64, 80, 3), 100, np.uint8))
     root = tmp_path / 'root'
     root.mkdir()
-    choices = app.Choices(next(iter(app.INTRINSICS)), 500, 60, False, 2, True, 'right', False,
+    choices = app.Choices(next(iter(app.INTRINSICS)), 500, 60, False, 2, True, 'right', 0, False,
                           next(iter(app.AXES)))
     predictor = type('Predictor', (), {'faces': np.zeros((0, 3), np.int64)})()
     return app.run_request(predictor, str(root), str(photo), choices), root
