@@ -14,8 +14,8 @@ What the page can and cannot do:
 - intrinsics: the photo's EXIF FocalLengthIn35mmFilm (else a 60 degree field of view), a focal
   length in pixels, or a field of view across the longer side;
 - the hand detector (MediaPipe) is offered when its optional extra is installed; without it the
-  page says so, and the photo is one right or left hand in the centred box, re-cropped around
-  the prediction (demo.py --bbox auto);
+  page says so, and the photo is one hand of the chosen side, from the centred box re-cropped
+  around the prediction (demo.py --bbox auto) or the centred box itself;
 - bad input (not an image, too large, corrupt, no hand found) is a message in the page;
 - requests are queued (one at a time): two users never share a run;
 - each request works in its own temporary folder, deleted when its results are handed over;
@@ -47,7 +47,7 @@ from wild.photo import PhotoOptions, load_predictor, process_photo
 
 HOST = '127.0.0.1'  # the page is never served beyond this machine
 DEFAULT_PORT = 7860
-MAX_UPLOAD_MB = 25  # MB per uploaded file (Gradio refuses bigger uploads before they are stored)
+MAX_UPLOAD_MB = 25  # MiB per uploaded file (Gradio refuses bigger uploads before storing them)
 MAX_PIXELS = 40_000_000  # decoded pixels of a photo (8000 x 5000); bigger ones are refused
 MAX_HANDS = 4  # hands per photo the detector may return (the page's slider's top)
 MIN_FOV_DEG, MAX_FOV_DEG = 1, 170  # degrees: the field-of-view choice's range
@@ -78,7 +78,7 @@ def parse_args(argv):
     parser.add_argument('--port', type=int, default=DEFAULT_PORT,
                         help='port on 127.0.0.1 (default %(default)s)')
     args, rest = parser.parse_known_args(argv)
-    # --mano-root is accepted as an alias of config.py's --mano_root (the README's spelling)
+    # --mano-root is accepted as an alias of config.py's --mano_root (issue 29 spells it so)
     rest = ['--mano_root' if a == '--mano-root' else
             '--mano_root=' + a.split('=', 1)[1] if a.startswith('--mano-root=') else a
             for a in rest]
@@ -219,7 +219,9 @@ def run_request(predictor, root, photo, choices):
                               PAGE_OUTPUTS, options.axes)
     except UserError as err:  # a problem of the input, named (PageError, DataError, ...)
         delete_request(folder)
-        return (*EMPTY, f'error: {err}', None)
+        # the upload's name, not where Gradio keeps it
+        message = str(err).replace(photo, os.path.basename(photo)) if photo else str(err)
+        return (*EMPTY, f'error: {message}', None)
     except Exception as err:  # a bug: the page says so, the log keeps the traceback
         logger.exception('request failed')
         delete_request(folder)

@@ -306,6 +306,11 @@ def test_the_page_in_headless_chromium(server, scene, tmp_path):
         seconds = time.monotonic() - start
         assert overlay.get_attribute('naturalWidth') == '224'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#view3d canvas'))
+        # offline: everything the page loaded came from the app itself (no CDN, no fonts)
+        loaded = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        foreign = [u for u in loaded if not u.startswith((server['url'], 'data:', 'blob:'))]
+        assert loaded and not foreign, foreign
         time.sleep(2)  # the 3D view draws its first frame
         driver.execute_script('window.scrollTo(0, 0)')
         driver.save_screenshot(str(tmp_path / 'app.png'))
