@@ -345,7 +345,7 @@ def main(argv):
     # Everything the app and Gradio write goes under one folder, removed when the app stops.
     root = tempfile.mkdtemp(prefix='sar_app_')
     os.environ['GRADIO_TEMP_DIR'] = os.path.join(root, 'gradio')  # read when gradio is imported
-    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+    os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'  # no telemetry, no version check
     try:
         predictor, cfg = load_network(rest)
         page = build_page(predictor, root, detector_available())

@@ -367,3 +367,21 @@ def test_uploads_are_size_limited(server, tmp_path):
                         files={'files': ('big.png', big.read_bytes(), 'image/png')}, timeout=60)
     assert answer.status_code == 413, (answer.status_code, answer.text[:200])
     assert not list(server['tmp'].rglob('big.png'))  # not stored
+
+
+@pytest.mark.slow
+def test_the_upload_keeps_its_exif_focal_length(server, scene, tmp_path):
+    """The page's EXIF choice reads the uploaded file itself (Gradio does not re-encode it)."""
+    from gradio_client import handle_file
+    from PIL import Image
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm, mm
+    photo = tmp_path / 'phone.jpg'
+    Image.open(scene['photo']).save(photo, exif=exif, quality=95)
+    by_exif = next(iter(app.INTRINSICS))
+    outputs = client_for(server, tmp_path / 'downloads').predict(
+        handle_file(str(photo)), by_exif, 1000, 60, False, 2, False, 'right', 0, False,
+        next(iter(app.AXES)), api_name='/reconstruct')
+    hand, = outputs[4]
+    # 26 mm on the 36 mm film side, which the photo's 224 px side spans
+    assert hand['K_source'] == 'exif' and hand['K'][0][0] == pytest.approx(26 / 36 * 224)
