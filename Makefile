@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.txt
 export PYOPENGL_PLATFORM ?= osmesa
 
-.PHONY: venv test test-fast demo docs detector
+.PHONY: venv test test-fast demo docs detector app
 
 venv: $(STAMP)
 
@@ -37,3 +37,9 @@ detector: venv
 	$(PY) -m pip install --force-reinstall --no-deps \
 		"opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
 	$(PY) -c "import cv2, mediapipe; print('detector ready: mediapipe', mediapipe.__version__, 'cv2', cv2.__version__)"
+
+# The web demo on http://127.0.0.1:7860: make app CKPT=path/to/snapshot.pth.tar
+# [APP_ARGS='--mano_root DIR --port N'] (docs/own_images.md "Web demo").
+app: venv
+	@test -n "$(CKPT)" || { echo "make app CKPT=path/to/snapshot.pth.tar [APP_ARGS='--mano_root DIR --port N']"; exit 2; }
+	$(PY) app.py --checkpoint $(CKPT) $(APP_ARGS)

@@ -47,7 +47,7 @@ ALLOWED = {
     'tools': ENTRY | {'synthetic', 'tools'},
     'benchmarks': ENTRY | {'synthetic', 'benchmarks'},
 }
-SCRIPTS_AT_TOP = {'train', 'test', 'demo'}
+SCRIPTS_AT_TOP = {'train', 'test', 'demo', 'app'}
 
 
 def project_modules():
