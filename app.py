@@ -229,8 +229,10 @@ def run_request(predictor, root, photo, choices):
                         f'the details', None)
     downloads = [paths[k] for k in ('glb', 'obj', 'json')]
     status = status_line(result.records, time.perf_counter() - start)
+    if 'side' not in paths:
+        status += '; no side view (the turned mesh reaches behind the camera)'
     logger.info('%s', status)
-    return (paths['overlay'], paths['side'], paths['glb'], downloads, result.records, status,
+    return (paths['overlay'], paths.get('side'), paths['glb'], downloads, result.records, status,
             folder)
 
 

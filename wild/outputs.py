@@ -165,10 +165,16 @@ def write_skeleton(stem, scene):
 
 
 def write_side(stem, scene):
-    """Every hand seen from the camera's right (utils.vis.render.render_views' side view)."""
+    """Every hand seen from the camera's right (utils.vis.render.render_views' side view);
+    None (and a warning) when the turned meshes reach behind the camera, as a wild
+    prediction's can: the other outputs are still written."""
     from utils.vis.render import render_views
     verts, tris = merged_mesh(scene.hands, scene.faces)
-    side_rgb = render_views(verts, tris, scene.hands[0].K, scene.image_bgr.shape[:2])[1]
+    try:
+        side_rgb = render_views(verts, tris, scene.hands[0].K, scene.image_bgr.shape[:2])[1]
+    except ValueError as err:
+        logger.warning('%s: side view not drawn (%s)', scene.name, err)
+        return None
     return _save_bgr(f'{stem}_side.png', side_rgb[:, :, ::-1])
 
 
