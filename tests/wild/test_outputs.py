@@ -94,3 +94,16 @@ def test_an_image_without_hands_gets_its_record_only(scene, tmp_path):
     paths = write_outputs(tmp_path, 'empty.png', image, PhotoResult([], [], K, 'focal'), faces)
     assert list(paths) == ['json']
     assert json.loads(open(paths['json']).read())['hands'] == []
+
+
+@pytest.mark.slow  # renders (OSMesa)
+def test_a_side_view_behind_the_camera_is_skipped_and_the_rest_written(scene, tmp_path, caplog):
+    # A wild prediction whose mesh reaches behind the camera (an untrained network's can).
+    image, result, faces = scene
+    wide = hand('right', 0.0)
+    wide.verts_cam[:, 2] = np.linspace(-0.2, 0.6, len(wide.verts_cam))
+    paths = write_outputs(tmp_path, 'wide.png', image, PhotoResult([wide], [], K, 'focal'), faces,
+                          outputs=('side', 'obj', 'json'))
+    assert sorted(paths) == ['json', 'obj']
+    assert not (tmp_path / 'wide_side.png').exists()
+    assert 'side view not drawn' in caplog.text
