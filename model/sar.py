@@ -13,7 +13,7 @@ from torch import nn
 from model.backbone import (HIGH_STRIDE, MID_STRIDE, build_resnet, fold_batch_norms,
                             high_level_features, load_imagenet_state_dict, mid_level_features,
                             resnet_spec, use_inference_max_pools)
-from model.layers import GraphRegressor25D, SpatialAwareGraphBuilder
+from model.heads import DEFAULT_HEAD, get_head
 from model.loss import stage_losses
 
 TEMPLATE_COORDS = 3  # xyz appended to every vertex's features
@@ -133,22 +133,28 @@ class SAR(nn.Module):
         input_img_shape: (H, W) of the input crop, square with sides divisible by 32.
         pretrained_backbone: load ImageNet weights (torch hub cache; RuntimeError naming the
             file to place there if it is missing and cannot be downloaded).
+        head: the SAIGB + GBBMR implementation, a name of model/heads.HEADS: 'fused' (the
+            fast path of model/layers.py) or 'reference' (docs/method.md §4 as written); the
+            same state dict either way.
     Raises:
-        ValueError if the sizes disagree, naming the fields and consistent values.
+        ValueError if the sizes disagree, naming the fields and consistent values, or for an
+        unknown head.
     """
 
     def __init__(self, template, faces, backbone='resnet34', num_stage=2, num_FMs=8,
                  feature_size=64, heatmap_size=32, num_vert=778, num_joint=21,
-                 input_img_shape=(256, 256), pretrained_backbone=False):
+                 input_img_shape=(256, 256), pretrained_backbone=False, head=DEFAULT_HEAD):
         super().__init__()
         check_config(backbone, num_stage, num_FMs, feature_size, heatmap_size, num_vert,
                      num_joint, input_img_shape)
+        head_classes = get_head(head)
         template_tensor = _template_tensor(template, num_vert)
         faces_tensor = _faces_tensor(faces, num_vert)
         self.num_stage = num_stage
         self.num_vert = num_vert
         self.num_joint = num_joint
         self.input_img_shape = tuple(input_img_shape)
+        self.head = head
 
         spec = resnet_spec(backbone)
         imagenet_state_dict = load_imagenet_state_dict(backbone) if pretrained_backbone else None
@@ -157,11 +163,11 @@ class SAR(nn.Module):
             high_level_features(build_resnet(backbone, imagenet_state_dict))
             for _ in range(num_stage))
         self.saigb = nn.ModuleList(
-            SpatialAwareGraphBuilder(spec.high_channels, num_vert, num_FMs)
+            head_classes.builder(spec.high_channels, num_vert, num_FMs)
             for _ in range(num_stage))
         self.gbbmr = nn.ModuleList(
-            GraphRegressor25D(num_vert, num_joint, num_FMs * feature_size + TEMPLATE_COORDS,
-                              heatmap_size)
+            head_classes.regressor(num_vert, num_joint, num_FMs * feature_size + TEMPLATE_COORDS,
+                                   heatmap_size)
             for _ in range(num_stage))
         self.fuse = nn.ModuleList(
             nn.Conv2d(spec.mid_channels + 2 * num_joint, spec.mid_channels, 1)
@@ -178,7 +184,7 @@ class SAR(nn.Module):
                              f"{tuple(img.shape)}")
 
     def _stages(self, img, maps):
-        """Run every stage; `maps` as in GraphRegressor25D.forward for the last
+        """Run every stage; `maps` as in the head's regressor (GraphRegressor25D) for the last
         stage ('all' also returns every row of the earlier stages; otherwise they keep the
         joint rows the next stage fuses)."""
         self._check_img(img)
@@ -192,10 +198,10 @@ class SAR(nn.Module):
                     (features_mid, previous.prob[:, -self.num_joint:],
                      previous.prob_depth[:, -self.num_joint:]), dim=1))  # (B, C_mid, h, w)
             features_high = self.extract_high[stage](stage_input)
-            vert_features_vm = self.saigb[stage](features_high)  # (V, B, F)
+            vert_features = self.saigb[stage](features_high)  # in the head's layout
             last = stage == self.num_stage - 1
             outputs.append(self.gbbmr[stage](
-                vert_features_vm, shared_columns=self.template,
+                vert_features, shared_columns=self.template,
                 maps=maps if last or maps == 'all' else 'joints'))
         return outputs
 

@@ -1,19 +1,20 @@
-"""The fast SAR computation against a direct evaluation of the formulas of docs/method.md §4 and 5.
+"""The fused SAR head (model/layers.py) against the reference head (model/reference_head.py).
 
-The reference below is written from docs/method.md §4 in float64 with einsums: row-normalised
-adjacency (own row sum + 1e-5), L @ concat(features, template), fc, LeakyReLU(0.1),
-mesh2pose across the vertex dimension, beta scale, softmax over the pixels, expected column
-and row from pixel indices, depth as the pixel sum of p * z, the fuse of the next stage, and
-the three losses per stage. Only the torchvision backbone parts are run as modules (in a
-float64 copy, unfused), so the fused inference copy (batch norms folded, separable max-pool)
-is checked as well. Compared: evaluation outputs (eval mode and fuse_for_inference) and
-training losses within 1e-4, training gradients of every parameter in float64, the derived
+The reference head computes docs/method.md §4 as written (row-normalised adjacency, L @
+concat(features, template), fc, LeakyReLU(0.1), mesh2pose across the vertex dimension, the
+beta scale, softmax over the pixels, expected column and row from the index grids, depth as
+the pixel sum of p * z); tests/model/test_layers.py pins it, and the fused layers, to
+hand-worked values. Here a float64 copy of the network with the reference head, loaded with
+the fused network's state dict, is the reference; the fuse of the next stage and the three
+losses per stage are written out below with einsums. Only the torchvision backbone parts are
+run as modules (in the float64 copy, unfused), so the fused inference copy (batch norms
+folded, separable max-pool) is checked as well. Compared: evaluation outputs (eval mode and
+fuse_for_inference) and training losses within 1e-4, training gradients of every parameter
+in float64, the two heads alone in training mode with the same dropout masks, the derived
 tensors remembered between calls after parameter updates, and the CPU dropout mask.
 Small inputs: ResNet-18, 64 px (8 x 8 heatmaps, 2 x 2 high-level maps), an icosphere of 42
 vertices and 5 joints.
 """
-
-import copy
 
 import numpy as np
 import pytest
@@ -24,8 +25,6 @@ from model.layers import mix_and_project
 
 NUM_JOINT = 5
 SIDE = 64
-SLOPE = 0.1
-EPS_ROW_SUM = 1e-5
 TOLERANCE = dict(rtol=0, atol=1e-4)
 
 
@@ -36,53 +35,50 @@ def icosphere():
     return np.asarray(sphere.vertices, np.float32) * 0.05, np.asarray(sphere.faces)
 
 
-def randomised_model(num_stage, seed=0):
+def small_model(num_stage, head='fused'):
+    """A small SAR (ResNet-18, 64 px, 42 vertices, 5 joints) with the given head."""
+    template, faces = icosphere()
+    return SAR(template, faces, backbone='resnet18', num_stage=num_stage, num_FMs=8,
+               feature_size=(SIDE // 32) ** 2, heatmap_size=SIDE // 8,
+               num_vert=len(template), num_joint=NUM_JOINT, input_img_shape=(SIDE, SIDE),
+               head=head)
+
+
+def randomise(module, generator):
+    """Move every parameter and BN statistic of `module` away from its initial value."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.endswith('adj'):
+                # positive entries: row sums well away from zero, every row mixes vertices
+                noise = torch.rand(param.shape, generator=generator, dtype=param.dtype)
+                param.copy_(torch.eye(len(param), dtype=param.dtype) + 0.3 * noise)
+            elif name.endswith('soft_heatmap.beta.weight'):
+                param.copy_(0.5 + torch.rand(param.shape, generator=generator,
+                                             dtype=param.dtype))
+            elif param.requires_grad:
+                param.add_(0.02 * torch.randn(param.shape, generator=generator,
+                                              dtype=param.dtype))
+        for submodule in module.modules():
+            if isinstance(submodule, torch.nn.BatchNorm2d):
+                count = submodule.num_features
+                submodule.running_mean.copy_(0.1 * torch.randn(count, generator=generator))
+                submodule.running_var.copy_(0.5 + torch.rand(count, generator=generator))
+    return module
+
+
+def randomised_model(num_stage, seed=0, head='fused'):
     """A small SAR whose every parameter and BN statistic is away from its initial value."""
     torch.manual_seed(seed)
-    template, faces = icosphere()
-    model = SAR(template, faces, backbone='resnet18', num_stage=num_stage, num_FMs=8,
-                feature_size=(SIDE // 32) ** 2, heatmap_size=SIDE // 8,
-                num_vert=len(template), num_joint=NUM_JOINT, input_img_shape=(SIDE, SIDE))
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith('.adj'):
-                # positive entries: row sums well away from zero, every row mixes vertices
-                noise = torch.rand(param.shape, generator=generator)
-                param.copy_(torch.eye(len(param)) + 0.3 * noise)
-            elif name.endswith('soft_heatmap.beta.weight'):
-                param.copy_(0.5 + torch.rand(param.shape, generator=generator))
-            elif param.requires_grad:
-                param.add_(0.02 * torch.randn(param.shape, generator=generator))
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                count = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(count, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(count, generator=generator))
-    return model
-
-
-def leaky(x):
-    return torch.where(x > 0, x, SLOPE * x)
-
-
-def graph_conv(conv, x):
-    """docs/method.md §4: fc(L @ x) with L = adj / (row sums of adj + 1e-5); x: B x n x in."""
-    adj = conv.adj.double()
-    row_sums = torch.stack([adj[i].sum() for i in range(len(adj))])
-    norm_adj = adj / (row_sums[:, None] + EPS_ROW_SUM)
-    mixed = torch.einsum('ij,bjf->bif', norm_adj, x)
-    return torch.einsum('bif,of->bio', mixed, conv.fc.weight.double()) + conv.fc.bias.double()
-
-
-def regressor(reg, x):
-    return graph_conv(reg[3], leaky(graph_conv(reg[0], x)))  # dropout off
+    return randomise(small_model(num_stage, head), torch.Generator().manual_seed(seed + 1))
 
 
 def reference_net(model, training):
-    """A float64 copy of `model` in the given mode, dropouts off (the formulas are checked
-    without the random masks)."""
-    net = copy.deepcopy(model).double().train(training)
+    """A float64 copy of `model` with the reference head, in the given mode, dropouts off
+    (the formulas are checked without the random masks; see
+    test_heads_in_training_mode_with_the_same_dropout_masks for them)."""
+    net = small_model(model.num_stage, head='reference').double()
+    net.load_state_dict(model.state_dict(), strict=True)  # copies into float64, exactly
+    net.train(training)
     for module in net.modules():
         if isinstance(module, torch.nn.Dropout):
             module.eval()
@@ -90,15 +86,16 @@ def reference_net(model, training):
 
 
 def reference_stages(net, img):
-    """Every stage's (coords, prob, prob * z) by the formulas of docs/method.md §4, batch-first.
+    """Every stage's (coords, prob, prob * z), batch-first, maps flattened to h*w pixels.
+
+    The reference head computes each stage (docs/method.md §4); the fuse of the next stage is
+    written out here.
 
     Args:
-        net: from `reference_net`; its backbone modules and parameters are used as they are.
+        net: from `reference_net`; its backbone modules and head are used as they are.
     """
     img = img.double()
     num_vert, side = net.num_vert, net.gbbmr[0].heatmap_size
-    pixel = torch.arange(side * side, dtype=torch.float64)
-    column, row = pixel % side, torch.div(pixel, side, rounding_mode='floor')
     features_mid = net.extract_mid(img)
     stage_input = features_mid
     outputs = []
@@ -112,27 +109,8 @@ def reference_stages(net, img):
             stage_input = (torch.einsum('oc,bchw->bohw', fuse.weight[:, :, 0, 0], stacked)
                            + fuse.bias[None, :, None, None])
         high = net.extract_high[stage](stage_input)  # (B, C, h, w)
-        conv = net.saigb[stage].group[0]
-        maps = leaky(torch.einsum('oc,bchw->bohw', conv.weight[:, :, 0, 0], high)
-                     + conv.bias[None, :, None, None])
-        batch = img.shape[0]
-        vert_features = maps.reshape(batch, num_vert, -1)  # channel = vertex * num_FMs + map
-        template = net.template.double().expand(batch, -1, -1)
-        x = torch.cat((vert_features, template), dim=2)
-        head = net.gbbmr[stage]
-        vert_xy, vert_z = regressor(head.reg_xy, x), regressor(head.reg_z, x)  # (B, V, P)
-        joint_xy = (torch.einsum('jv,bvp->bjp', head.mesh2pose_hm.weight, vert_xy)
-                    + head.mesh2pose_hm.bias[None, :, None])
-        joint_z = (torch.einsum('jv,bvp->bjp', head.mesh2pose_dm.weight, vert_z)
-                   + head.mesh2pose_dm.bias[None, :, None])
-        hm_xy, hm_z = torch.cat((vert_xy, joint_xy), 1), torch.cat((vert_z, joint_z), 1)
-        scaled = hm_xy * head.soft_heatmap.beta.weight.view(1, -1, 1)
-        exp = torch.exp(scaled - scaled.max(dim=2, keepdim=True).values)
-        prob = exp / exp.sum(dim=2, keepdim=True)
-        u = (prob * column).sum(2) / (side // 2) - 1
-        v = (prob * row).sum(2) / (side // 2) - 1
-        d = (prob * hm_z).sum(2)
-        outputs.append((torch.stack((u, v, d), dim=2), prob, prob * hm_z))
+        out = net.gbbmr[stage](net.saigb[stage](high), shared_columns=net.template, maps='all')
+        outputs.append((out.coords, out.prob.flatten(2), out.prob_depth.flatten(2)))
     return outputs
 
 
@@ -164,7 +142,7 @@ def reference_losses(stages, gt_uvd, faces, num_vert):
 
 
 @pytest.mark.parametrize('num_stage', [1, 2])
-def test_eval_outputs_equal_the_spec_formulas(num_stage):
+def test_eval_outputs_equal_the_reference_head(num_stage):
     model = randomised_model(num_stage).eval()
     img = torch.randn(3, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(5))
     expected = reference_stages(reference_net(model, training=False), img)
@@ -200,7 +178,7 @@ def test_fused_copy_leaves_the_original_untouched():
     model.train()  # the original still trains
 
 
-def test_training_losses_equal_the_spec_formulas():
+def test_training_losses_equal_the_reference_head_and_spec_losses():
     model = randomised_model(2).train()
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -217,7 +195,7 @@ def test_training_losses_equal_the_spec_formulas():
         torch.testing.assert_close(losses[name].double(), expected[name], **TOLERANCE)
 
 
-def test_training_gradients_equal_the_spec_formulas_in_float64():
+def test_training_gradients_equal_the_reference_head_in_float64():
     # float64 on both sides: float32 gradients through batch norm over 2 x 2 maps differ
     # from float64 by about 1e-3 relative, which would hide a real difference.
     model = randomised_model(2).double().train()
@@ -240,6 +218,82 @@ def test_training_gradients_equal_the_spec_formulas_in_float64():
             continue
         reference_grad = reference_params[name].grad
         # mesh2pose_hm.bias shifts a whole joint map: the softmax ignores it (gradient ~0).
+        scale = reference_grad.abs().max().item()
+        torch.testing.assert_close(param.grad, reference_grad, rtol=0,
+                                   atol=1e-9 * max(scale, 1.0), msg=lambda m: f'{name}: {m}')
+
+
+@pytest.mark.parametrize('source, target', [('fused', 'reference'), ('reference', 'fused')])
+def test_a_state_dict_loads_strictly_into_the_other_head_with_the_same_coords(source, target):
+    trained = randomised_model(2, head=source).double().eval()
+    torch.manual_seed(3)
+    other = small_model(2, head=target).double().eval()
+    assert [(k, v.shape) for k, v in other.state_dict().items()] == [
+        (k, v.shape) for k, v in trained.state_dict().items()]
+    other.load_state_dict(trained.state_dict(), strict=True)
+    img = torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(6),
+                      dtype=torch.float64)
+    with torch.no_grad():
+        expected = trained({'img': img})['coords']
+        torch.testing.assert_close(other({'img': img})['coords'], expected, rtol=0, atol=1e-10)
+        torch.testing.assert_close(other.fuse_for_inference()({'img': img})['coords'], expected,
+                                   rtol=0, atol=1e-10)
+
+
+def test_heads_in_training_mode_with_the_same_dropout_masks(monkeypatch):
+    # The two heads alone, float64, training mode with dropout on. Each head draws its masks
+    # its own way and in its own layout, so both are handed the same masks (xy branch first).
+    from model import layers
+    from model.heads import get_head
+
+    num_vert, batch, channels, num_fms, side = 42, 3, 16, 2, 4  # 2 x 2 high-level maps
+    in_features = num_fms * 2 * 2 + 3
+    generator = torch.Generator().manual_seed(0)
+    modules = {}
+    for name in ('fused', 'reference'):
+        head = get_head(name)
+        modules[name] = torch.nn.ModuleDict({
+            'saigb': head.builder(channels, num_vert, num_fms),
+            'gbbmr': head.regressor(num_vert, NUM_JOINT, in_features, side)}).double().train()
+    randomise(modules['fused'], generator)
+    modules['reference'].load_state_dict(modules['fused'].state_dict(), strict=True)
+    features = torch.randn(batch, channels, 2, 2, generator=generator, dtype=torch.float64)
+    template = torch.randn(num_vert, 3, generator=generator, dtype=torch.float64)
+    masks = [2.0 * torch.randint(0, 2, (batch, num_vert, side * side), generator=generator,
+                                 dtype=torch.float64) for _ in range(2)]  # kept: x / (1 - p)
+    calls = {'fused': [], 'reference': []}
+
+    def fused_dropout(x, p, training):
+        calls['fused'].append((p, training))
+        return x * masks[len(calls['fused']) - 1].transpose(0, 1)  # vertex-major
+
+    def reference_dropout(x, p=0.5, training=True, inplace=False):
+        calls['reference'].append((p, training))
+        return x * masks[len(calls['reference']) - 1]
+
+    monkeypatch.setattr(layers, 'dropout', fused_dropout)
+    monkeypatch.setattr(torch.nn.functional, 'dropout', reference_dropout)
+    weights = torch.randn(batch, num_vert + NUM_JOINT, 3, generator=generator,
+                          dtype=torch.float64)
+    outputs, inputs = {}, {}
+    for name, module in modules.items():
+        inputs[name] = features.clone().requires_grad_()
+        out = module['gbbmr'](module['saigb'](inputs[name]), shared_columns=template, maps='all')
+        ((out.coords * weights).sum() + out.prob_depth.sum()).backward()
+        outputs[name] = out
+    assert calls['fused'] == calls['reference'] == [(0.5, True)] * 2
+    fused, reference = outputs['fused'], outputs['reference']
+    for field in ('coords', 'prob', 'prob_depth'):
+        torch.testing.assert_close(getattr(fused, field), getattr(reference, field),
+                                   rtol=0, atol=1e-10, msg=lambda m: f'{field}: {m}')
+    torch.testing.assert_close(inputs['fused'].grad, inputs['reference'].grad, rtol=0,
+                               atol=1e-10)
+    reference_params = dict(modules['reference'].named_parameters())
+    for name, param in modules['fused'].named_parameters():
+        reference_grad = reference_params[name].grad
+        if not param.requires_grad:
+            assert param.grad is None and reference_grad is None, name
+            continue
         scale = reference_grad.abs().max().item()
         torch.testing.assert_close(param.grad, reference_grad, rtol=0,
                                    atol=1e-9 * max(scale, 1.0), msg=lambda m: f'{name}: {m}')

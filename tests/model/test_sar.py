@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import SAR
+from model import HEADS, SAR
 
 MANIFEST = Path(__file__).resolve().parent / 'data' / 'sar_checkpoint_keys.txt'  # copy of shared/sar_checkpoint_keys.txt
 BN_BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -30,10 +30,11 @@ def read_manifest():
     return entries
 
 
-@pytest.fixture(scope='module')
-def default_model():
+@pytest.fixture(scope='module', params=list(HEADS))
+def default_model(request):
+    """The default network with each head (the published layout either way)."""
     torch.manual_seed(0)
-    return SAR(*random_template_and_faces())
+    return SAR(*random_template_and_faces(), head=request.param)
 
 
 def test_state_dict_matches_published_checkpoint(default_model):
@@ -107,6 +108,7 @@ def test_small_input_shapes(backbone, num_stage, mid_channels):
     (dict(input_img_shape=(256, 128)), ['input_img_shape=(256, 128)', 'square']),
     (dict(backbone='vgg16'), ["backbone='vgg16'", 'resnet18', 'resnet34', 'resnet50']),
     (dict(num_stage=0), ['num_stage=0', 'positive integer']),
+    (dict(head='plain'), ["head='plain'", 'fused', 'reference', 'model/heads.py']),
 ])
 def test_inconsistent_config_raises(overrides, fragments):
     with pytest.raises(ValueError) as info:
@@ -127,20 +129,21 @@ def test_template_and_faces_are_validated():
         SAR(template, bad_faces)
 
 
-def small_sphere_model(num_stage=2):
+def small_sphere_model(num_stage=2, head='fused'):
     import trimesh
 
     sphere = trimesh.creation.icosphere(subdivisions=1)  # 42 vertices, 80 faces
     template = np.asarray(sphere.vertices, np.float32) * 0.05
     model = SAR(template, np.asarray(sphere.faces), backbone='resnet18', num_stage=num_stage,
                 feature_size=16, heatmap_size=16, num_vert=len(template), num_joint=5,
-                input_img_shape=(128, 128))
+                input_img_shape=(128, 128), head=head)
     return model, len(template) + 5
 
 
-def test_training_forward_loss_names_and_input_checks():
+@pytest.mark.parametrize('head', list(HEADS))
+def test_training_forward_loss_names_and_input_checks(head):
     torch.manual_seed(0)
-    model, num_rows = small_sphere_model(num_stage=2)
+    model, num_rows = small_sphere_model(num_stage=2, head=head)
     assert model.template.dtype == torch.float32 and model.faces.dtype == torch.long
     assert 'template' not in model.state_dict() and 'faces' not in model.state_dict()
     model.train()
@@ -156,9 +159,10 @@ def test_training_forward_loss_names_and_input_checks():
         model({'img': torch.randn(2, 3, 256, 256)})
 
 
-def test_gradients_reach_every_trainable_parameter():
+@pytest.mark.parametrize('head', list(HEADS))
+def test_gradients_reach_every_trainable_parameter(head):
     torch.manual_seed(0)
-    model, num_rows = small_sphere_model(num_stage=2)
+    model, num_rows = small_sphere_model(num_stage=2, head=head)
     model.train()
     losses = model({'img': torch.randn(2, 3, 128, 128)},
                    {'mesh_pose_uvd': torch.rand(2, num_rows, 3) * 2 - 1})
@@ -172,3 +176,15 @@ def test_gradients_reach_every_trainable_parameter():
             assert param.grad.abs().sum() > 0, name
         else:
             assert param.grad is None, name
+
+
+def test_every_head_starts_from_the_same_weights_for_a_seed():
+    # The heads create the same modules in the same order: a seed gives the same network.
+    state_dicts = []
+    for head in HEADS:
+        torch.manual_seed(0)
+        state_dicts.append(small_sphere_model(num_stage=2, head=head)[0].state_dict())
+    first = state_dicts[0]
+    for other in state_dicts[1:]:
+        assert list(other) == list(first)
+        assert all(torch.equal(other[key], first[key]) for key in first)
