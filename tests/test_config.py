@@ -18,6 +18,16 @@ def test_defaults_are_the_published_ones():
     c = config.resolve([])
     assert (c.backbone, c.num_stage, c.num_FMs, c.feature_size, c.heatmap_size) == ('resnet34', 2, 8, 64, 32)
     assert (c.batch_size, c.lr, c.weight_decay, c.total_epoch, c.depth_box) == (64, 3e-4, 0.01, 50, 0.3)
+    assert c.head == 'fused'
+
+
+def test_head_choices_are_the_registered_heads():
+    # config.py imports no library code, so it lists the heads itself: it must follow model/heads.py.
+    from model.heads import DEFAULT_HEAD, HEADS
+
+    assert config._CHOICES['head'] == tuple(HEADS)
+    assert config.Config.head == DEFAULT_HEAD
+    assert config.resolve(['--head', 'reference']).head == 'reference'
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -25,6 +35,7 @@ def test_defaults_are_the_published_ones():
     (['--lr', 'abc'], "config field 'lr': cannot read 'abc' as a number"),
     (['--num_stage', '2.5'], "config field 'num_stage': cannot read '2.5' as an integer"),
     (['--amp', 'fp8'], "config field 'amp' must be one of"),
+    (['--head', 'plain'], "config field 'head' must be one of"),
     (['--input_img_shape', '12'], "config field 'input_img_shape'"),
     (['--vis', 'maybe'], "config field 'vis': cannot read 'maybe' as true or false"),
     (['--preset', 'nope'], "unknown preset 'nope'"),
