@@ -21,7 +21,8 @@ def build_model(cfg, mano, device, pretrained_backbone=None):
     model = SAR(mano.template, mano.faces, backbone=cfg.backbone, num_stage=cfg.num_stage,
                 num_FMs=cfg.num_FMs, feature_size=cfg.feature_size,
                 heatmap_size=cfg.heatmap_size, num_vert=cfg.num_vert, num_joint=cfg.num_joint,
-                input_img_shape=cfg.input_img_shape, pretrained_backbone=pretrained)
+                input_img_shape=cfg.input_img_shape, pretrained_backbone=pretrained,
+                head=cfg.head)
     model = model.to(device)
     if cfg.channels_last and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)
