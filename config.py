@@ -134,16 +134,12 @@ class ConfigError(ValueError, UserError):
 
 
 # Valid ranges of the numeric fields: (lowest, highest or None, strict lower bound). Checked
-# when a configuration is resolved, before anything touches the disk.
+# when a configuration is resolved, before anything touches the disk. The network's shape
+# fields (backbone ... input_img_shape) are checked by model.spec.NetworkSpec, their one
+# definition, when an entry script resolves its run (inference.run_config.check_network).
 _RANGES = {
     'depth_box': (0.0, None, True),
     'hand_scale_m': (0.0, None, True),
-    'num_stage': (1, None, False),
-    'num_FMs': (1, None, False),
-    'feature_size': (1, None, False),
-    'heatmap_size': (1, None, False),
-    'num_vert': (1, None, False),
-    'num_joint': (1, None, False),
     'batch_size': (1, None, False),
     'accumulate': (1, None, False),
     'lr': (0.0, None, True),
@@ -160,7 +156,6 @@ _RANGES = {
     'vis_num': (0, None, False),
     'test_batch_size': (1, None, False),
 }
-MIN_INPUT_SIDE = 32  # px: the network's stride-32 features need at least one pixel
 
 
 def _range_text(low, high, strict):
@@ -180,11 +175,6 @@ def validate(config):
         if bad:
             raise ConfigError(f"config field '{name}' = {value!r} is out of range: it must be "
                               f"{_range_text(low, high, strict)}")
-    height, width = config.input_img_shape
-    if height < MIN_INPUT_SIDE or width < MIN_INPUT_SIDE:
-        raise ConfigError(f"config field 'input_img_shape' = {config.input_img_shape!r}: both "
-                          f"sides must be >= {MIN_INPUT_SIDE} px (and, for the network, equal "
-                          f"and divisible by 32, e.g. 256,256)")
     name = config.experiment_name
     if name is not None and (not name or '/' in name or '\\' in name or name in ('.', '..')):
         raise ConfigError(f"config field 'experiment_name' = {name!r} must be a non-empty folder "

@@ -27,7 +27,7 @@ import config as config_module
 from benchmarks.machine import other_cpu_use
 from inference.onnx import OnnxSAR, export_onnx
 from synthetic.standin import build_standin
-from model import SAR
+from model import NetworkSpec, SAR
 
 BATCHES = (1, 16)
 WARMUP = {1: 3, 16: 2}  # calls per runtime before timing
@@ -66,10 +66,8 @@ def build_fused(cfg):
     """The fused SAR of `cfg` with random weights and the stand-in MANO template."""
     mano = build_standin(seed=0)
     torch.manual_seed(0)
-    model = SAR(mano['v_template'], mano['f'], backbone=cfg.backbone, num_stage=cfg.num_stage,
-                num_FMs=cfg.num_FMs, feature_size=cfg.feature_size,
-                heatmap_size=cfg.heatmap_size, num_vert=cfg.num_vert, num_joint=cfg.num_joint,
-                input_img_shape=cfg.input_img_shape, pretrained_backbone=False)
+    model = SAR(mano['v_template'], mano['f'], NetworkSpec.from_config(cfg),
+                pretrained_backbone=False)
     return model.eval().fuse_for_inference()
 
 

@@ -5,7 +5,7 @@ import logging
 import torch
 
 from inference.precision import log_amp
-from model import SAR
+from model import NetworkSpec, SAR
 from utils.runtime.checkpoint import load_checkpoint, load_net_state
 
 
@@ -18,11 +18,8 @@ def build_model(cfg, mano, device, pretrained_backbone=None):
             supply every weight, so no ImageNet file is needed).
     """
     pretrained = cfg.pretrained_backbone if pretrained_backbone is None else pretrained_backbone
-    model = SAR(mano.template, mano.faces, backbone=cfg.backbone, num_stage=cfg.num_stage,
-                num_FMs=cfg.num_FMs, feature_size=cfg.feature_size,
-                heatmap_size=cfg.heatmap_size, num_vert=cfg.num_vert, num_joint=cfg.num_joint,
-                input_img_shape=cfg.input_img_shape, pretrained_backbone=pretrained,
-                head=cfg.head)
+    model = SAR(mano.template, mano.faces, NetworkSpec.from_config(cfg),
+                pretrained_backbone=pretrained, head=cfg.head)
     model = model.to(device)
     if cfg.channels_last and device.type == 'cuda':
         model = model.to(memory_format=torch.channels_last)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from utils.errors import UserError
+from model.spec import NetworkSpec
 from utils.files.atomic import atomic_open
 
 # onnx and onnxruntime are imported where they are used: check_config_agrees needs neither.
@@ -41,9 +42,9 @@ OUTPUT_NAME = 'coords'
 CONFIG_KEY = 'sar_config'  # metadata_props: the resolved config as JSON
 OPSET_KEY = 'sar_opset'
 TORCH_VERSION_KEY = 'sar_torch_version'
-# Config fields that change the network or the decoding of its output (docs/method.md §4, §7).
-NETWORK_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_size',
-                  'num_vert', 'num_joint', 'input_img_shape', 'depth_box', 'fx_as_fy')
+# Config fields that change the network (its NetworkSpec) or the decoding of its output
+# (docs/method.md §4, §7).
+NETWORK_FIELDS = NetworkSpec.names() + ('depth_box', 'fx_as_fy')
 
 
 class OnnxExportError(RuntimeError, UserError):
@@ -131,13 +132,7 @@ def _check_model_and_config(fused_model, cfg_dict):
     if missing:
         raise ValueError(f'cfg_dict lacks the network fields {missing}; pass the resolved '
                          f'config (Config.to_dict())')
-    # What the network itself records (feature_size follows from input_img_shape, SAR checks
-    # that; the backbone name is not recorded and is taken on trust).
-    model_fields = {'num_stage': fused_model.num_stage, 'num_vert': fused_model.num_vert,
-                    'num_joint': fused_model.num_joint,
-                    'input_img_shape': fused_model.input_img_shape,
-                    'heatmap_size': fused_model.gbbmr[0].heatmap_size,
-                    'num_FMs': fused_model.saigb[0].group[0].out_channels // fused_model.num_vert}
+    model_fields = fused_model.spec.to_dict()  # the shape the network was built with
     wrong = [f'{name}: model {value!r}, cfg_dict {_normalise_value(cfg_dict[name])!r}'
              for name, value in model_fields.items()
              if _normalise_value(cfg_dict[name]) != _normalise_value(value)]

@@ -8,7 +8,7 @@ import torch
 
 import config as config_module
 import dataset as datasets
-from model.sar import check_config
+from model.spec import NetworkSpec
 from utils.errors import CheckpointError
 from utils.files.atomic import atomic_write_json
 from utils.runtime.checkpoint import load_checkpoint
@@ -21,10 +21,7 @@ CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configurati
 DECODING_SWITCHES = ('fx_as_fy', 'as_published')
 
 
-# Fields that shape the network's weights: a run that loads a checkpoint must keep the values
-# it was trained with (decoding fields such as depth_box, fx_as_fy, as_published may change).
-NETWORK_SHAPE_FIELDS = ('backbone', 'num_stage', 'num_FMs', 'feature_size', 'heatmap_size',
-                        'num_vert', 'num_joint', 'input_img_shape')
+
 
 
 def saved_config(checkpoint):
@@ -62,8 +59,9 @@ def saved_config(checkpoint):
 def check_against_checkpoint(cfg, trained, checkpoint):
     """ConfigError naming `checkpoint` and the trained values when the resolved `cfg` changes a
     field that shapes the network (a command-line override that contradicts the weights)."""
-    changed = [(name, getattr(cfg, name), getattr(trained, name)) for name in NETWORK_SHAPE_FIELDS
-               if getattr(cfg, name) != getattr(trained, name)]
+    # The fields that shape the weights (model.spec.NetworkSpec) must keep their trained values;
+    # decoding fields such as depth_box, fx_as_fy, as_published may change.
+    changed = NetworkSpec.from_config(cfg).differences(NetworkSpec.from_config(trained))
     if changed:
         raise config_module.ConfigError(
             f'{checkpoint} was trained with ' + ', '.join(
@@ -82,8 +80,7 @@ def check_network(cfg):
                                         "add --device cpu (or install a CUDA build of torch and "
                                         "a driver)")
     try:
-        check_config(cfg.backbone, cfg.num_stage, cfg.num_FMs, cfg.feature_size,
-                     cfg.heatmap_size, cfg.num_vert, cfg.num_joint, cfg.input_img_shape)
+        NetworkSpec.from_config(cfg).check()
         datasets.entry(cfg.dataset).check(cfg)
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None

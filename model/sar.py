@@ -10,70 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.backbone import (HIGH_STRIDE, MID_STRIDE, build_resnet, fold_batch_norms,
-                            high_level_features, load_imagenet_state_dict, mid_level_features,
+from model.backbone import (build_resnet, fold_batch_norms, high_level_features,
+                            load_imagenet_state_dict, mid_level_features,
                             resnet_spec, use_inference_max_pools)
 from model.heads import DEFAULT_HEAD, get_head
 from model.loss import stage_losses
+from model.spec import NetworkSpec
 
 TEMPLATE_COORDS = 3  # xyz appended to every vertex's features
-
-
-def consistent_sizes(input_img_shape):
-    """heatmap_size and feature_size that fit a square input (sides divisible by 32).
-
-    Returns:
-        (heatmap_size, feature_size): side of the stride-8 map, pixel count of the stride-32 map.
-    """
-    side = input_img_shape[0]
-    return side // MID_STRIDE, (side // HIGH_STRIDE) ** 2
-
-
-def _is_positive_int(value):
-    """True for Python or numpy integers above 0 (bool excluded)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-
-def check_config(backbone, num_stage, num_FMs, feature_size, heatmap_size, num_vert, num_joint,
-                 input_img_shape):
-    """Raise one ValueError listing every field that disagrees, with consistent values.
-
-    The heatmaps must have the size of the stride-8 features they are fused with, and each
-    vertex gets num_FMs maps of the stride-32 features, flattened (feature_size pixels each).
-    """
-    resnet_spec(backbone)  # ValueError naming the valid backbones
-    problems = []
-    for name, value in (('num_stage', num_stage), ('num_FMs', num_FMs),
-                        ('feature_size', feature_size), ('heatmap_size', heatmap_size),
-                        ('num_vert', num_vert), ('num_joint', num_joint)):
-        if not _is_positive_int(value):
-            problems.append(f'{name}={value!r} must be a positive integer')
-    try:
-        shape = tuple(input_img_shape)
-    except TypeError:
-        shape = ()
-    if (len(shape) != 2 or not all(_is_positive_int(side) for side in shape)
-            or shape[0] != shape[1] or shape[0] % HIGH_STRIDE != 0):
-        problems.append(f'input_img_shape={input_img_shape!r} must be square with sides divisible '
-                        f'by {HIGH_STRIDE}, e.g. (128, 128) or (256, 256)')
-    elif _is_positive_int(heatmap_size) and _is_positive_int(feature_size):
-        good_sizes = consistent_sizes(shape)
-        wrong = [f'{name}={value!r}' for name, value, good in
-                 (('heatmap_size', heatmap_size, good_sizes[0]),
-                  ('feature_size', feature_size, good_sizes[1])) if value != good]
-        if wrong:
-            verb = 'disagree' if len(wrong) > 1 else 'disagrees'
-            message = (f'{" and ".join(wrong)} {verb} with input_img_shape={shape} (heatmaps '
-                       f'have the side of the stride-{MID_STRIDE} features, feature_size is the '
-                       f'pixel count of the stride-{HIGH_STRIDE} features): use heatmap_size='
-                       f'{good_sizes[0]} and feature_size={good_sizes[1]}')
-            implied_side = heatmap_size * MID_STRIDE
-            if (implied_side % HIGH_STRIDE == 0
-                    and consistent_sizes((implied_side,)) == (heatmap_size, feature_size)):
-                message += f', or input_img_shape={(implied_side, implied_side)}'
-            problems.append(message)
-    if problems:
-        raise ValueError('inconsistent SAR configuration: ' + '; '.join(problems))
 
 
 def _as_numpy(array):
@@ -124,13 +68,8 @@ class SAR(nn.Module):
             non-persistent buffer (not in the state dict) and appended to the vertex features.
         faces: F x 3 integer vertex indices (MANO 1538 x 3) for the mesh losses, kept as a
             non-persistent long buffer.
-        backbone: 'resnet18', 'resnet34', 'resnet50', 'resnet101' or 'resnet152'.
-        num_stage: number of refinement stages (>= 1); every stage's output is supervised.
-        num_FMs: feature maps per vertex in the graph builder.
-        feature_size: pixels of the stride-32 feature map, (input side / 32) ** 2.
-        heatmap_size: side of the heatmaps, input side / 8.
-        num_vert, num_joint: rows of the output (vertices first).
-        input_img_shape: (H, W) of the input crop, square with sides divisible by 32.
+        spec: model.spec.NetworkSpec, the network's shape (backbone, stages, feature maps per
+            vertex, feature and heatmap sizes, rows, input size); the published one by default.
         pretrained_backbone: load ImageNet weights (torch hub cache; RuntimeError naming the
             file to place there if it is missing and cannot be downloaded).
         head: the SAIGB + GBBMR implementation, a name of model/heads.HEADS: 'fused' (the
@@ -141,37 +80,39 @@ class SAR(nn.Module):
         unknown head.
     """
 
-    def __init__(self, template, faces, backbone='resnet34', num_stage=2, num_FMs=8,
-                 feature_size=64, heatmap_size=32, num_vert=778, num_joint=21,
-                 input_img_shape=(256, 256), pretrained_backbone=False, head=DEFAULT_HEAD):
+    def __init__(self, template, faces, spec=NetworkSpec(), pretrained_backbone=False,
+                 head=DEFAULT_HEAD):
         super().__init__()
-        check_config(backbone, num_stage, num_FMs, feature_size, heatmap_size, num_vert,
-                     num_joint, input_img_shape)
+        spec.check()
         head_classes = get_head(head)
+        num_vert, num_joint = spec.num_vert, spec.num_joint
         template_tensor = _template_tensor(template, num_vert)
         faces_tensor = _faces_tensor(faces, num_vert)
-        self.num_stage = num_stage
+        self.spec = spec
+        self.num_stage = spec.num_stage
         self.num_vert = num_vert
         self.num_joint = num_joint
-        self.input_img_shape = tuple(input_img_shape)
+        self.input_img_shape = tuple(spec.input_img_shape)
         self.head = head
 
-        spec = resnet_spec(backbone)
-        imagenet_state_dict = load_imagenet_state_dict(backbone) if pretrained_backbone else None
-        self.extract_mid = mid_level_features(build_resnet(backbone, imagenet_state_dict))
+        resnet = resnet_spec(spec.backbone)
+        imagenet_state_dict = (load_imagenet_state_dict(spec.backbone) if pretrained_backbone
+                               else None)
+        self.extract_mid = mid_level_features(build_resnet(spec.backbone, imagenet_state_dict))
         self.extract_high = nn.ModuleList(
-            high_level_features(build_resnet(backbone, imagenet_state_dict))
-            for _ in range(num_stage))
+            high_level_features(build_resnet(spec.backbone, imagenet_state_dict))
+            for _ in range(spec.num_stage))
         self.saigb = nn.ModuleList(
-            head_classes.builder(spec.high_channels, num_vert, num_FMs)
-            for _ in range(num_stage))
+            head_classes.builder(resnet.high_channels, num_vert, spec.num_FMs)
+            for _ in range(spec.num_stage))
         self.gbbmr = nn.ModuleList(
-            head_classes.regressor(num_vert, num_joint, num_FMs * feature_size + TEMPLATE_COORDS,
-                                   heatmap_size)
-            for _ in range(num_stage))
+            head_classes.regressor(num_vert, num_joint,
+                                   spec.num_FMs * spec.feature_size + TEMPLATE_COORDS,
+                                   spec.heatmap_size)
+            for _ in range(spec.num_stage))
         self.fuse = nn.ModuleList(
-            nn.Conv2d(spec.mid_channels + 2 * num_joint, spec.mid_channels, 1)
-            for _ in range(num_stage - 1))
+            nn.Conv2d(resnet.mid_channels + 2 * num_joint, resnet.mid_channels, 1)
+            for _ in range(spec.num_stage - 1))
         self.register_buffer('template', template_tensor, persistent=False)
         self.register_buffer('faces', faces_tensor, persistent=False)
         self.inference_only = False  # True on the copies made by fuse_for_inference

@@ -30,7 +30,7 @@ def tiny(tmp_path_factory):
 BAD_CONFIGS = [
     (['--input_img_shape', '100,100'], 'input_img_shape'),
     (['--input_img_shape', '96,128'], 'input_img_shape'),
-    (['--num_stage', '0'], "'num_stage' = 0 is out of range: it must be >= 1"),
+    (['--num_stage', '0'], 'num_stage=0'),
     (['--batch_size', '0'], "'batch_size' = 0 is out of range: it must be >= 1"),
     (['--lr', '-1'], "'lr' = -1.0 is out of range: it must be > 0.0"),
     (['--lr', 'nan'], "'lr' = nan is out of range"),
@@ -173,7 +173,7 @@ def test_ctrl_c_during_a_checkpoint_write_is_a_plain_interruption(tmp_path, monk
 
 
 @pytest.mark.parametrize('script, args, message', [
-    ('train.py', ['--device', 'cpu', '--num_stage', '0'], "train.py: error: config field 'num_stage' = 0"),
+    ('train.py', ['--device', 'cpu', '--num_stage', '0'], 'train.py: error: inconsistent SAR configuration: num_stage=0'),
     ('test.py', ['--device', 'cpu', '--checkpoint', 'missing.pth.tar'], 'test.py: error: checkpoint not found: missing.pth.tar'),
     ('demo.py', ['--device', 'cpu', '--input', 'nothing.png', '--checkpoint', 'missing.pth.tar'], 'demo.py: error:'),
     ('train.py', ['--device', 'cpu', '--data_root', 'no/such/root', '--output_root', 'OUT'], 'train.py: error: FreiHAND root folder'),

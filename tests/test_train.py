@@ -257,11 +257,10 @@ def test_two_nodes_srun_tasks_and_elastic_restarts_train_the_same_weights(worksp
 
 def test_adj_lr_scale_puts_the_adjacencies_in_their_own_group():
     # 1-stage ResNet-18 SAR at 64 px: 4 graph convolutions, so 4 adjacencies.
-    from model import SAR
+    from model import NetworkSpec, SAR
     from synthetic.standin import build_standin
     mano = build_standin(seed=0)
-    model = SAR(mano['v_template'], mano['f'], backbone='resnet18', num_stage=1,
-                feature_size=4, heatmap_size=8, input_img_shape=(64, 64))
+    model = SAR(mano['v_template'], mano['f'], NetworkSpec(backbone='resnet18', num_stage=1, feature_size=4, heatmap_size=8, input_img_shape=(64, 64)))
     published = build.param_groups(model, 3e-4, 1.0)  # one group, as published
     trainable = [p for p in model.parameters() if p.requires_grad]  # not the index grids
     assert [id(p) for p in published] == [id(p) for p in trainable]

@@ -14,7 +14,7 @@ import config as config_module
 from inference import onnx as onnx_export
 from inference.onnx import OnnxExportError, OnnxSAR, check_config_agrees, export_onnx
 from synthetic.standin import build_standin
-from model import SAR
+from model import NetworkSpec, SAR
 
 SMALL = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=2, num_FMs=2,
              feature_size=4, heatmap_size=8)
@@ -28,7 +28,7 @@ def _small_cfg_dict():
 def fused():
     torch.manual_seed(0)
     mano = build_standin(seed=0)
-    model = SAR(mano['v_template'], mano['f'], **SMALL)
+    model = SAR(mano['v_template'], mano['f'], NetworkSpec(**SMALL))
     with torch.no_grad():  # non-trivial batch norm statistics, so folding matters
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -147,7 +147,7 @@ def test_failed_self_check_leaves_no_file(fused, tmp_path, monkeypatch):
 def test_export_refuses_bad_inputs(fused, tmp_path):
     cfg = _small_cfg_dict()
     mano = build_standin(seed=0)
-    unfused = SAR(mano['v_template'], mano['f'], **SMALL)
+    unfused = SAR(mano['v_template'], mano['f'], NetworkSpec(**SMALL))
     with pytest.raises(ValueError, match='fuse_for_inference'):
         export_onnx(unfused.eval(), cfg, tmp_path / 'a.onnx')
     with pytest.raises(ValueError, match=r'input_img_shape: model \(64, 64\), cfg_dict \(96, 96\)'):

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 from inference.decoding import Decoding
 from inference.predict import predict
 from inference.predictor import HandPredictor
-from model import SAR
+from model import NetworkSpec, SAR
 from tests.helpers import random_mano_data
 from utils.preprocessing import crop_and_augment, normalize
 from utils.transforms import project
@@ -17,9 +17,7 @@ NUM_JOINT = 5
 def _network():
     data = random_mano_data(0)
     torch.manual_seed(0)
-    model = SAR(data['v_template'], data['f'].astype(np.int64), backbone='resnet18', num_stage=1,
-                feature_size=4, heatmap_size=8, num_joint=NUM_JOINT, input_img_shape=(64, 64),
-                pretrained_backbone=False)
+    model = SAR(data['v_template'], data['f'].astype(np.int64), NetworkSpec(backbone='resnet18', num_stage=1, feature_size=4, heatmap_size=8, num_joint=NUM_JOINT, input_img_shape=(64, 64)), pretrained_backbone=False)
     return model.eval()
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from model import SAR
+from model import NetworkSpec, SAR
 from model.backbone import (build_resnet, high_level_features, imagenet_weights_path,
                             mid_level_features, resnet_spec)
 
@@ -55,7 +55,7 @@ def test_missing_weights_error_says_where_to_put_them(empty_torch_home):
     expected_path = empty_torch_home / 'hub' / 'checkpoints' / 'resnet18-f37072fd.pth'
     assert imagenet_weights_path('resnet18') == str(expected_path)
     with pytest.raises(RuntimeError) as info:
-        SAR(*small_template_faces(), pretrained_backbone=True, **SMALL_CONFIG)
+        SAR(*small_template_faces(), NetworkSpec(**SMALL_CONFIG), pretrained_backbone=True)
     message = str(info.value)
     assert 'resnet18-f37072fd.pth' in message
     assert str(expected_path) in message
@@ -72,7 +72,7 @@ def test_cached_imagenet_weights_initialise_every_part_separately(empty_torch_ho
     os.makedirs(os.path.dirname(path))
     torch.save(reference, path)
     torch.manual_seed(0)
-    model = SAR(*small_template_faces(), pretrained_backbone=True, **SMALL_CONFIG)
+    model = SAR(*small_template_faces(), NetworkSpec(**SMALL_CONFIG), pretrained_backbone=True)
     torch.testing.assert_close(model.extract_mid[0].weight, reference['conv1.weight'])
     torch.testing.assert_close(model.extract_mid[5][1].conv2.weight,
                                reference['layer2.1.conv2.weight'])
@@ -91,7 +91,7 @@ def test_cached_imagenet_weights_initialise_every_part_separately(empty_torch_ho
 
 def test_random_backbones_differ_per_stage():
     torch.manual_seed(0)
-    model = SAR(*small_template_faces(), **SMALL_CONFIG)
+    model = SAR(*small_template_faces(), NetworkSpec(**SMALL_CONFIG))
     assert not torch.equal(model.extract_high[0][0][0].conv1.weight,
                            model.extract_high[1][0][0].conv1.weight)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import SAR
+from model import NetworkSpec, SAR
 from model.layers import SoftHeatmap
 from synthetic.standin import build_standin
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
@@ -36,7 +36,7 @@ NORMALISED = 5e-3  # the issue's bound on the network output (crop-normalised un
 def small_sar():
     torch.manual_seed(0)
     mano = build_standin(seed=0)
-    model = SAR(mano['v_template'], mano['f'], **SMALL)
+    model = SAR(mano['v_template'], mano['f'], NetworkSpec(**SMALL))
     with torch.no_grad():
         for stage in model.gbbmr:
             stage.soft_heatmap.beta.weight.mul_(BETA_SCALE)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import SAR
+from model import NetworkSpec, SAR
 from model.layers import mix_and_project
 
 NUM_JOINT = 5
@@ -38,10 +38,7 @@ def icosphere():
 def small_model(num_stage, head='fused'):
     """A small SAR (ResNet-18, 64 px, 42 vertices, 5 joints) with the given head."""
     template, faces = icosphere()
-    return SAR(template, faces, backbone='resnet18', num_stage=num_stage, num_FMs=8,
-               feature_size=(SIDE // 32) ** 2, heatmap_size=SIDE // 8,
-               num_vert=len(template), num_joint=NUM_JOINT, input_img_shape=(SIDE, SIDE),
-               head=head)
+    return SAR(template, faces, NetworkSpec(backbone='resnet18', num_stage=num_stage, num_FMs=8, feature_size=(SIDE // 32) ** 2, heatmap_size=SIDE // 8, num_vert=len(template), num_joint=NUM_JOINT, input_img_shape=(SIDE, SIDE)), head=head)
 
 
 def randomise(module, generator):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import SAR
+from model import NetworkSpec, SAR
 
 NUM_JOINT = 5
 BATCH = 2
@@ -40,9 +40,7 @@ def test_small_sar_overfits_a_fixed_batch(amp_dtype):
     generator = torch.Generator().manual_seed(1)
     sphere = trimesh.creation.icosphere(subdivisions=2)  # 162 vertices, 320 faces
     sphere_verts = torch.tensor(np.asarray(sphere.vertices), dtype=torch.float32)
-    model = SAR(0.05 * sphere_verts, np.asarray(sphere.faces), backbone='resnet18', num_stage=1,
-                feature_size=16, heatmap_size=16, num_vert=len(sphere_verts),
-                num_joint=NUM_JOINT, input_img_shape=(128, 128))
+    model = SAR(0.05 * sphere_verts, np.asarray(sphere.faces), NetworkSpec(backbone='resnet18', num_stage=1, feature_size=16, heatmap_size=16, num_vert=len(sphere_verts), num_joint=NUM_JOINT, input_img_shape=(128, 128)))
     images = torch.randn(BATCH, 3, 128, 128, generator=generator)
     gt_uvd = sphere_targets(sphere_verts, generator)
 

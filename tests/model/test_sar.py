@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model import HEADS, SAR
+from model.spec import NetworkSpec
 
 MANIFEST = Path(__file__).resolve().parent / 'data' / 'sar_checkpoint_keys.txt'  # copy of shared/sar_checkpoint_keys.txt
 BN_BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -80,8 +81,7 @@ def test_default_eval_forward(default_model):
 @pytest.mark.parametrize('backbone, num_stage, mid_channels', [
     ('resnet18', 1, 128), ('resnet18', 3, 128), ('resnet50', 1, 512), ('resnet50', 3, 512)])
 def test_small_input_shapes(backbone, num_stage, mid_channels):
-    model = SAR(*random_template_and_faces(), backbone=backbone, num_stage=num_stage,
-                feature_size=16, heatmap_size=16, input_img_shape=(128, 128)).eval()
+    model = SAR(*random_template_and_faces(), NetworkSpec(backbone=backbone, num_stage=num_stage, feature_size=16, heatmap_size=16, input_img_shape=(128, 128))).eval()
     assert len(model.fuse) == num_stage - 1
     for fuse in model.fuse:
         assert (fuse.in_channels, fuse.out_channels) == (mid_channels + 2 * NUM_JOINT,
@@ -111,8 +111,9 @@ def test_small_input_shapes(backbone, num_stage, mid_channels):
     (dict(head='plain'), ["head='plain'", 'fused', 'reference', 'model/heads.py']),
 ])
 def test_inconsistent_config_raises(overrides, fragments):
+    head = overrides.pop('head', 'fused')
     with pytest.raises(ValueError) as info:
-        SAR(*random_template_and_faces(), **overrides)
+        SAR(*random_template_and_faces(), NetworkSpec(**overrides), head=head)
     for fragment in fragments:
         assert fragment in str(info.value)
 
@@ -134,9 +135,7 @@ def small_sphere_model(num_stage=2, head='fused'):
 
     sphere = trimesh.creation.icosphere(subdivisions=1)  # 42 vertices, 80 faces
     template = np.asarray(sphere.vertices, np.float32) * 0.05
-    model = SAR(template, np.asarray(sphere.faces), backbone='resnet18', num_stage=num_stage,
-                feature_size=16, heatmap_size=16, num_vert=len(template), num_joint=5,
-                input_img_shape=(128, 128), head=head)
+    model = SAR(template, np.asarray(sphere.faces), NetworkSpec(backbone='resnet18', num_stage=num_stage, feature_size=16, heatmap_size=16, num_vert=len(template), num_joint=5, input_img_shape=(128, 128)), head=head)
     return model, len(template) + 5
 
 

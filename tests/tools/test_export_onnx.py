@@ -8,7 +8,7 @@ import config as config_module
 from inference.onnx import OnnxSAR
 from synthetic.mano_file import save_mano
 from synthetic.standin import build_standin
-from model import SAR
+from model import NetworkSpec, SAR
 from tools import export_onnx as tool
 
 
@@ -20,9 +20,7 @@ def test_exports_a_checkpoint_with_its_saved_config(tmp_path, capsys):
     cfg = config_module.resolve(backbone='resnet18', input_img_shape=(64, 64), num_FMs=2,
                                 pretrained_backbone=False, device='cpu',
                                 mano_root=str(tmp_path / 'mano'))
-    model = SAR(mano['v_template'], mano['f'], backbone='resnet18', num_FMs=2,
-                feature_size=cfg.feature_size, heatmap_size=cfg.heatmap_size,
-                input_img_shape=(64, 64))
+    model = SAR(mano['v_template'], mano['f'], NetworkSpec(backbone='resnet18', num_FMs=2, feature_size=cfg.feature_size, heatmap_size=cfg.heatmap_size, input_img_shape=(64, 64)))
     folder = tmp_path / 'checkpoint'
     folder.mkdir()
     torch.save({'net': model.state_dict()}, folder / 'snapshot_0.pth.tar')
@@ -57,8 +55,7 @@ def test_test_py_with_onnx_matches_pytorch_and_checks_the_checkpoint(tmp_path):
             '--mano_root', str(tmp_path / 'mano'), '--data_root', str(tmp_path / 'FreiHAND')]
     cfg = config_module.resolve(args)
     torch.manual_seed(0)
-    model = SAR(mano['v_template'], mano['f'], backbone='resnet18', feature_size=cfg.feature_size,
-                heatmap_size=cfg.heatmap_size, input_img_shape=(64, 64))
+    model = SAR(mano['v_template'], mano['f'], NetworkSpec(backbone='resnet18', feature_size=cfg.feature_size, heatmap_size=cfg.heatmap_size, input_img_shape=(64, 64)))
     folder = tmp_path / 'checkpoint'
     folder.mkdir()
     ckpt = folder / 'snapshot_0.pth.tar'
