@@ -43,7 +43,7 @@ class Config:
     heatmap_size: typing.Optional[int] = None  # heatmap side, px; None: H/8 = 32
     num_vert: int = 778  # MANO vertices
     num_joint: int = 21  # FreiHAND joints
-    head: str = 'fused'  # SAIGB + GBBMR implementation (model/heads.py): fused (fast) | reference (docs/method.md §4 as written); same state dict
+    head: str = 'fused'  # SAIGB + GBBMR implementation, a key of model/heads.HEADS: fused (fast) | reference (docs/method.md §4 as written); same state dict
     pretrained_backbone: bool = True  # ImageNet weights (torchvision cache; docs/install.md)
     pre: str = ''  # optional checkpoint to initialise the network from (weights only)
 
@@ -119,7 +119,6 @@ _CHOICES = {
     'amp': ('auto', 'off', 'bf16', 'fp16'),
     'device': ('cuda', 'cpu'),
     'backbone': ('resnet18', 'resnet34', 'resnet50'),
-    'head': ('fused', 'reference'),  # model/heads.HEADS (config.py imports no library code)
     'resume': ('', 'auto'),
     'ho3d_version': ('v2', 'v3'),
     'root_source': ('rootnet', 'auto'),

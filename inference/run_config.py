@@ -8,6 +8,7 @@ import torch
 
 import config as config_module
 import dataset as datasets
+from model.heads import get_head
 from model.spec import NetworkSpec
 from utils.errors import CheckpointError
 from utils.files.atomic import atomic_write_json
@@ -81,6 +82,7 @@ def check_network(cfg):
                                         "a driver)")
     try:
         NetworkSpec.from_config(cfg).check()
+        get_head(cfg.head)
         datasets.entry(cfg.dataset).check(cfg)
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None
