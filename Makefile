@@ -23,8 +23,10 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# DEMO_ARGS="--amp off": fp32 (what a CPU without native bf16 gets); the report also goes to
+# output/demo_report.json.
 demo: venv
-	$(PY) -m tools.run_demo
+	$(PY) -m tools.run_demo $(DEMO_ARGS)
 
 docs: venv
 	$(PY) -m tools.make_docs

@@ -1,0 +1,65 @@
+"""tools.run_demo's bookkeeping: the per-epoch times read from a training log, the mesh extents
+(the depth spread of the side views) and the phase clock (the demo itself runs in `make demo`)."""
+import numpy as np
+import pytest
+
+import config
+from tools import run_demo
+
+
+def test_training_timeline_from_log_time_stamps():
+    # An interrupted run, then the run that counts (it starts at its `resolved config:` line).
+    lines = """12-05 09:00:00 INFO resolved config:
+12-05 09:00:05 INFO TensorBoard events in output/tb/cpu_demo
+12-05 09:01:00 INFO [Epoch 0/3][Batch 20/150][lr 1.00e-03][loss_coord_0: 0.2518]
+12-05 10:00:00 INFO resolved config:
+{
+  "amp": "off"
+}
+12-05 10:00:03 INFO resume=auto: no checkpoint in output/checkpoint/cpu_demo, starting fresh
+12-05 10:00:04 INFO TensorBoard events in output/tb/cpu_demo (tensorboard --logdir output/tb)
+12-05 10:01:44 INFO epoch 0 done: coord_0 0.2397 normal_0 0.0311 edge_0 0.0220
+12-05 10:01:46 INFO saved output/checkpoint/cpu_demo/snapshot_0.pth.tar
+12-05 10:01:52 INFO evaluation:
+Evaluation 3D KP results:
+12-05 10:03:22 INFO epoch 1 done: coord_0 0.1451 normal_0 0.0283 edge_0 0.0284
+12-05 10:03:23 INFO saved output/checkpoint/cpu_demo/snapshot_1.pth.tar
+12-05 10:04:59 INFO epoch 2 done: coord_0 0.1 normal_0 0.02 edge_0 0.02
+12-05 10:05:00 INFO saved output/checkpoint/cpu_demo/snapshot_2.pth.tar
+12-05 10:05:07 INFO evaluation:""".splitlines()
+    # epoch 0: 10:00:04 -> 10:01:44 = 100 s, evaluation 10:01:46 -> 10:01:52 = 6 s; epoch 1
+    # from the evaluation's end: 10:01:52 -> 10:03:22 = 90 s, no evaluation; epoch 2 from the
+    # checkpoint: 10:03:23 -> 10:04:59 = 96 s, evaluation 10:05:00 -> 10:05:07 = 7 s.
+    assert run_demo.training_timeline(lines) == [
+        {'epoch': 0, 'train_s': 100.0, 'eval_s': 6.0},
+        {'epoch': 1, 'train_s': 90.0, 'eval_s': None},
+        {'epoch': 2, 'train_s': 96.0, 'eval_s': 7.0}]
+
+
+def test_extent_is_the_median_over_samples_of_max_minus_min_per_axis():
+    # Sample 0 spans 10 / 20 / 30 mm, sample 1 30 / 40 / 2 mm, sample 2 20 / 60 / 4 mm:
+    # medians 20 / 40 / 4 mm.
+    spans = np.array([[0.010, 0.020, 0.030], [0.030, 0.040, 0.002], [0.020, 0.060, 0.004]])
+    verts = np.zeros((3, 5, 3))
+    verts[:, 1] = spans
+    verts += np.array([0.1, -0.2, 0.7])  # a placement changes no extent
+    assert run_demo.extent_mm(verts) == pytest.approx([20.0, 40.0, 4.0])
+
+
+def test_phase_clock_counts_wall_and_cpu():
+    clock = run_demo.PhaseClock()
+    with clock.phase('spin'):
+        x = 0
+        for i in range(2_000_000):
+            x += i
+    (entry,) = clock.phases
+    assert entry['phase'] == 'spin' and entry['wall_s'] >= 0 and entry['cpu_s'] >= 0
+    assert 'spin' in clock.table() and 'total' in clock.table()
+
+
+def test_the_demo_preset_gives_the_documented_iterations():
+    # 600 samples x 4 versions / batch 16 = 150 iterations per epoch, 3 epochs = 450.
+    cfg = config.resolve(['--preset', 'cpu_demo'])
+    items = 4 * run_demo.DATA_PARAMS['num_train']
+    assert items % cfg.batch_size == 0
+    assert cfg.total_epoch * items // cfg.batch_size == 450
