@@ -56,7 +56,7 @@ def test_keyword_overrides_are_type_checked():
 def test_preset_then_command_line():
     c = config.resolve(['--preset', 'cpu_demo', '--total_epoch', '5'])
     assert c.device == 'cpu' and c.backbone == 'resnet18' and c.total_epoch == 5
-    assert c.heatmap_size == 12  # derived from the preset's 96 px input
+    assert c.heatmap_size == 8  # derived from the preset's 64 px input: 64 / 8
 
 
 def test_config_is_frozen_and_round_trips():

@@ -201,6 +201,42 @@ def side_by_side(ours, baseline):
     return '\n'.join(lines)
 
 
+def demo_report(started_at, load_start, load_end, amp, real_mano, data_params, iterations,
+                phases, epochs, ours, baseline, extents):
+    """The machine-readable report (REPORT_FILE) in the shape tools/make_docs.py tabulates:
+    scalar fields, then dicts of numbers (one table column each; a dict of dicts gives one
+    column per entry). Times in s, scores as utils.freihand_eval (means in cm), extents in mm."""
+    from utils.freihand_eval import SCORE_KEYS
+    commit, dirty = git_commit()
+    machine = machine_info()
+    ratios = {key: round(float(baseline[key] / ours[key]), 3)
+              for key in ('xyz_al_mean3d', 'mesh_al_mean3d')}
+    return {
+        'date': started_at.isoformat(timespec='seconds'),
+        'commit': commit, 'dirty': dirty,
+        'cpu_model': machine['cpu_model'], 'cpu_flags': ' '.join(machine['cpu_flags']),
+        'logical_cores': machine['logical_cores'],
+        'onednn_max_cpu_isa': machine['onednn_max_cpu_isa'],
+        'load_average_start': ' '.join(map(str, load_start or [])),
+        'load_average_end': ' '.join(map(str, load_end or [])),
+        'amp': amp, 'mano': 'licensed' if real_mano else 'stand-in',
+        'num_train': data_params['num_train'], 'num_eval': data_params['num_eval'],
+        'iterations': iterations,
+        'total_wall_s': round(sum(p['wall_s'] for p in phases), 1),
+        'total_cpu_s': round(sum(p['cpu_s'] for p in phases), 1),
+        'meets_goal': bool(all(r >= MIN_RATIO for r in ratios.values())),
+        'time_s': {'wall': {p['phase']: p['wall_s'] for p in phases},
+                   'cpu': {p['phase']: p['cpu_s'] for p in phases}},
+        'epochs_s': {'train': {str(e['epoch']): e['train_s'] for e in epochs},
+                     'evaluation': {str(e['epoch']): e['eval_s'] for e in epochs}},
+        'scores': {'sar_cpu_demo': {k: float(ours[k]) for k in SCORE_KEYS},
+                   'mean_hand': {k: float(baseline[k]) for k in SCORE_KEYS}},
+        'ratio_to_mean_hand': ratios,
+        'extent_mm': {'predicted': dict(zip('xyz', extents['pred'])),
+                      'true': dict(zip('xyz', extents['gt']))},
+    }
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog='python -m tools.run_demo', description='make demo: synthetic data, training, '
@@ -296,24 +332,9 @@ def main(argv=None):
     print(f'load average {load_start} at the start, {load_end} at the end; a second run reuses '
           f'the data and the checkpoints (the phases then take seconds)')
 
-    commit, dirty = git_commit()
-    report = {
-        'date': started_at.isoformat(timespec='seconds'),
-        'commit': commit, 'dirty': dirty,
-        'machine': machine_info(),
-        'load_average_start': load_start, 'load_average_end': load_end,
-        'amp': args.amp, 'preset': 'cpu_demo', 'mano': 'licensed' if real else 'stand-in',
-        'data': params, 'iterations': cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size),
-        'phases': clock.phases,
-        'total_wall_s': round(sum(p['wall_s'] for p in clock.phases), 1),
-        'total_cpu_s': round(sum(p['cpu_s'] for p in clock.phases), 1),
-        'epochs': epochs,
-        'scores': {k: float(ours[k]) for k in freihand_eval.SCORE_KEYS},
-        'mean_hand_scores': {k: float(baseline[k]) for k in freihand_eval.SCORE_KEYS},
-        'ratio_to_mean_hand': {k: round(float(v), 3) for k, v in ratios.items()},
-        'meets_goal': bool(better),
-        'extent_mm': extents,
-    }
+    report = demo_report(started_at, load_start, load_end, args.amp, real, params,
+                         cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size),
+                         clock.phases, epochs, ours, baseline, extents)
     from utils.files.atomic import atomic_write_json
     report_path = os.path.join(cfg.output_root, REPORT_FILE)
     atomic_write_json(report_path, report, indent=1)

@@ -25,7 +25,7 @@ def test_the_config_stored_in_the_checkpoint_comes_first(tmp_path):
     beside = config.resolve(depth_box=0.4)  # a config.json that disagrees
     (tmp_path / 'exp' / 'config.json').write_text(config.dumps(beside))
     cfg, note = saved_config(str(path))
-    assert cfg.depth_box == 0.25 and cfg.input_img_shape == (96, 96)
+    assert cfg.depth_box == 0.25 and cfg.input_img_shape == (64, 64)
     assert str(path) in note and 'stored in' in note
 
 
@@ -53,12 +53,12 @@ def test_an_override_contradicting_the_checkpoint_names_it_and_the_trained_value
         resolve_config(['--checkpoint', str(path), '--input_img_shape', '128,128'],
                        from_checkpoint=True)
     message = str(err.value)
-    assert str(path) in message and 'input_img_shape=(96, 96)' in message
+    assert str(path) in message and 'input_img_shape=(64, 64)' in message
     assert 'input_img_shape=(128, 128)' in message and '--input_img_shape' in message
     assert 'heatmap_size' not in message and 'feature_size' not in message
     # Decoding fields may change.
     cfg = resolve_config(['--checkpoint', str(path), '--as_published', 'true'], from_checkpoint=True)
-    assert cfg.as_published and cfg.fx_as_fy and cfg.input_img_shape == (96, 96)
+    assert cfg.as_published and cfg.fx_as_fy and cfg.input_img_shape == (64, 64)
 
 
 def test_a_bad_value_in_the_stored_config_names_the_checkpoint_and_field(tmp_path):

@@ -1,5 +1,8 @@
 """tools.run_demo's bookkeeping: the per-epoch times read from a training log, the mesh extents
 (the depth spread of the side views) and the phase clock (the demo itself runs in `make demo`)."""
+import datetime
+import json
+
 import numpy as np
 import pytest
 
@@ -63,3 +66,26 @@ def test_the_demo_preset_gives_the_documented_iterations():
     items = 4 * run_demo.DATA_PARAMS['num_train']
     assert items % cfg.batch_size == 0
     assert cfg.total_epoch * items // cfg.batch_size == 450
+
+
+def test_the_report_is_what_make_docs_tabulates(tmp_path):
+    from tools import make_docs
+    from utils.freihand_eval import SCORE_KEYS
+    ours = {key: 1.0 for key in SCORE_KEYS}
+    baseline = {key: 4.0 for key in SCORE_KEYS}
+    ours['mesh_al_mean3d'] = 2.5  # 4 / 2.5 = 1.6x: short of the 2x goal
+    phases = [{'phase': 'train.py', 'wall_s': 300.0, 'cpu_s': 550.0, 'load_end': [1.0, 1.0, 1.0]}]
+    report = run_demo.demo_report(
+        datetime.datetime(2026, 12, 5, 10, 0, tzinfo=datetime.timezone.utc),
+        [2.0, 1.5, 1.0], [3.0, 2.0, 1.0], 'off', False, {'num_train': 600, 'num_eval': 200},
+        450, phases, [{'epoch': 0, 'train_s': 100.0, 'eval_s': 6.0}], ours, baseline,
+        {'pred': [30.0, 31.0, 10.0], 'gt': [35.0, 36.0, 25.0]})
+    assert report['ratio_to_mean_hand'] == {'xyz_al_mean3d': 4.0, 'mesh_al_mean3d': 1.6}
+    assert report['meets_goal'] is False and report['total_cpu_s'] == 550.0
+    assert report['load_average_start'] == '2.0 1.5 1.0'
+    (tmp_path / 'demo.json').write_text(json.dumps(report))
+    table = make_docs.measured_table('demo', folder=str(tmp_path))
+    assert '| xyz_al_mean3d | 1 | 4 |' in table  # the scores side by side
+    assert '| train.py | 300 | 550 |' in table  # wall and CPU per phase
+    assert '| z | 10 | 25 |' in table  # the depth spread, predicted and true
+    assert '- amp: `off`' in table

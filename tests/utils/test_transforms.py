@@ -175,7 +175,7 @@ def test_published_floor_of_crop_pixels_by_hand():
     # 96 exactly -> 96; -1e-9 + 1 rounds to 1.0 in float32, so it gives 128 (127 in float64).
     uv_norm = np.array([[0.3, -0.25], [-1e-9, 0.999]], dtype=np.float32)
     np.testing.assert_array_equal(floor_to_crop_pixels(uv_norm, 256), [[166.0, 96.0], [128.0, 255.0]])
-    # A 96 px crop (cpu_demo): 1.3 * 48 = 62.4 -> 62, 0.75 * 48 = 36.
+    # A 96 px crop: 1.3 * 48 = 62.4 -> 62, 0.75 * 48 = 36.
     np.testing.assert_array_equal(floor_to_crop_pixels(uv_norm[:1], (96, 96)), [[62.0, 36.0]])
 
 
