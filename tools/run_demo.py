@@ -260,10 +260,9 @@ LIMITS = """what this demo shows and what it cannot:
           scores say nothing about real photos."""
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    start, started_at = time.time(), datetime.datetime.now(datetime.timezone.utc)
-    load_start, clock, py = load_average(), PhaseClock(), sys.executable
+def prepare_mano_and_data(py, clock):
+    """Steps 1 and 2: the MANO model (the licensed one, else the stand-in, built once) and the
+    synthetic set (regenerated when DATA_PARAMS changed). Returns (real MANO?, data params)."""
     real = os.path.isfile(os.path.join(REAL_MANO_ROOT, 'MANO_RIGHT.pkl'))
     mano_root = REAL_MANO_ROOT if real else STANDIN_ROOT
     print(f"MANO: {'the licensed model in ' + REAL_MANO_ROOT if real else 'the procedural STAND-IN in ' + STANDIN_ROOT + ' (no MANO_RIGHT.pkl in ' + REAL_MANO_ROOT + ')'}")
@@ -287,21 +286,12 @@ def main(argv=None):
                  '--max-tilt', str(params['max_tilt']), '--workers', '2', '--overwrite'])
             from utils.files.atomic import atomic_write_json
             atomic_write_json(params_path, params)
+    return real, params
 
-    overrides = ['--preset', 'cpu_demo', '--mano_root', mano_root, '--amp', args.amp]
-    cfg = config_module.resolve(overrides)
-    with clock.phase('train.py (with an evaluation per epoch)'):
-        run([py, 'train.py', *overrides, '--resume', 'auto'])
-    checkpoint = os.path.join(cfg.checkpoint_dir, f'snapshot_{cfg.total_epoch - 1}.pth.tar')
-    with clock.phase(f'test.py (with {VIS_NUM} vis renders)'):
-        run([py, 'test.py', *overrides, '--checkpoint', checkpoint, '--vis', '--vis_num', str(VIS_NUM)])
 
+def print_scores(ours, baseline, verts, verts_gt):
+    """The reports side by side, the goal's verdict and the mesh extents; returns the extents."""
     from utils import freihand_eval
-    with clock.phase('evaluation and mean-hand baseline'):
-        xyz_gt, verts_gt = freihand_eval.load_gt(DATA_ROOT)
-        xyz, verts = freihand_eval.load_pred(os.path.join(cfg.output_root, 'pred.json'), len(xyz_gt))
-        ours = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
-        baseline = mean_hand_baseline(DATA_ROOT, os.path.join(cfg.output_root, 'eval_mean_hand'))
     print('\n==== SAR (cpu_demo preset) on the synthetic evaluation set ====')
     print(freihand_eval.format_report(ours))
     print('\n==== mean-hand baseline ====')
@@ -319,6 +309,30 @@ def main(argv=None):
     print(f"mesh extent x / y / z (median over the samples, mm): predicted "
           f"{' / '.join(map(str, extents['pred']))}, true {' / '.join(map(str, extents['gt']))} "
           f"(z is the depth spread that the side and top views show)")
+    return extents
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    start, started_at = time.time(), datetime.datetime.now(datetime.timezone.utc)
+    load_start, clock, py = load_average(), PhaseClock(), sys.executable
+    real, params = prepare_mano_and_data(py, clock)
+
+    overrides = ['--preset', 'cpu_demo', '--mano_root', params['mano_root'], '--amp', args.amp]
+    cfg = config_module.resolve(overrides)
+    with clock.phase('train.py (with an evaluation per epoch)'):
+        run([py, 'train.py', *overrides, '--resume', 'auto'])
+    checkpoint = os.path.join(cfg.checkpoint_dir, f'snapshot_{cfg.total_epoch - 1}.pth.tar')
+    with clock.phase(f'test.py (with {VIS_NUM} vis renders)'):
+        run([py, 'test.py', *overrides, '--checkpoint', checkpoint, '--vis', '--vis_num', str(VIS_NUM)])
+
+    from utils import freihand_eval
+    with clock.phase('evaluation and mean-hand baseline'):
+        xyz_gt, verts_gt = freihand_eval.load_gt(DATA_ROOT)
+        xyz, verts = freihand_eval.load_pred(os.path.join(cfg.output_root, 'pred.json'), len(xyz_gt))
+        ours = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
+        baseline = mean_hand_baseline(DATA_ROOT, os.path.join(cfg.output_root, 'eval_mean_hand'))
+    extents = print_scores(ours, baseline, verts, verts_gt)
 
     log_path = f'{cfg.log_dir}/train_{cfg.experiment_name}.log'
     with open(log_path) as f:
@@ -342,7 +356,7 @@ def main(argv=None):
 {LIMITS}
 
 outputs:
-  MANO model            {mano_root}
+  MANO model            {params['mano_root']}
   synthetic data        {DATA_ROOT}
   training log          {log_path}
   training curves       {cfg.log_dir}/{cfg.experiment_name}_curves.png
