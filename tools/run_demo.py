@@ -141,7 +141,8 @@ def extent_mm(verts):
 
 
 def machine_info():
-    """CPU model, the CPU_FLAGS present, logical cores and the oneDNN ISA cap, for the report."""
+    """CPU model, the CPU_FLAGS present, logical cores, the oneDNN ISA cap and the OpenMP thread
+    count set in the environment, for the report."""
     model, flags = platform.processor() or platform.machine(), set()
     with contextlib.suppress(OSError):
         with open('/proc/cpuinfo') as f:
@@ -152,7 +153,8 @@ def machine_info():
                     flags = set(line.split(':', 1)[1].split())
     return {'cpu_model': model, 'cpu_flags': [f for f in CPU_FLAGS if f in flags],
             'logical_cores': os.cpu_count(),
-            'onednn_max_cpu_isa': os.environ.get('ONEDNN_MAX_CPU_ISA')}
+            'onednn_max_cpu_isa': os.environ.get('ONEDNN_MAX_CPU_ISA'),
+            'omp_num_threads': os.environ.get('OMP_NUM_THREADS')}  # None: torch's one per core
 
 
 def git_commit():
@@ -217,6 +219,7 @@ def demo_report(started_at, load_start, load_end, amp, real_mano, data_params, i
         'cpu_model': machine['cpu_model'], 'cpu_flags': ' '.join(machine['cpu_flags']),
         'logical_cores': machine['logical_cores'],
         'onednn_max_cpu_isa': machine['onednn_max_cpu_isa'],
+        'omp_num_threads': machine['omp_num_threads'],
         'load_average_start': ' '.join(map(str, load_start or [])),
         'load_average_end': ' '.join(map(str, load_end or [])),
         'amp': amp, 'mano': 'licensed' if real_mano else 'stand-in',
