@@ -7,7 +7,6 @@ import dataclasses
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from training.build import param_groups
 from training.loop import train_step
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
 from utils.mano import MANO
+from utils.runtime.distributed import free_port
 from utils.transforms import encode_uvd, get_affine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -348,12 +348,6 @@ def check_inference_throughput(fx):
             f'{speed_words(rate, INFERENCE_GOAL_IMAGES_PER_S, fx.device)}{goal}')
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_path):
     """One DDP process: different initial weights per rank, DDP_STEPS steps on rank-specific
     data; rank 0 writes the largest parameter difference between the ranks."""
@@ -402,7 +396,7 @@ def check_ddp(fx, backend='nccl', world_size=2):
         result_path = os.path.join(folder, 'ddp.json')
         small = dict(fx.settings, batch=max(2, fx.settings['batch'] // 4))
         mp.spawn(_ddp_worker, nprocs=world_size, join=True,
-                 args=(world_size, _free_port(), backend, small, fx.mano_root, result_path))
+                 args=(world_size, free_port(), backend, small, fx.mano_root, result_path))
         with open(result_path) as f:
             result = json.load(f)
     text = (f'{world_size} processes over {backend}, {DDP_STEPS} steps from different '

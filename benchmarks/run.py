@@ -41,7 +41,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import config as config_module
-from inference.precision import AMP_DTYPES, resolve_amp
+from inference.precision import AMP_DTYPES, autocast, resolve_amp
 from inference.network import build_model
 from training.build import build_optimizer
 from benchmarks.machine import other_cpu_use
@@ -144,11 +144,6 @@ def device_description(device):
                     name = line.split(':', 1)[1].strip()
                     break
     return f'cpu ({name}, {os.cpu_count()} logical cores)'
-
-
-def autocast(device, amp_dtype):
-    return torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                          enabled=amp_dtype is not None)
 
 
 def forward_flops(model, img, amp_dtype):

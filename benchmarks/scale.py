@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from dataset import get_dataset, worker_init_fn
 from utils import freihand_eval
 from utils.freihand_eval import write_pred
 from utils.files.atomic import atomic_write_json
+from utils.runtime.distributed import free_port
+from utils.runtime.threads import opencv_single_threaded
 from utils.transforms import decode_uvd
 
 NUM_TRAIN, NUM_EVAL = 32560, 3960  # FreiHAND's sample counts
@@ -327,9 +328,7 @@ def report_ddp(root, cache):
     """torchrun --nproc_per_node=2 from a cold cache: start-up per rank and the node's memory."""
     print('\ntorchrun --nproc_per_node=2 (gloo), cold cache, each rank a DataLoader with 2 workers')
     shutil.rmtree(cache, ignore_errors=True)
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # for the rendezvous
     ddp = run_child(['ddp', root, 3], launcher=[sys.executable, '-m', 'torch.distributed.run',
                                                  '--nproc_per_node=2', f'--master_port={port}'])
     total_pss = total_cache = 0
@@ -386,8 +385,7 @@ def main(argv=None):
             print('RESULT ' + json.dumps(result), flush=True)
         return
 
-    # OpenCV's thread pool, once started in a process, deadlocks the DataLoader workers it forks.
-    cv2.setNumThreads(1)
+    opencv_single_threaded()
     root = os.path.abspath(args.root)
     cache = os.path.join(root, '.sar_cache')
     began = time.perf_counter()

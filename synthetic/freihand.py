@@ -53,21 +53,20 @@ in fixed chunks of GEOMETRY_CHUNK samples, so equal arguments give byte-identica
 import argparse
 import json
 import logging
-import multiprocessing
 import os
 import re
-import sys
 import time
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from utils.constants import (FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE, ROOT_JOINT_IDX,
                              ROOTNET_FILE, SCALE_BONE)
 from utils.files.atomic import atomic_write_json
 from synthetic.appearance import compose_version, render_hand, silhouette_mask
 from synthetic.geometry import EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, sample_generators
+from synthetic.workers import (check_counts, check_root, projected_bounds, render_all, run_command,
+                               worker_faces)
 
 logger = logging.getLogger(__name__)
 
@@ -96,25 +95,11 @@ def _write_jpeg(path, img):
 # Workers
 # ---------------------------------------------------------------------------------------------
 
-_worker_faces = None  # set per process by _init_worker
-
-
-def _init_worker(faces, single_threaded=False):
-    """Per-process setup; `single_threaded` for pool workers, which parallelise across samples."""
-    global _worker_faces
-    _worker_faces = faces
-    if single_threaded:
-        # Before this process creates its OpenGL context: Mesa's llvmpipe rasteriser and cv2
-        # otherwise start one thread per core in every worker and oversubscribe the cores.
-        os.environ.setdefault('LP_NUM_THREADS', '1')
-        cv2.setNumThreads(1)
-
-
 def _render_sample(task):
     """Render and write the images of one sample; runs in a worker (or the main process)."""
     root, split, index, num_train, seed, verts_cam, K = task
     _, appearance_rng, _ = sample_generators(seed, split, index)
-    hand_rgb, alpha = render_hand(verts_cam, _worker_faces, K, appearance_rng)
+    hand_rgb, alpha = render_hand(verts_cam, worker_faces(), K, appearance_rng)
     if split == TRAIN_SPLIT:
         for v, version in enumerate(FREIHAND_VERSIONS):
             img = compose_version(version, hand_rgb, alpha, appearance_rng)
@@ -129,16 +114,6 @@ def _render_sample(task):
 # ---------------------------------------------------------------------------------------------
 # Data set
 # ---------------------------------------------------------------------------------------------
-
-def _check_root(root, overwrite):
-    """Refuse a file or a non-empty folder at `root` unless `overwrite`; changes nothing."""
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise NotADirectoryError(f'--root {root} exists and is not a folder; choose a folder path')
-    if os.path.isdir(root) and os.listdir(root) and not overwrite:
-        raise FileExistsError(
-            f'--root {os.path.abspath(root)} is not empty; choose an empty or new folder, or pass '
-            f'--overwrite (generate(..., overwrite=True)) to replace the FreiHAND-layout files in it')
-
 
 def _prepare_root(root):
     """Create the layout's folders in `root`, removing the old layout files of a non-empty one."""
@@ -172,38 +147,12 @@ def _split_geometry(sampler, seed, split, count):
 
 def _projected_box(verts_cam, K):
     """[x, y, w, h] (pixels) of the projected vertices (778 x 3, meters)."""
-    u = K[0, 0] * verts_cam[:, 0] / verts_cam[:, 2] + K[0, 2]
-    v = K[1, 1] * verts_cam[:, 1] / verts_cam[:, 2] + K[1, 2]
-    return [float(u.min()), float(v.min()), float(u.max() - u.min()), float(v.max() - v.min())]
+    u_min, v_min, u_max, v_max = projected_bounds(verts_cam, K)
+    return [float(u_min), float(v_min), float(u_max - u_min), float(v_max - v_min)]
 
 
 def _bone_lengths(xyz):
     return np.linalg.norm(xyz[:, SCALE_BONE[0]] - xyz[:, SCALE_BONE[1]], axis=1)
-
-
-def _check_counts(**counts):
-    """Each of num_train, num_eval, workers >= 1 and seed >= 0, as plain integers."""
-    for name, value in counts.items():
-        minimum = 0 if name == 'seed' else 1
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
-
-
-def _render_all(tasks, faces, workers, progress):
-    """Render every sample task, in this process or in `workers` spawned ones."""
-    bar = tqdm(total=len(tasks), unit='sample', desc='rendering', disable=not progress)
-    if workers == 1:
-        _init_worker(faces)
-        for task in tasks:
-            _render_sample(task)
-            bar.update()
-    else:
-        # 'spawn': fresh processes, no OpenGL context or torch thread pool inherited by fork.
-        context = multiprocessing.get_context('spawn')
-        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
-            for _ in pool.imap_unordered(_render_sample, tasks, chunksize=4):
-                bar.update()
-    bar.close()
 
 
 def _write_annotations(root, train, evaluation, noise_rngs, root_noise):
@@ -251,11 +200,11 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
         dict: 'root', 'num_train', 'num_eval', 'num_images' (files written), 'seconds',
         'samples_per_second', 'workers', 'mano_standin'.
     """
-    _check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
+    check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if not (np.isfinite(root_noise) and root_noise >= 0):
         raise ValueError(f'root_noise must be a standard deviation >= 0 (meters), got {root_noise!r}')
     root = os.fspath(root)
-    _check_root(root, overwrite)
+    check_root(root, overwrite, 'the FreiHAND-layout files')
     start_time = time.perf_counter()
     sampler = GeometrySampler(mano_root, max_tilt)  # before touching `root`: a bad MANO folder leaves no trace
     _prepare_root(root)
@@ -266,7 +215,7 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
              for i in range(num_train)]
     tasks += [(root, EVAL_SPLIT, i, num_train, seed, evaluation['verts'][i], evaluation['K'][i])
               for i in range(num_eval)]
-    _render_all(tasks, sampler.mano.faces, workers, progress)
+    render_all(_render_sample, tasks, sampler.mano.faces, workers, progress)
     # Annotations last, atomically: their presence marks a complete set.
     _write_annotations(root, train, evaluation, noise_rngs, root_noise)
 
@@ -348,16 +297,10 @@ def main(argv=None):
                         help='also write a picture of training samples 0-2 (versions, skeleton, mask) here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    # INFO for this module only: PyOpenGL logs chatter at INFO.
-    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s', stream=sys.stdout)
-    logger.setLevel(logging.INFO)
-    try:
-        generate(args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
-                 root_noise=args.root_noise, workers=args.workers, overwrite=args.overwrite,
-                 max_tilt=args.max_tilt,
-                 progress=not args.no_progress)
-    except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        parser.exit(2, f'error: {err}\n')
+    run_command(parser, lambda: generate(
+        args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
+        root_noise=args.root_noise, workers=args.workers, overwrite=args.overwrite,
+        max_tilt=args.max_tilt, progress=not args.no_progress), logger)
     if args.preview:
         write_preview(args.root, args.preview, samples=range(min(3, args.num_train)))
         logger.info('wrote the preview picture %s', args.preview)

@@ -38,18 +38,15 @@ the number of workers.
 """
 import argparse
 import logging
-import multiprocessing
 import os
 import pickle
 import re
-import sys
 import time
 
 import cv2
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
-from tqdm import tqdm
 
 from utils.constants import (FREIHAND_TO_HO3D, HO3D_IMG_SIZE, HO3D_TO_FREIHAND, HO3D_VERSIONS,
                              OPENGL_TO_CAMERA)
@@ -59,6 +56,8 @@ from synthetic.appearance import (SENSOR_NOISE_RANGE, SUPERSAMPLE, composite, dr
                                   supersampled_intrinsics, textured_background)
 from synthetic.geometry import (BETA_CLIP, EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, hand_normals,
                                 random_rotation, sample_generators)
+from synthetic.workers import (check_counts, check_root, projected_bounds, render_all, run_command,
+                               worker_faces)
 
 logger = logging.getLogger(__name__)
 
@@ -270,16 +269,7 @@ def write_meta(path, meta):
 # renders, +120 MB; pyrender keeps what each scene uploads); freeing it every so many frames
 # keeps a worker near its starting size (+8 MB over 40 renders when freed every 10).
 RENDERER_RECYCLE_FRAMES = 25
-_worker_faces = None
 _worker_frames = 0
-
-
-def _init_worker(faces, single_threaded=False):
-    global _worker_faces
-    _worker_faces = faces
-    if single_threaded:
-        os.environ.setdefault('LP_NUM_THREADS', '1')  # before this process's OpenGL context
-        cv2.setNumThreads(1)
 
 
 def _render_task(task):
@@ -287,7 +277,7 @@ def _render_task(task):
     path, verts_cam, K, obj, seed, split, index, render = task
     _, appearance_rng, _ = sample_generators(seed, split, index)
     if render:
-        img, hidden = render_frame(verts_cam, _worker_faces, K, obj, appearance_rng)
+        img, hidden = render_frame(verts_cam, worker_faces(), K, obj, appearance_rng)
         _worker_frames += 1
         if _worker_frames % RENDERER_RECYCLE_FRAMES == 0:
             from utils.vis.render import close_renderers
@@ -310,13 +300,8 @@ def _prepare_root(root, overwrite):
     """Refuse a file or a non-empty folder unless `overwrite`; with it, remove what an earlier
     run of this generator wrote (its sequence folders' rgb and meta files, the list and ground
     truth files), nothing else."""
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise NotADirectoryError(f'--root {root} exists and is not a folder; choose a folder path')
+    check_root(root, overwrite, 'the synthetic HO3D files')
     if os.path.isdir(root) and os.listdir(root):
-        if not overwrite:
-            raise FileExistsError(f'--root {os.path.abspath(root)} is not empty; choose an empty or '
-                                  f'new folder, or pass --overwrite (generate(..., overwrite=True)) '
-                                  f'to replace the synthetic HO3D files in it')
         for split in SPLIT_FOLDER.values():
             folder = os.path.join(root, split)
             for seq in (os.listdir(folder) if os.path.isdir(folder) else []):
@@ -374,9 +359,7 @@ def _object_fields(obj):
 
 def projected_box(verts_cam, K):
     """[x_min, y_min, x_max, y_max] (pixels) of the projected vertices (V x 3, camera frame)."""
-    u = K[0, 0] * verts_cam[:, 0] / verts_cam[:, 2] + K[0, 2]
-    v = K[1, 1] * verts_cam[:, 1] / verts_cam[:, 2] + K[1, 2]
-    return np.array([u.min(), v.min(), u.max(), v.max()])
+    return np.array(projected_bounds(verts_cam, K))
 
 
 def _write_meta_files(root, splits, version, seed, render):
@@ -400,26 +383,6 @@ def _write_meta_files(root, splits, version, seed, render):
     return tasks
 
 
-def _render_frames(tasks, faces, workers, progress):
-    """Render and write the frames of `tasks` (in `workers` processes); return the fraction of
-    each frame's hand pixels the object hides, in task order."""
-    hidden = []
-    bar = tqdm(total=len(tasks), unit='frame', desc='rendering', disable=not progress)
-    if workers == 1:
-        _init_worker(faces)
-        for task in tasks:
-            hidden.append(_render_task(task))
-            bar.update()
-    else:
-        context = multiprocessing.get_context('spawn')  # no OpenGL context inherited by fork
-        with context.Pool(workers, initializer=_init_worker, initargs=(faces, True)) as pool:
-            for value in pool.imap(_render_task, tasks, chunksize=4):
-                hidden.append(value)
-                bar.update()
-    bar.close()
-    return hidden
-
-
 def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_tilt=None, workers=1,
              overwrite=False, progress=True, render=True):
     """Write a synthetic HO3D-layout set (see the module docstring) into `root`.
@@ -439,10 +402,7 @@ def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_til
         dict: 'root', 'num_train', 'num_eval', 'seconds', 'mean_hidden' (fraction of the hand's
         pixels hidden by the object, mean over the rendered frames), 'mano_standin'.
     """
-    for name, value, minimum in (('num_train', num_train, 1), ('num_eval', num_eval, 1),
-                                 ('workers', workers, 1), ('seed', seed, 0)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
+    check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if version not in HO3D_VERSIONS:
         raise ValueError(f'version must be one of {HO3D_VERSIONS}, got {version!r}')
     root = os.fspath(root)
@@ -452,7 +412,8 @@ def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_til
     splits = {TRAIN_SPLIT: _split_frames(sampler, seed, TRAIN_SPLIT, num_train),
               EVAL_SPLIT: _split_frames(sampler, seed, EVAL_SPLIT, num_eval)}
     tasks = _write_meta_files(root, splits, version, seed, render)
-    hidden = _render_frames(tasks, sampler.mano.faces, workers, progress)
+    # The fraction of each frame's hand pixels the object hides, in task order.
+    hidden = render_all(_render_task, tasks, sampler.mano.faces, workers, progress, unit='frame')
 
     # Lists and ground truth last, atomically: their presence marks a complete set.
     evaluation = splits[EVAL_SPLIT]
@@ -531,14 +492,10 @@ def main(argv=None):
     parser.add_argument('--preview', default=None, help='also write a picture of training frames 0-3 here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s', stream=sys.stdout)
-    logger.setLevel(logging.INFO)
-    try:
-        generate(args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
-                 version=args.version, max_tilt=args.max_tilt, workers=args.workers,
-                 overwrite=args.overwrite, progress=not args.no_progress)
-    except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        parser.exit(2, f'error: {err}\n')
+    run_command(parser, lambda: generate(
+        args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
+        version=args.version, max_tilt=args.max_tilt, workers=args.workers,
+        overwrite=args.overwrite, progress=not args.no_progress), logger)
     if args.preview:
         write_preview(args.root, args.preview, count=min(4, args.num_train))
         logger.info('wrote the preview picture %s', args.preview)

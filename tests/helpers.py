@@ -5,13 +5,9 @@
   hold for any model, so testing them on random parameters keeps the layer's tests independent
   of the procedural stand-in.
 - CLIP_FRAMES, CLIP_SIZE: the synthetic hand clip the `clip` fixture renders.
-- free_port: a TCP port for a test's process group (instead of a fixed one, so test runs in
-  parallel do not collide).
 - GroundTruthModel: a stand-in network that returns given crop-normalised uvd targets in
   evaluation order (test.py's decoding and pred.json checked against the ground truth).
 """
-import socket
-
 import numpy as np
 import scipy.sparse
 import torch
@@ -50,13 +46,6 @@ def random_mano_data(seed=0):
         'bs_style': 'lbs', 'bs_type': 'lrotmin',
         'pose': np.zeros(48), 'betas': np.zeros(10), 'trans': np.zeros(3),
     }
-
-
-def free_port():
-    """A localhost TCP port nobody listens on right now (the system picks it)."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class GroundTruthModel(torch.nn.Module):

@@ -18,9 +18,10 @@ from inference import network
 from training import build, loop
 from synthetic.fixture import make_freihand
 from synthetic.mano_file import save_mano
-from tests.helpers import GroundTruthModel, free_port, random_mano_data
+from tests.helpers import GroundTruthModel, random_mano_data
 from utils import freihand_eval
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
+from utils.runtime.distributed import free_port
 from utils.files.atomic import atomic_torch_save
 from utils.transforms import encode_uvd
 

@@ -1,9 +1,8 @@
 """Evaluation during training: the evaluation split and one evaluation after an epoch."""
-import cv2
-
 import dataset as datasets
 from inference.predict import predict_dataset
 from utils import freihand_eval
+from utils.runtime.threads import opencv_single_threaded
 
 
 def evaluate_epoch(model, dataset, decoding, run, epoch=None, monitor=None):
@@ -32,7 +31,6 @@ def evaluation_set(cfg):
     if not cfg.eval_interval or data.evaluate is None or not data.has_ground_truth(cfg):
         return None
     # Each evaluation draws its pictures with OpenCV in this process, which then forks the
-    # next evaluation's DataLoader workers: a started OpenCV thread pool deadlocks them (seen
-    # in make demo's second evaluation). One thread: no pool.
-    cv2.setNumThreads(1)
+    # next evaluation's DataLoader workers.
+    opencv_single_threaded()
     return data.build('evaluation', cfg)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from inference.precision import autocast
 from utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,7 @@ def accumulation_step(model, optimizer, micro_batches, *, amp_dtype=None, scaler
         last = k == count - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, 'no_sync') else model.no_sync()
         with sync:
-            with torch.autocast(inputs['img'].device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
+            with autocast(inputs['img'].device, amp_dtype):
                 losses = model(inputs, targets)
             total = sum(losses.values())
             if count > 1:

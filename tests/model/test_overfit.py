@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from inference.precision import autocast
 from model import NetworkSpec, SAR
 
 NUM_JOINT = 5
@@ -54,8 +55,7 @@ def test_small_sar_overfits_a_fixed_batch(amp_dtype):
     initial = eval_coord_l1()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
     for _ in range(STEPS):
-        with torch.autocast('cpu', dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with autocast(images.device, amp_dtype):
             losses = model({'img': images}, {'mesh_pose_uvd': gt_uvd})
         optimizer.zero_grad()
         sum(losses.values()).backward()

@@ -294,6 +294,15 @@ def rank_layout():
             for (node, host), ranks in sorted(nodes.items())]
 
 
+def free_port():
+    """A localhost TCP port nobody listens on right now (the system picks it), for a process
+    group started on one machine (tests, benchmarks) instead of a fixed port that parallel runs
+    would share."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def is_distributed():
     return dist.is_available() and dist.is_initialized()
 

@@ -9,7 +9,6 @@ import torch
 import torch.multiprocessing as mp
 
 from utils.runtime import distributed
-from tests.helpers import free_port
 from utils.errors import LaunchError
 
 
@@ -147,13 +146,13 @@ def _restart_count_on_rank(rank, port, results):
 
 @pytest.mark.slow
 def test_every_rank_resumes_when_any_agent_restarted(tmp_path):
-    mp.spawn(_restart_count_on_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    mp.spawn(_restart_count_on_rank, args=(distributed.free_port(), str(tmp_path)), nprocs=2)
     assert [torch.load(tmp_path / f'{r}.pt') for r in range(2)] == [1, 1]
 
 
 @pytest.mark.slow
 def test_only_batch_norm_statistics_are_averaged_in_one_collective(tmp_path):
-    mp.spawn(_average_on_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    mp.spawn(_average_on_rank, args=(distributed.free_port(), str(tmp_path)), nprocs=2)
     for rank in range(2):
         out = torch.load(tmp_path / f'{rank}.pt', weights_only=True)
         state = out['state']

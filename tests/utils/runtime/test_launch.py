@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from utils.runtime.distributed import free_port
 from utils.runtime.launch import LOCK_FILE, ExperimentLock, ExperimentLockedError
-from tests.helpers import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 HOLD = ('import sys; from utils.runtime.launch import ExperimentLock; '
