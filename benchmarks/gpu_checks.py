@@ -528,7 +528,9 @@ def attribute_time(events, use_device):
     return totals
 
 
-def check_profile(fx):
+def profile_training(fx):
+    """(profiler, steps): bf16 training steps of the fixture's network under the profiler, the
+    backbone and the whole network labelled (_region_hooks), after warm-up steps."""
     from torch.profiler import ProfilerActivity, profile
 
     model, optimizer = make_model(fx)
@@ -546,6 +548,14 @@ def check_profile(fx):
         sync(fx.device)
     for handle in handles:
         handle.remove()
+    return prof, steps
+
+
+def check_profile(fx, profiled=None):
+    """The share of training time per region (backbone, graph head + losses, optimizer,
+    other) of `profiled` (profile_training's result; run here when None)."""
+    prof, steps = profiled or profile_training(fx)
+    use_device = fx.device.type == 'cuda'
     sort_key = 'self_device_time_total' if use_device else 'self_cpu_time_total'
     table = prof.key_averages().table(sort_by=sort_key, row_limit=15)
     print(textwrap.indent(table, '    '), flush=True)

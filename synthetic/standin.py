@@ -370,6 +370,16 @@ def mirror_to_left(data):
     return left
 
 
+def save_standin(folder, right):
+    """Write MANO_RIGHT.pkl and MANO_LEFT.pkl (official format) of the stand-in `right`
+    (build_standin's dict) into `folder`; returns {side: path}."""
+    paths = {}
+    for side, data in (('RIGHT', right), ('LEFT', mirror_to_left(right))):
+        paths[side] = os.path.join(folder, f'MANO_{side}.pkl')
+        save_mano(paths[side], data, official=True)
+    return paths
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m synthetic.standin',
@@ -378,10 +388,7 @@ def main(argv=None):
     parser.add_argument('--out', required=True, help='folder to write the two pickles into')
     parser.add_argument('--seed', type=int, default=0, help='seed of the sampled pose space')
     args = parser.parse_args(argv)
-    right = build_standin(args.seed)
-    for side, data in (('RIGHT', right), ('LEFT', mirror_to_left(right))):
-        path = os.path.join(args.out, f'MANO_{side}.pkl')
-        save_mano(path, data, official=True)
+    for side, path in save_standin(args.out, build_standin(args.seed)).items():
         print(f'wrote {path} (procedural MANO stand-in, {side.lower()} hand, seed {args.seed})')
 
 

@@ -1,19 +1,47 @@
-"""Fixtures shared across test folders: the procedural MANO stand-in and a short synthetic
-hand clip with its ground truth (synthetic/clip.py), made once per session when a test asks."""
+"""Fixtures shared across test folders, each made once per session when a test asks: the
+procedural MANO stand-in (as arrays and as a folder), a random MANO model's folder and a short
+synthetic hand clip with its ground truth (synthetic/clip.py)."""
 import os
 
 import pytest
 
-from tests.helpers import CLIP_FRAMES, CLIP_SIZE
+from tests.helpers import CLIP_FRAMES, CLIP_SIZE, random_mano_data
 
 
 @pytest.fixture(scope='session')
-def standin_mano(tmp_path_factory):
-    """Folder holding the procedural MANO stand-in (python -m synthetic.standin)."""
-    from synthetic.standin import main as standin_main
+def standin():
+    """The procedural MANO stand-in, synthetic.standin.build_standin(seed=0): a dict of arrays
+    in the official keys, shared by the session (copy before changing it)."""
+    from synthetic.standin import build_standin
+    return build_standin(seed=0)
+
+
+@pytest.fixture(scope='session')
+def standin_mano(tmp_path_factory, standin):
+    """Folder holding the stand-in's MANO_RIGHT.pkl and MANO_LEFT.pkl, as
+    `python -m synthetic.standin --out DIR` writes them."""
+    from synthetic.standin import save_standin
     folder = tmp_path_factory.mktemp('standin_mano')
-    standin_main(['--out', str(folder)])
+    save_standin(str(folder), standin)
     return str(folder)
+
+
+@pytest.fixture(scope='session')
+def random_mano():
+    """A random (not hand-shaped) right-hand MANO model as a dict of plain arrays
+    (tests/helpers.random_mano_data(0)), shared by the session."""
+    return random_mano_data(0)
+
+
+@pytest.fixture(scope='session')
+def random_mano_dir(tmp_path_factory, random_mano):
+    """A folder with MANO_RIGHT.pkl (random_mano) and MANO_LEFT.pkl (random_mano_data(1)) in
+    the official format."""
+    from synthetic.mano_file import save_mano
+    folder = tmp_path_factory.mktemp('random_mano')
+    save_mano(folder / 'MANO_RIGHT.pkl', random_mano)
+    save_mano(folder / 'MANO_LEFT.pkl', random_mano_data(1))
+    return folder
 
 
 @pytest.fixture(scope='session')

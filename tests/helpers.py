@@ -5,9 +5,13 @@
   hold for any model, so testing them on random parameters keeps the layer's tests independent
   of the procedural stand-in.
 - CLIP_FRAMES, CLIP_SIZE: the synthetic hand clip the `clip` fixture renders.
+- save_random_checkpoint: a randomly initialised network of a configuration, saved as train.py
+  saves it (for the scripts that load checkpoints).
 - GroundTruthModel: a stand-in network that returns given crop-normalised uvd targets in
   evaluation order (test.py's decoding and pred.json checked against the ground truth).
 """
+import os
+
 import numpy as np
 import scipy.sparse
 import torch
@@ -46,6 +50,37 @@ def random_mano_data(seed=0):
         'bs_style': 'lbs', 'bs_type': 'lrotmin',
         'pose': np.zeros(48), 'betas': np.zeros(10), 'trans': np.zeros(3),
     }
+
+
+def save_random_checkpoint(cfg, path, config_in='file', **fields):
+    """Save a randomly initialised network of `cfg` (torch seed 0, on the CPU) at `path`.
+
+    Args:
+        cfg: resolved config.Config (its mano_root holds MANO_RIGHT.pkl).
+        path: the checkpoint file (its folder is created).
+        config_in: 'file' writes the configuration to config.json beside the checkpoint,
+            'checkpoint' stores it in the checkpoint ('config'), as train.py does.
+        fields: more entries of the checkpoint dict (e.g. last_epoch=0).
+    Returns:
+        the network (evaluation mode), with the saved weights.
+    """
+    import config as config_module
+    from inference.network import build_model
+    from utils.mano import MANO
+    if config_in not in ('file', 'checkpoint'):
+        raise ValueError(f"config_in must be 'file' or 'checkpoint', got {config_in!r}")
+    torch.manual_seed(0)
+    model = build_model(cfg, MANO(cfg.mano_root), torch.device('cpu'))
+    folder = os.path.dirname(os.fspath(path))
+    os.makedirs(folder, exist_ok=True)
+    ckpt = {'net': model.state_dict(), **fields}
+    if config_in == 'checkpoint':
+        ckpt['config'] = cfg.to_dict()
+    else:
+        with open(os.path.join(folder, 'config.json'), 'w') as f:
+            f.write(config_module.dumps(cfg))
+    torch.save(ckpt, path)
+    return model.eval()
 
 
 class GroundTruthModel(torch.nn.Module):

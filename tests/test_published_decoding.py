@@ -10,11 +10,9 @@ import torch
 import config
 import test as test_script
 from dataset import get_dataset
-from inference.network import build_model
 from inference.network import load_for_inference
 from synthetic.fixture import make_freihand
-from synthetic.mano_file import save_mano
-from tests.helpers import random_mano_data
+from tests.helpers import save_random_checkpoint
 from utils.mano import MANO
 
 pytestmark = pytest.mark.slow
@@ -42,22 +40,18 @@ ARCHITECTURES = [('resnet18', 64), ('resnet34', 256)]
 
 
 @pytest.fixture(scope='module', params=ARCHITECTURES, ids=lambda a: f'{a[0]}_{a[1]}px')
-def checkpoint(request, tmp_path_factory):
+def checkpoint(request, tmp_path_factory, random_mano_dir):
     """A randomly initialised two-stage SAR whose checkpoint stores its configuration (no
     config.json beside it), and a FreiHAND-layout folder (fx != fy)."""
     backbone, size = request.param
     root = tmp_path_factory.mktemp('published')
     make_freihand(str(root / 'FreiHAND'), num_samples=1, num_eval=NUM_EVAL, seed=5)
-    save_mano(root / 'mano' / 'MANO_RIGHT.pkl', random_mano_data(0))
     cfg = config.resolve(device='cpu', backbone=backbone, input_img_shape=(size, size),
                          num_stage=2, pretrained_backbone=False, num_worker=0, amp='off',
                          test_batch_size=NUM_EVAL, data_root=str(root / 'FreiHAND'),
-                         mano_root=str(root / 'mano'), experiment_name='published')
-    torch.manual_seed(0)
-    model = build_model(cfg, MANO(cfg.mano_root), torch.device('cpu'))
+                         mano_root=str(random_mano_dir), experiment_name='published')
     path = root / 'ckpt' / 'snapshot_0.pth.tar'
-    path.parent.mkdir()
-    torch.save({'net': model.state_dict(), 'config': cfg.to_dict(), 'last_epoch': 0}, path)
+    save_random_checkpoint(cfg, path, config_in='checkpoint', last_epoch=0)
     return path, cfg
 
 

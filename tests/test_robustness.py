@@ -229,8 +229,7 @@ def test_run_main_turns_ctrl_c_into_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog):
-    from synthetic.standin import build_standin
+def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog, standin):
     from utils.vis.panels import render_results
 
     root = tmp_path / 'FreiHAND'
@@ -238,7 +237,7 @@ def test_vis_skips_a_prediction_that_cannot_be_drawn(tmp_path, caplog):
     dataset = FreiHAND('evaluation', root=str(root), preprocessing=Preprocessing(input_img_shape=(64, 64)))
     verts = gt['eval_verts'].copy()
     verts[0, :, 2] *= -1  # an early checkpoint's mesh behind the camera
-    faces = build_standin(seed=0)['f'].astype(np.int64)
+    faces = standin['f'].astype(np.int64)
     with caplog.at_level(logging.WARNING):
         paths = render_results(dataset, gt['eval_xyz'], verts, faces, str(tmp_path / 'vis'), 2)
     assert [os.path.basename(p) for p in paths] == ['00000001.png']

@@ -15,10 +15,9 @@ import torch
 import test as test_script
 import train
 from inference import network
-from training import build, loop
+from training import loop
 from synthetic.fixture import make_freihand
-from synthetic.mano_file import save_mano
-from tests.helpers import GroundTruthModel, random_mano_data
+from tests.helpers import GroundTruthModel
 from utils import freihand_eval
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.runtime.distributed import free_port
@@ -30,10 +29,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, random_mano_dir):
     root = tmp_path_factory.mktemp('train')
     make_freihand(str(root / 'FreiHAND'), num_samples=3, num_eval=3)
-    save_mano(root / 'mano' / 'MANO_RIGHT.pkl', random_mano_data(0))
+    (root / 'mano').symlink_to(random_mano_dir, target_is_directory=True)
     return root
 
 
@@ -254,29 +253,6 @@ def test_two_nodes_srun_tasks_and_elastic_restarts_train_the_same_weights(worksp
                                 '--checkpoint', str(tmp_path / 'nodes' / 'checkpoint' / 'tiny' /
                                                     'snapshot_1.pth.tar')))
     assert (tmp_path / 'single' / 'pred.json').exists()
-
-
-def test_adj_lr_scale_puts_the_adjacencies_in_their_own_group():
-    # 1-stage ResNet-18 SAR at 64 px: 4 graph convolutions, so 4 adjacencies.
-    from model import NetworkSpec, SAR
-    from synthetic.standin import build_standin
-    mano = build_standin(seed=0)
-    model = SAR(mano['v_template'], mano['f'], NetworkSpec(backbone='resnet18', num_stage=1, feature_size=4, heatmap_size=8, input_img_shape=(64, 64)))
-    published = build.param_groups(model, 3e-4, 1.0)  # one group, as published
-    trainable = [p for p in model.parameters() if p.requires_grad]  # not the index grids
-    assert [id(p) for p in published] == [id(p) for p in trainable]
-    groups = build.param_groups(model, 3e-4, 0.1)
-    adj_ids = {id(m.adj) for m in model.modules() if hasattr(m, 'adj')}
-    assert len(adj_ids) == 4
-    assert {id(p) for p in groups[1]['params']} == adj_ids
-    assert groups[1]['lr'] == pytest.approx(3e-5, rel=1e-12)
-    assert len(groups[0]['params']) + 4 == len(trainable)
-    optimizer = torch.optim.AdamW(groups, lr=3e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2, eta_min=0)
-    scheduler.step()
-    # Both groups follow the cosine: half of their own base rate after 1 of 2 epochs.
-    assert optimizer.param_groups[0]['lr'] == pytest.approx(1.5e-4, abs=1e-15)
-    assert optimizer.param_groups[1]['lr'] == pytest.approx(1.5e-5, abs=1e-15)
 
 
 def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, monkeypatch):

@@ -13,7 +13,6 @@ import torch
 import config as config_module
 from inference import onnx as onnx_export
 from inference.onnx import OnnxExportError, OnnxSAR, check_config_agrees, export_onnx
-from synthetic.standin import build_standin
 from model import NetworkSpec, SAR
 
 SMALL = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=2, num_FMs=2,
@@ -25,9 +24,9 @@ def _small_cfg_dict():
 
 
 @pytest.fixture(scope='module')
-def fused():
+def fused(standin):
     torch.manual_seed(0)
-    mano = build_standin(seed=0)
+    mano = standin
     model = SAR(mano['v_template'], mano['f'], NetworkSpec(**SMALL))
     with torch.no_grad():  # non-trivial batch norm statistics, so folding matters
         for module in model.modules():
@@ -144,9 +143,9 @@ def test_failed_self_check_leaves_no_file(fused, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ['out.onnx']
 
 
-def test_export_refuses_bad_inputs(fused, tmp_path):
+def test_export_refuses_bad_inputs(fused, tmp_path, standin):
     cfg = _small_cfg_dict()
-    mano = build_standin(seed=0)
+    mano = standin
     unfused = SAR(mano['v_template'], mano['f'], NetworkSpec(**SMALL))
     with pytest.raises(ValueError, match='fuse_for_inference'):
         export_onnx(unfused.eval(), cfg, tmp_path / 'a.onnx')

@@ -15,7 +15,6 @@ import torch
 
 from model import NetworkSpec, SAR
 from model.layers import SoftHeatmap
-from synthetic.standin import build_standin
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
 from utils.transforms import decode_uvd, get_affine
 
@@ -33,9 +32,9 @@ NORMALISED = 5e-3  # the issue's bound on the network output (crop-normalised un
 
 
 @pytest.fixture(scope='module')
-def small_sar():
+def small_sar(standin):
     torch.manual_seed(0)
-    mano = build_standin(seed=0)
+    mano = standin
     model = SAR(mano['v_template'], mano['f'], NetworkSpec(**SMALL))
     with torch.no_grad():
         for stage in model.gbbmr:

@@ -7,8 +7,6 @@ loader's crops. This module must not import torchvision (see utils/render.py).
 """
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -53,21 +51,11 @@ def project(points, K):
 
 
 @pytest.fixture(scope='session')
-def standin_root(tmp_path_factory):
-    """Folder with the procedural MANO stand-in, written by its command line."""
-    folder = tmp_path_factory.mktemp('mano_standin')
-    subprocess.run([sys.executable, '-m', 'synthetic.standin', '--out', str(folder)], check=True,
-                   cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    assert os.path.isfile(folder / 'MANO_RIGHT.pkl')
-    return str(folder)
-
-
-@pytest.fixture(scope='session')
-def synthetic_set(tmp_path_factory, standin_root):
+def synthetic_set(tmp_path_factory, standin_mano):
     """(root, summary) of a small synthetic set rendered in this process."""
     os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
     root = str(tmp_path_factory.mktemp('synthetic') / 'FreiHAND')
-    summary = generate(root, NUM_TRAIN, NUM_EVAL, standin_root, seed=SEED, progress=False)
+    summary = generate(root, NUM_TRAIN, NUM_EVAL, standin_mano, seed=SEED, progress=False)
     yield root, summary
     close_renderers()
 
@@ -117,13 +105,13 @@ def test_random_rotations_are_rotations_that_keep_the_hand_off_the_optical_axis(
     assert 0.4 < np.mean(z > 0) < 0.6
 
 
-def test_max_tilt_turns_the_palms_to_the_camera(standin_root):
+def test_max_tilt_turns_the_palms_to_the_camera(standin_mano):
     # The palm normal written out here from the camera-frame keypoints: for a right hand,
     # (index MCP - wrist) x (little MCP - wrist) leaves the palm. With max_tilt 40 it points
     # at the camera (-z) within 40 degrees; without, both sides of the hand are seen.
     rngs = lambda: [np.random.default_rng(i) for i in range(64)]  # noqa: E731
-    tilted = GeometrySampler(standin_root, max_tilt=40.0).sample(rngs())['xyz']
-    uniform = GeometrySampler(standin_root).sample(rngs())['xyz']
+    tilted = GeometrySampler(standin_mano, max_tilt=40.0).sample(rngs())['xyz']
+    uniform = GeometrySampler(standin_mano).sample(rngs())['xyz']
 
     def facing_cos(xyz):
         normal = np.cross(xyz[:, 5] - xyz[:, 0], xyz[:, 17] - xyz[:, 0])
@@ -137,7 +125,7 @@ def test_max_tilt_turns_the_palms_to_the_camera(standin_root):
     quadrants = {(bool(x > 0), bool(y > 0)) for x, y in pointing}
     assert len(quadrants) == 4
     with pytest.raises(ValueError, match='max_tilt'):
-        GeometrySampler(standin_root, max_tilt=0.0)
+        GeometrySampler(standin_mano, max_tilt=0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +164,7 @@ def test_masks_are_binary_jpegs(synthetic_set):
         assert 0.03 < np.mean(mask > 127) < 0.5
 
 
-def test_intrinsics_shape_and_pose_follow_the_recipe(synthetic_set, annotations, standin_root):
+def test_intrinsics_shape_and_pose_follow_the_recipe(synthetic_set, annotations, standin_mano):
     K = np.concatenate([annotations['training_K.json'], annotations['evaluation_K.json']])
     np.testing.assert_array_equal(K[:, :2, 2], 112.0)
     np.testing.assert_array_equal(K[:, 2], np.tile([0.0, 0.0, 1.0], (len(K), 1)))
@@ -189,7 +177,7 @@ def test_intrinsics_shape_and_pose_follow_the_recipe(synthetic_set, annotations,
     assert np.all(np.abs(betas) <= 2.5) and np.any(betas != 0)
     # The 45 joint values are a combination of the first 12 PCA components, stored without
     # hands_mean: the least-squares residual in that span vanishes.
-    components = load_mano(standin_root)['hands_components'][:12]
+    components = load_mano(standin_mano)['hands_components'][:12]
     joint_values = mano[:, 3:48]
     coeffs, *_ = np.linalg.lstsq(components.T, joint_values.T, rcond=None)
     np.testing.assert_allclose(components.T @ coeffs, joint_values.T, atol=1e-9)
@@ -200,9 +188,9 @@ def test_intrinsics_shape_and_pose_follow_the_recipe(synthetic_set, annotations,
 # Geometry
 # ---------------------------------------------------------------------------------------------
 
-def test_rendered_masks_match_the_projected_mesh(synthetic_set, annotations, standin_root):
+def test_rendered_masks_match_the_projected_mesh(synthetic_set, annotations, standin_mano):
     root, _ = synthetic_set
-    faces = load_mano(standin_root)['f'].astype(np.int64)
+    faces = load_mano(standin_mano)['f'].astype(np.int64)
     for i in range(NUM_TRAIN):
         expected = rasterize_mask(annotations['training_verts.json'][i], faces,
                                   annotations['training_K.json'][i], (IMG, IMG))
@@ -211,10 +199,10 @@ def test_rendered_masks_match_the_projected_mesh(synthetic_set, annotations, sta
         assert iou > 0.9, f'sample {i}: silhouette IoU {iou:.3f}'
 
 
-def test_mano_entries_reproduce_the_vertices(annotations, standin_root):
+def test_mano_entries_reproduce_the_vertices(annotations, standin_mano):
     """docs/method.md §1 root rule, written out here: keypoint 9 (regressed from the posed mesh, as the
     ground-truth keypoints) at [u - cx, v - cy, f] / scale."""
-    layer = ManoLayer(mano_root=standin_root, flat_hand_mean=False, use_pca=False)
+    layer = ManoLayer(mano_root=standin_mano, flat_hand_mean=False, use_pca=False)
     mano = torch.as_tensor(annotations['training_mano.json'][:, 0])
     with torch.no_grad():
         verts = layer(mano[:, :48], mano[:, 48:58])[0].numpy() / 1000
@@ -222,7 +210,7 @@ def test_mano_entries_reproduce_the_vertices(annotations, standin_root):
     u, v, scale = mano[:, 58].numpy(), mano[:, 59].numpy(), mano[:, 60].numpy()
     focal = (K[:, 0, 0] + K[:, 1, 1]) / 2
     keypoint9 = np.stack([(u - K[:, 0, 2]) / scale, (v - K[:, 1, 2]) / scale, focal / scale], axis=1)
-    middle_mcp = load_mano(standin_root)['J_regressor'].toarray()[4]  # MANO order: 4 = middle MCP
+    middle_mcp = load_mano(standin_mano)['J_regressor'].toarray()[4]  # MANO order: 4 = middle MCP
     expected = verts - np.einsum('v,nvc->nc', middle_mcp, verts)[:, None] + keypoint9[:, None]
     np.testing.assert_allclose(annotations['training_verts.json'], expected, rtol=0, atol=1e-6)
 
@@ -240,8 +228,8 @@ def test_mano_entries_reproduce_the_vertices(annotations, standin_root):
     np.testing.assert_allclose(uv_xyz, np.stack([u, v], axis=1), atol=0.02)
 
 
-def test_joints_use_freihand_tips_and_regressor(annotations, standin_root):
-    regressor = load_mano(standin_root)['J_regressor'].toarray()  # MANO order
+def test_joints_use_freihand_tips_and_regressor(annotations, standin_mano):
+    regressor = load_mano(standin_mano)['J_regressor'].toarray()  # MANO order
     for split in ('training', 'evaluation'):
         verts, xyz = annotations[f'{split}_verts.json'], annotations[f'{split}_xyz.json']
         np.testing.assert_allclose(xyz[:, [4, 8, 12, 16, 20]], verts[:, FREIHAND_TIPS], atol=1e-12)
@@ -354,10 +342,10 @@ def test_augmented_joint_targets_fall_on_the_augmented_hand(synthetic_set, rot):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_same_seed_gives_identical_files_with_parallel_workers(synthetic_set, standin_root, tmp_path):
+def test_same_seed_gives_identical_files_with_parallel_workers(synthetic_set, standin_mano, tmp_path):
     root, _ = synthetic_set
     again = str(tmp_path / 'again')
-    generate(again, NUM_TRAIN, NUM_EVAL, standin_root, seed=SEED, workers=2, progress=False)
+    generate(again, NUM_TRAIN, NUM_EVAL, standin_mano, seed=SEED, workers=2, progress=False)
     names = ['training/rgb/%08d.jpg' % 0, 'training/rgb/%08d.jpg' % (VERSIONS * NUM_TRAIN - 1),
              'training/mask/%08d.jpg' % (NUM_TRAIN - 1), 'evaluation/rgb/%08d.jpg' % 1,
              'training_mano.json', 'training_verts.json', 'evaluation_xyz.json', ROOTNET]
@@ -366,12 +354,12 @@ def test_same_seed_gives_identical_files_with_parallel_workers(synthetic_set, st
             assert f.read() == g.read(), name
 
 
-def test_a_sample_does_not_depend_on_the_set_sizes(synthetic_set, standin_root, tmp_path):
+def test_a_sample_does_not_depend_on_the_set_sizes(synthetic_set, standin_mano, tmp_path):
     """Per-sample seeds: sample 0 of a 1 + 1 set has the images of sample 0 of the big set and
     its annotations up to float64 rounding (batched MANO evaluation rounds by batch size)."""
     root, _ = synthetic_set
     small = str(tmp_path / 'small')
-    generate(small, 1, 1, standin_root, seed=SEED, progress=False)
+    generate(small, 1, 1, standin_mano, seed=SEED, progress=False)
     for name in ('training/rgb/00000000.jpg', 'training/mask/00000000.jpg', 'evaluation/rgb/00000000.jpg'):
         with open(os.path.join(root, name), 'rb') as f, open(os.path.join(small, name), 'rb') as g:
             assert f.read() == g.read(), name
@@ -379,10 +367,10 @@ def test_a_sample_does_not_depend_on_the_set_sizes(synthetic_set, standin_root, 
         np.testing.assert_allclose(read_json(small, name)[0], read_json(root, name)[0], rtol=1e-12, atol=1e-15)
 
 
-def test_other_seed_and_root_noise_change_the_set(synthetic_set, standin_root, tmp_path):
+def test_other_seed_and_root_noise_change_the_set(synthetic_set, standin_mano, tmp_path):
     root, _ = synthetic_set
     other = str(tmp_path / 'other')
-    generate(other, 1, 2, standin_root, seed=SEED + 1, root_noise=0.05, progress=False)
+    generate(other, 1, 2, standin_mano, seed=SEED + 1, root_noise=0.05, progress=False)
     with open(os.path.join(root, 'training/rgb/00000000.jpg'), 'rb') as f, \
             open(os.path.join(other, 'training/rgb/00000000.jpg'), 'rb') as g:
         assert f.read() != g.read()
@@ -399,11 +387,11 @@ def test_refuses_a_non_empty_root(tmp_path):
     assert (tmp_path / 'notes.txt').read_text() == 'keep me'
 
 
-def test_overwrite_replaces_the_layout_and_keeps_other_files(standin_root, tmp_path):
+def test_overwrite_replaces_the_layout_and_keeps_other_files(standin_mano, tmp_path):
     root = tmp_path / 'set'
-    generate(str(root), 2, 2, standin_root, seed=0, progress=False)
+    generate(str(root), 2, 2, standin_mano, seed=0, progress=False)
     (root / 'notes.txt').write_text('keep me')
-    generate(str(root), 1, 1, standin_root, seed=0, overwrite=True, progress=False)
+    generate(str(root), 1, 1, standin_mano, seed=0, overwrite=True, progress=False)
     assert sorted(os.listdir(root / 'training' / 'rgb')) == ['%08d.jpg' % i for i in range(4)]
     assert sorted(os.listdir(root / 'training' / 'mask')) == ['00000000.jpg']
     assert sorted(os.listdir(root / 'evaluation' / 'rgb')) == ['00000000.jpg']

@@ -17,8 +17,8 @@ X_MIRROR = np.array([-1.0, 1.0, 1.0])
 
 
 @pytest.fixture(scope='module')
-def right():
-    return build_standin(seed=0)
+def right(standin):
+    return standin
 
 
 @pytest.fixture(scope='module')

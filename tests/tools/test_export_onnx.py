@@ -6,25 +6,17 @@ import torch
 
 import config as config_module
 from inference.onnx import OnnxSAR
-from synthetic.mano_file import save_mano
-from synthetic.standin import build_standin
-from model import NetworkSpec, SAR
+from tests.helpers import save_random_checkpoint
 from tools import export_onnx as tool
 
 
 @pytest.mark.slow
-def test_exports_a_checkpoint_with_its_saved_config(tmp_path, capsys):
-    mano = build_standin(seed=0)
-    save_mano(tmp_path / 'mano' / 'MANO_RIGHT.pkl', mano)
+def test_exports_a_checkpoint_with_its_saved_config(tmp_path, capsys, standin_mano):
     # num_FMs=2 is only in config.json: the export must read it to load the weights strictly.
     cfg = config_module.resolve(backbone='resnet18', input_img_shape=(64, 64), num_FMs=2,
-                                pretrained_backbone=False, device='cpu',
-                                mano_root=str(tmp_path / 'mano'))
-    model = SAR(mano['v_template'], mano['f'], NetworkSpec(backbone='resnet18', num_FMs=2, feature_size=cfg.feature_size, heatmap_size=cfg.heatmap_size, input_img_shape=(64, 64)))
+                                pretrained_backbone=False, device='cpu', mano_root=standin_mano)
     folder = tmp_path / 'checkpoint'
-    folder.mkdir()
-    torch.save({'net': model.state_dict()}, folder / 'snapshot_0.pth.tar')
-    (folder / 'config.json').write_text(config_module.dumps(cfg))
+    model = save_random_checkpoint(cfg, folder / 'snapshot_0.pth.tar')
     out = tmp_path / 'sar.onnx'
 
     tool.main(['--checkpoint', str(folder / 'snapshot_0.pth.tar'), '--out', str(out)])
@@ -35,32 +27,24 @@ def test_exports_a_checkpoint_with_its_saved_config(tmp_path, capsys):
     assert runtime.config['checkpoint'] == str(folder / 'snapshot_0.pth.tar')
     img = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
-        expected = model.eval()({'img': img})['coords']
+        expected = model({'img': img})['coords']
         got = runtime({'img': img})['coords']
     assert (got - expected).abs().max().item() <= 1e-4
 
 
 @pytest.mark.slow
-def test_test_py_with_onnx_matches_pytorch_and_checks_the_checkpoint(tmp_path):
+def test_test_py_with_onnx_matches_pytorch_and_checks_the_checkpoint(tmp_path, standin_mano):
     import json
 
     import test as test_script
     from synthetic.fixture import make_freihand
 
-    mano = build_standin(seed=0)
-    save_mano(tmp_path / 'mano' / 'MANO_RIGHT.pkl', mano)
     make_freihand(str(tmp_path / 'FreiHAND'), num_samples=1, num_eval=3)
     args = ['--device', 'cpu', '--backbone', 'resnet18', '--input_img_shape', '64,64',
             '--pretrained_backbone', 'false', '--num_worker', '0', '--test_batch_size', '2',
-            '--mano_root', str(tmp_path / 'mano'), '--data_root', str(tmp_path / 'FreiHAND')]
-    cfg = config_module.resolve(args)
-    torch.manual_seed(0)
-    model = SAR(mano['v_template'], mano['f'], NetworkSpec(backbone='resnet18', feature_size=cfg.feature_size, heatmap_size=cfg.heatmap_size, input_img_shape=(64, 64)))
-    folder = tmp_path / 'checkpoint'
-    folder.mkdir()
-    ckpt = folder / 'snapshot_0.pth.tar'
-    torch.save({'net': model.state_dict()}, ckpt)
-    (folder / 'config.json').write_text(config_module.dumps(cfg))
+            '--mano_root', standin_mano, '--data_root', str(tmp_path / 'FreiHAND')]
+    ckpt = tmp_path / 'checkpoint' / 'snapshot_0.pth.tar'
+    save_random_checkpoint(config_module.resolve(args), ckpt)
     onnx_path = tmp_path / 'sar.onnx'
     tool.main(['--checkpoint', str(ckpt), '--out', str(onnx_path)])
 

@@ -5,7 +5,6 @@ import logging
 import multiprocessing
 import os
 import re
-import time
 
 import numpy as np
 import pytest
@@ -306,27 +305,31 @@ def test_unwritable_cache_folder(verts_file, tmp_path):
 
 
 class _Messages(logging.Handler):
-    def __init__(self):
+    """Keeps the log messages; sets `waiting` when this process queues for the lock."""
+
+    def __init__(self, waiting):
         super().__init__()
-        self.messages = []
+        self.messages, self.waiting = [], waiting
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+        if 'waiting' in record.getMessage():
+            self.waiting.set()
 
 
-def _load_concurrently(json_path, cache, barrier, results):
-    """Child process: start together with the other one, load, report what happened."""
+def _load_concurrently(json_path, cache, waiting, results):
+    """Child process: load, report what happened. The one that takes the lock builds only once
+    the other has found the lock taken and queued (`waiting` set), so the order is forced."""
     original = annotations._build_cache
 
-    def slow_build(*args):
-        time.sleep(1.0)  # holding the lock: the other process must queue behind it
+    def build_after_the_other_queued(*args):
+        waiting.wait(timeout=60)  # a timeout leaves no waiter: the outcome assertion fails
         original(*args)
-    annotations._build_cache = slow_build
-    log = _Messages()
+    annotations._build_cache = build_after_the_other_queued
+    log = _Messages(waiting)
     logger = logging.getLogger('utils.files.annotations')
     logger.addHandler(log)
     logger.setLevel(logging.INFO)
-    barrier.wait(timeout=60)
     array = load_annotation(json_path, (778, 3), cache)
     results.put((any('building' in m for m in log.messages), any('waiting' in m for m in log.messages),
                  hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest(), isinstance(array, np.memmap)))
@@ -335,8 +338,8 @@ def _load_concurrently(json_path, cache, barrier, results):
 def test_two_processes_build_once_and_share(verts_file, tmp_path):
     cache = str(tmp_path / 'cache')
     context = multiprocessing.get_context('spawn')
-    barrier, results = context.Barrier(2), context.Queue()
-    processes = [context.Process(target=_load_concurrently, args=(verts_file, cache, barrier, results))
+    waiting, results = context.Event(), context.Queue()
+    processes = [context.Process(target=_load_concurrently, args=(verts_file, cache, waiting, results))
                  for _ in range(2)]
     for process in processes:
         process.start()
