@@ -1,6 +1,6 @@
 """Gradient accumulation against the full batch: the `cpu_demo` preset trained at batch 16 in
 one piece and as 4 micro-batches of 4 (`--accumulate 4`), evaluation numbers side by side
-(issue 21).
+(docs/performance.md, "Gradient accumulation").
 
     python -m benchmarks.accumulation [--accumulate 4] [--seeds 0 1] [--reference_seeds 0]
         [--output_root output/accumulation] [train.py overrides ...]

@@ -1,5 +1,5 @@
 """bf16 against fp32 (and ONNX Runtime) inference of a trained checkpoint, after decoding
-(issue 20's accuracy bound).
+(the accuracy bound of docs/performance.md, "bf16 against fp32").
 
     python -m benchmarks.precision --checkpoint output/checkpoint/cpu_demo/snapshot_2.pth.tar
         [--onnx FILE] [--limit N] [--compare OTHER_CHECKPOINT]

@@ -58,7 +58,7 @@ TRAINING_FLOP_FACTOR = 3  # forward + backward (input and weight gradients) ~ 3 
 SYNTH_SAMPLES = 8  # FreiHAND-layout samples written for the data benchmark (x4 versions)
 BUSY_CORES = 0.1  # cores used by other processes above which the timings are flagged
 ONNX_TOLERANCE = 1e-3  # export self-check with random weights (see benchmarks/onnx_vs_torch.py)
-GOAL_SPEEDUP = 2.0  # issue 20: the default CPU path >= 2x fp32 eager where bf16 is native
+GOAL_SPEEDUP = 2.0  # the goal: the default CPU path >= 2x fp32 eager where bf16 is native
 GOAL_MAX_DIFF = 5e-3  # ... with outputs within this of fp32 (crop-normalised units)
 PRECISION_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 

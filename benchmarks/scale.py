@@ -1,4 +1,4 @@
-"""SAR at FreiHAND's real size: data set start-up, memory and throughput (issue 12).
+"""SAR at FreiHAND's real size: data set start-up, memory and throughput.
 
     python -m benchmarks.scale [--root DIR] [--keep]
 

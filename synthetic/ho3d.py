@@ -265,9 +265,9 @@ def write_meta(path, meta):
         pickle.dump(meta, f, protocol=PICKLE_PROTOCOL)
 
 
-# utils.vis.render's cached renderer grows by about 6 MB per 1280 x 960 render (measured: 30
-# renders, +120 MB; pyrender keeps what each scene uploads); freeing it every so many frames
-# keeps a worker near its starting size (+8 MB over 40 renders when freed every 10).
+# utils.vis.render's cached renderer grows with every 1280 x 960 render (pyrender keeps what
+# each scene uploads); freeing it every so many frames keeps a worker near its starting size
+# (figures in docs/performance.md, "Test suite and generators").
 RENDERER_RECYCLE_FRAMES = 25
 _worker_frames = 0
 

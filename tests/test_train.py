@@ -194,9 +194,9 @@ def test_two_nodes_srun_tasks_and_elastic_restarts_train_the_same_weights(worksp
     weights: the data order, augmentation and dropout depend on (seed, epoch, step, rank) only.
 
     In both restarts the new rank 0 joins 3 s late, so rank 1 looks up rank 0's address first:
-    with the process group's keys shared across attempts it read the dead group's address and
-    was refused or hung (the flake of earlier sessions, about one restart in four); each
-    attempt's own keys make that order harmless."""
+    with the process group's keys shared across attempts it would read the dead group's address
+    and be refused or hang (docs/clusters.md); each attempt's own keys make that order
+    harmless."""
     def args(name):
         return small_args(workspace, tmp_path / name, '--num_stage', '1', '--print_iter', '3',
                           '--dist_timeout', '60')

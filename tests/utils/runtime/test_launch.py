@@ -42,8 +42,7 @@ def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path):
     holder.wait()
     assert (tmp_path / LOCK_FILE).read_text() == f'{holder.pid}\n'
     lock = ExperimentLock(str(tmp_path)).acquire()
-    assert lock.note == (f'cleared the lock file {tmp_path / LOCK_FILE} of process '
-                         f'{holder.pid}, which no longer runs')
+    assert str(tmp_path / LOCK_FILE) in lock.note and str(holder.pid) in lock.note
     assert (tmp_path / LOCK_FILE).read_text() == f'{os.getpid()}\n'
     lock.release()
 
@@ -73,10 +72,10 @@ def test_a_second_train_py_into_a_running_experiment_refuses_to_start(tmp_path):
         holder.stdin.close()
         holder.wait()
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip() == (
-        f'train.py: error: another train.py (pid {holder.pid}) is training into {folder}: it '
-        f'holds the lock file {folder / LOCK_FILE}. Wait for it to finish or stop it, or train '
-        f'under another --experiment_name')
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('train.py: error: '), result.stderr
+    for named in (f'pid {holder.pid}', str(folder / LOCK_FILE), '--experiment_name'):
+        assert named in lines[0], (named, lines[0])
     assert files_under(tmp_path / 'out') == [os.path.join('checkpoint', 'exp', LOCK_FILE)]
 
 
@@ -86,20 +85,21 @@ SRUN_RANK_1 = {'SLURM_PROCID': '1', 'SLURM_NTASKS': '2', 'SLURM_LOCALID': '1',
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('env, message', [
+@pytest.mark.parametrize('env, named', [
+    # The half-set variables and the missing ones are named.
     ({'SLURM_PROCID': '0', 'SLURM_NTASKS': '2'},
-     'SLURM variables half set: SLURM_PROCID=0, SLURM_NTASKS=2 but SLURM_LOCALID, '
-     'SLURM_NODEID missing'),
+     ['SLURM_PROCID=0', 'SLURM_NTASKS=2', 'SLURM_LOCALID', 'SLURM_NODEID']),
+    # The rank, the launcher, the unreachable master's address and the timeout are named.
     ({**SRUN_RANK_1, 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': 'PORT'},
-     'rank 1 of 2 (slurm) could not form the process group with the master at '
-     '127.0.0.1:PORT within 3 s'),
+     ['rank 1 of 2', 'slurm', '127.0.0.1:PORT', '3 s']),
 ])
-def test_bad_launches_print_one_message_and_write_nothing(tmp_path, env, message):
+def test_bad_launches_print_one_message_and_write_nothing(tmp_path, env, named):
     port = str(free_port())  # nobody listens there: the master is unreachable
     env = {k: v.replace('PORT', port) for k, v in env.items()}
     result = run_train(tmp_path, '--dist_timeout', '3', env=env)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"train.py: error: {message.replace('PORT', port)}"), \
-        result.stderr
+    assert len(lines) == 1 and lines[0].startswith('train.py: error: '), result.stderr
+    for name in named:
+        assert name.replace('PORT', port) in lines[0], (name, lines[0])
     assert not (tmp_path / 'out').exists()
