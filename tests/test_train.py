@@ -21,7 +21,6 @@ from tests.helpers import GroundTruthModel
 from utils import freihand_eval
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.runtime.distributed import free_port
-from utils.files.atomic import atomic_torch_save
 from utils.transforms import encode_uvd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +44,11 @@ def small_args(workspace, out, *extra):
             '--output_root', str(out), '--experiment_name', 'tiny', *extra]
 
 
-def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace, tmp_path, monkeypatch):
+def test_train_resume_and_extend_continue_with_saved_optimizer_and_schedule(workspace, tmp_path,
+                                                                             monkeypatch):
+    """A run interrupted after epoch 0 and resumed continues with the saved optimizer state,
+    schedule and weights; extending the finished run to 4 epochs at another rate rebuilds the
+    schedule (one tiny model trained through all three)."""
     out = tmp_path / 'out'
     real_epoch = loop.train_one_epoch
 
@@ -88,21 +91,28 @@ def test_train_then_resume_continues_with_saved_optimizer_and_schedule(workspace
     assert '[Epoch 1/2][Batch 3/3][lr ' in log and '[loss_coord_1: ' in log and '[loss_edge_0: ' in log
     assert log.count('Evaluation 3D KP ALIGNED results:') == 1  # eval_interval 1, one epoch run
 
+    # Extended to 4 epochs at another rate, with a killed save's leftover in the folder.
+    ckpt_dir = out / 'checkpoint' / 'tiny'
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    stale = ckpt_dir / f'.snapshot_1.pth.tar.{dead.pid}.x1y2z3.tmp'
+    stale.write_bytes(b'partial')
+    lrs = {}
 
-def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / 'snapshot_0.pth.tar'
-    atomic_torch_save({'net': {'w': torch.ones(3)}}, str(path))
+    def record_lr(model, loader, optimizer, options, *, epoch, **kwargs):
+        lrs[epoch] = optimizer.param_groups[0]['lr']
+        return real_epoch(model, loader, optimizer, options, epoch=epoch, **kwargs)
 
-    def broken_save(obj, f):
-        f.write(b'partial bytes')
-        raise OSError('disk full')
-
-    monkeypatch.setattr(torch, 'save', broken_save)
-    with pytest.raises(OSError, match='disk full'):
-        atomic_torch_save({'net': {'w': torch.zeros(3)}}, str(path))
-    monkeypatch.undo()
-    assert os.listdir(tmp_path) == ['snapshot_0.pth.tar']  # no temporary file left behind
-    torch.testing.assert_close(load_checkpoint(str(path))['net']['w'], torch.ones(3))
+    monkeypatch.setattr(loop, 'train_one_epoch', record_lr)
+    train.main(small_args(workspace, out, '--resume', 'auto', '--total_epoch', '4', '--lr', '1e-4'))
+    # The 4-epoch cosine of the new rate, continued at epoch 2: lr0 (1 + cos(pi e / 4)) / 2.
+    assert sorted(lrs) == [2, 3]
+    assert lrs[2] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 2 / 4)) / 2, rel=1e-9)
+    assert lrs[3] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 3 / 4)) / 2, rel=1e-9)
+    log = (out / 'log' / 'train_tiny.log').read_text()
+    assert 'resuming with a changed schedule: total_epoch 2 -> 4, lr 3.000e-04 -> 1.000e-04' in log
+    assert f'removed {stale}' in log and not stale.exists()
+    assert load_checkpoint(str(snapshot_path(ckpt_dir, 3)))['schedule']['T_max'] == 4
 
 
 def test_non_finite_loss_stops_with_iteration_and_term(workspace, tmp_path):
@@ -253,34 +263,6 @@ def test_two_nodes_srun_tasks_and_elastic_restarts_train_the_same_weights(worksp
                                 '--checkpoint', str(tmp_path / 'nodes' / 'checkpoint' / 'tiny' /
                                                     'snapshot_1.pth.tar')))
     assert (tmp_path / 'single' / 'pred.json').exists()
-
-
-def test_extending_a_finished_run_rebuilds_the_schedule(workspace, tmp_path, monkeypatch):
-    out = tmp_path / 'out'
-    train.main(small_args(workspace, out))  # 2 epochs: the cosine ends at lr 0
-    ckpt_dir = out / 'checkpoint' / 'tiny'
-    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
-    dead.wait()
-    stale = ckpt_dir / f'.snapshot_1.pth.tar.{dead.pid}.x1y2z3.tmp'  # a killed save's leftover
-    stale.write_bytes(b'partial')
-
-    real_epoch = loop.train_one_epoch
-    lrs = {}
-
-    def record(model, loader, optimizer, options, *, epoch, **kwargs):
-        lrs[epoch] = optimizer.param_groups[0]['lr']
-        return real_epoch(model, loader, optimizer, options, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(loop, 'train_one_epoch', record)
-    train.main(small_args(workspace, out, '--resume', 'auto', '--total_epoch', '4', '--lr', '1e-4'))
-    # The 4-epoch cosine of the new rate, continued at epoch 2: lr0 (1 + cos(pi e / 4)) / 2.
-    assert sorted(lrs) == [2, 3]
-    assert lrs[2] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 2 / 4)) / 2, rel=1e-9)
-    assert lrs[3] == pytest.approx(1e-4 * (1 + math.cos(math.pi * 3 / 4)) / 2, rel=1e-9)
-    log = (out / 'log' / 'train_tiny.log').read_text()
-    assert 'resuming with a changed schedule: total_epoch 2 -> 4, lr 3.000e-04 -> 1.000e-04' in log
-    assert f'removed {stale}' in log and not stale.exists()
-    assert load_checkpoint(str(snapshot_path(ckpt_dir, 3)))['schedule']['T_max'] == 4
 
 
 # ---- monitoring (training.monitor): TensorBoard events, log-line suffix, curves -------------

@@ -301,15 +301,13 @@ def test_cli_end_to_end(tiny_freihand, tmp_path, capsys):
     check_outputs(out_dir)
 
 
-def test_cli_as_module(tiny_freihand, tmp_path):
-    gt_dir, pred_path, _ = tiny_freihand
-    out_dir = tmp_path / 'eval_module'
-    result = subprocess.run([sys.executable, '-m', 'utils.freihand_eval', '--gt', str(gt_dir),
-                             '--pred', str(pred_path), '--out', str(out_dir)],
+def test_cli_as_module():
+    # `python -m utils.freihand_eval` reaches main (the evaluation itself: test_cli_end_to_end).
+    result = subprocess.run([sys.executable, '-m', 'utils.freihand_eval', '--help'],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert 'Evaluation 3D MESH ALIGNED results:' in result.stdout
-    check_outputs(out_dir)
+    assert result.stdout.startswith('usage: python -m utils.freihand_eval')
+    assert all(option in result.stdout for option in ('--gt', '--pred', '--cache', '--out'))
 
 
 def _set(pred, list_index, sample, point, coordinate, value):

@@ -1,5 +1,6 @@
 """Atomic writes: the temporaries get the permissions of a plain open(), without ever setting
-the process umask (another thread would create files with the temporary mask)."""
+the process umask (another thread would create files with the temporary mask); a write that
+fails leaves the previous file and no temporary."""
 import os
 import stat
 import subprocess
@@ -7,9 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from utils.files.video import atomic_video_writer
 from utils.files import atomic
+from utils.files.atomic import atomic_torch_save
+from utils.runtime.checkpoint import load_checkpoint
 
 
 def _never_set_umask(*args):
@@ -47,3 +51,19 @@ def test_the_video_writer_uses_the_same_temporary_helper(tmp_path, monkeypatch):
         assert len(names) == 1 and names[0].startswith('.clip.mp4.') and names[0].endswith('.tmp.mp4')
         writer.write(np.zeros((32, 32, 3), np.uint8))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / 'snapshot_0.pth.tar'
+    atomic_torch_save({'net': {'w': torch.ones(3)}}, str(path))
+
+    def broken_save(obj, f):
+        f.write(b'partial bytes')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(torch, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'):
+        atomic_torch_save({'net': {'w': torch.zeros(3)}}, str(path))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ['snapshot_0.pth.tar']  # no temporary file left behind
+    torch.testing.assert_close(load_checkpoint(str(path))['net']['w'], torch.ones(3))
