@@ -15,7 +15,6 @@ beside the figures.
 """
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import urllib.request
 
 import cv2
 import numpy as np
+
+from utils.runtime.distributed import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT_S = 300  # app.py loads torch, the network and Gradio
@@ -96,13 +97,6 @@ def timed_requests(url, image, runs, recrop, root_depth_m, fit_mano, downloads):
         times.append(time.perf_counter() - start)
         status = outputs[5]
     return times, status
-
-
-def free_port():
-    """A localhost TCP port nobody listens on right now (the system picks it)."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def main(argv):
