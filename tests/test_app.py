@@ -21,7 +21,7 @@ import pytest
 
 import app
 import config
-from tests.helpers import free_port
+from utils.runtime.distributed import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 3  # the stand-in hand photo (synthetic.geometry.sample_generators)
