@@ -32,7 +32,7 @@ def test_the_configured_head_runs_a_checkpoint_of_the_other(tmp_path, trained_he
     model, _ = load_for_inference(cfg, mano, CPU)  # a strict load
     assert type(model.gbbmr[0]) is HEADS[run_head].regressor
     assert type(model.saigb[0]) is HEADS[run_head].builder
-    img = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    img = torch.randn(2, 3, *cfg.input_img_shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = trained.eval()({'img': img})['coords']
         torch.testing.assert_close(model({'img': img})['coords'], expected, rtol=0, atol=1e-4)
