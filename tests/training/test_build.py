@@ -22,6 +22,7 @@ def test_adj_lr_scale_puts_the_adjacencies_in_their_own_group(standin):
     assert len(groups[0]['params']) + 4 == len(trainable)
     optimizer = torch.optim.AdamW(groups, lr=3e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2, eta_min=0)
+    optimizer.step()  # no gradients, nothing moves: the order train.py steps in
     scheduler.step()
     # Both groups follow the cosine: half of their own base rate after 1 of 2 epochs.
     assert optimizer.param_groups[0]['lr'] == pytest.approx(1.5e-4, abs=1e-15)
