@@ -242,14 +242,14 @@ def build_page(predictor, root, has_detector):
     """The Gradio Blocks of the app (not launched)."""
     import gradio as gr
 
-    def on_run(photo, intrinsics, focal, fov_deg, detect, max_hands, recrop, side, root_depth_m,
-               fit_mano, axes):
+    def on_run(photo, *page_choices):
         # Unprocessed inputs (preprocess=False below): gr.Image would open the upload with
         # Pillow first and answer a damaged file with a bare "Error"; read_photo names the
         # problem instead. Gradio still checks that the path is an upload of its own cache.
+        # page_choices: the page's controls in the order of Choices' fields.
         photo = (photo or {}).get('path')
-        choices = Choices(intrinsics, focal, fov_deg, bool(detect) and has_detector, max_hands,
-                          recrop, side, root_depth_m, fit_mano, axes)
+        choices = Choices(*page_choices)
+        choices = dataclasses.replace(choices, detect=bool(choices.detect) and has_detector)
         outputs = run_request(predictor, root, photo, choices)
         if outputs[5].startswith('error: '):
             gr.Warning(outputs[5][len('error: '):])

@@ -49,8 +49,9 @@ def parse_args(argv):
 def evaluation_set(args, mano_root):
     """(image paths, true boxes) of the evaluation split, rendered first if absent."""
     from synthetic.freihand import generate
+    from synthetic.workers import Run
     if not os.path.isfile(os.path.join(args.data, 'evaluation_xyz.json')):
-        generate(args.data, 1, args.num_eval, mano_root, progress=False)
+        generate(args.data, 1, args.num_eval, mano_root, run=Run(progress=False))
     with open(os.path.join(args.data, 'evaluation_xyz.json')) as f:
         xyz = np.array(json.load(f))
     with open(os.path.join(args.data, 'evaluation_K.json')) as f:

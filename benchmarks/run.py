@@ -35,6 +35,7 @@ import platform
 import statistics
 import tempfile
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -246,8 +247,18 @@ def inference_paths(model, fused, runtime, precisions):
     return paths
 
 
-def bench_inference(report, model, cfg, device, timer, precisions, quick, use_onnx, generator):
+class Bench(NamedTuple):
+    """What every measurement of a run shares: the device, the timer, quick mode (fewer
+    repeats) and the generator of the random inputs."""
+    device: torch.device
+    timer: object
+    quick: bool
+    generator: torch.Generator
+
+
+def bench_inference(report, model, cfg, bench, precisions, use_onnx):
     """Inference images/s of every path at INFERENCE_BATCHES; returns {(path, batch): coords}."""
+    device, timer, quick, generator = bench
     model.eval()
     fused = model.fuse_for_inference()
     print('inference (evaluation mode under torch.inference_mode; "fused": the copy of '
@@ -273,8 +284,9 @@ def bench_inference(report, model, cfg, device, timer, precisions, quick, use_on
     return outputs
 
 
-def bench_training(report, model, cfg, device, timer, precisions, quick, generator):
+def bench_training(report, model, cfg, bench, precisions):
     """Training images/s at TRAIN_BATCH for every precision (timed in turn)."""
+    device, timer, quick, generator = bench
     model.train()
     img, gt_uvd = random_batch(TRAIN_BATCH, cfg, device, cfg.channels_last and device.type == 'cuda',
                                generator)
@@ -329,11 +341,12 @@ def bench_network(cfg, mano, device, timer, precisions, quick, use_onnx=True):
     flops, train_flops = network_flops(model, cfg, device, channels_last, generator)
     report = Report(flops)
     report.figures['train_gflop_per_image_counted'] = train_flops / 1e9
-    outputs = bench_inference(report, model, cfg, device, timer, precisions, quick,
-                              use_onnx and device.type == 'cpu', generator)
+    bench = Bench(device, timer, quick, generator)
+    outputs = bench_inference(report, model, cfg, bench, precisions,
+                              use_onnx and device.type == 'cpu')
     if device.type == 'cpu':
         compare_default(report, outputs, device)
-    bench_training(report, model, cfg, device, timer, precisions, quick, generator)
+    bench_training(report, model, cfg, bench, precisions)
     return report.figures
 
 

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import sys
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -121,10 +122,10 @@ def clip_geometry(sampler, num_frames, image_size, extent_px, focal_px, rng):
                           (np.interp(t, [0.0, 1.0], PATH_V) - ARC_V * np.sin(np.pi * t)) * height],
                          axis=1)
     extent = extent_px * np.interp(t, [0.0, 1.0], [1.0, EXTENT_END_RATIO])
-    placed = sampler.place(verts, anchor, rotations, joint_pose, betas, anchor_uv,
+    placed = sampler.place((verts, anchor, joint_pose, betas), rotations, anchor_uv,
                            np.repeat(K[None], num_frames, axis=0), extent,
-                           box_center=((width - 1) / 2, (height - 1) / 2),
-                           box_size=UNBOUND_BOX_RATIO * max(width, height))
+                           box=(((width - 1) / 2, (height - 1) / 2),
+                                UNBOUND_BOX_RATIO * max(width, height)))
     uv = project(placed['verts'], K)[..., :2]  # (N, 778, 2)
     for i, frame_uv in enumerate(uv):
         low, high = frame_uv.min(axis=0), frame_uv.max(axis=0)
@@ -149,23 +150,30 @@ def _background(style, rng, image_size):
     return square[:height, :width]
 
 
-def generate_clip(out, mano_root, num_frames=24, image_size=(240, 320), fps=10.0,
-                  extent_px=100.0, focal_px=500.0, background='smooth', seed=0, progress=True):
+class ClipSpec(NamedTuple):
+    """What a clip shows: num_frames (>= 2); image_size (height, width), px; fps, the frame
+    rate written to the video and clip.json; extent_px, the projected mesh side of the first
+    frame, px; focal_px, px; background, one of BACKGROUNDS."""
+    num_frames: int = 24
+    image_size: tuple = (240, 320)
+    fps: float = 10.0
+    extent_px: float = 100.0
+    focal_px: float = 500.0
+    background: str = 'smooth'
+
+
+def generate_clip(out, mano_root, spec=ClipSpec(), seed=0, progress=True):
     """Render a clip into `out` (module docstring: files and motion).
 
     Args:
         out: output folder (created; existing clip files are replaced).
         mano_root: folder with MANO_RIGHT.pkl (real or stand-in).
-        num_frames: frames (>= 2).
-        image_size: (height, width), px.
-        fps: frame rate written to the video and clip.json, frames/s.
-        extent_px: projected mesh side of the first frame, px.
-        focal_px: focal length, px.
-        background: one of BACKGROUNDS.
+        spec: ClipSpec (frames, size, frame rate, hand size, focal length, background).
         seed: non-negative int.
     Returns:
         dict: 'video', 'frames_dir', 'json' (paths), 'num_frames', 'mano_standin'.
     """
+    num_frames, image_size, fps, extent_px, focal_px, background = spec
     if not (isinstance(num_frames, (int, np.integer)) and num_frames >= 2):
         raise ValueError(f'num_frames must be an integer >= 2, got {num_frames!r}')
     if background not in BACKGROUNDS:
@@ -288,8 +296,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     try:
-        generate_clip(args.out, args.mano_root, args.frames, args.size, args.fps, args.extent,
-                      args.focal, args.background, args.seed, progress=not args.no_progress)
+        spec = ClipSpec(args.frames, args.size, args.fps, args.extent, args.focal, args.background)
+        generate_clip(args.out, args.mano_root, spec, args.seed, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         print(f'synthetic.clip: error: {err}', file=sys.stderr)
         return 1

@@ -65,8 +65,8 @@ from utils.constants import (FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE, 
 from utils.files.atomic import atomic_write_json
 from synthetic.appearance import compose_version, render_hand, silhouette_mask
 from synthetic.geometry import EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, sample_generators
-from synthetic.workers import (check_counts, check_root, projected_bounds, render_all, run_command,
-                               worker_faces)
+from synthetic.workers import (Run, check_counts, check_root, projected_bounds, render_all,
+                               run_command, worker_faces)
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def _write_annotations(root, train, evaluation, noise_rngs, root_noise):
     write(ROOTNET_FILE, rootnet)
 
 
-def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, workers=1,
-             overwrite=False, progress=True, max_tilt=None):
+def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, max_tilt=None,
+             run=Run()):
     """Render a synthetic data set in FreiHAND's layout (docs/method.md §1) into `root`.
 
     Args:
@@ -189,17 +189,18 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, worke
         seed: non-negative int; equal arguments give byte-identical files.
         root_noise: std (meters) of the Gaussian noise added to each coordinate of the wrist
             position written as "root_cam" to bbox_root_freihand_output.json (0 = exact).
-        workers: rendering processes (1 renders in this process; each worker process builds
-            its own OpenGL renderer). The output does not depend on it.
-        overwrite: allow a non-empty `root`; its FreiHAND-layout images (%08d.jpg in the three
-            image folders) and annotation files are deleted first, nothing else.
-        progress: show a tqdm progress bar.
         max_tilt: None, or the largest angle (degrees) between the palm normal and the
             direction to the camera (see GeometrySampler): palms towards the camera.
+        run: synthetic.workers.Run (workers, overwrite, progress; this generator always
+            renders). With overwrite, a non-empty `root`'s FreiHAND-layout images (%08d.jpg in
+            the three image folders) and annotation files are deleted first, nothing else.
     Returns:
         dict: 'root', 'num_train', 'num_eval', 'num_images' (files written), 'seconds',
         'samples_per_second', 'workers', 'mano_standin'.
     """
+    workers, overwrite, progress, render = run
+    if not render:
+        raise ValueError('the FreiHAND generator always renders: run.render must be True')
     check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if not (np.isfinite(root_noise) and root_noise >= 0):
         raise ValueError(f'root_noise must be a standard deviation >= 0 (meters), got {root_noise!r}')
@@ -297,10 +298,10 @@ def main(argv=None):
                         help='also write a picture of training samples 0-2 (versions, skeleton, mask) here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    run_command(parser, lambda: generate(
-        args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
-        root_noise=args.root_noise, workers=args.workers, overwrite=args.overwrite,
-        max_tilt=args.max_tilt, progress=not args.no_progress), logger)
+    run = Run(workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+    run_command(parser, lambda: generate(args.root, args.num_train, args.num_eval, args.mano_root,
+                                         seed=args.seed, root_noise=args.root_noise,
+                                         max_tilt=args.max_tilt, run=run), logger)
     if args.preview:
         write_preview(args.root, args.preview, samples=range(min(3, args.num_train)))
         logger.info('wrote the preview picture %s', args.preview)

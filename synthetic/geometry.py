@@ -237,7 +237,7 @@ class GeometrySampler:
             min_facing_cos = np.cos(np.radians(self.max_tilt))
         rotations = np.stack([random_rotation(rng, p, normal=n, min_facing_cos=min_facing_cos)
                               for rng, p, n in zip(rngs, pointing, normals)])
-        return self.place(verts, anchor, rotations, joint_pose, betas, anchor_uv, K, extent_px)
+        return self.place((verts, anchor, joint_pose, betas), rotations, anchor_uv, K, extent_px)
 
     def unrotated(self, joint_pose, betas):
         """The articulated, shaped hands before their global rotation, MANO model frame.
@@ -257,23 +257,25 @@ class GeometrySampler:
         pointing /= np.linalg.norm(pointing, axis=1, keepdims=True)
         return verts, anchor, pointing
 
-    def place(self, verts, anchor, rotations, joint_pose, betas, anchor_uv, K, extent_px,
-              box_center=HAND_BOX_CENTER, box_size=HAND_BOX_SIZE):
+    def place(self, hands, rotations, anchor_uv, K, extent_px,
+              box=(HAND_BOX_CENTER, HAND_BOX_SIZE)):
         """Rotate the unrotated hands and place them in front of the camera (docs/method.md §1).
 
         Keypoint 9 goes to pixel `anchor_uv`, at the depth where the projected mesh's bounding
         box side is `extent_px`, or farther if needed to keep it inside the square box
-        (`box_center`, `box_size`; solve_anchor_depth).
+        (`box` = (centre, side) px; solve_anchor_depth).
 
         Args:
-            verts, anchor: from `unrotated` (B x 778 x 3 and B x 3, m).
+            hands: (verts, anchor, joint_pose, betas): verts and anchor from `unrotated`
+                (B x 778 x 3 and B x 3, m), joint_pose and betas as given to it (B x 45, B x 10).
             rotations: B x 3 x 3 global rotations (model -> camera frame).
-            joint_pose, betas: B x 45 and B x 10, as given to `unrotated`.
             anchor_uv: B x 2 keypoint-9 pixels; K: B x 3 x 3 intrinsics; extent_px: B pixels.
         Returns:
             dict of float64 arrays: 'K' B x 3 x 3, 'mano' B x 61 (docs/method.md §1 entry),
             'verts' B x 778 x 3 and 'xyz' B x 21 x 3 (camera frame, meters, FreiHAND tips).
         """
+        verts, anchor, joint_pose, betas = hands
+        box_center, box_size = box
         # MANO's global rotation turns the hand about the wrist joint, so offsets from
         # keypoint 9 just rotate.
         points_rel = np.einsum('bij,bvj->bvi', rotations, verts - anchor[:, None])

@@ -56,8 +56,8 @@ from synthetic.appearance import (SENSOR_NOISE_RANGE, SUPERSAMPLE, composite, dr
                                   supersampled_intrinsics, textured_background)
 from synthetic.geometry import (BETA_CLIP, EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, hand_normals,
                                 random_rotation, sample_generators)
-from synthetic.workers import (check_counts, check_root, projected_bounds, render_all, run_command,
-                               worker_faces)
+from synthetic.workers import (Run, check_counts, check_root, projected_bounds, render_all,
+                               run_command, worker_faces)
 
 logger = logging.getLogger(__name__)
 
@@ -383,8 +383,8 @@ def _write_meta_files(root, splits, version, seed, render):
     return tasks
 
 
-def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_tilt=None, workers=1,
-             overwrite=False, progress=True, render=True):
+def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_tilt=None,
+             run=Run()):
     """Write a synthetic HO3D-layout set (see the module docstring) into `root`.
 
     Args:
@@ -394,14 +394,13 @@ def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_til
         seed: non-negative int; equal arguments give identical files.
         version: 'v2' (PNG frames) or 'v3' (JPEG frames).
         max_tilt: None, or degrees: palms face the camera within this angle.
-        workers: rendering processes (the output does not depend on it).
-        overwrite: allow a non-empty `root` (only this generator's files are replaced).
-        progress: a tqdm progress bar.
-        render: False writes grey frames instead of renders (fast; for tests of the loaders).
+        run: synthetic.workers.Run (workers, overwrite, progress, render: False writes grey
+            frames instead of renders, fast, for tests of the loaders).
     Returns:
         dict: 'root', 'num_train', 'num_eval', 'seconds', 'mean_hidden' (fraction of the hand's
         pixels hidden by the object, mean over the rendered frames), 'mano_standin'.
     """
+    workers, overwrite, progress, render = run
     check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if version not in HO3D_VERSIONS:
         raise ValueError(f'version must be one of {HO3D_VERSIONS}, got {version!r}')
@@ -492,10 +491,10 @@ def main(argv=None):
     parser.add_argument('--preview', default=None, help='also write a picture of training frames 0-3 here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    run_command(parser, lambda: generate(
-        args.root, args.num_train, args.num_eval, args.mano_root, seed=args.seed,
-        version=args.version, max_tilt=args.max_tilt, workers=args.workers,
-        overwrite=args.overwrite, progress=not args.no_progress), logger)
+    run = Run(workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+    run_command(parser, lambda: generate(args.root, args.num_train, args.num_eval, args.mano_root,
+                                         seed=args.seed, version=args.version,
+                                         max_tilt=args.max_tilt, run=run), logger)
     if args.preview:
         write_preview(args.root, args.preview, count=min(4, args.num_train))
         logger.info('wrote the preview picture %s', args.preview)

@@ -6,10 +6,26 @@ import multiprocessing
 import os
 import sys
 
+from typing import NamedTuple
+
 import numpy as np
 from tqdm import tqdm
 
 from utils.runtime.threads import opencv_single_threaded
+
+class Run(NamedTuple):
+    """How a generator runs (the files do not depend on it).
+
+    workers: rendering processes (1 renders in this process; each worker process builds its
+    own OpenGL renderer). overwrite: allow a non-empty output folder (only the generator's own
+    files are replaced). progress: a tqdm progress bar. render: False writes grey frames
+    instead of renders (HO3D's generator: fast, for tests of the loaders).
+    """
+    workers: int = 1
+    overwrite: bool = False
+    progress: bool = True
+    render: bool = True
+
 
 _faces = None  # F x 3 faces of the mesh this process renders, set by init_worker
 

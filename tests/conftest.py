@@ -48,8 +48,8 @@ def random_mano_dir(tmp_path_factory, random_mano):
 def clip(tmp_path_factory, standin_mano):
     """(folder, ground truth) of a CLIP_FRAMES-frame clip rendered with the stand-in."""
     os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
-    from synthetic.clip import generate_clip, read_clip
+    from synthetic.clip import ClipSpec, generate_clip, read_clip
     folder = str(tmp_path_factory.mktemp('clip'))
-    generate_clip(folder, standin_mano, num_frames=CLIP_FRAMES, image_size=CLIP_SIZE,
+    generate_clip(folder, standin_mano, ClipSpec(num_frames=CLIP_FRAMES, image_size=CLIP_SIZE),
                   progress=False)
     return folder, read_clip(folder)

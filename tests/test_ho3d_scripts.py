@@ -11,6 +11,7 @@ import train
 from dataset import get_dataset
 from inference import network
 from synthetic.ho3d import generate
+from synthetic.workers import Run
 from tests.helpers import GroundTruthModel
 from utils import ho3d_eval
 from utils.transforms import encode_uvd
@@ -23,7 +24,7 @@ FLIP = np.array([1.0, -1.0, -1.0])
 @pytest.fixture(scope='module')
 def ho3d_root(tmp_path_factory, standin_mano):
     root = tmp_path_factory.mktemp('ho3d_scripts') / 'HO3D'
-    generate(str(root), 4, 3, standin_mano, seed=4, version='v3', progress=False, render=False)
+    generate(str(root), 4, 3, standin_mano, seed=4, version='v3', run=Run(progress=False, render=False))
     return str(root)
 
 

@@ -182,3 +182,40 @@ def test_no_function_is_longer_than_the_limit():
                 too_long.append(f'{os.path.relpath(path, REPO)}:{line}: {function} has {length} lines')
     assert not too_long, (f'functions over {MAX_FUNCTION_LINES} lines (split them):\n'
                           + '\n'.join(too_long))
+
+
+MAX_PARAMETERS = 8  # per function outside manopth/ (whose API is manopth's): pass small objects
+
+
+def parameter_counts(path):
+    """[(name, first line, parameters)] of every function in the file; self and cls are not
+    counted, *args and **kwargs count one each."""
+    tree = ast.parse(open(path).read(), filename=path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+            count = len(names) - (names[:1] in (['self'], ['cls'])) + (args.vararg is not None) + (
+                args.kwarg is not None)
+            found.append((node.name, node.lineno, count))
+    return found
+
+
+def test_parameter_counts_are_counted(tmp_path):
+    path = tmp_path / 'm.py'
+    path.write_text('def f(a, b=1, *args, c, **kw):\n    pass\n\n\nclass C:\n'
+                    '    def g(self, a, /, b):\n        pass\n')
+    assert parameter_counts(str(path)) == [('f', 1, 5), ('g', 6, 2)]
+
+
+def test_no_function_takes_more_than_the_limit():
+    too_many = []
+    for name, path in sorted(project_modules().items()):
+        if name.split('.')[0] == 'manopth':
+            continue
+        for function, line, count in parameter_counts(path):
+            if count > MAX_PARAMETERS:
+                too_many.append(f'{os.path.relpath(path, REPO)}:{line}: {function} takes {count}')
+    assert not too_many, (f'functions with over {MAX_PARAMETERS} parameters (pass a small object):\n'
+                          + '\n'.join(too_many))

@@ -32,6 +32,7 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -203,12 +204,24 @@ def side_by_side(ours, baseline):
     return '\n'.join(lines)
 
 
-def demo_report(started_at, load_start, load_end, amp, real_mano, data_params, iterations,
-                phases, epochs, ours, baseline, extents):
+class DemoRun(NamedTuple):
+    """How a demo run went: its start (datetime), the load averages at its start and end, the
+    precision asked for (--amp) and whether the licensed MANO model was used."""
+    started_at: object
+    load_start: list
+    load_end: list
+    amp: str
+    real_mano: bool
+
+
+def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
     """The machine-readable report (REPORT_FILE) in the shape tools/make_docs.py tabulates:
     scalar fields, then dicts of numbers (one table column each; a dict of dicts gives one
-    column per entry). Times in s, scores as utils.freihand_eval (means in cm), extents in mm."""
+    column per entry). Times in s, scores (ours, the mean hand's) as utils.freihand_eval
+    (means in cm), extents in mm."""
     from utils.freihand_eval import SCORE_KEYS
+    started_at, load_start, load_end, amp, real_mano = run
+    ours, baseline = scores
     commit, dirty = git_commit()
     machine = machine_info()
     ratios = {key: round(float(baseline[key] / ours[key]), 3)
@@ -349,9 +362,9 @@ def main(argv=None):
     print(f'load average {load_start} at the start, {load_end} at the end; a second run reuses '
           f'the data and the checkpoints (the phases then take seconds)')
 
-    report = demo_report(started_at, load_start, load_end, args.amp, real, params,
+    report = demo_report(DemoRun(started_at, load_start, load_end, args.amp, real), params,
                          cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size),
-                         clock.phases, epochs, ours, baseline, extents)
+                         clock.phases, epochs, (ours, baseline), extents)
     from utils.files.atomic import atomic_write_json
     report_path = os.path.join(cfg.output_root, REPORT_FILE)
     atomic_write_json(report_path, report, indent=1)

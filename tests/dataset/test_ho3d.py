@@ -20,6 +20,7 @@ from dataset.ho3d import HO3D, read_meta
 from manopth.manolayer import ManoLayer
 from synthetic.fixture import make_freihand
 from synthetic.ho3d import generate
+from synthetic.workers import Run
 from utils.errors import DataError
 
 NUM_TRAIN, NUM_EVAL = 4, 3
@@ -33,8 +34,7 @@ FLIP = np.array([1.0, -1.0, -1.0])  # OpenGL -> OpenCV camera frame
 def ho3d_set(tmp_path_factory, standin_mano):
     """(root, mano_root) of a v3-layout set with grey frames."""
     root = tmp_path_factory.mktemp('ho3d') / 'HO3D'
-    generate(str(root), NUM_TRAIN, NUM_EVAL, standin_mano, seed=3, version='v3', progress=False,
-             render=False)
+    generate(str(root), NUM_TRAIN, NUM_EVAL, standin_mano, seed=3, version='v3', run=Run(progress=False, render=False))
     return str(root), standin_mano
 
 

@@ -17,6 +17,7 @@ from dataset import get_dataset
 from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
 from synthetic.freihand import generate
+from synthetic.workers import Run
 from synthetic.geometry import GeometrySampler, random_rotation, solve_anchor_depth
 from utils.vis.render import close_renderers, rasterize_mask
 
@@ -55,7 +56,7 @@ def synthetic_set(tmp_path_factory, standin_mano):
     """(root, summary) of a small synthetic set rendered in this process."""
     os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
     root = str(tmp_path_factory.mktemp('synthetic') / 'FreiHAND')
-    summary = generate(root, NUM_TRAIN, NUM_EVAL, standin_mano, seed=SEED, progress=False)
+    summary = generate(root, NUM_TRAIN, NUM_EVAL, standin_mano, seed=SEED, run=Run(progress=False))
     yield root, summary
     close_renderers()
 
@@ -345,7 +346,7 @@ def test_augmented_joint_targets_fall_on_the_augmented_hand(synthetic_set, rot):
 def test_same_seed_gives_identical_files_with_parallel_workers(synthetic_set, standin_mano, tmp_path):
     root, _ = synthetic_set
     again = str(tmp_path / 'again')
-    generate(again, NUM_TRAIN, NUM_EVAL, standin_mano, seed=SEED, workers=2, progress=False)
+    generate(again, NUM_TRAIN, NUM_EVAL, standin_mano, seed=SEED, run=Run(workers=2, progress=False))
     names = ['training/rgb/%08d.jpg' % 0, 'training/rgb/%08d.jpg' % (VERSIONS * NUM_TRAIN - 1),
              'training/mask/%08d.jpg' % (NUM_TRAIN - 1), 'evaluation/rgb/%08d.jpg' % 1,
              'training_mano.json', 'training_verts.json', 'evaluation_xyz.json', ROOTNET]
@@ -359,7 +360,7 @@ def test_a_sample_does_not_depend_on_the_set_sizes(synthetic_set, standin_mano, 
     its annotations up to float64 rounding (batched MANO evaluation rounds by batch size)."""
     root, _ = synthetic_set
     small = str(tmp_path / 'small')
-    generate(small, 1, 1, standin_mano, seed=SEED, progress=False)
+    generate(small, 1, 1, standin_mano, seed=SEED, run=Run(progress=False))
     for name in ('training/rgb/00000000.jpg', 'training/mask/00000000.jpg', 'evaluation/rgb/00000000.jpg'):
         with open(os.path.join(root, name), 'rb') as f, open(os.path.join(small, name), 'rb') as g:
             assert f.read() == g.read(), name
@@ -370,7 +371,7 @@ def test_a_sample_does_not_depend_on_the_set_sizes(synthetic_set, standin_mano, 
 def test_other_seed_and_root_noise_change_the_set(synthetic_set, standin_mano, tmp_path):
     root, _ = synthetic_set
     other = str(tmp_path / 'other')
-    generate(other, 1, 2, standin_mano, seed=SEED + 1, root_noise=0.05, progress=False)
+    generate(other, 1, 2, standin_mano, seed=SEED + 1, root_noise=0.05, run=Run(progress=False))
     with open(os.path.join(root, 'training/rgb/00000000.jpg'), 'rb') as f, \
             open(os.path.join(other, 'training/rgb/00000000.jpg'), 'rb') as g:
         assert f.read() != g.read()
@@ -389,9 +390,9 @@ def test_refuses_a_non_empty_root(tmp_path):
 
 def test_overwrite_replaces_the_layout_and_keeps_other_files(standin_mano, tmp_path):
     root = tmp_path / 'set'
-    generate(str(root), 2, 2, standin_mano, seed=0, progress=False)
+    generate(str(root), 2, 2, standin_mano, seed=0, run=Run(progress=False))
     (root / 'notes.txt').write_text('keep me')
-    generate(str(root), 1, 1, standin_mano, seed=0, overwrite=True, progress=False)
+    generate(str(root), 1, 1, standin_mano, seed=0, run=Run(overwrite=True, progress=False))
     assert sorted(os.listdir(root / 'training' / 'rgb')) == ['%08d.jpg' % i for i in range(4)]
     assert sorted(os.listdir(root / 'training' / 'mask')) == ['00000000.jpg']
     assert sorted(os.listdir(root / 'evaluation' / 'rgb')) == ['00000000.jpg']
@@ -406,7 +407,7 @@ def test_a_missing_mano_model_leaves_no_output_folder(tmp_path):
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(num_train=0), 'num_train'), (dict(num_eval=-1), 'num_eval'), (dict(workers=0), 'workers'),
+    (dict(num_train=0), 'num_train'), (dict(num_eval=-1), 'num_eval'), (dict(run=Run(workers=0)), 'workers'),
     (dict(root_noise=-0.1), 'root_noise'), (dict(seed=-1), 'seed')])
 def test_rejects_bad_arguments(tmp_path, kwargs, message):
     args = dict(root=str(tmp_path / 'out'), num_train=1, num_eval=1, mano_root=str(tmp_path))

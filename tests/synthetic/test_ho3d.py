@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation
 from dataset.ho3d import read_meta
 from manopth.manolayer import ManoLayer
 from synthetic.ho3d import generate
+from synthetic.workers import Run
 from utils.vis.render import close_renderers, rasterize_mask
 
 NUM_TRAIN, NUM_EVAL = 3, 2
@@ -30,8 +31,7 @@ EVAL_SHAPES = {'handBoundingBox': (4,), 'handJoints3D': (3,), 'camMat': (3, 3), 
 @pytest.fixture(scope='module')
 def grey_set(tmp_path_factory, standin_mano):
     root = tmp_path_factory.mktemp('ho3d_grey') / 'HO3D'
-    summary = generate(str(root), NUM_TRAIN, NUM_EVAL, standin_mano, seed=5, version='v2',
-                       progress=False, render=False)
+    summary = generate(str(root), NUM_TRAIN, NUM_EVAL, standin_mano, seed=5, version='v2', run=Run(progress=False, render=False))
     return str(root), summary
 
 
@@ -107,13 +107,13 @@ def test_evaluation_ground_truth_and_boxes(grey_set):
 
 def test_overwrite_replaces_only_the_generators_files(grey_set, standin_mano, tmp_path):
     root = tmp_path / 'HO3D'
-    generate(str(root), 2, 1, standin_mano, seed=1, progress=False, render=False)
+    generate(str(root), 2, 1, standin_mano, seed=1, run=Run(progress=False, render=False))
     with pytest.raises(FileExistsError, match='--overwrite'):
-        generate(str(root), 1, 1, standin_mano, progress=False, render=False)
+        generate(str(root), 1, 1, standin_mano, run=Run(progress=False, render=False))
     (root / 'notes.txt').write_text('mine')
     os.makedirs(root / 'train' / 'ABF10' / 'rgb')
     (root / 'train' / 'ABF10' / 'rgb' / '0000.png').write_bytes(b'mine')
-    generate(str(root), 1, 1, standin_mano, seed=2, progress=False, render=False, overwrite=True)
+    generate(str(root), 1, 1, standin_mano, seed=2, run=Run(progress=False, render=False, overwrite=True))
     assert (root / 'notes.txt').read_text() == 'mine'
     assert (root / 'train' / 'ABF10' / 'rgb' / '0000.png').read_bytes() == b'mine'
     assert sorted(os.listdir(root / 'train' / 'SYNT10' / 'meta')) == ['0000.pkl']
@@ -126,7 +126,7 @@ def test_rendered_frames_show_the_annotated_hand_behind_the_object(tmp_path_fact
     projected box, the pixels are skin (red above blue); the object hides part of the hand."""
     os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
     root = str(tmp_path_factory.mktemp('ho3d_rendered') / 'HO3D')
-    summary = generate(root, NUM_TRAIN, 1, standin_mano, seed=8, version='v3', progress=False)
+    summary = generate(root, NUM_TRAIN, 1, standin_mano, seed=8, version='v3', run=Run(progress=False))
     close_renderers()
     assert 0.0 < summary['mean_hidden'] < 0.9
     faces = ManoLayer(mano_root=standin_mano).th_faces.numpy()

@@ -7,12 +7,14 @@ import pickle
 import numpy as np
 
 from synthetic.ho3d import generate
+
+from synthetic.workers import Run
 from tools.ho3d_baseline import mean_hand_scores
 
 
 def test_the_mean_hand_sits_at_every_given_root(tmp_path, standin_mano):
     root = str(tmp_path / 'HO3D')
-    generate(root, 3, 2, standin_mano, seed=6, progress=False, render=False)
+    generate(root, 3, 2, standin_mano, seed=6, run=Run(progress=False, render=False))
     metas = {}
     for split in ('train', 'evaluation'):
         with open(os.path.join(root, f'{split}.txt')) as f:

@@ -75,10 +75,11 @@ def test_the_report_is_what_make_docs_tabulates(tmp_path):
     baseline = {key: 4.0 for key in SCORE_KEYS}
     ours['mesh_al_mean3d'] = 2.5  # 4 / 2.5 = 1.6x: short of the 2x goal
     phases = [{'phase': 'train.py', 'wall_s': 300.0, 'cpu_s': 550.0, 'load_end': [1.0, 1.0, 1.0]}]
+    run = run_demo.DemoRun(datetime.datetime(2026, 12, 5, 10, 0, tzinfo=datetime.timezone.utc),
+                           [2.0, 1.5, 1.0], [3.0, 2.0, 1.0], 'off', False)
     report = run_demo.demo_report(
-        datetime.datetime(2026, 12, 5, 10, 0, tzinfo=datetime.timezone.utc),
-        [2.0, 1.5, 1.0], [3.0, 2.0, 1.0], 'off', False, {'num_train': 600, 'num_eval': 200},
-        450, phases, [{'epoch': 0, 'train_s': 100.0, 'eval_s': 6.0}], ours, baseline,
+        run, {'num_train': 600, 'num_eval': 200}, 450, phases,
+        [{'epoch': 0, 'train_s': 100.0, 'eval_s': 6.0}], (ours, baseline),
         {'pred': [30.0, 31.0, 10.0], 'gt': [35.0, 36.0, 25.0]})
     assert report['ratio_to_mean_hand'] == {'xyz_al_mean3d': 4.0, 'mesh_al_mean3d': 1.6}
     assert report['meets_goal'] is False and report['total_cpu_s'] == 550.0
