@@ -32,22 +32,24 @@ def entry(name):
 
 
 def get_dataset(name, mode, root=None, **kwargs):
-    """Construct the data set class of `name` ('FreiHAND' or 'HO3D') in `mode`, for code that
-    has no configuration (tests, tools, benchmarks); `root=None` keeps the class default folder.
+    """Construct the reader of data set `name` (a DATASETS entry with a reader: 'FreiHAND',
+    'HO3D') in `mode`, for code that has no configuration (tests, tools, benchmarks);
+    `root=None` keeps the class default folder.
 
     The Preprocessing fields (input_img_shape, depth_box, seed, augment, fx_as_fy) may be given
     as keywords; the others go to the class (HO3D: version, mano_root, ...). The entry scripts
     use `entry(cfg.dataset).build(mode, cfg)` instead.
     """
-    classes = {'FreiHAND': FreiHAND, 'HO3D': HO3D}
-    if name not in classes:
-        raise ValueError(f'unknown dataset {name!r}; known datasets: {sorted(classes)}')
+    reader = entry(name).reader
+    if reader is None:
+        raise ValueError(f'dataset {name!r} combines data sets: build it from a configuration '
+                         f'with dataset.entry({name!r}).build(mode, cfg)')
     prep = {k: kwargs.pop(k) for k in _PREPROCESSING if k in kwargs}
     if prep:
         kwargs['preprocessing'] = Preprocessing(**prep)
     if root is not None:
         kwargs['root'] = root
-    return classes[name](mode, **kwargs)
+    return reader(mode, **kwargs)
 
 
 def worker_init_fn(worker_id):

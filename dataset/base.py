@@ -97,23 +97,24 @@ class HandCropDataset(Dataset):
     # ---- what a data set says ----
 
     def image_path(self, idx):
-        raise NotImplementedError
+        """Path of the image file of item idx."""
+        raise NotImplementedError(f'{type(self).__name__} must define image_path')
 
     def crop_box(self, idx):
         """(centre (2,), side) of item idx's hand box, image pixels."""
-        raise NotImplementedError
+        raise NotImplementedError(f'{type(self).__name__} must define crop_box')
 
     def intrinsics(self, idx):
         """3 x 3 intrinsics of item idx."""
-        raise NotImplementedError
+        raise NotImplementedError(f'{type(self).__name__} must define intrinsics')
 
     def training_points(self, idx):
         """(vertices V x 3, joints J x 3) of training item idx, camera frame, meters."""
-        raise NotImplementedError
+        raise NotImplementedError(f'{type(self).__name__} must define training_points')
 
     def evaluation_meta(self, idx):
         """meta_info entries of evaluation item idx: at least 'root_depth' (m)."""
-        raise NotImplementedError
+        raise NotImplementedError(f'{type(self).__name__} must define evaluation_meta')
 
     def item_ids(self, idx):
         """('sample_idx', 'version') of item idx."""
@@ -201,6 +202,8 @@ class DatasetEntry:
     predictions (dataset/__init__.py DATASETS holds one per name).
 
     Attributes:
+        reader: the HandCropDataset subclass (None for a combination of data sets), which
+            dataset.get_dataset constructs for code without a configuration.
         build: (mode, cfg) -> the data set of a resolved configuration in mode 'training' or
             'evaluation'.
         check: cfg -> None; ValueError naming the field for a configuration this data set
@@ -211,6 +214,7 @@ class DatasetEntry:
         write_outputs: (cfg, dataset, xyz, verts, logger) -> test.py's outputs: the
             submission file (pred.json) and, with the ground truth, the local scores (returned).
     """
+    reader: Optional[type]
     build: Callable
     write_outputs: Callable
     check: Callable = lambda cfg: None

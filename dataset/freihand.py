@@ -289,5 +289,5 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
     return scores
 
 
-ENTRY = DatasetEntry(build=_build, write_outputs=write_outputs,
+ENTRY = DatasetEntry(reader=FreiHAND, build=_build, write_outputs=write_outputs,
                      has_ground_truth=_has_ground_truth, evaluate=_evaluate)

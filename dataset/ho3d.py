@@ -514,5 +514,5 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
     return scores
 
 
-ENTRY = DatasetEntry(build=_build, write_outputs=write_outputs, check=_check,
+ENTRY = DatasetEntry(reader=HO3D, build=_build, write_outputs=write_outputs, check=_check,
                      has_ground_truth=lambda cfg: ho3d_eval.has_gt(cfg.data_root))

@@ -38,6 +38,6 @@ def _check(cfg):
                          "--ho3d_root to the HO3D folder")
 
 
-ENTRY = DatasetEntry(build=_build, write_outputs=freihand.ENTRY.write_outputs, check=_check,
+ENTRY = DatasetEntry(reader=None, build=_build, write_outputs=freihand.ENTRY.write_outputs, check=_check,
                      has_ground_truth=freihand.ENTRY.has_ground_truth,
                      evaluate=freihand.ENTRY.evaluate)
