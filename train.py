@@ -37,12 +37,15 @@ from utils.runtime.launch import run_main, training_run
 def main(argv):
     cfg = resolve_config(argv)
     check_batch_split(cfg, distributed.world_size_from_env())  # before anything is written
-    with training_run(cfg, f'train_{cfg.experiment_name}') as run:
+    # refuse_to_overwrite: a fresh run into a folder with checkpoints stops before writing
+    with training_run(cfg, f'train_{cfg.experiment_name}',
+                      guard=resume.refuse_to_overwrite) as run:
         cfg, rank, world_size, device, logger = run
         layout = launch_summary(cfg, world_size)
         logger.info('\n'.join(layout))
         torch.manual_seed(cfg.seed)  # the initial weights; each step reseeds (model_seed)
-        amp_dtype = log_amp(cfg.amp, device, logger).dtype  # the choice and its reason, logged
+        # the choice and its reason, logged; as_published trains in fp32 as the published code
+        amp_dtype = log_amp(cfg.amp, device, logger, exact=cfg.as_published).dtype
 
         # ---- data ----
         dataset = datasets.entry(cfg.dataset).build('training', cfg)

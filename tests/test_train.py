@@ -19,6 +19,7 @@ from training import loop
 from synthetic.fixture import make_freihand
 from tests.helpers import GroundTruthModel
 from utils import freihand_eval
+from utils.errors import CheckpointError
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.runtime.distributed import free_port
 from utils.transforms import encode_uvd
@@ -90,6 +91,19 @@ def test_train_resume_and_extend_continue_with_saved_optimizer_and_schedule(work
     log = (out / 'log' / 'train_tiny.log').read_text()
     assert '[Epoch 1/2][Batch 3/3][lr ' in log and '[loss_coord_1: ' in log and '[loss_edge_0: ' in log
     assert log.count('Evaluation 3D KP ALIGNED results:') == 1  # eval_interval 1, one epoch run
+
+    # The same command again without --resume auto (the common slip after a crash) is refused
+    # before anything is written: every checkpoint, config.json and the log stay as they were.
+    def folder_bytes():
+        return {p.name: p.read_bytes() for p in (out / 'checkpoint' / 'tiny').iterdir()}
+    before, log_before = folder_bytes(), (out / 'log' / 'train_tiny.log').read_bytes()
+    with pytest.raises(CheckpointError) as refusal:
+        train.main(small_args(workspace, out))
+    message = str(refusal.value)
+    assert str(out / 'checkpoint' / 'tiny') in message and 'snapshot_1.pth.tar' in message
+    assert '--resume auto' in message and '--experiment_name' in message
+    assert folder_bytes() == before
+    assert (out / 'log' / 'train_tiny.log').read_bytes() == log_before
 
     # Extended to 4 epochs at another rate, with a killed save's leftover in the folder.
     ckpt_dir = out / 'checkpoint' / 'tiny'

@@ -72,6 +72,25 @@ def resume_path(resume, continue_train, checkpoint, checkpoint_dir, restart_coun
     return None
 
 
+def refuse_to_overwrite(cfg, rank):
+    """setup_run's guard for train.py: a fresh run (no --resume auto, no --continue_train, no
+    torchelastic restart) into an experiment folder that already holds a snapshot would write
+    over it epoch by epoch; refuse before anything is written (every rank raises
+    CheckpointError, the message from rank 0: the folder, its newest snapshot, the ways on)."""
+    restarted = distributed.group_restart_count() > 0  # collective: every rank calls it
+    message = None
+    if rank == 0 and not (restarted or cfg.resume == 'auto' or cfg.continue_train):
+        newest = latest_checkpoint(cfg.checkpoint_dir)
+        if newest is not None:
+            message = (f'{cfg.checkpoint_dir} already holds the checkpoints of an earlier run '
+                       f'(newest: {os.path.basename(newest)}); a fresh run would write over '
+                       f'them. Continue it with --resume auto, or start a new run with another '
+                       f'--experiment_name (or move that folder away)')
+    message = distributed.all_gather_objects(message)[0]  # every rank learns rank 0's answer
+    if message:
+        raise CheckpointError(message if rank == 0 else f'rank 0: {message}')
+
+
 def other_experiments(checkpoint_dir):
     """'<name> (<newest snapshot>): <flags>' for each experiment beside checkpoint_dir that
     holds a checkpoint; the flags (from its config.json when there is one) select it."""

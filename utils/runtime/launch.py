@@ -45,12 +45,14 @@ def log_config_notes(logger):
     _PENDING_NOTES.clear()
 
 
-def setup_run(cfg, log_name, lock=None):
+def setup_run(cfg, log_name, lock=None, guard=None):
     """Start distributed (under torchrun or srun), log to output/log/<log_name>.log on rank 0,
     log the environment and the resolved configuration. Returns a `Run`.
 
     lock: an ExperimentLock that rank 0 acquires after the process group formed and before
     anything is written; when it is held elsewhere every rank raises ExperimentLockedError.
+    guard: `guard(cfg, rank)`, called on every rank once the group formed (and the lock is held),
+    before anything is written; it raises a UserError to refuse the run (collectives allowed).
     """
     rank, world_size, device = distributed.init_distributed(cfg.device, cfg.dist_timeout)
     if lock is not None:
@@ -64,6 +66,12 @@ def setup_run(cfg, log_name, lock=None):
         if refusal:
             distributed.cleanup()
             raise ExperimentLockedError(refusal if rank == 0 else f'rank 0: {refusal}')
+    if guard is not None:
+        try:
+            guard(cfg, rank)
+        except UserError:
+            distributed.cleanup()
+            raise
     logger = setup_logger(os.path.join(cfg.log_dir, f'{log_name}.log'), rank)
     if lock is not None and lock.note:
         logger.info(lock.note)
@@ -146,12 +154,12 @@ def _same_file(fd, path):
 
 
 @contextlib.contextmanager
-def training_run(cfg, log_name):
+def training_run(cfg, log_name, guard=None):
     """setup_run for train.py holding the experiment lock beside the checkpoints (rank 0)
-    while the block runs; the lock file is removed at the end."""
+    while the block runs; the lock file is removed at the end. guard: as in setup_run."""
     lock = ExperimentLock(cfg.checkpoint_dir)
     try:
-        yield setup_run(cfg, log_name, lock=lock)
+        yield setup_run(cfg, log_name, lock=lock, guard=guard)
     finally:
         lock.release()
 
