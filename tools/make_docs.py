@@ -16,7 +16,9 @@ Generated, so that nothing is written twice:
   run with `python -m`, e.g. `tools.export_onnx`), read from the parser itself;
   KIND `published`: the authors' published numbers, whose one source is docs/method.md §10;
   KIND `measured NAME`: the table in docs/measured/NAME.json (a report a script wrote, copied
-  there with its date, commit, CPU and load).
+  there with its date, commit, CPU and load);
+  KIND `include PATH`: the file PATH (relative to the repository) verbatim in a code block,
+  with a link to it (docs/examples/, the recipes of docs/development.md that a test runs).
 
 A script's parser is read by running its `main` until it parses its arguments (the parsing is
 intercepted there, so nothing else runs): its options stay those of the code. tests/test_docs.py
@@ -214,6 +216,23 @@ def measured_table(name, folder=None):
     return f'From `{MEASURED_DIR}/{name}.json`:\n\n' + '\n'.join(lines)
 
 
+# ---- included files ----------------------------------------------------------------------------
+
+def included_file(rel, page):
+    """The file `rel` (relative to the repository) as a fenced code block, under a link to it
+    relative to `page`."""
+    path = os.path.join(REPO, rel)
+    if not os.path.isfile(path):
+        raise ValueError(f'{page}: generated block `include {rel}`: no file {rel}')
+    with open(path) as f:
+        text = f.read()
+    if '```' in text:
+        raise ValueError(f'{page}: {rel} holds ``` and cannot be shown in a code block')
+    link = os.path.relpath(path, os.path.dirname(os.path.join(REPO, page)))
+    language = 'python' if rel.endswith('.py') else ''
+    return f'[`{rel}`]({link}):\n\n```{language}\n{text.rstrip()}\n```'
+
+
 # ---- the pages ------------------------------------------------------------------------------
 
 def render_block(spec, page):
@@ -225,7 +244,10 @@ def render_block(spec, page):
         return text if page == 'README.md' else text.replace('(docs/method.md#', '(method.md#')
     if kind == 'measured':
         return measured_table(arg)
-    raise ValueError(f'{page}: unknown generated block {spec!r} (options, published, measured)')
+    if kind == 'include':
+        return included_file(arg, page)
+    raise ValueError(f'{page}: unknown generated block {spec!r} (options, published, measured, '
+                     f'include)')
 
 
 def render_page(page, text):

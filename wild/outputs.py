@@ -10,7 +10,8 @@ follow `axes`: the OpenCV frame (x right, y down, z forward; 'opencv') or the sa
 the GLB ('opengl', also Blender's cameras').
 Left hands are drawn and written with re-wound faces (their mesh is the mirror image).
 
-Adding an output: one function `write_x(stem, scene) -> path or None` and one registry line.
+Adding an output: one function `write_x(stem, scene) -> path or None` and one registry line
+(docs/development.md, "Adding a demo output").
 """
 import contextlib
 import json
