@@ -130,17 +130,86 @@ def cited_sections(text, default):
     return found
 
 
+def source_files():
+    """The project's .py files (relative to the repository), its Makefile and SLURM script."""
+    return [os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, '**', '*.py'),
+                                                              recursive=True)
+            if '/.' not in os.path.relpath(path, REPO) and 'site-packages' not in path] + [
+        'Makefile', 'tools/slurm/train.sbatch']
+
+
 def test_every_cited_section_exists():
-    sources = [os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, '**', '*.py'),
-                                                                  recursive=True)
-               if '/.' not in os.path.relpath(path, REPO) and 'site-packages' not in path]
     missing = []
-    for rel in sources + PAGES:
+    for rel in source_files() + PAGES:
         default = rel if rel in ('docs/ho3d.md', 'docs/method.md') else 'docs/method.md'
         for page, number in cited_sections(read(rel), default):
             if number not in numbered_sections(page):
                 missing.append(f'{rel}: cites {page} §{number}, which has no section {number}')
     assert not missing, '\n'.join(sorted(set(missing)))
+
+
+# Paths of the project's own files (e.g. `wild/outputs.py`); a component in capitals (NAME,
+# CKPT), `*` or `<` marks a placeholder.
+CITED_PATH = re.compile(r'(?<![\w/.-])((?:manopth|utils|model|dataset|synthetic|inference|training|'
+                        r'wild|tools|benchmarks|tests|docs)/(?:[\w.*<>-]+/)*[\w.*<>-]+'
+                        r'\.(?:py|md|sbatch|txt|json|png))(?![\w/])')
+# `docs/PAGE.md, "Heading"`, `PAGE.md "Heading"` (in docs/: beside the page), `README, "Heading"`
+CITED_HEADING = re.compile(r'((?:docs/)?[\w-]+\.md|README),? \(?"([^"]+)"')
+
+
+def cited_paths(text):
+    """(line number, path) of every project file path in text, placeholders left out."""
+    return [(number, path) for number, line in enumerate(text.split('\n'), 1)
+            for path in CITED_PATH.findall(line)
+            if not re.search(r'[*<]|(?:^|/)[A-Z_]+(?:\.\w+)?$|/[A-Z_]+/', path)]
+
+
+def cited_headings(rel, text):
+    """(page, heading) of every `PAGE.md, "Heading"` citation in the file `rel`; lines are
+    joined first (comment marks dropped), as a citation may wrap."""
+    flat = re.sub(r'\s*\n\s*(?:#+(?!\w)|//)?\s*', ' ', text)
+    found = []
+    for page, heading in CITED_HEADING.findall(flat):
+        if page == 'README':
+            page = 'README.md'
+        elif not page.startswith('docs/'):
+            page = os.path.join(os.path.dirname(rel) if rel.startswith('docs/') else 'docs', page)
+        found.append((os.path.normpath(page), heading))
+    return found
+
+
+def cited_by():
+    """The files whose citations are checked: the sources and the pages, but not this file
+    (its examples cite missing files on purpose)."""
+    return [rel for rel in source_files() + PAGES if rel != 'tests/test_docs.py']
+
+
+def test_every_cited_file_exists():
+    missing = [f'{rel}:{number}: {path}' for rel in cited_by()
+               for number, path in cited_paths(read(rel))
+               if not os.path.exists(os.path.join(REPO, path))]
+    assert not missing, 'no such file:\n' + '\n'.join(missing)
+
+
+def test_every_cited_heading_exists():
+    missing = [f'{rel}: {page}, "{heading}"' for rel in cited_by()
+               for page, heading in cited_headings(rel, read(rel))
+               if not os.path.isfile(os.path.join(REPO, page))
+               or github_slug(heading) not in anchors(page)]
+    assert not missing, 'no such page or heading:\n' + '\n'.join(missing)
+
+
+def test_cited_files_and_headings_are_read_as_written():
+    text = ('see wild/outputs.py and utils/render.py, docs/measured/NAME.json,\n'
+            'tests/wild/test_*.py; the recipe (docs/development.md, "Adding a\n'
+            '# data set") and README, "SLURM" and ho3d.md "5. Submission"')
+    assert cited_paths(text) == [(1, 'wild/outputs.py'), (1, 'utils/render.py'),
+                                 (2, 'docs/development.md')]
+    assert cited_headings('model/x.py', text) == [
+        ('docs/development.md', 'Adding a data set'), ('README.md', 'SLURM'),
+        ('docs/ho3d.md', '5. Submission')]
+    assert github_slug('Adding a data set') in anchors('docs/development.md')
+    assert github_slug('SLURM') not in anchors('README.md')
 
 
 def test_citations_are_read_as_written():
