@@ -283,7 +283,7 @@ def build_page(predictor, root, has_detector):
                 root_depth_m = gr.Number(value=0, minimum=0, label='Wrist depth (m; 0: from '
                                          'the hand\'s size)')
                 fit_mano = gr.Checkbox(value=False, label='Fit MANO parameters (in the JSON)')
-                axes = gr.Radio(list(AXES), value=next(iter(AXES)), label='Axes of the mesh files')
+                axes = gr.Radio(list(AXES), value=next(iter(AXES)), label='Axes of the OBJ file (the GLB is always glTF\'s)')
                 run = gr.Button('Run', variant='primary', elem_id='run')
             with gr.Column(scale=2):
                 status = gr.Textbox(label='Status', interactive=False, elem_id='status')

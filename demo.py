@@ -31,7 +31,8 @@ Camera and placement, when not given:
 <name>.json with one record per hand (box, side, score, K, root depth and its source, joints
 and vertices in the camera frame, joints in pixels, MANO parameters when fitted;
 docs/own_images.md). --outputs chooses the files (wild/outputs.py); --axes opengl writes the
-meshes in OpenGL's / Blender's camera convention (x, -y, -z).
+OBJ and PLY meshes in OpenGL's / Blender's camera convention (x, -y, -z); a GLB is always in
+that convention, glTF's.
 - left hands: the image is flipped, the network (trained on right hands) predicts, and the mesh
   is mirrored back (x -> -x in the camera frame, faces re-wound).
 Videos (--input FILE that is not an image, any format OpenCV reads) and image sequences
@@ -100,8 +101,9 @@ def parse_args(argv):
                                           f"{','.join(DEFAULT_VIDEO_OUTPUTS)}: JSON lines, "
                                           f"overlay video)")
     parser.add_argument('--axes', choices=AXES, default='opencv',
-                        help='mesh files: opencv (x right, y down, z forward; default) or opengl '
-                             '(Blender: y up, the camera looking down -z)')
+                        help='OBJ and PLY files: opencv (x right, y down, z forward; default) or '
+                             'opengl (Blender: y up, the camera looking down -z). GLB files are '
+                             'always in glTF\'s axes (those of opengl)')
     parser.add_argument('--K', help='intrinsics fx,fy,cx,cy in pixels, or a JSON file '
                                     '({"fx", "fy", "cx", "cy"} or a 3 x 3 "K")')
     parser.add_argument('--focal', type=float, help='focal length in pixels of the input image '

@@ -1,6 +1,7 @@
 """The SAR heads by name (config field `head`): a head is its SAIGB and its GBBMR class.
 
-A new head is one module in model/ and one line in HEADS (docs/method.md, "Changing the head").
+A new head is one module in model/ and one line in HEADS (docs/development.md, "Adding a
+head"; how to check it against the fused head: docs/method.md, "Changing the head").
 Each head must keep the published state-dict layout (so a checkpoint loads into any head) and
 the interface SAR uses:
     builder(in_channels, num_vert, num_fms); builder(features_high B x C x h x w) -> per-vertex

@@ -130,17 +130,86 @@ def cited_sections(text, default):
     return found
 
 
+def source_files():
+    """The project's .py files (relative to the repository), its Makefile and SLURM script."""
+    return [os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, '**', '*.py'),
+                                                              recursive=True)
+            if '/.' not in os.path.relpath(path, REPO) and 'site-packages' not in path] + [
+        'Makefile', 'tools/slurm/train.sbatch']
+
+
 def test_every_cited_section_exists():
-    sources = [os.path.relpath(path, REPO) for path in glob.glob(os.path.join(REPO, '**', '*.py'),
-                                                                  recursive=True)
-               if '/.' not in os.path.relpath(path, REPO) and 'site-packages' not in path]
     missing = []
-    for rel in sources + PAGES:
+    for rel in source_files() + PAGES:
         default = rel if rel in ('docs/ho3d.md', 'docs/method.md') else 'docs/method.md'
         for page, number in cited_sections(read(rel), default):
             if number not in numbered_sections(page):
                 missing.append(f'{rel}: cites {page} §{number}, which has no section {number}')
     assert not missing, '\n'.join(sorted(set(missing)))
+
+
+# Paths of the project's own files (e.g. `wild/outputs.py`); a component in capitals (NAME,
+# CKPT), `*` or `<` marks a placeholder.
+CITED_PATH = re.compile(r'(?<![\w/.-])((?:manopth|utils|model|dataset|synthetic|inference|training|'
+                        r'wild|tools|benchmarks|tests|docs)/(?:[\w.*<>-]+/)*[\w.*<>-]+'
+                        r'\.(?:py|md|sbatch|txt|json|png))(?![\w/])')
+# `docs/PAGE.md, "Heading"`, `PAGE.md "Heading"` (in docs/: beside the page), `README, "Heading"`
+CITED_HEADING = re.compile(r'((?:docs/)?[\w-]+\.md|README),? \(?"([^"]+)"')
+
+
+def cited_paths(text):
+    """(line number, path) of every project file path in text, placeholders left out."""
+    return [(number, path) for number, line in enumerate(text.split('\n'), 1)
+            for path in CITED_PATH.findall(line)
+            if not re.search(r'[*<]|(?:^|/)[A-Z_]+(?:\.\w+)?$|/[A-Z_]+/', path)]
+
+
+def cited_headings(rel, text):
+    """(page, heading) of every `PAGE.md, "Heading"` citation in the file `rel`; lines are
+    joined first (comment marks dropped), as a citation may wrap."""
+    flat = re.sub(r'\s*\n\s*(?:#+(?!\w)|//)?\s*', ' ', text)
+    found = []
+    for page, heading in CITED_HEADING.findall(flat):
+        if page == 'README':
+            page = 'README.md'
+        elif not page.startswith('docs/'):
+            page = os.path.join(os.path.dirname(rel) if rel.startswith('docs/') else 'docs', page)
+        found.append((os.path.normpath(page), heading))
+    return found
+
+
+def cited_by():
+    """The files whose citations are checked: the sources and the pages, but not this file
+    (its examples cite missing files on purpose)."""
+    return [rel for rel in source_files() + PAGES if rel != 'tests/test_docs.py']
+
+
+def test_every_cited_file_exists():
+    missing = [f'{rel}:{number}: {path}' for rel in cited_by()
+               for number, path in cited_paths(read(rel))
+               if not os.path.exists(os.path.join(REPO, path))]
+    assert not missing, 'no such file:\n' + '\n'.join(missing)
+
+
+def test_every_cited_heading_exists():
+    missing = [f'{rel}: {page}, "{heading}"' for rel in cited_by()
+               for page, heading in cited_headings(rel, read(rel))
+               if not os.path.isfile(os.path.join(REPO, page))
+               or github_slug(heading) not in anchors(page)]
+    assert not missing, 'no such page or heading:\n' + '\n'.join(missing)
+
+
+def test_cited_files_and_headings_are_read_as_written():
+    text = ('see wild/outputs.py and utils/render.py, docs/measured/NAME.json,\n'
+            'tests/wild/test_*.py; the recipe (docs/development.md, "Adding a\n'
+            '# data set") and README, "SLURM" and ho3d.md "5. Submission"')
+    assert cited_paths(text) == [(1, 'wild/outputs.py'), (1, 'utils/render.py'),
+                                 (2, 'docs/development.md')]
+    assert cited_headings('model/x.py', text) == [
+        ('docs/development.md', 'Adding a data set'), ('README.md', 'SLURM'),
+        ('docs/ho3d.md', '5. Submission')]
+    assert github_slug('Adding a data set') in anchors('docs/development.md')
+    assert github_slug('SLURM') not in anchors('README.md')
 
 
 def test_citations_are_read_as_written():
@@ -153,30 +222,55 @@ def test_citations_are_read_as_written():
 # ---- command lines ------------------------------------------------------------------------------
 
 ENTRY_SCRIPTS = ('train.py', 'test.py', 'demo.py')
-# `python -m` modules whose main() only parses its arguments first (read with make_docs).
-MODULES = {'synthetic.freihand', 'synthetic.standin', 'synthetic.clip', 'synthetic.ho3d',
-           'utils.freihand_eval', 'utils.ho3d_eval', 'tools.export_onnx', 'tools.fit_mano',
-           'tools.ho3d_baseline', 'tools.render_standin', 'tools.video_strip',
-           'tools.mano_fit_figure', 'tools.make_docs', 'benchmarks.run', 'benchmarks.precision',
-           'benchmarks.root_depth', 'benchmarks.accumulation', 'benchmarks.scale',
-           'benchmarks.onnx_vs_torch', 'benchmarks.cuda_check'}
+# `python -m MODULE` of these packages is checked with MODULE's own parser (its main() parses
+# its arguments before anything else: tools/make_docs.py reads the parser there).
+PACKAGES = ('tools', 'benchmarks', 'utils', 'dataset', 'synthetic', 'inference', 'training',
+            'wild', 'model', 'manopth')
+PYTHON = re.compile(r'(?:\S*/)?python3?')  # python, python3, .venv/bin/python
+INLINE_CODE = re.compile(r'`([^`]+)`')
+
+
+def prose_paragraphs(text):
+    """(first line number, text) of every run of consecutive non-blank prose lines."""
+    runs, last = [], None
+    for number, line in prose_lines(text):
+        if not line.strip():
+            last = None
+            continue
+        if last is not None and number == last + 1:
+            runs[-1][1].append(line)
+        else:
+            runs.append((number, [line]))
+        last = number
+    return [(start, '\n'.join(lines)) for start, lines in runs]
+
+
+def inline_code(text):
+    """(line number, text) of every `code span` of the prose (a span may cross lines)."""
+    return [(start + paragraph.count('\n', 0, match.start()), ' '.join(match.group(1).split()))
+            for start, paragraph in prose_paragraphs(text)
+            for match in INLINE_CODE.finditer(paragraph)]
 
 
 def commands(pages=PAGES):
     """[(page:line, script, args, world size)] of every documented run of an entry script
-    (python, torchrun) or of a module in MODULES."""
+    (python, torchrun) in a code block, and of a module of PACKAGES (python -m) in a code
+    block or a `code span` of the prose (there, name a module without `python -m`)."""
     found = []
     for page in pages:
-        for number, line in code_lines(read(page)):
+        text = read(page)
+        lines = [(n, line, True) for n, line in code_lines(text)]
+        for number, line, in_block in lines + [(n, span, False) for n, span in inline_code(text)]:
             try:
                 words = shlex.split(line, comments=True)
             except ValueError:
                 continue  # not a shell line (e.g. Python source)
             for i, word in enumerate(words):
-                after_python = i > 0 and re.fullmatch(r'python3?', words[i - 1])
-                if word in ENTRY_SCRIPTS and (after_python or words[0] == 'torchrun'):
+                after_python = i > 0 and PYTHON.fullmatch(words[i - 1])
+                if in_block and word in ENTRY_SCRIPTS and (after_python or words[0] == 'torchrun'):
                     found.append((f'{page}:{number}', word, words[i + 1:], world_size(words[:i])))
-                elif word == '-m' and after_python and words[i + 1] in MODULES:
+                elif (word == '-m' and after_python and i + 1 < len(words)
+                      and words[i + 1].split('.')[0] in PACKAGES):
                     found.append((f'{page}:{number}', words[i + 1], words[i + 2:], 1))
     return found
 
@@ -202,7 +296,7 @@ def check_command(script, args, world):
         check_batch_split(cfg, world)
         return
     parser = make_docs.script_parser(script)
-    if script in make_docs.CONFIG_OVERRIDES:
+    if make_docs.takes_config_overrides(script):
         _, rest = parser.parse_known_args(args)
         config.resolve(rest)
     else:
@@ -237,13 +331,32 @@ def test_a_refused_command_is_caught(tmp_path):
                     '        --data_root data/HO3D\n'
                     '    torchrun --nproc_per_node 3 train.py --batch_size 64\n'
                     '    python demo.py --checkpoint CKPT\n')
+    page.write_text(page.read_text() +
+                    '    .venv/bin/python -m tools.video_strip --out strip.png\n'
+                    '    python -m pytest -q tests/test_docs.py\n\n'
+                    'A figure made with `python -m tools.mano_fit_figure\n'
+                    '--data_root DATA` (`python train.py` is a mention, not checked).\n')
     found = commands([str(page)])
-    assert [(script, world) for _, script, _, world in found] == [
-        ('train.py', 1), ('train.py', 3), ('demo.py', 1)]
+    assert [(where.split(':')[-1], script, world) for where, script, _, world in found] == [
+        ('1', 'train.py', 1), ('3', 'train.py', 3), ('4', 'demo.py', 1),
+        ('5', 'tools.video_strip', 1), ('8', 'tools.mano_fit_figure', 1)]
+    assert found[-1][2] == ['--data_root', 'DATA']  # the span across two lines
     for _, script, args, world in found:
         with pytest.raises((config.ConfigError, SystemExit)), \
                 contextlib.redirect_stderr(io.StringIO()):
             check_command(script, args, world)
+
+
+def test_modules_that_pass_unknown_options_to_config_are_told_apart():
+    assert make_docs.takes_config_overrides('demo.py')
+    assert make_docs.takes_config_overrides('tools.export_onnx')
+    assert not make_docs.takes_config_overrides('tools.fit_mano')
+    with pytest.raises(config.ConfigError), contextlib.redirect_stderr(io.StringIO()):
+        check_command('tools.export_onnx', ['--checkpoint', 'CKPT', '--out', 'x.onnx',
+                                           '--no_such_field', '1'], 1)
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        check_command('tools.fit_mano', ['--pred', 'p.json', '--mano_root', 'M', '--out', 'f.json',
+                                         '--no_such_option', '1'], 1)
 
 
 # ---- generated parts ----------------------------------------------------------------------------

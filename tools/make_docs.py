@@ -16,7 +16,9 @@ Generated, so that nothing is written twice:
   run with `python -m`, e.g. `tools.export_onnx`), read from the parser itself;
   KIND `published`: the authors' published numbers, whose one source is docs/method.md §10;
   KIND `measured NAME`: the table in docs/measured/NAME.json (a report a script wrote, copied
-  there with its date, commit, CPU and load).
+  there with its date, commit, CPU and load);
+  KIND `include PATH`: the file PATH (relative to the repository) verbatim in a code block,
+  with a link to it (docs/examples/, the recipes of docs/development.md that a test runs).
 
 A script's parser is read by running its `main` until it parses its arguments (the parsing is
 intercepted there, so nothing else runs): its options stay those of the code. tests/test_docs.py
@@ -116,32 +118,49 @@ def config_page(path=os.path.join(REPO, 'config.py')):
 # ---- script options -------------------------------------------------------------------------
 
 class _Parsed(Exception):
-    """Raised in place of parsing: carries the parser the script built."""
+    """Raised in place of parsing: carries the parser the script built and whether it parses
+    with parse_known_args (its unknown options go on to config.py)."""
 
-    def __init__(self, parser):
+    def __init__(self, parser, known):
         super().__init__(parser.prog)
-        self.parser = parser
+        self.parser, self.known = parser, known
 
 
-def script_parser(script):
-    """The argparse parser of `script` ('demo.py' or a module name such as 'tools.fit_mano'),
+def _captured(script):
+    """(parser, known) of `script` ('demo.py' or a module name such as 'tools.fit_mano'),
     captured when its main() parses (before anything else runs)."""
     module = importlib.import_module(script[:-3] if script.endswith('.py') else script)
     if not hasattr(module, 'main'):
         module = importlib.import_module(f'{module.__name__}.cli')  # python -m PACKAGE
 
-    def intercept(parser, args=None, namespace=None):
-        raise _Parsed(parser)
+    def strict(parser, args=None, namespace=None):
+        raise _Parsed(parser, known=False)
 
-    original = argparse.ArgumentParser.parse_known_args
-    argparse.ArgumentParser.parse_known_args = intercept  # parse_args calls it too
+    def known(parser, args=None, namespace=None):
+        raise _Parsed(parser, known=True)
+
+    originals = argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args
+    argparse.ArgumentParser.parse_args = strict
+    argparse.ArgumentParser.parse_known_args = known
     try:
         module.main([])
     except _Parsed as parsed:
-        return parsed.parser
+        return parsed.parser, parsed.known
     finally:
-        argparse.ArgumentParser.parse_known_args = original
+        argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = originals
     raise RuntimeError(f'{script}: main() returned without parsing a command line')
+
+
+def script_parser(script):
+    """The argparse parser of `script` ('demo.py' or a module name such as 'tools.fit_mano'),
+    captured when its main() parses (before anything else runs)."""
+    return _captured(script)[0]
+
+
+def takes_config_overrides(script):
+    """Whether `script` hands the options its parser does not know to config.py as overrides
+    (its main parses with parse_known_args: demo.py, tools.export_onnx, ...)."""
+    return _captured(script)[1]
 
 
 def _option_text(action):
@@ -167,12 +186,9 @@ def options_table(script):
             meaning += f" (one of: {', '.join(str(c) for c in action.choices)})"
         rows.append(f'| `{_cell(_option_text(action))}` | {default} | {_cell(meaning)} |')
     note = ('Options that are not listed here are config fields (`--field value`, '
-            '[config.md](config.md)).' if script in CONFIG_OVERRIDES else '')
+            '[config.md](config.md)).' if takes_config_overrides(script) else '')
     return '\n'.join(rows) + ('\n\n' + note if note else '')
 
-
-# Scripts whose unknown options go on to config.py's overrides (parse_known_args).
-CONFIG_OVERRIDES = {'demo.py', 'tools.export_onnx'}
 
 
 # ---- published and measured numbers ----------------------------------------------------------
@@ -214,6 +230,23 @@ def measured_table(name, folder=None):
     return f'From `{MEASURED_DIR}/{name}.json`:\n\n' + '\n'.join(lines)
 
 
+# ---- included files ----------------------------------------------------------------------------
+
+def included_file(rel, page):
+    """The file `rel` (relative to the repository) as a fenced code block, under a link to it
+    relative to `page`."""
+    path = os.path.join(REPO, rel)
+    if not os.path.isfile(path):
+        raise ValueError(f'{page}: generated block `include {rel}`: no file {rel}')
+    with open(path) as f:
+        text = f.read()
+    if '```' in text:
+        raise ValueError(f'{page}: {rel} holds ``` and cannot be shown in a code block')
+    link = os.path.relpath(path, os.path.dirname(os.path.join(REPO, page)))
+    language = 'python' if rel.endswith('.py') else ''
+    return f'[`{rel}`]({link}):\n\n```{language}\n{text.rstrip()}\n```'
+
+
 # ---- the pages ------------------------------------------------------------------------------
 
 def render_block(spec, page):
@@ -225,7 +258,10 @@ def render_block(spec, page):
         return text if page == 'README.md' else text.replace('(docs/method.md#', '(method.md#')
     if kind == 'measured':
         return measured_table(arg)
-    raise ValueError(f'{page}: unknown generated block {spec!r} (options, published, measured)')
+    if kind == 'include':
+        return included_file(arg, page)
+    raise ValueError(f'{page}: unknown generated block {spec!r} (options, published, measured, '
+                     f'include)')
 
 
 def render_page(page, text):

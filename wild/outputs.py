@@ -3,12 +3,15 @@ chosen by name (`--outputs`).
 
 A photo's outputs (`write_outputs`) and a video's (`open_video_outputs`) come from one
 registry each; both draw with the same overlay (`draw_overlay`) and build records with
-wild.records. Meshes are written in camera space, every hand of an image in one file, in the
-OpenCV frame (x right, y down, z forward, meters) or, with axes='opengl', in OpenGL's and
-Blender's camera convention (x right, y up, the camera looking down -z): (x, -y, -z).
+wild.records. Meshes are written in camera space (meters), every hand of an image in one file.
+GLB files are always in glTF's axes (x right, y up, the camera looking down -z: (x, -y, -z) of
+the OpenCV numbers), since glTF defines them and every glTF viewer assumes them. OBJ and PLY
+follow `axes`: the OpenCV frame (x right, y down, z forward; 'opencv') or the same convention as
+the GLB ('opengl', also Blender's cameras').
 Left hands are drawn and written with re-wound faces (their mesh is the mirror image).
 
-Adding an output: one function `write_x(stem, scene) -> path or None` and one registry line.
+Adding an output: one function `write_x(stem, scene) -> path or None` and one registry line
+(docs/development.md, "Adding a demo output").
 """
 import contextlib
 import json
@@ -26,6 +29,7 @@ from wild.records import frame_record, image_record
 logger = logging.getLogger(__name__)
 
 AXES = ('opencv', 'opengl')
+GLTF_AXES = 'opengl'  # glTF 2.0: y up, the camera looking down -z; a GLB is always written in it
 OPENGL_FROM_OPENCV = np.array([1.0, -1.0, -1.0])  # (x, y, z) -> (x, -y, -z)
 BOX_COLOR_BGR = (60, 200, 60)  # overlay: the box a hand was cropped with
 RESET_BOX_COLOR_BGR = (40, 40, 230)  # overlay: a video box reset to the last good one
@@ -40,7 +44,7 @@ class Scene(NamedTuple):
 
     name: the image's file name (for the JSON record); image_bgr: H x W x 3 uint8; hands:
     list of wild.records.Hand; faces: F x 3 faces of a right hand (MANO's); axes: 'opencv' or
-    'opengl' (mesh files only); box_reset: per hand, the tracker fell back to the last good box.
+    'opengl' (OBJ and PLY only: GLB is always 'opengl', glTF's axes); box_reset: per hand, the tracker fell back to the last good box.
     """
 
     name: str
@@ -185,9 +189,10 @@ def write_obj_file(stem, scene):
 
 
 def write_glb(stem, scene):
-    """A glTF binary scene with one mesh per hand ('hand0_right', ...), camera space."""
+    """A glTF binary scene with one mesh per hand ('hand0_right', ...), camera space in glTF's
+    axes (GLTF_AXES) whatever scene.axes says: glTF viewers and importers assume y up."""
     import trimesh
-    meshes = {f'hand{k}_{hand.side}': trimesh.Trimesh(to_axes(hand.verts_cam, scene.axes),
+    meshes = {f'hand{k}_{hand.side}': trimesh.Trimesh(to_axes(hand.verts_cam, GLTF_AXES),
                                                      side_faces(scene.faces, hand.side),
                                                      process=False)
               for k, hand in enumerate(scene.hands)}
@@ -219,7 +224,7 @@ PHOTO_OUTPUTS = {  # name -> writer; files <stem><suffix>
     'skeleton': write_skeleton,  # _skeleton.png: the 2D joints
     'side': write_side,  # _side.png: the meshes seen from the camera's right
     'obj': write_obj_file,  # .obj: every hand in one Wavefront OBJ
-    'glb': write_glb,  # .glb: a glTF binary scene, one mesh per hand
+    'glb': write_glb,  # .glb: a glTF binary scene, one mesh per hand, in glTF's axes (y up)
     'ply': write_ply,  # .ply: every hand in one PLY
     'json': write_json,  # .json: the image's record, one entry per hand
 }
@@ -244,7 +249,8 @@ def write_outputs(out_dir, name, image_bgr, result, faces, outputs=DEFAULT_PHOTO
         out_dir: folder (created); name: the image's file name (outputs are `<stem>_...`).
         image_bgr: H x W x 3 uint8; result: wild.photo.PhotoResult (or anything with .hands).
         faces: F x 3 right-hand faces (MANO's; left hands get them re-wound).
-        outputs: names from PHOTO_OUTPUTS; axes: 'opencv' or 'opengl' for the mesh files.
+        outputs: names from PHOTO_OUTPUTS; axes: 'opencv' or 'opengl' for the OBJ and PLY
+            files (the GLB is always in glTF's axes, 'opengl').
     Returns:
         dict output name -> path written (an output with nothing to write is left out).
     """

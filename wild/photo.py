@@ -43,7 +43,7 @@ class PhotoOptions:
     Boxes: `boxes` (BoxSpecs: --bbox, --boxes FILE) when given; else detector 'mediapipe'
     (up to max_hands); else the centred FreiHAND box of a `side` hand, re-cropped around the
     prediction with auto_box (--bbox auto). fit_mano: fit MANO to each mesh. axes: 'opencv' or
-    'opengl', the mesh files' convention (wild.outputs).
+    'opengl', the OBJ and PLY files' convention (wild.outputs; a GLB is always in glTF's).
     """
 
     K: Optional[tuple] = None

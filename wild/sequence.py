@@ -46,7 +46,7 @@ class VideoJob:
 
     out_dir, name: the folder and the outputs' stem; fps: frame rate of the overlay video and
     of the JSON lines' times (frames/s); faces: F x 3 right-hand faces; outputs: names from
-    wild.outputs.VIDEO_OUTPUTS; axes: the mesh files' convention; K: 3 x 3 px and K_source of
+    wild.outputs.VIDEO_OUTPUTS; axes: the OBJ and PLY files' convention (GLB: always glTF's); K: 3 x 3 px and K_source of
     the frames; side: 'right' or 'left'; make_hand: optional FrameResult -> wild.records.Hand
     (demo.py: with the root depth's source and the fitted MANO; default `plain_hand`);
     num_frames: for the progress bar; progress: show it.

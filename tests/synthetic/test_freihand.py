@@ -3,7 +3,7 @@
 One small set is rendered per session from the MANO stand-in (`python -m synthetic.standin`).
 The checks recompute everything from first principles: the mesh silhouette with the numpy
 rasteriser, the docs/method.md §1 root rule written out here, projections, bone lengths and the
-loader's crops. This module must not import torchvision (see utils/render.py).
+loader's crops. This module must not import torchvision (see utils/vis/render.py).
 """
 import json
 import os

@@ -1,6 +1,7 @@
 """wild/outputs.py: the mesh files (OBJ, GLB, PLY) hold every hand in camera space, 778
-vertices each, left hands re-wound; --axes opengl is (x, -y, -z) of the OpenCV numbers; the
-JSON record lists the hands; unknown outputs are refused by name."""
+vertices each, left hands re-wound; --axes opengl is (x, -y, -z) of the OpenCV numbers for OBJ
+and PLY, and a GLB is always in glTF's axes, (x, -y, -z), whatever --axes says; the JSON record
+lists the hands; unknown outputs are refused by name."""
 import json
 
 import numpy as np
@@ -41,7 +42,9 @@ def test_meshes_hold_every_hand_in_camera_space(scene, tmp_path):
     for k, (name, side) in enumerate((('hand0_right', 'right'), ('hand1_left', 'left'))):
         mesh = glb.geometry[name]
         assert mesh.vertices.shape == (778, 3)
-        np.testing.assert_allclose(mesh.vertices, result.hands[k].verts_cam, atol=1e-6)  # float32
+        # glTF's axes (y up, the camera looking down -z); float32 in the file
+        np.testing.assert_allclose(mesh.vertices, result.hands[k].verts_cam * [1, -1, -1],
+                                   atol=1e-6)
         expected = faces[:, ::-1] if side == 'left' else faces
         np.testing.assert_array_equal(mesh.faces, expected)
     ply = trimesh.load(paths['ply'], process=False)
@@ -73,9 +76,11 @@ def test_opengl_axes_flip_y_and_z(scene, tmp_path):
         np.testing.assert_allclose(opengl[:, 0], opencv[:, 0], atol=1e-6)
         np.testing.assert_allclose(opengl[:, 1:], -opencv[:, 1:], atol=1e-6)
         assert (opengl[:, 2] < 0).all()  # in front of an OpenGL camera: -z
-    opencv = trimesh.load(cv['glb'], force='scene').geometry['hand1_left'].vertices
-    opengl = trimesh.load(gl['glb'], force='scene').geometry['hand1_left'].vertices
-    np.testing.assert_allclose(opengl, opencv * [1, -1, -1], atol=1e-6)
+    # The GLB is in glTF's axes whichever --axes: the opencv OBJ's numbers times (1, -1, -1).
+    opencv_obj = read_obj_vertices(cv['obj'])[778:]
+    for paths in (cv, gl):
+        glb = trimesh.load(paths['glb'], force='scene').geometry['hand1_left'].vertices
+        np.testing.assert_allclose(glb, opencv_obj * [1, -1, -1], atol=2e-6)
     np.testing.assert_array_equal(to_axes([[1.0, 2.0, 3.0]], 'opengl'), [[1.0, -2.0, -3.0]])
     with pytest.raises(ValueError, match="axes must be one of"):
         to_axes([[1.0, 2.0, 3.0]], 'blender')

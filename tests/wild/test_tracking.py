@@ -1,4 +1,4 @@
-"""utils/tracking.py: boxes from joints, box tracking, --bbox auto refinement, One Euro filter."""
+"""wild/tracking.py: boxes from joints, box tracking, --bbox auto refinement, One Euro filter."""
 import math
 import re
 

@@ -1,6 +1,6 @@
 """FreiHAND's annotation arrays through a shared, memory-mapped .npy cache (docs/method.md §1).
 
-`load_annotation` parses a JSON file once with the bulk parser (utils/json_numbers.py) into
+`load_annotation` parses a JSON file once with the bulk parser (utils/files/json_numbers.py) into
 `<cache_dir>/<json stem>.npy` (np.lib.format, float32) with the record `<stem>.npy.meta` (JSON:
 the source's size and mtime_ns, the array shape). A valid cache is opened with
 np.load(mmap_mode='r'): read-only pages of the page cache, so every rank and DataLoader worker
@@ -81,7 +81,7 @@ def _build_exact_cache(json_path, npy_path, entry_shape, what, source):
 
 def parse_exact(json_path, entry_shape, what):
     """float64 N x entry_shape array of `json_path` exactly as json.load reads it (validated by
-    utils/json_values.py); for the small files that must be exact (the evaluation ground truth)."""
+    utils/files/json_values.py); for the small files that must be exact (the evaluation ground truth)."""
     value, type_scan = read_json(json_path, what, DataError)
     return entries_to_array(value, json_path, '', entry_shape, dtype=np.float64,
                             type_scan=type_scan, error=DataError, item='entry')

@@ -2,7 +2,7 @@
 they are malformed.
 
 The big fixed-shape annotation arrays (FreiHAND's training and evaluation files, for the data
-loader and the evaluator alike) go through the bulk parser of utils/json_numbers.py; this
+loader and the evaluator alike) go through the bulk parser of utils/files/json_numbers.py; this
 module checks the JSON this project parses whole: pred.json (utils/freihand_eval/files.py,
 whose mesh may have any vertex count) and the RootNet file. A list of entries (samples) of one
 nested shape that is malformed raises an error naming the file, the list, the entry and the

@@ -72,7 +72,7 @@ def has_gt(gt_dir):
 def load_gt(gt_dir, cache='auto'):
     """Read the evaluation ground truth from the FreiHAND root `gt_dir`.
 
-    The two files go through the annotation cache of the data loader (utils/annotations.py;
+    The two files go through the annotation cache of the data loader (utils/files/annotations.py;
     `cache` as config.annotation_cache: 'auto', 'off' or a folder), in its exact form: float64
     values exactly as json.load reads them, as the leaderboard does (errors are compared with
     thresholds, so a float32 rounding could move a borderline case), cached as

@@ -1,4 +1,4 @@
-"""utils/video_io.py: frames from a video file or a folder, clear errors naming the file, and
+"""utils/files/video.py: frames from a video file or a folder, clear errors naming the file, and
 the atomic mp4 writer."""
 import os
 

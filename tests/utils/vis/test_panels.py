@@ -1,4 +1,4 @@
-"""utils/panels.py: result pictures."""
+"""utils/vis/panels.py: result pictures."""
 import numpy as np
 
 from utils.vis.panels import enlarge

@@ -1,7 +1,7 @@
-"""Tests for utils/render.py against analytic projections of spheres.
+"""Tests for utils/vis/render.py against analytic projections of spheres.
 
 Renders offscreen with OSMesa (no GPU). This module must not import torchvision (see the
-library-clash note in utils/render.py).
+library-clash note in utils/vis/render.py).
 """
 import os
 import sys
