@@ -33,7 +33,7 @@ class Config:
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
     hand_scale_m: float = 0.0326  # m, bone 9-10 (middle MCP -> PIP) of `--root_depth auto` / root_source auto: the median of training_scale.json of the stand-in synthetic set (docs/own_images.md)
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
-    as_published: bool = False  # decode exactly as the published code: fx for both axes (implies fx_as_fy) and u, v floored to whole crop px (docs/method.md §11)
+    as_published: bool = False  # decode exactly as the published code: fx for both axes (implies fx_as_fy), u, v floored to whole crop px, the network in fp32 whatever amp says (docs/method.md §11)
 
     # ---- model ---------------------------------------------------------------------------
     backbone: str = 'resnet34'  # resnet18 | resnet34 | resnet50
@@ -186,6 +186,10 @@ def validate(config):
         raise ConfigError("config field 'amp' = 'fp16' needs device 'cuda': CPU fp16 autocast is "
                           "emulated on most CPUs (slower than fp32); use --amp auto (bf16 where "
                           "the CPU has it natively), --amp bf16 or --amp off")
+    if config.as_published and config.amp in ('bf16', 'fp16'):
+        raise ConfigError(f"config field 'amp' = {config.amp!r} contradicts as_published, which "
+                          f"computes in fp32 as the published code does (amp 'auto' and 'off' "
+                          f"both run fp32 with it): use --amp off, or drop --as_published")
     if config.continue_train and not config.checkpoint:
         raise ConfigError("continue_train is set but 'checkpoint' is empty: pass --checkpoint "
                           "PATH or use --resume auto")

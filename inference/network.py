@@ -42,13 +42,14 @@ def load_inference_model(cfg, mano, device):
 
 def inference_amp(cfg, device, log=None):
     """The autocast dtype test.py and demo.py run the PyTorch network in (None: fp32), the
-    choice and its reason logged once (inference.precision.resolve_amp). With cfg.onnx, ONNX Runtime
+    choice and its reason logged once (inference.precision.resolve_amp; fp32 with
+    cfg.as_published, on every device). With cfg.onnx, ONNX Runtime
     runs the exported fp32 graph and `amp` does not apply (logged as well)."""
     if cfg.onnx:
         (log or logger).info("precision: fp32, ONNX Runtime runs the exported fp32 graph "
                              "(amp=%r applies to the PyTorch network only)", cfg.amp)
         return None
-    return log_amp(cfg.amp, device, log).dtype
+    return log_amp(cfg.amp, device, log, exact=cfg.as_published).dtype
 
 
 def load_for_inference(cfg, mano, device):

@@ -49,7 +49,7 @@ def cpu_bf16_flags(cpuinfo=CPUINFO):
     return ()
 
 
-def resolve_amp(amp, device, cpu_flags=None):
+def resolve_amp(amp, device, cpu_flags=None, exact=False):
     """The AmpChoice of config field `amp` on `device`.
 
     'auto' picks the fastest precision that keeps the results (docs/performance.md): bf16
@@ -61,12 +61,21 @@ def resolve_amp(amp, device, cpu_flags=None):
         amp: 'auto', 'off', 'bf16' or 'fp16'.
         device: torch.device of the run.
         cpu_flags: the CPU's native-bf16 flags (default: `cpu_bf16_flags()`).
+        exact: the run must compute as the published code does (config as_published): fp32
+            on every device, whatever 'auto' would pick here.
     Raises:
-        ValueError for an unknown value, and for fp16 on the CPU (config.validate refuses
-        it first, naming the fix).
+        ValueError for an unknown value, for fp16 on the CPU and for bf16/fp16 with exact
+        (config.validate refuses both first, naming the fix).
     """
     if amp not in ('auto', *AMP_DTYPES):
         raise ValueError(f"amp must be 'auto' or one of {tuple(AMP_DTYPES)}, got {amp!r}")
+    if exact:
+        if amp not in ('auto', 'off'):
+            raise ValueError(f"amp={amp!r} contradicts as_published (fp32, as the published "
+                             f"code); use --amp off or auto")
+        auto = resolve_amp('auto', device, cpu_flags)
+        return AmpChoice('off', None, f"as_published: fp32 as the published code computes "
+                         f"(amp={amp!r}; 'auto' alone would pick {auto.name} on this device)")
     if device.type == 'cuda':
         if amp != 'auto':
             return AmpChoice(amp, AMP_DTYPES[amp], f"amp='{amp}' as configured, on CUDA")
@@ -96,9 +105,10 @@ def resolve_amp(amp, device, cpu_flags=None):
                                          'picks fp32 here)'), warn=not flags)
 
 
-def log_amp(amp, device, log=None):
-    """Resolve `amp` on `device`, log the choice and its reason once; returns the AmpChoice."""
-    choice = resolve_amp(amp, device)
+def log_amp(amp, device, log=None, exact=False):
+    """Resolve `amp` on `device` (exact: as_published, fp32), log the choice and its reason
+    once; returns the AmpChoice."""
+    choice = resolve_amp(amp, device, exact=exact)
     (log or logger).log(logging.WARNING if choice.warn else logging.INFO,
                         'precision: %s', choice.reason)
     return choice

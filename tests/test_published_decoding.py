@@ -10,6 +10,7 @@ import torch
 import config
 import test as test_script
 from dataset import get_dataset
+from inference import precision
 from inference.network import load_for_inference
 from synthetic.fixture import make_freihand
 from tests.helpers import save_random_checkpoint
@@ -47,7 +48,7 @@ def checkpoint(request, tmp_path_factory, random_mano_dir):
     root = tmp_path_factory.mktemp('published')
     make_freihand(str(root / 'FreiHAND'), num_samples=1, num_eval=NUM_EVAL, seed=5)
     cfg = config.resolve(device='cpu', backbone=backbone, input_img_shape=(size, size),
-                         num_stage=2, pretrained_backbone=False, num_worker=0, amp='off',
+                         num_stage=2, pretrained_backbone=False, num_worker=0, amp='auto',
                          test_batch_size=NUM_EVAL, data_root=str(root / 'FreiHAND'),
                          mano_root=str(random_mano_dir), experiment_name='published')
     path = root / 'ckpt' / 'snapshot_0.pth.tar'
@@ -55,15 +56,19 @@ def checkpoint(request, tmp_path_factory, random_mano_dir):
     return path, cfg
 
 
-def test_as_published_pred_json_equals_the_transcribed_published_decoding(checkpoint, tmp_path):
+def test_as_published_pred_json_equals_the_transcribed_published_decoding(checkpoint, tmp_path,
+                                                                          monkeypatch):
     path, cfg = checkpoint
     size = cfg.input_img_shape[0]
     out = tmp_path / 'out'
+    # A CPU with native bf16, where the stored amp 'auto' picks bf16: as_published runs fp32.
+    monkeypatch.setattr(precision, 'cpu_bf16_flags', lambda: ('avx512_bf16',))
     # Nothing but the checkpoint: network, data and device come from the config stored in it.
     test_script.main(['--checkpoint', str(path), '--as_published', 'true',
                       '--output_root', str(out)])
     log = (out / 'log' / 'test_published.log').read_text()
     assert f'configuration: the configuration stored in {path}' in log
+    assert 'precision: as_published: fp32' in log and "would pick bf16" in log
     xyz, verts = json.loads((out / 'pred.json').read_text())
 
     # The same network's coordinates, decoded by the transcription.
@@ -83,7 +88,8 @@ def test_as_published_pred_json_equals_the_transcribed_published_decoding(checkp
 
     # The default decoding differs, by less than a crop pixel (130 / size image px: 2.03 for
     # 64 px, 0.51 for 256 px) in x and y, and not at all in z.
-    test_script.main(['--checkpoint', str(path), '--output_root', str(tmp_path / 'default')])
+    test_script.main(['--checkpoint', str(path), '--amp', 'off',
+                      '--output_root', str(tmp_path / 'default')])
     default_verts = np.array(json.loads((tmp_path / 'default' / 'pred.json').read_text())[1])
     shift = np.abs(default_verts - expected[:, :778])
     assert shift[..., :2].max() > 0 and shift[..., 2].max() <= 1e-6

@@ -1,9 +1,13 @@
 """The precision choice of config field `amp` (inference/precision.py): CPU bf16 detection from
 /proc/cpuinfo-format files and the rule per device."""
+import dataclasses
+
 import pytest
 import torch
 
 import config as config_module
+from inference import precision
+from inference.network import inference_amp
 from inference.precision import NATIVE_BF16_FLAGS, cpu_bf16_flags, resolve_amp
 
 CPU = torch.device('cpu')
@@ -66,3 +70,26 @@ def test_fp16_on_the_cpu_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="got 'fp8'"):
         resolve_amp('fp8', CPU)
 
+
+
+def test_as_published_is_fp32_where_auto_picks_bf16(monkeypatch):
+    # A CPU with native bf16 and a (patched) CUDA GPU with bf16: 'auto' picks bf16 on both,
+    # exact (config as_published) fp32 on both; an explicit bf16 contradicts it.
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
+    for device, flags in ((CPU, ('avx512_bf16',)), (torch.device('cuda'), None)):
+        assert resolve_amp('auto', device, cpu_flags=flags).dtype is torch.bfloat16
+        for amp in ('auto', 'off'):
+            exact = resolve_amp(amp, device, cpu_flags=flags, exact=True)
+            assert (exact.name, exact.dtype) == ('off', None)
+            assert 'as_published' in exact.reason and 'bf16' in exact.reason
+        with pytest.raises(ValueError, match='as_published'):
+            resolve_amp('bf16', device, cpu_flags=flags, exact=True)
+
+
+def test_as_published_resolves_to_fp32_through_the_config(monkeypatch):
+    monkeypatch.setattr(precision, 'cpu_bf16_flags', lambda: ('avx512_bf16',))
+    cfg = config_module.resolve(['--device', 'cpu', '--as_published', 'true'])
+    assert cfg.amp == 'auto' and inference_amp(cfg, CPU) is None
+    assert inference_amp(dataclasses.replace(cfg, as_published=False), CPU) is torch.bfloat16
+    with pytest.raises(config_module.ConfigError, match="'amp'"):
+        config_module.resolve(['--device', 'cpu', '--as_published', 'true', '--amp', 'bf16'])
