@@ -206,12 +206,21 @@ def side_by_side(ours, baseline):
 
 class DemoRun(NamedTuple):
     """How a demo run went: its start (datetime), the load averages at its start and end, the
-    precision asked for (--amp) and whether the licensed MANO model was used."""
+    precision asked for (--amp), whether the licensed MANO model was used and the command
+    that ran it."""
     started_at: object
     load_start: list
     load_end: list
     amp: str
     real_mano: bool
+    command: str = 'python -m tools.run_demo'
+
+
+def precision_run(amp):
+    """What `--amp` computes in on this CPU: 'bf16 autocast' or 'fp32' (inference.precision)."""
+    import torch
+    from inference.precision import resolve_amp
+    return 'fp32' if resolve_amp(amp, torch.device('cpu')).dtype is None else 'bf16 autocast'
 
 
 def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
@@ -220,22 +229,23 @@ def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
     column per entry). Times in s, scores (ours, the mean hand's) as utils.freihand_eval
     (means in cm), extents in mm."""
     from utils.freihand_eval import SCORE_KEYS
-    started_at, load_start, load_end, amp, real_mano = run
     ours, baseline = scores
     commit, dirty = git_commit()
     machine = machine_info()
     ratios = {key: round(float(baseline[key] / ours[key]), 3)
               for key in ('xyz_al_mean3d', 'mesh_al_mean3d')}
     return {
-        'date': started_at.isoformat(timespec='seconds'),
+        'command': run.command,
+        'date': run.started_at.isoformat(timespec='seconds'),
         'commit': commit, 'dirty': dirty,
         'cpu_model': machine['cpu_model'], 'cpu_flags': ' '.join(machine['cpu_flags']),
         'logical_cores': machine['logical_cores'],
         'onednn_max_cpu_isa': machine['onednn_max_cpu_isa'],
         'omp_num_threads': machine['omp_num_threads'],
-        'load_average_start': ' '.join(map(str, load_start or [])),
-        'load_average_end': ' '.join(map(str, load_end or [])),
-        'amp': amp, 'mano': 'licensed' if real_mano else 'stand-in',
+        'load_average_start': ' '.join(map(str, run.load_start or [])),
+        'load_average_end': ' '.join(map(str, run.load_end or [])),
+        'amp': run.amp, 'precision': precision_run(run.amp),
+        'mano': 'licensed' if run.real_mano else 'stand-in',
         'num_train': data_params['num_train'], 'num_eval': data_params['num_eval'],
         'iterations': iterations,
         'total_wall_s': round(sum(p['wall_s'] for p in phases), 1),
@@ -260,7 +270,50 @@ def parse_args(argv):
     parser.add_argument('--amp', default='auto', choices=('auto', 'off', 'bf16'),
                         help="precision of train.py and test.py (config.py's amp); 'off' is fp32, "
                              "what amp=auto picks on a CPU without native bf16")
+    parser.add_argument('--docs', action='store_true',
+                        help='afterwards copy the report, the training curves, one rendered '
+                             'result and the training log into docs/ (DOCS_FILES); then run '
+                             'make docs')
     return parser.parse_args(argv)
+
+
+# --docs: what the documentation shows of a demo run, {docs path: the run's output, relative to
+# output_root}. The result picture is test.py --vis's sample DOCS_VIS_SAMPLE.
+DOCS_VIS_SAMPLE = 3
+DOCS_FILES = {
+    'docs/measured/demo.json': REPORT_FILE,
+    'docs/demo_curves.png': 'log/{experiment}_curves.png',
+    'docs/vis_example.png': f'vis/{DOCS_VIS_SAMPLE:08d}.png',
+    'docs/train_cpu_demo.log': 'log/train_{experiment}.log',
+}
+
+
+def last_run(log_lines):
+    """The lines of the last run in a training log (from its last `resolved config:` line)."""
+    starts = [i for i, line in enumerate(log_lines) if line.endswith(' INFO resolved config:')]
+    return log_lines[starts[-1]:] if starts else log_lines
+
+
+def copy_to_docs(output_root, experiment, docs_root='.'):
+    """--docs: copy DOCS_FILES from a finished run into the documentation (atomically; the
+    training log trimmed to its last run). Returns the docs paths written."""
+    from utils.files.atomic import atomic_open
+    written = []
+    for dest, source in DOCS_FILES.items():
+        source = os.path.join(output_root, source.format(experiment=experiment))
+        dest = os.path.join(docs_root, dest)
+        if dest.endswith('.log'):
+            with open(source) as f:
+                lines = last_run(f.read().splitlines())
+            with atomic_open(dest) as f:
+                f.write('\n'.join(lines) + '\n')
+        else:
+            with open(source, 'rb') as f:
+                data = f.read()
+            with atomic_open(dest, 'wb') as f:
+                f.write(data)
+        written.append(dest)
+    return written
 
 
 LIMITS = """what this demo shows and what it cannot:
@@ -362,7 +415,8 @@ def main(argv=None):
     print(f'load average {load_start} at the start, {load_end} at the end; a second run reuses '
           f'the data and the checkpoints (the phases then take seconds)')
 
-    report = demo_report(DemoRun(started_at, load_start, load_end, args.amp, real), params,
+    command = shlex.join(['python', '-m', 'tools.run_demo', *(sys.argv[1:] if argv is None else argv)])
+    report = demo_report(DemoRun(started_at, load_start, load_end, args.amp, real, command), params,
                          cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size),
                          clock.phases, epochs, (ours, baseline), extents)
     from utils.files.atomic import atomic_write_json
@@ -383,6 +437,10 @@ outputs:
   rendered results      {cfg.vis_dir}/
   this report (JSON)    {report_path}
 done in {time.time() - start:.0f} s""")
+    if args.docs:
+        for path in copy_to_docs(cfg.output_root, cfg.experiment_name):
+            print(f'wrote {path}')
+        print('now run make docs (the tables of docs/performance.md)')
 
 
 if __name__ == '__main__':
