@@ -12,17 +12,25 @@ Prints, as percentages of the true wrist depth, the median and 90th percentile o
   Gaussian noise on the pixels and relative depths (NOISE_LEVELS), a stand-in for a network;
 - with --pred: a pred.json written by `test.py --root_source auto` (its wrist depths against
   the truth).
+
+--report PATH also writes them as JSON with the command, date, commit, CPU and load
+(utils.runtime.machine.report_header): docs/measured/root_depth.json is one, tabulated in
+docs/performance.md by `make docs`.
 """
 import argparse
 import json
 import os
+import shlex
+import sys
 
 import numpy as np
 
 import config as config_module
 from inference.root_depth import RootDepthPrior, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
+from utils.files.atomic import atomic_write_json
 from utils.mano import MANO
+from utils.runtime.machine import load_average, report_header
 from utils.transforms import project
 
 
@@ -70,7 +78,20 @@ def ground_truth_rows(xyz, K, prior):
     return [(label, *_percent(depth, truth)) for label, depth in rows]
 
 
+def write_report(path, argv, load_start, rows):
+    """--report: `rows` ([(label, median %, p90 %, n)]) as JSON under the measurement header."""
+    header = report_header(shlex.join(['python', '-m', 'benchmarks.root_depth', *argv]),
+                           load_start, 'float64 (NumPy); a pred.json in the precision test.py ran')
+    atomic_write_json(path, {
+        **header, 'hands': rows[0][3],
+        'wrist_depth_error_percent': {'median': {label: round(m, 2) for label, m, _, _ in rows},
+                                      'p90': {label: round(p, 2) for label, _, p, _ in rows}}},
+        indent=1)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    load_start = load_average()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_root', required=True, help='evaluation set with evaluation_xyz.json')
     parser.add_argument('--mano_root', '--mano-root', required=True,
@@ -78,6 +99,8 @@ def main(argv=None):
     parser.add_argument('--pred', help='pred.json of test.py --root_source auto')
     parser.add_argument('--hand_scale_m', type=float, default=config_module.Config.hand_scale_m,
                         help='bone 9-10 prior, m (default: config.py)')
+    parser.add_argument('--report', help='also write the table as JSON here (with the command, '
+                        'date, commit, CPU and load), e.g. docs/measured/root_depth.json')
     args = parser.parse_args(argv)
     with open(os.path.join(args.data_root, 'evaluation_xyz.json')) as f:
         xyz = np.asarray(json.load(f), dtype=np.float64)
@@ -101,6 +124,9 @@ def main(argv=None):
     print(f"{'root depth error, % of the true depth':<52}{'median':>8}{'p90':>8}{'n':>6}")
     for label, median, p90, count in rows:
         print(f'{label:<52}{median:8.2f}{p90:8.2f}{count:6d}')
+    if args.report:
+        write_report(args.report, argv, load_start, rows)
+        print(f'wrote {args.report}')
     return rows
 
 

@@ -25,7 +25,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -37,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 import config as config_module
+from utils.runtime.machine import git_commit, load_average, machine_info
 
 REAL_MANO_ROOT = 'manopth/mano/models'
 STANDIN_ROOT = 'data/mano_standin'
@@ -47,7 +47,6 @@ DATA_PARAMS = dict(num_train=600, num_eval=200, seed=0, root_noise=0.0, max_tilt
 PARAMS_FILE = 'demo_params.json'  # written into DATA_ROOT after a complete generation
 VIS_NUM = 4  # results rendered by test.py --vis
 REPORT_FILE = 'demo_report.json'  # in the output root: the machine-readable report
-CPU_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')  # reported when /proc/cpuinfo has them
 MIN_RATIO = 2.0  # the demo's goal: aligned errors at most half the mean hand's
 
 
@@ -60,11 +59,6 @@ def cpu_seconds():
     """User + system CPU seconds of this process and of its children that have finished."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def load_average():
-    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None
 
 
 class PhaseClock:
@@ -139,35 +133,6 @@ def extent_mm(verts):
     """
     extent = verts.max(axis=1) - verts.min(axis=1)  # (N, 3)
     return [round(float(v) * 1000, 1) for v in np.median(extent, axis=0)]
-
-
-def machine_info():
-    """CPU model, the CPU_FLAGS present, logical cores, the oneDNN ISA cap and the OpenMP thread
-    count set in the environment, for the report."""
-    model, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and model in ('', platform.machine()):
-                    model = line.split(':', 1)[1].strip()
-                elif line.startswith('flags') and not flags:
-                    flags = set(line.split(':', 1)[1].split())
-    return {'cpu_model': model, 'cpu_flags': [f for f in CPU_FLAGS if f in flags],
-            'logical_cores': os.cpu_count(),
-            'onednn_max_cpu_isa': os.environ.get('ONEDNN_MAX_CPU_ISA'),
-            'omp_num_threads': os.environ.get('OMP_NUM_THREADS')}  # None: torch's one per core
-
-
-def git_commit():
-    """(commit, dirty) of the working tree, or (None, None) outside git."""
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
-    return commit, dirty
 
 
 def mean_hand_baseline(data_root, out_dir):
