@@ -89,7 +89,7 @@ def test_the_report_is_what_make_docs_tabulates(tmp_path):
     assert '| xyz_al_mean3d | 1 | 4 |' in table  # the scores side by side
     assert '| train.py | 300 | 550 |' in table  # wall and CPU per phase
     assert '| z | 10 | 25 |' in table  # the depth spread, predicted and true
-    assert '- amp: `off`' in table
+    assert 'amp: `off`;' in table
 
 
 def test_docs_copies_the_run_and_keeps_the_logs_last_run(tmp_path):
