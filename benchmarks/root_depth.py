@@ -4,7 +4,8 @@
         [--pred output/pred.json] [--hand_scale_m 0.0326]
 
 Prints, as percentages of the true wrist depth, the median and 90th percentile of
-|estimated - true| / true:
+|estimated - true| / true, and the number of hands it has an estimate for (the solver refuses
+a hand whose 2D bones are too short, as demo.py does):
 - ground-truth predictor: the true pixels and relative depths of the 21 joints
   (evaluation_xyz.json projected with evaluation_K.json), solved with the prior (the whole
   skeleton, as demo.py and test.py do; and bone 9-10 alone, for comparison) and with each
@@ -18,6 +19,7 @@ Prints, as percentages of the true wrist depth, the median and 90th percentile o
 docs/performance.md by `make docs`.
 """
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -28,6 +30,7 @@ import numpy as np
 import config as config_module
 from inference.root_depth import RootDepthPrior, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
+from utils.errors import ImageInputError
 from utils.files.atomic import atomic_write_json
 from utils.mano import MANO
 from utils.runtime.machine import load_average, report_header
@@ -44,8 +47,21 @@ def _skeleton_px(xyz, K):
 
 
 def _percent(estimate, truth):
-    error = np.abs(estimate - truth) / truth * 100
+    """(median %, p90 %, n) of |estimate - truth| / truth over the hands with an estimate."""
+    error = (np.abs(estimate - truth) / truth * 100)[np.isfinite(estimate)]
     return float(np.median(error)), float(np.percentile(error, 90)), len(error)
+
+
+def _solve_each(joints_uv, depth_rel, K, skeleton_m, bones=SKELETON):
+    """solve_root_depth hand by hand; NaN where it refuses one (e.g. a bone foreshortened
+    under MIN_SKELETON_PX), as demo.py skips such a hand. N x 21 x 2, N x 21, N x 3 x 3 and a
+    scalar or N target lengths (m) -> N depths (m)."""
+    targets = np.broadcast_to(np.asarray(skeleton_m, dtype=np.float64), (len(joints_uv),))
+    depths = np.full(len(joints_uv), np.nan)
+    for i, target in enumerate(targets):
+        with contextlib.suppress(ImageInputError):
+            depths[i] = solve_root_depth(joints_uv[i], depth_rel[i], K[i], target, bones=bones)
+    return depths
 
 
 def _skeleton_lengths(xyz, bones):
@@ -61,11 +77,11 @@ def ground_truth_rows(xyz, K, prior):
     bone = [SCALE_BONE]
     rows = [
         ('ground truth, prior, whole skeleton',
-         solve_root_depth(uvd[..., :2], depth_rel, K, prior.skeleton_m)),
+         _solve_each(uvd[..., :2], depth_rel, K, prior.skeleton_m)),
         ('ground truth, prior, bone 9-10 alone',
-         solve_root_depth(uvd[..., :2], depth_rel, K, prior.hand_scale_m, bones=bone)),
+         _solve_each(uvd[..., :2], depth_rel, K, prior.hand_scale_m, bones=bone)),
         ('ground truth, own skeleton length (self-check)',
-         solve_root_depth(uvd[..., :2], depth_rel, K, _skeleton_lengths(xyz, SKELETON))),
+         _solve_each(uvd[..., :2], depth_rel, K, _skeleton_lengths(xyz, SKELETON))),
     ]
     # A network's errors, roughly: the truth with pixel and relative-depth noise.
     rng = np.random.default_rng(0)
@@ -74,7 +90,7 @@ def ground_truth_rows(xyz, K, prior):
         noisy_rel = depth_rel + rng.normal(scale=mm / 1000, size=depth_rel.shape)
         noisy_rel[:, 0] = 0.0
         rows.append((f'ground truth + noise ({px:g} px, {mm:g} mm), prior',
-                     solve_root_depth(noisy_uv, noisy_rel, K, prior.skeleton_m)))
+                     _solve_each(noisy_uv, noisy_rel, K, prior.skeleton_m)))
     return [(label, *_percent(depth, truth)) for label, depth in rows]
 
 
@@ -83,9 +99,10 @@ def write_report(path, argv, load_start, rows):
     header = report_header(shlex.join(['python', '-m', 'benchmarks.root_depth', *argv]),
                            load_start, 'float64 (NumPy); a pred.json in the precision test.py ran')
     atomic_write_json(path, {
-        **header, 'hands': rows[0][3],
+        **header,
         'wrist_depth_error_percent': {'median': {label: round(m, 2) for label, m, _, _ in rows},
-                                      'p90': {label: round(p, 2) for label, _, p, _ in rows}}},
+                                      'p90': {label: round(p, 2) for label, _, p, _ in rows},
+                                      'hands': {label: n for label, _, _, n in rows}}},
         indent=1)
 
 

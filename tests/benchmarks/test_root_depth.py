@@ -44,8 +44,22 @@ def test_a_network_at_twice_the_depth_is_100_percent_off_and_reported(tmp_path, 
     for field in ('date', 'commit', 'cpu_model', 'cpu_flags', 'load_average_start',
                   'load_average_end', 'precision'):
         assert field in written, field
-    assert written['hands'] == 6
+    assert set(written['wrist_depth_error_percent']['hands'].values()) == {6}
     medians = written['wrist_depth_error_percent']['median']
     assert medians[f"network ({tmp_path / 'pred.json'})"] == 100.0
     table = make_docs.measured_table('root_depth', folder=str(tmp_path))
     assert '| | wrist_depth_error_percent median | wrist_depth_error_percent p90 |' in table
+
+
+def test_a_hand_the_solver_refuses_is_left_out_not_fatal(standin_mano):
+    from utils.transforms import project
+    xyz, K = hands(standin_mano, count=3)
+    uvd = project(xyz, K)
+    uv, rel = uvd[..., :2].copy(), uvd[..., 2] - uvd[..., :1, 2]
+    uv[1] = uv[1, :1]  # hand 1 collapsed to one pixel: no 2D skeleton to measure
+    truth = xyz[:, 0, 2]
+    lengths = root_depth._skeleton_lengths(xyz, root_depth.SKELETON)
+    depths = root_depth._solve_each(uv, rel, K, lengths)
+    assert np.isnan(depths[1])
+    np.testing.assert_allclose(depths[[0, 2]], truth[[0, 2]], rtol=1e-6)  # own lengths: exact
+    assert root_depth._percent(depths, truth)[2] == 2
