@@ -241,7 +241,7 @@ def measured_table(name, folder=None):
             cells = [report[column][row] for column in columns]
             lines.append(f'| {row} | ' + ' | '.join(
                 f'{cell:.4g}' if isinstance(cell, float) else _cell(cell) for cell in cells) + ' |')
-    return f'From `{MEASURED_DIR}/{name}.json`:\n\n' + '\n'.join(lines)
+    return f'From `{MEASURED_DIR}/{name}.json`: ' + '\n'.join(lines)
 
 
 # ---- the pages ------------------------------------------------------------------------------
