@@ -12,6 +12,7 @@ Each step is the command a user would type (printed before it runs); a second ru
 MANO, the data and the checkpoints that exist.
 
     python -m tools.run_demo [--amp off]      # make demo [DEMO_ARGS="--amp off"]
+    python -m tools.run_demo --docs           # then copy the report and figures into docs/
 
 `--amp off` forces fp32 (what a CPU without native bf16 gets from amp=auto); with
 ONEDNN_MAX_CPU_ISA=AVX2 in the environment it times an AVX2-only machine on a newer one.
