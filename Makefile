@@ -1,19 +1,34 @@
 # The two commands of the README: `make demo` (end-to-end run) and `make test` (the suite);
 # `make docs` rewrites the generated parts of the documentation (tools/make_docs.py).
-# Both create or reuse the virtual environment $(VENV) and install what is missing.
+# Both create or reuse the virtual environment $(VENV) and install what is missing; they do not
+# activate it (run .venv/bin/python, or `. .venv/bin/activate` first).
+# `make venv TORCH=cpu`: install the CPU-only torch/torchvision pair (PyTorch's own index,
+# TORCH_CPU_INDEX) before requirements.txt; without TORCH, PyPI's default wheels (with CUDA).
+# It acts when the environment is (re)installed: on a new $(VENV) or a changed requirements.txt.
 PYTHON ?= python3
+TORCH ?=
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.txt
 export PYOPENGL_PLATFORM ?= osmesa
 
+ifneq ($(filter-out cpu,$(TORCH)),)
+$(error TORCH=$(TORCH): the one choice is TORCH=cpu (the CPU-only torch/torchvision); leave TORCH unset for PyPI's default wheels)
+endif
+
 .PHONY: venv test test-fast demo docs detector app
 
 venv: $(STAMP)
 
-# Reinstall only when requirements.txt changed since the last successful install.
+# Reinstall only when requirements.txt changed since the last successful install. With
+# TORCH=cpu, torch and torchvision (requirements.txt's ranges) come from TORCH_CPU_INDEX first,
+# so the second pip finds them installed.
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+ifeq ($(TORCH),cpu)
+	$(PY) -m pip install --index-url $(TORCH_CPU_INDEX) $$(grep -E '^torch(vision)?[<>=!~ ]' requirements.txt)
+endif
 	$(PY) -m pip install -r requirements.txt
 	cp requirements.txt $(STAMP)
 

@@ -4,7 +4,8 @@
         [--pred output/pred.json] [--hand_scale_m 0.0326]
 
 Prints, as percentages of the true wrist depth, the median and 90th percentile of
-|estimated - true| / true:
+|estimated - true| / true, and the number of hands it has an estimate for (the solver refuses
+a hand whose 2D bones are too short, as demo.py does):
 - ground-truth predictor: the true pixels and relative depths of the 21 joints
   (evaluation_xyz.json projected with evaluation_K.json), solved with the prior (the whole
   skeleton, as demo.py and test.py do; and bone 9-10 alone, for comparison) and with each
@@ -12,17 +13,27 @@ Prints, as percentages of the true wrist depth, the median and 90th percentile o
   Gaussian noise on the pixels and relative depths (NOISE_LEVELS), a stand-in for a network;
 - with --pred: a pred.json written by `test.py --root_source auto` (its wrist depths against
   the truth).
+
+--report PATH also writes them as JSON with the command, date, commit, CPU and load
+(utils.runtime.machine.report_header): docs/measured/root_depth.json is one, tabulated in
+docs/performance.md by `make docs`.
 """
 import argparse
+import contextlib
 import json
 import os
+import shlex
+import sys
 
 import numpy as np
 
 import config as config_module
 from inference.root_depth import RootDepthPrior, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
+from utils.errors import ImageInputError
+from utils.files.atomic import atomic_write_json
 from utils.mano import MANO
+from utils.runtime.machine import load_average, report_header
 from utils.transforms import project
 
 
@@ -36,8 +47,21 @@ def _skeleton_px(xyz, K):
 
 
 def _percent(estimate, truth):
-    error = np.abs(estimate - truth) / truth * 100
+    """(median %, p90 %, n) of |estimate - truth| / truth over the hands with an estimate."""
+    error = (np.abs(estimate - truth) / truth * 100)[np.isfinite(estimate)]
     return float(np.median(error)), float(np.percentile(error, 90)), len(error)
+
+
+def _solve_each(joints_uv, depth_rel, K, skeleton_m, bones=SKELETON):
+    """solve_root_depth hand by hand; NaN where it refuses one (e.g. a bone foreshortened
+    under MIN_SKELETON_PX), as demo.py skips such a hand. N x 21 x 2, N x 21, N x 3 x 3 and a
+    scalar or N target lengths (m) -> N depths (m)."""
+    targets = np.broadcast_to(np.asarray(skeleton_m, dtype=np.float64), (len(joints_uv),))
+    depths = np.full(len(joints_uv), np.nan)
+    for i, target in enumerate(targets):
+        with contextlib.suppress(ImageInputError):
+            depths[i] = solve_root_depth(joints_uv[i], depth_rel[i], K[i], target, bones=bones)
+    return depths
 
 
 def _skeleton_lengths(xyz, bones):
@@ -53,11 +77,11 @@ def ground_truth_rows(xyz, K, prior):
     bone = [SCALE_BONE]
     rows = [
         ('ground truth, prior, whole skeleton',
-         solve_root_depth(uvd[..., :2], depth_rel, K, prior.skeleton_m)),
+         _solve_each(uvd[..., :2], depth_rel, K, prior.skeleton_m)),
         ('ground truth, prior, bone 9-10 alone',
-         solve_root_depth(uvd[..., :2], depth_rel, K, prior.hand_scale_m, bones=bone)),
+         _solve_each(uvd[..., :2], depth_rel, K, prior.hand_scale_m, bones=bone)),
         ('ground truth, own skeleton length (self-check)',
-         solve_root_depth(uvd[..., :2], depth_rel, K, _skeleton_lengths(xyz, SKELETON))),
+         _solve_each(uvd[..., :2], depth_rel, K, _skeleton_lengths(xyz, SKELETON))),
     ]
     # A network's errors, roughly: the truth with pixel and relative-depth noise.
     rng = np.random.default_rng(0)
@@ -66,11 +90,25 @@ def ground_truth_rows(xyz, K, prior):
         noisy_rel = depth_rel + rng.normal(scale=mm / 1000, size=depth_rel.shape)
         noisy_rel[:, 0] = 0.0
         rows.append((f'ground truth + noise ({px:g} px, {mm:g} mm), prior',
-                     solve_root_depth(noisy_uv, noisy_rel, K, prior.skeleton_m)))
+                     _solve_each(noisy_uv, noisy_rel, K, prior.skeleton_m)))
     return [(label, *_percent(depth, truth)) for label, depth in rows]
 
 
+def write_report(path, argv, load_start, rows):
+    """--report: `rows` ([(label, median %, p90 %, n)]) as JSON under the measurement header."""
+    header = report_header(shlex.join(['python', '-m', 'benchmarks.root_depth', *argv]),
+                           load_start, 'float64 (NumPy); a pred.json in the precision test.py ran')
+    atomic_write_json(path, {
+        **header,
+        'wrist_depth_error_percent': {'median': {label: round(m, 2) for label, m, _, _ in rows},
+                                      'p90': {label: round(p, 2) for label, _, p, _ in rows},
+                                      'hands': {label: n for label, _, _, n in rows}}},
+        indent=1)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    load_start = load_average()
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_root', required=True, help='evaluation set with evaluation_xyz.json')
     parser.add_argument('--mano_root', '--mano-root', required=True,
@@ -78,6 +116,8 @@ def main(argv=None):
     parser.add_argument('--pred', help='pred.json of test.py --root_source auto')
     parser.add_argument('--hand_scale_m', type=float, default=config_module.Config.hand_scale_m,
                         help='bone 9-10 prior, m (default: config.py)')
+    parser.add_argument('--report', help='also write the table as JSON here (with the command, '
+                        'date, commit, CPU and load), e.g. docs/measured/root_depth.json')
     args = parser.parse_args(argv)
     with open(os.path.join(args.data_root, 'evaluation_xyz.json')) as f:
         xyz = np.asarray(json.load(f), dtype=np.float64)
@@ -101,6 +141,9 @@ def main(argv=None):
     print(f"{'root depth error, % of the true depth':<52}{'median':>8}{'p90':>8}{'n':>6}")
     for label, median, p90, count in rows:
         print(f'{label:<52}{median:8.2f}{p90:8.2f}{count:6d}')
+    if args.report:
+        write_report(args.report, argv, load_start, rows)
+        print(f'wrote {args.report}')
     return rows
 
 

@@ -267,7 +267,7 @@ def write_meta(path, meta):
 
 # utils.vis.render's cached renderer grows with every 1280 x 960 render (pyrender keeps what
 # each scene uploads); freeing it every so many frames keeps a worker near its starting size
-# (figures in docs/performance.md, "Generators: the renderer's memory").
+# (figures in docs/performance.md, "Test suite").
 RENDERER_RECYCLE_FRAMES = 25
 _worker_frames = 0
 

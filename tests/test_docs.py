@@ -375,7 +375,7 @@ def test_a_measured_report_becomes_a_table(tmp_path):
         '"scores": {"xyz_al_mean3d": 1.5, "mesh_al_mean3d": 1.75}, '
         '"mean_hand": {"xyz_al_mean3d": 4.5, "mesh_al_mean3d": 4.875}}')
     text = make_docs.measured_table('demo', folder=str(tmp_path))
-    assert '- date: `2026-12-05`' in text
+    assert 'date: `2026-12-05`;' in text and 'command: `not recorded`;' in text
     assert '| | scores | mean_hand |' in text
     assert '| xyz_al_mean3d | 1.5 | 4.5 |' in text and '| mesh_al_mean3d | 1.75 | 4.875 |' in text
     assert 'No measurement' in make_docs.measured_table('absent', folder=str(tmp_path))
@@ -383,3 +383,18 @@ def test_a_measured_report_becomes_a_table(tmp_path):
                                           '"mean_hand": {"f_al_score_5": 0.0078125}}}')
     assert '| f_al_score_5 | 0.25 | 0.007812 |' in make_docs.measured_table(
         'nested', folder=str(tmp_path))
+
+
+def test_the_index_names_each_reports_origin_and_what_it_lacks(tmp_path):
+    (tmp_path / 'a.json').write_text(
+        '{"command": "python -m benchmarks.root_depth --data_root D", "date": "2026-12-07", '
+        '"commit": "0123456789abcdef", "dirty": true, "cpu_model": "CPU X", "cpu_flags": "avx2", '
+        '"logical_cores": 2, "precision": "fp32", "load_average_start": "1.0 1 1", '
+        '"load_average_end": "2.0 2 2"}')
+    (tmp_path / 'b.json').write_text('{"date": "2026-12-02"}')
+    rows = make_docs.measured_index(folder=str(tmp_path)).split('\n')
+    assert rows[2] == ('| [a.json](measured/a.json) | `python -m benchmarks.root_depth --data_root D` '
+                       '| 2026-12-07 | 0123456789 (uncommitted changes) | CPU X, 2 logical cores; '
+                       'avx2 | fp32 | 1.0 1 1; 2.0 2 2 |')
+    assert rows[3].startswith('| [b.json](measured/b.json) | `not recorded` | 2026-12-02 | not recorded |')
+    assert 'precision: `not recorded`;' in make_docs.measured_table('b', folder=str(tmp_path))

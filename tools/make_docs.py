@@ -18,7 +18,9 @@ Generated, so that nothing is written twice:
   KIND `measured NAME`: the table in docs/measured/NAME.json (a report a script wrote, copied
   there with its date, commit, CPU and load);
   KIND `include PATH`: the file PATH (relative to the repository) verbatim in a code block,
-  with a link to it (docs/examples/, the recipes of docs/development.md that a test runs).
+  with a link to it (docs/examples/, the recipes of docs/development.md that a test runs);
+  KIND `measured-index`: one row per docs/measured/*.json: its command, date, commit, CPU,
+  precision and load (REPORT_HEADER; "not recorded" where a report lacks a field).
 
 A script's parser is read by running its `main` until it parses its arguments (the parsing is
 intercepted there, so nothing else runs): its options stay those of the code. tests/test_docs.py
@@ -201,9 +203,36 @@ def published_numbers(method_path=os.path.join(REPO, 'docs/method.md')):
     return f'{section.strip()}\n\n(Source: {source}.)'
 
 
+# The fields every measured report carries (utils.runtime.machine.report_header writes them);
+# a report without one says "not recorded" there.
+REPORT_HEADER = ('command', 'date', 'commit', 'cpu_model', 'cpu_flags', 'logical_cores',
+                 'precision', 'load_average_start', 'load_average_end')
+NOT_RECORDED = 'not recorded'
+
+
+def measured_index(folder=None):
+    """A Markdown table with one row per report in docs/measured/: where each figure came from."""
+    folder = folder or os.path.join(REPO, MEASURED_DIR)
+    rows = ['| report | command | date | commit | CPU | precision | load average (start; end) |',
+            '|---|---|---|---|---|---|---|']
+    for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
+        with open(path) as f:
+            report = json.load(f)
+        field = {key: report.get(key, NOT_RECORDED) for key in REPORT_HEADER}
+        commit = field['commit'] if field['commit'] in (None, NOT_RECORDED) else \
+            f"{field['commit'][:10]}{' (uncommitted changes)' if report.get('dirty') else ''}"
+        cpu = f"{field['cpu_model']}, {field['logical_cores']} logical cores; {field['cpu_flags']}"
+        name = os.path.basename(path)
+        rows.append(f'| [{name}]({MEASURED_DIR.split("/", 1)[1]}/{name}) | `{_cell(field["command"])}` | '
+                    f'{_cell(field["date"])} | {_cell(commit)} | {_cell(cpu)} | '
+                    f'{_cell(field["precision"])} | {_cell(field["load_average_start"])}; '
+                    f'{_cell(field["load_average_end"])} |')
+    return '\n'.join(rows)
+
+
 def measured_table(name, folder=None):
     """The report docs/measured/<name>.json as Markdown: its scalar fields (date, commit, CPU,
-    load...) as a list, then its tables: a dict of numbers is one column, dicts sharing keys
+    load...) on one line, `key: value` separated by `;`, then its tables: a dict of numbers is one column, dicts sharing keys
     are side by side, and a dict of such dicts gives one column per entry."""
     path = os.path.join(folder or os.path.join(REPO, MEASURED_DIR), f'{name}.json')
     if not os.path.isfile(path):
@@ -215,8 +244,9 @@ def measured_table(name, folder=None):
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             del report[key]
             report.update({f'{key} {sub}': table for sub, table in value.items()})
-    lines = [f'- {key}: `{_cell(value)}`' for key, value in report.items()
-             if not isinstance(value, dict)]
+    report = {**{key: NOT_RECORDED for key in REPORT_HEADER}, **report}
+    lines = ['; '.join(f'{key}: `{_cell(value)}`' for key, value in report.items()
+                       if not isinstance(value, dict))]  # one line: the index has them too
     tables = {}
     for key, value in report.items():
         if isinstance(value, dict):
@@ -227,7 +257,7 @@ def measured_table(name, folder=None):
             cells = [report[column][row] for column in columns]
             lines.append(f'| {row} | ' + ' | '.join(
                 f'{cell:.4g}' if isinstance(cell, float) else _cell(cell) for cell in cells) + ' |')
-    return f'From `{MEASURED_DIR}/{name}.json`:\n\n' + '\n'.join(lines)
+    return f'From `{MEASURED_DIR}/{name}.json`: ' + '\n'.join(lines)
 
 
 # ---- included files ----------------------------------------------------------------------------
@@ -260,8 +290,10 @@ def render_block(spec, page):
         return measured_table(arg)
     if kind == 'include':
         return included_file(arg, page)
-    raise ValueError(f'{page}: unknown generated block {spec!r} (options, published, measured, '
-                     f'include)')
+    if kind == 'measured-index':
+        return measured_index()
+    raise ValueError(f'{page}: unknown generated block {spec!r} '
+                     '(options, published, measured, measured-index, include)')
 
 
 def render_page(page, text):

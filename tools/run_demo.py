@@ -12,6 +12,7 @@ Each step is the command a user would type (printed before it runs); a second ru
 MANO, the data and the checkpoints that exist.
 
     python -m tools.run_demo [--amp off]      # make demo [DEMO_ARGS="--amp off"]
+    python -m tools.run_demo --docs           # then copy the report and figures into docs/
 
 `--amp off` forces fp32 (what a CPU without native bf16 gets from amp=auto); with
 ONEDNN_MAX_CPU_ISA=AVX2 in the environment it times an AVX2-only machine on a newer one.
@@ -25,7 +26,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -37,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 import config as config_module
+from utils.runtime.machine import git_commit, load_average, machine_info
 
 REAL_MANO_ROOT = 'manopth/mano/models'
 STANDIN_ROOT = 'data/mano_standin'
@@ -47,7 +48,6 @@ DATA_PARAMS = dict(num_train=600, num_eval=200, seed=0, root_noise=0.0, max_tilt
 PARAMS_FILE = 'demo_params.json'  # written into DATA_ROOT after a complete generation
 VIS_NUM = 4  # results rendered by test.py --vis
 REPORT_FILE = 'demo_report.json'  # in the output root: the machine-readable report
-CPU_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')  # reported when /proc/cpuinfo has them
 MIN_RATIO = 2.0  # the demo's goal: aligned errors at most half the mean hand's
 
 
@@ -60,11 +60,6 @@ def cpu_seconds():
     """User + system CPU seconds of this process and of its children that have finished."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def load_average():
-    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None
 
 
 class PhaseClock:
@@ -141,35 +136,6 @@ def extent_mm(verts):
     return [round(float(v) * 1000, 1) for v in np.median(extent, axis=0)]
 
 
-def machine_info():
-    """CPU model, the CPU_FLAGS present, logical cores, the oneDNN ISA cap and the OpenMP thread
-    count set in the environment, for the report."""
-    model, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and model in ('', platform.machine()):
-                    model = line.split(':', 1)[1].strip()
-                elif line.startswith('flags') and not flags:
-                    flags = set(line.split(':', 1)[1].split())
-    return {'cpu_model': model, 'cpu_flags': [f for f in CPU_FLAGS if f in flags],
-            'logical_cores': os.cpu_count(),
-            'onednn_max_cpu_isa': os.environ.get('ONEDNN_MAX_CPU_ISA'),
-            'omp_num_threads': os.environ.get('OMP_NUM_THREADS')}  # None: torch's one per core
-
-
-def git_commit():
-    """(commit, dirty) of the working tree, or (None, None) outside git."""
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
-    return commit, dirty
-
-
 def mean_hand_baseline(data_root, out_dir):
     """Evaluate the training-set mean mesh (relative to the wrist) placed at each evaluation
     sample's root estimate from bbox_root_freihand_output.json."""
@@ -206,12 +172,21 @@ def side_by_side(ours, baseline):
 
 class DemoRun(NamedTuple):
     """How a demo run went: its start (datetime), the load averages at its start and end, the
-    precision asked for (--amp) and whether the licensed MANO model was used."""
+    precision asked for (--amp), whether the licensed MANO model was used and the command
+    that ran it."""
     started_at: object
     load_start: list
     load_end: list
     amp: str
     real_mano: bool
+    command: str = 'python -m tools.run_demo'
+
+
+def precision_run(amp):
+    """What `--amp` computes in on this CPU: 'bf16 autocast' or 'fp32' (inference.precision)."""
+    import torch
+    from inference.precision import resolve_amp
+    return 'fp32' if resolve_amp(amp, torch.device('cpu')).dtype is None else 'bf16 autocast'
 
 
 def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
@@ -220,22 +195,23 @@ def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
     column per entry). Times in s, scores (ours, the mean hand's) as utils.freihand_eval
     (means in cm), extents in mm."""
     from utils.freihand_eval import SCORE_KEYS
-    started_at, load_start, load_end, amp, real_mano = run
     ours, baseline = scores
     commit, dirty = git_commit()
     machine = machine_info()
     ratios = {key: round(float(baseline[key] / ours[key]), 3)
               for key in ('xyz_al_mean3d', 'mesh_al_mean3d')}
     return {
-        'date': started_at.isoformat(timespec='seconds'),
+        'command': run.command,
+        'date': run.started_at.isoformat(timespec='seconds'),
         'commit': commit, 'dirty': dirty,
         'cpu_model': machine['cpu_model'], 'cpu_flags': ' '.join(machine['cpu_flags']),
         'logical_cores': machine['logical_cores'],
         'onednn_max_cpu_isa': machine['onednn_max_cpu_isa'],
         'omp_num_threads': machine['omp_num_threads'],
-        'load_average_start': ' '.join(map(str, load_start or [])),
-        'load_average_end': ' '.join(map(str, load_end or [])),
-        'amp': amp, 'mano': 'licensed' if real_mano else 'stand-in',
+        'load_average_start': ' '.join(map(str, run.load_start or [])),
+        'load_average_end': ' '.join(map(str, run.load_end or [])),
+        'amp': run.amp, 'precision': precision_run(run.amp),
+        'mano': 'licensed' if run.real_mano else 'stand-in',
         'num_train': data_params['num_train'], 'num_eval': data_params['num_eval'],
         'iterations': iterations,
         'total_wall_s': round(sum(p['wall_s'] for p in phases), 1),
@@ -260,7 +236,50 @@ def parse_args(argv):
     parser.add_argument('--amp', default='auto', choices=('auto', 'off', 'bf16'),
                         help="precision of train.py and test.py (config.py's amp); 'off' is fp32, "
                              "what amp=auto picks on a CPU without native bf16")
+    parser.add_argument('--docs', action='store_true',
+                        help='afterwards copy the report, the training curves, one rendered '
+                             'result and the training log into docs/ (DOCS_FILES); then run '
+                             'make docs')
     return parser.parse_args(argv)
+
+
+# --docs: what the documentation shows of a demo run, {docs path: the run's output, relative to
+# output_root}. The result picture is test.py --vis's sample DOCS_VIS_SAMPLE.
+DOCS_VIS_SAMPLE = 3
+DOCS_FILES = {
+    'docs/measured/demo.json': REPORT_FILE,
+    'docs/demo_curves.png': 'log/{experiment}_curves.png',
+    'docs/vis_example.png': f'vis/{DOCS_VIS_SAMPLE:08d}.png',
+    'docs/train_cpu_demo.log': 'log/train_{experiment}.log',
+}
+
+
+def last_run(log_lines):
+    """The lines of the last run in a training log (from its last `resolved config:` line)."""
+    starts = [i for i, line in enumerate(log_lines) if line.endswith(' INFO resolved config:')]
+    return log_lines[starts[-1]:] if starts else log_lines
+
+
+def copy_to_docs(output_root, experiment, docs_root='.'):
+    """--docs: copy DOCS_FILES from a finished run into the documentation (atomically; the
+    training log trimmed to its last run). Returns the docs paths written."""
+    from utils.files.atomic import atomic_open
+    written = []
+    for dest, source in DOCS_FILES.items():
+        source = os.path.join(output_root, source.format(experiment=experiment))
+        dest = os.path.join(docs_root, dest)
+        if dest.endswith('.log'):
+            with open(source) as f:
+                lines = last_run(f.read().splitlines())
+            with atomic_open(dest) as f:
+                f.write('\n'.join(lines) + '\n')
+        else:
+            with open(source, 'rb') as f:
+                data = f.read()
+            with atomic_open(dest, 'wb') as f:
+                f.write(data)
+        written.append(dest)
+    return written
 
 
 LIMITS = """what this demo shows and what it cannot:
@@ -362,7 +381,8 @@ def main(argv=None):
     print(f'load average {load_start} at the start, {load_end} at the end; a second run reuses '
           f'the data and the checkpoints (the phases then take seconds)')
 
-    report = demo_report(DemoRun(started_at, load_start, load_end, args.amp, real), params,
+    command = shlex.join(['python', '-m', 'tools.run_demo', *(sys.argv[1:] if argv is None else argv)])
+    report = demo_report(DemoRun(started_at, load_start, load_end, args.amp, real, command), params,
                          cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size),
                          clock.phases, epochs, (ours, baseline), extents)
     from utils.files.atomic import atomic_write_json
@@ -383,6 +403,10 @@ outputs:
   rendered results      {cfg.vis_dir}/
   this report (JSON)    {report_path}
 done in {time.time() - start:.0f} s""")
+    if args.docs:
+        for path in copy_to_docs(cfg.output_root, cfg.experiment_name):
+            print(f'wrote {path}')
+        print('now run make docs (the tables of docs/performance.md)')
 
 
 if __name__ == '__main__':

@@ -89,4 +89,37 @@ def test_the_report_is_what_make_docs_tabulates(tmp_path):
     assert '| xyz_al_mean3d | 1 | 4 |' in table  # the scores side by side
     assert '| train.py | 300 | 550 |' in table  # wall and CPU per phase
     assert '| z | 10 | 25 |' in table  # the depth spread, predicted and true
-    assert '- amp: `off`' in table
+    assert 'amp: `off`;' in table
+
+
+def test_docs_copies_the_run_and_keeps_the_logs_last_run(tmp_path):
+    out, docs = tmp_path / 'output', tmp_path / 'repo'
+    (out / 'log').mkdir(parents=True)
+    (out / 'vis').mkdir()
+    (docs / 'docs' / 'measured').mkdir(parents=True)
+    (out / 'demo_report.json').write_text('{"date": "2026-12-07"}')
+    (out / 'log' / 'cpu_demo_curves.png').write_bytes(b'\x89PNG curves')
+    (out / 'vis' / f'{run_demo.DOCS_VIS_SAMPLE:08d}.png').write_bytes(b'\x89PNG result')
+    (out / 'vis' / '00000000.png').write_bytes(b'another sample')
+    (out / 'log' / 'train_cpu_demo.log').write_text(
+        '12-05 09:00:00 INFO resolved config:\n12-05 09:01:00 INFO old run\n'
+        '12-07 10:00:00 INFO resolved config:\n{\n}\n12-07 10:05:00 INFO epoch 0 done\n')
+    written = run_demo.copy_to_docs(str(out), 'cpu_demo', docs_root=str(docs))
+    assert sorted(written) == sorted(str(docs / path) for path in run_demo.DOCS_FILES)
+    assert (docs / 'docs/measured/demo.json').read_text() == '{"date": "2026-12-07"}'
+    assert (docs / 'docs/demo_curves.png').read_bytes() == b'\x89PNG curves'
+    assert (docs / 'docs/vis_example.png').read_bytes() == b'\x89PNG result'
+    assert (docs / 'docs/train_cpu_demo.log').read_text() == (
+        '12-07 10:00:00 INFO resolved config:\n{\n}\n12-07 10:05:00 INFO epoch 0 done\n')
+
+
+def test_the_report_names_its_command_and_precision():
+    from utils.freihand_eval import SCORE_KEYS
+    scores = ({key: 1.0 for key in SCORE_KEYS}, {key: 4.0 for key in SCORE_KEYS})
+    run = run_demo.DemoRun(datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc),
+                           [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], 'off', False,
+                           'python -m tools.run_demo --amp off')
+    report = run_demo.demo_report(run, {'num_train': 600, 'num_eval': 200}, 450, [], [],
+                                  scores, {'pred': [1.0] * 3, 'gt': [1.0] * 3})
+    assert report['command'] == 'python -m tools.run_demo --amp off'
+    assert report['precision'] == 'fp32'  # --amp off is fp32 on any CPU
