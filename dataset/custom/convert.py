@@ -10,7 +10,7 @@ boxes, intrinsics and annotations as the readers use them, so a converted set tr
 scores as the original does (FreiHAND's evaluation part keeps its RootNet root depths). demo
 lines are the demo's predictions (its JSON records), flagged `"pseudo_label": true`, for
 self-training on unlabelled photos. DIR/labels.jsonl is written atomically and never
-overwritten unless --overwrite is given.
+overwritten unless --overwrite is given (--append adds lines, e.g. a second split).
 """
 import argparse
 import json
@@ -91,15 +91,22 @@ def demo_lines(args):
 SOURCES = {'freihand': freihand_lines, 'ho3d': ho3d_lines, 'demo': demo_lines}
 
 
-def write_labels(out_dir, lines, overwrite=False):
+def write_labels(out_dir, lines, overwrite=False, append=False):
     """Write the lines (dicts) to out_dir/labels.jsonl atomically (nothing is left behind when
-    a source fails half-way); returns (path, number of lines)."""
+    a source fails half-way), after its present lines with `append`; returns (path, number of
+    lines written)."""
     path = os.path.join(out_dir, LABELS_FILE)
-    if os.path.exists(path) and not overwrite:
-        raise DataError(f'{path} exists: pass --overwrite to replace it, or choose another --out')
+    kept = ''
+    if os.path.exists(path) and append:
+        with open(path, encoding='utf-8') as f:
+            kept = f.read()
+    elif os.path.exists(path) and not overwrite:
+        raise DataError(f'{path} exists: pass --append to add lines to it, --overwrite to replace '
+                        f'it, or choose another --out')
     os.makedirs(out_dir, exist_ok=True)
     count = 0
     with atomic_open(path, 'w') as f:
+        f.write(kept if not kept or kept.endswith('\n') else kept + '\n')
         for line in lines:
             f.write(line_of(line) + '\n')
             count += 1
@@ -115,7 +122,8 @@ def parser():
         part.add_argument('--out', required=True, help=f'folder to write {LABELS_FILE} into')
         part.add_argument('--split', choices=('train', 'test'), help='split of every line')
         part.add_argument('--limit', type=int, help='convert the first N items only')
-        part.add_argument('--overwrite', action='store_true')
+        part.add_argument('--overwrite', action='store_true', help=f'replace {LABELS_FILE}')
+        part.add_argument('--append', action='store_true', help=f'add to {LABELS_FILE}')
         part.add_argument('--mano_root', default='manopth/mano/models')
         if source in ('freihand', 'ho3d'):
             part.add_argument('--root', required=True, help='the data set folder')
@@ -133,7 +141,8 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     try:
-        path, count = write_labels(args.out, SOURCES[args.source](args), args.overwrite)
+        path, count = write_labels(args.out, SOURCES[args.source](args), args.overwrite,
+                                   args.append)
         read_labels(args.out, args.mano_root)
     except DataError as err:
         print(f'error: {err}', file=sys.stderr)
