@@ -37,6 +37,7 @@ from utils.runtime.launch import run_main, training_run
 def main(argv):
     cfg = resolve_config(argv)
     check_batch_split(cfg, distributed.world_size_from_env())  # before anything is written
+    datasets.entry(cfg.dataset).check_data(cfg)  # e.g. every line of a custom labels.jsonl
     with training_run(cfg, f'train_{cfg.experiment_name}') as run:
         cfg, rank, world_size, device, logger = run
         layout = launch_summary(cfg, world_size)

@@ -215,6 +215,9 @@ class DatasetEntry:
             'evaluation'.
         check: cfg -> None; ValueError naming the field for a configuration this data set
             cannot run (checked before anything touches the disk).
+        check_data: cfg -> None; DataError naming the file for data that cannot be used, read
+            by train.py and test.py before they write anything (the custom set checks every
+            line of its labels.jsonl here).
         has_ground_truth: cfg -> whether the evaluation ground truth is there (local scores).
         evaluate: (cfg, dataset, xyz, verts) -> the FreiHAND-style scores of the training-time
             evaluation, or None when this data set has none.
@@ -225,5 +228,6 @@ class DatasetEntry:
     build: Callable
     write_outputs: Callable
     check: Callable = lambda cfg: None
+    check_data: Callable = lambda cfg: None
     has_ground_truth: Callable = lambda cfg: False
     evaluate: Optional[Callable] = None

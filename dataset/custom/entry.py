@@ -44,8 +44,8 @@ def _build(mode, cfg):
     return EpochConcatDataset([freihand, custom])
 
 
-def _check(cfg):
-    """Every line checked before a run writes anything (the entry scripts call this first)."""
+def _check_data(cfg):
+    """Every line checked before train.py or test.py writes anything."""
     checked_hands(cfg)
 
 
@@ -78,5 +78,5 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
     return scores
 
 
-ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs, check=_check,
+ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs, check_data=_check_data,
                      has_ground_truth=_has_ground_truth, evaluate=_evaluate)
