@@ -23,12 +23,14 @@ from utils.errors import UserError
 @dataclass(frozen=True)
 class Config:
     # ---- data ----------------------------------------------------------------------------
-    dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D
+    dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D | custom (docs/own_data.md)
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (docs/data.md)
     annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
     mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
     ho3d_version: str = 'v2'  # --dataset HO3D / FreiHAND+HO3D: v2 | v3 (the official split sizes the lists are checked against; docs/ho3d.md)
     ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
+    freihand_root: str = ''  # --dataset custom: also train on the FreiHAND training set in this folder (docs/own_data.md)
+    custom_repeat: int = 1  # --dataset custom: training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
     input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
     hand_scale_m: float = 0.0326  # m, bone 9-10 (middle MCP -> PIP) of `--root_depth auto` / root_source auto: the median of training_scale.json of the stand-in synthetic set (docs/own_images.md)
@@ -145,6 +147,7 @@ _RANGES = {
     'hand_scale_m': (0.0, None, True),
     'batch_size': (1, None, False),
     'accumulate': (1, None, False),
+    'custom_repeat': (1, None, False),
     'lr': (0.0, None, True),
     'weight_decay': (0.0, None, False),
     'adj_lr_scale': (0.0, None, True),

@@ -37,6 +37,7 @@ def main(argv):
     if not cfg.checkpoint and not cfg.onnx:
         raise config_module.ConfigError("no network given: python test.py --checkpoint PATH "
                                         "(or --onnx FILE from python -m tools.export_onnx)")
+    datasets.entry(cfg.dataset).check_data(cfg)  # before anything is written
     cfg, rank, world_size, device, logger = setup_run(cfg, f'test_{cfg.experiment_name}')
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)

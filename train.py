@@ -37,6 +37,7 @@ from utils.runtime.launch import run_main, training_run
 def main(argv):
     cfg = resolve_config(argv)
     check_batch_split(cfg, distributed.world_size_from_env())  # before anything is written
+    datasets.entry(cfg.dataset).check_data(cfg)  # e.g. every line of a custom labels.jsonl
     # refuse_to_overwrite: a fresh run into a folder with checkpoints stops before writing
     with training_run(cfg, f'train_{cfg.experiment_name}',
                       guard=resume.refuse_to_overwrite) as run:

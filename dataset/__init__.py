@@ -1,7 +1,8 @@
-"""Data sets for SAR: FreiHAND (docs/method.md §1-3), HO3D (docs/ho3d.md), both together, and
+"""Data sets for SAR: FreiHAND (docs/method.md §1-3), HO3D (docs/ho3d.md), both together, your
+own annotated hands (dataset/custom, docs/own_data.md), and
 the name -> entry registry the entry scripts use (config field `dataset`).
 
-Each data set is one module: its reader (a dataset.base.HandCropDataset), and an ENTRY that
+Each data set is one module or package (dataset/custom/): its reader (a dataset.base.HandCropDataset), and an ENTRY that
 builds it from a configuration, checks the configuration, evaluates its predictions and
 writes its submission file. A new data set is its module plus one line in DATASETS
 (docs/development.md, "Adding a data set").
@@ -9,7 +10,7 @@ writes its submission file. A new data set is its module plus one line in DATASE
 import cv2
 import torch
 
-from dataset import freihand, ho3d, mixed
+from dataset import custom, freihand, ho3d, mixed
 from dataset.base import DatasetEntry, Preprocessing
 from dataset.freihand import FreiHAND
 from dataset.ho3d import HO3D
@@ -19,6 +20,7 @@ DATASETS = {
     'FreiHAND': freihand.ENTRY,
     'HO3D': ho3d.ENTRY,
     'FreiHAND+HO3D': mixed.ENTRY,
+    'custom': custom.ENTRY,
 }
 _PREPROCESSING = ('input_img_shape', 'depth_box', 'seed', 'augment', 'fx_as_fy')
 

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 from torch.utils.data import Dataset
 
+from manopth.constants import NUM_VERTS
 from utils.constants import ROOT_JOINT_IDX
 from utils.errors import DataError
 from utils.files.images import read_image
@@ -66,7 +67,8 @@ class HandCropDataset(Dataset):
     """Items `(inputs, targets, meta_info)` of hand crops (docs/method.md §2-3).
 
     inputs['img']: 3 x H x W float32, normalised RGB. Training targets['mesh_pose_uvd']:
-    (V + J) x 3 float32 (docs/method.md §3); evaluation targets: {} (the evaluator reads the
+    (V + J) x 3 float32 (docs/method.md §3) and targets['verts_valid'] (float32 1, or 0 for a
+    joints-only item whose vertex rows are placeholders at the wrist); evaluation targets: {} (the evaluator reads the
     ground truth itself). meta_info: 'idx', 'sample_idx', 'version' (ints), 'img2bb_trans' /
     'bb2img_trans' (2 x 3 float32, image <-> crop), 'K' (3 x 3), 'root_depth' (m: the true
     wrist depth in training, the data set's estimate or given root in evaluation), 'aug_scale',
@@ -109,7 +111,8 @@ class HandCropDataset(Dataset):
         raise NotImplementedError(f'{type(self).__name__} must define intrinsics')
 
     def training_points(self, idx):
-        """(vertices V x 3, joints J x 3) of training item idx, camera frame, meters."""
+        """(vertices V x 3, joints J x 3) of training item idx, camera frame, meters; vertices
+        None for an item annotated with joints only (trained on its joints, docs/method.md §12)."""
         raise NotImplementedError(f'{type(self).__name__} must define training_points')
 
     def evaluation_meta(self, idx):
@@ -186,9 +189,13 @@ class HandCropDataset(Dataset):
         }
         if self.mode == 'training':
             verts_cam, joints_cam = self.training_points(idx)
+            verts_valid = verts_cam is not None
+            if not verts_valid:  # finite placeholders the masked losses ignore
+                verts_cam = np.repeat(joints_cam[ROOT_JOINT_IDX:ROOT_JOINT_IDX + 1], NUM_VERTS, 0)
             targets = {'mesh_pose_uvd': encode_uvd(
                 verts_cam, joints_cam, K, img2crop, crop_size=self.input_img_shape,
-                depth_box=self.depth_box, fx_as_fy=self.fx_as_fy).astype(np.float32)}
+                depth_box=self.depth_box, fx_as_fy=self.fx_as_fy).astype(np.float32),
+                'verts_valid': np.float32(verts_valid)}
             meta_info['root_depth'] = np.float32(joints_cam[ROOT_JOINT_IDX, 2])
         else:
             targets = {}
@@ -208,6 +215,9 @@ class DatasetEntry:
             'evaluation'.
         check: cfg -> None; ValueError naming the field for a configuration this data set
             cannot run (checked before anything touches the disk).
+        check_data: cfg -> None; DataError naming the file for data that cannot be used, read
+            by train.py and test.py before they write anything (the custom set checks every
+            line of its labels.jsonl here).
         has_ground_truth: cfg -> whether the evaluation ground truth is there (local scores).
         evaluate: (cfg, dataset, xyz, verts) -> the FreiHAND-style scores of the training-time
             evaluation, or None when this data set has none.
@@ -218,5 +228,6 @@ class DatasetEntry:
     build: Callable
     write_outputs: Callable
     check: Callable = lambda cfg: None
+    check_data: Callable = lambda cfg: None
     has_ground_truth: Callable = lambda cfg: False
     evaluate: Optional[Callable] = None

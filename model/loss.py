@@ -75,20 +75,71 @@ def edge_length_loss(pred_verts, gt_verts, faces):
     return (pred_lengths - gt_lengths).abs().mean()
 
 
-def stage_losses(pred_uvd, gt_uvd, faces, num_vert):
+def stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid=None):
     """The three docs/method.md §5 terms of one stage, normal already weighted by NORMAL_LOSS_WEIGHT.
 
     Args:
         pred_uvd, gt_uvd: B x (V+J) x 3 crop-normalised uvd, vertices first.
         faces: F x 3 long indices into the first num_vert rows.
         num_vert: V; the mesh terms use rows [0, V) only.
+        verts_valid: optional B (1: the item's target vertices are real, 0: joints-only item,
+            its vertex rows are placeholders). None: every item has vertices (the published
+            losses as they are); see `masked_stage_losses` otherwise.
     Returns:
         {'coord': scalar, 'normal': scalar, 'edge': scalar}.
     """
     pred_verts = pred_uvd[:, :num_vert]
     gt_verts = gt_uvd[:, :num_vert]
-    return {
+    losses = {
         'coord': LOSS_WEIGHTS['coord'] * coord_l1_loss(pred_uvd, gt_uvd),
         'normal': LOSS_WEIGHTS['normal'] * normal_loss(pred_verts, gt_verts, faces),
         'edge': LOSS_WEIGHTS['edge'] * edge_length_loss(pred_verts, gt_verts, faces),
+    }
+    if verts_valid is None:
+        return losses
+    masked = masked_stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid)
+    # A batch whose every item has vertices keeps the published values bit for bit (the
+    # weighted means sum in another order); a tensor condition, so no host sync.
+    all_valid = (verts_valid > 0).all()
+    return {name: torch.where(all_valid, losses[name], masked[name]) for name in losses}
+
+
+def masked_stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid):
+    """The §5 terms when some items have joints only (docs/method.md §12, our extension).
+
+    coord: mean L1 over every supervised coordinate of the batch (all joint rows; the vertex
+    rows of items with vertices), so a joint weighs the same in every item; normal and edge:
+    means over the items with vertices only (0 when there are none). A joints-only item's
+    vertex rows get exactly zero gradient. With every item valid the values equal
+    `stage_losses` up to summation order.
+
+    Args:
+        pred_uvd, gt_uvd: B x (V+J) x 3; faces: F x 3 long; num_vert: V.
+        verts_valid: B, 1 for items with vertices, 0 for joints-only items.
+    Returns:
+        {'coord': scalar, 'normal': scalar, 'edge': scalar}.
+    """
+    valid = (verts_valid > 0).to(pred_uvd.dtype)  # (B,)
+    batch, rows = pred_uvd.shape[:2]
+    row_weight = torch.ones(batch, rows, dtype=pred_uvd.dtype, device=pred_uvd.device)
+    row_weight = torch.cat((valid[:, None].expand(batch, num_vert), row_weight[:, num_vert:]), 1)
+    coord = ((pred_uvd - gt_uvd).abs() * row_weight[..., None]).sum() / (row_weight.sum() * 3)
+
+    pred_verts, gt_verts = pred_uvd[:, :num_vert], gt_uvd[:, :num_vert]
+    face_terms = faces.shape[0] * 3  # per item: every face's three edges
+    items = valid.sum().clamp(min=1.0)  # no valid item: the sums are 0, not 0 / 0
+    pred_edges = face_edge_vectors(pred_verts, faces)
+    gt_edges = face_edge_vectors(gt_verts, faces)
+    pred_unit = F.normalize(pred_edges, dim=-1, eps=UNIT_EPS)
+    gt_normal = F.normalize(torch.linalg.cross(F.normalize(gt_edges[:, :, 0], dim=-1, eps=UNIT_EPS),
+                                               F.normalize(gt_edges[:, :, 1], dim=-1, eps=UNIT_EPS),
+                                               dim=-1), dim=-1, eps=UNIT_EPS)
+    cosines = (pred_unit * gt_normal.unsqueeze(2)).sum(dim=-1).abs()  # (B, F, 3)
+    lengths = (torch.linalg.vector_norm(pred_edges, dim=-1)
+               - torch.linalg.vector_norm(gt_edges, dim=-1)).abs()  # (B, F, 3)
+    per_item = valid / (items * face_terms)  # (B,)
+    return {
+        'coord': LOSS_WEIGHTS['coord'] * coord,
+        'normal': LOSS_WEIGHTS['normal'] * (cosines.sum(dim=(1, 2)) * per_item).sum(),
+        'edge': LOSS_WEIGHTS['edge'] * (lengths.sum(dim=(1, 2)) * per_item).sum(),
     }

@@ -187,7 +187,9 @@ class SAR(nn.Module):
 
         Args:
             inputs: {'img': B x 3 x H x W}.
-            targets: training only, {'mesh_pose_uvd': B x (V+J) x 3 crop-normalised uvd}.
+            targets: training only, {'mesh_pose_uvd': B x (V+J) x 3 crop-normalised uvd,
+                optional 'verts_valid': B (0 for items with joints only: their vertex rows are
+                placeholders; model.loss.stage_losses)}.
         Returns:
             training: {'coord_0', 'normal_0', 'edge_0', 'coord_1', ...} scalar tensors (normal
                 already weighted by 0.1); evaluation: {'coords': B x (V+J) x 3}.
@@ -204,10 +206,14 @@ class SAR(nn.Module):
         if tuple(gt_uvd.shape) != expected_shape:
             raise ValueError(f"targets['mesh_pose_uvd'] must have shape {expected_shape}; got "
                              f"{tuple(gt_uvd.shape)}")
+        verts_valid = targets.get('verts_valid')
+        if verts_valid is not None and tuple(verts_valid.shape) != (img.shape[0],):
+            raise ValueError(f"targets['verts_valid'] must have shape ({img.shape[0]},); got "
+                             f"{tuple(verts_valid.shape)}")
         stages = self._stages(img, maps='joints')
         losses = {}
         for stage, output in enumerate(stages):
-            for name, value in stage_losses(output.coords, gt_uvd, self.faces,
-                                            self.num_vert).items():
+            for name, value in stage_losses(output.coords, gt_uvd, self.faces, self.num_vert,
+                                            verts_valid).items():
                 losses[f'{name}_{stage}'] = value
         return losses

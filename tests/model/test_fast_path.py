@@ -22,6 +22,7 @@ import torch
 
 from model import NetworkSpec, SAR
 from model.layers import mix_and_project
+from model.loss import stage_losses
 
 NUM_JOINT = 5
 SIDE = 64
@@ -377,3 +378,44 @@ def test_cpu_dropout_half_keeps_independent_fair_coins():
     assert not torch.equal(kept, dropout(x, 0.5, training=True) != 0)  # a new mask per call
     assert dropout(x, 0.5, training=False) is x
     torch.testing.assert_close(dropout(x, 0.0, training=True), x)
+
+
+def test_joints_only_items_give_the_same_losses_and_gradients_with_both_heads():
+    """A mixed batch (verts_valid 1, 0): the fused and reference heads agree (float64), and
+    the joints-only item's vertex outputs get zero gradient."""
+    fused = randomised_model(2).double().train()
+    for module in fused.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    reference = small_model(2, head='reference').double().train()
+    reference.load_state_dict(fused.state_dict(), strict=True)
+    for module in reference.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    generator = torch.Generator().manual_seed(8)
+    img = torch.randn(2, 3, SIDE, SIDE, generator=generator, dtype=torch.float64)
+    gt_uvd = torch.rand(2, fused.num_vert + NUM_JOINT, 3, generator=generator,
+                        dtype=torch.float64) * 2 - 1
+    targets = {'mesh_pose_uvd': gt_uvd, 'verts_valid': torch.tensor([1.0, 0.0])}
+    coords = {}
+    losses = {}
+    for name, model in (('fused', fused), ('reference', reference)):
+        stages = model.predict_stages(img)
+        for output in stages:
+            output.coords.retain_grad()
+        losses[name] = {f'{term}_{k}': value for k, output in enumerate(stages)
+                        for term, value in stage_losses(output.coords, gt_uvd, model.faces,
+                                                        model.num_vert,
+                                                        targets['verts_valid']).items()}
+        sum(losses[name].values()).backward()
+        coords[name] = stages
+    for term in losses['fused']:
+        torch.testing.assert_close(losses['fused'][term], losses['reference'][term], rtol=0,
+                                   atol=1e-9)
+    for output in coords['fused']:
+        assert torch.count_nonzero(output.coords.grad[1, :fused.num_vert]) == 0
+        assert torch.count_nonzero(output.coords.grad[1, fused.num_vert:]) > 0
+    # forward() takes the same mask from the targets
+    model_losses = fused({'img': img}, targets)
+    for term in losses['fused']:
+        torch.testing.assert_close(model_losses[term], losses['fused'][term], rtol=0, atol=1e-9)

@@ -100,3 +100,53 @@ def test_degenerate_faces_give_finite_values_and_gradients():
     # -> sqrt3, 0, sqrt3; targets (v1, v1, v2): 0, sqrt2, sqrt2 -> |sqrt3| + sqrt2 + |sqrt3 - sqrt2|
     expected_edge = (2 + SQRT2 + math.sqrt(3) + SQRT2 + (math.sqrt(3) - SQRT2)) / 6
     assert total.item() == pytest.approx(expected_edge, rel=1e-6)
+
+
+# ---- joints-only items (verts_valid; docs/method.md §12) ----
+
+def mixed_batch():
+    """pred, gt (3 x 6 x 3: the 4 square vertices, then 2 joints) with distinct errors per item."""
+    generator = torch.Generator().manual_seed(0)
+    gt = torch.cat((GT_VERTS, torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.8, 0.1]])))[None].repeat(3, 1, 1)
+    pred = gt + 0.2 * torch.randn(gt.shape, generator=generator)
+    return pred.requires_grad_(), gt
+
+
+def test_an_all_valid_batch_gives_exactly_the_unmasked_losses():
+    pred, gt = mixed_batch()
+    plain = stage_losses(pred, gt, FACES, num_vert=4)
+    masked = stage_losses(pred, gt, FACES, num_vert=4, verts_valid=torch.ones(3))
+    for name in plain:
+        assert torch.equal(plain[name], masked[name]), name
+
+
+def test_joints_only_items_count_their_joint_rows_only():
+    pred, gt = mixed_batch()
+    gt[1, :4] = 123.0  # placeholder vertex rows of the joints-only item: must not matter
+    losses = stage_losses(pred, gt, FACES, num_vert=4, verts_valid=torch.tensor([1.0, 0.0, 1.0]))
+    error = (pred - gt).abs().detach()
+    # Supervised coordinates: all 6 rows of items 0 and 2, the 2 joint rows of item 1.
+    expected_coord = (error[0].sum() + error[2].sum() + error[1, 4:].sum()) / ((6 + 6 + 2) * 3)
+    assert losses['coord'].item() == pytest.approx(expected_coord.item(), rel=1e-6)
+    keep = torch.tensor([0, 2])
+    assert losses['normal'].item() == pytest.approx(
+        LOSS_WEIGHTS['normal'] * normal_loss(pred[keep, :4], gt[keep, :4], FACES).item(), rel=1e-6)
+    assert losses['edge'].item() == pytest.approx(
+        edge_length_loss(pred[keep, :4], gt[keep, :4], FACES).item(), rel=1e-6)
+
+
+def test_a_joints_only_item_gets_no_gradient_on_its_vertex_rows():
+    pred, gt = mixed_batch()
+    losses = stage_losses(pred, gt, FACES, num_vert=4, verts_valid=torch.tensor([1.0, 0.0, 1.0]))
+    sum(losses.values()).backward()
+    assert torch.count_nonzero(pred.grad[1, :4]) == 0
+    assert torch.count_nonzero(pred.grad[1, 4:]) == 6  # its joints are supervised
+    assert torch.count_nonzero(pred.grad[0, :4]) > 0
+
+
+def test_a_batch_without_vertices_trains_the_joints_only():
+    pred, gt = mixed_batch()
+    losses = stage_losses(pred, gt, FACES, num_vert=4, verts_valid=torch.zeros(3))
+    assert losses['normal'].item() == 0.0 and losses['edge'].item() == 0.0
+    assert losses['coord'].item() == pytest.approx(
+        coord_l1_loss(pred[:, 4:], gt[:, 4:]).item(), rel=1e-6)

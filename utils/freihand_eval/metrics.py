@@ -226,7 +226,12 @@ def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
     ones None when unavailable), 'mesh_available', 'num_samples', 'num_pred_verts',
     'pck_thresholds_m' (T,), 'pck_curves' {'xyz', 'xyz_al'[, 'mesh', 'mesh_al']: (T,) mean
     over points} and 'pck_per_keypoint' {'xyz', 'xyz_al': 21 x T}.
+
+    verts_gt None (a data set annotated with joints only, dataset/custom): the keypoint scores
+    only; the mesh scores and the F-scores are None.
     """
+    if verts_gt is None:
+        return _joint_scores(xyz_gt, xyz_pred, verts_pred)
     xyz_gt = _check_points('xyz_gt', xyz_gt, NUM_JOINTS)
     verts_gt = _check_points('verts_gt', verts_gt, NUM_VERTS)
     xyz_pred = _check_points('xyz_pred', xyz_pred, NUM_JOINTS)
@@ -270,5 +275,30 @@ def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
         pck_thresholds_m=PCK_THRESHOLDS_M.copy(),
         pck_curves={name: part['curve'] for name, part in parts.items()},
         pck_per_keypoint={name: parts[name]['per_point'] for name in ('xyz', 'xyz_al')},
+    )
+    return scores
+
+
+def _joint_scores(xyz_gt, xyz_pred, verts_pred):
+    """`evaluate` without ground-truth vertices: the four keypoint scores, the rest None."""
+    xyz_gt = _check_points('xyz_gt', xyz_gt, NUM_JOINTS)
+    xyz_pred = _check_points('xyz_pred', xyz_pred, NUM_JOINTS)
+    verts_pred = _check_points('verts_pred', verts_pred)
+    if not len(xyz_gt) == len(xyz_pred) == len(verts_pred):
+        raise EvaluationInputError(f'sample counts differ: xyz_gt {len(xyz_gt)}, xyz_pred '
+                                   f'{len(xyz_pred)}, verts_pred {len(verts_pred)}')
+    xyz_pred_aligned = align_similarity(xyz_gt, xyz_pred)
+    parts = {'xyz': _point_scores(point_errors(xyz_gt, xyz_pred)),
+             'xyz_al': _point_scores(point_errors(xyz_gt, xyz_pred_aligned))}
+    scores = dict.fromkeys(SCORE_KEYS)
+    for prefix, part in parts.items():
+        scores[f'{prefix}_mean3d'], scores[f'{prefix}_auc3d'] = part['mean_cm'], part['auc']
+    scores.update(
+        mesh_available=False,
+        num_samples=int(xyz_gt.shape[0]),
+        num_pred_verts=int(verts_pred.shape[1]),
+        pck_thresholds_m=PCK_THRESHOLDS_M.copy(),
+        pck_curves={name: part['curve'] for name, part in parts.items()},
+        pck_per_keypoint={name: part['per_point'] for name, part in parts.items()},
     )
     return scores

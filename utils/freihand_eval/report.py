@@ -21,12 +21,15 @@ PCK_PLOTS = {
 SCORES_FILE = 'scores.txt'
 PCK_DATA_FILE = 'pck_data.json'
 HTML_FILE = 'scores.html'
+NO_GT_VERTS = 'no ground-truth vertices (joints-only annotations)'
 
 
 def format_report(scores):
     """The seed's printed report (docs/method.md §8) of an `evaluate` result, without a trailing newline."""
     def block(title, prefix):
         mean_cm, auc = scores[f'{prefix}_mean3d'], scores[f'{prefix}_auc3d']
+        if mean_cm is None and scores['f_score_5'] is None:
+            return [title, f'unavailable: {NO_GT_VERTS}']
         if mean_cm is None:
             return [title, f'unavailable: the prediction has {scores["num_pred_verts"]} vertices per '
                            f'sample, per-vertex errors need {NUM_VERTS}']
@@ -37,6 +40,9 @@ def format_report(scores):
              + [''] + block('Evaluation 3D MESH results:', 'mesh')
              + block('Evaluation 3D MESH ALIGNED results:', 'mesh_al')
              + ['', 'F-scores'])
+    if scores['f_score_5'] is None:
+        lines.append(f'unavailable: {NO_GT_VERTS}')
+        return '\n'.join(lines)
     for mm, key, key_al in ((5.0, 'f_score_5', 'f_al_score_5'), (15.0, 'f_score_15', 'f_al_score_15')):
         # The seed's layout: a space and a tab before F_aligned.
         lines.append(f'F@{mm:.1f}mm = {scores[key]:.3f} \tF_aligned@{mm:.1f}mm = {scores[key_al]:.3f}')
