@@ -109,8 +109,12 @@ class _Worker:
             raise _unavailable(f'no interpreter {python}; ${PYTHON_ENV} names another')
         self.name = f'the detector worker ({python} {WORKER})'
         self.stderr = tempfile.TemporaryFile()  # a file, not a pipe: it never fills up
-        self.proc = subprocess.Popen([python, '-I', WORKER, *options], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
+        try:
+            self.proc = subprocess.Popen([python, '-I', WORKER, *options], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self.stderr)
+        except OSError as err:
+            self.stderr.close()
+            raise _unavailable(f'{python} does not run: {err}') from None
         self._finalizer = weakref.finalize(self, _stop, self.proc, self.stderr)
         hello = self.read_answer(START_TIMEOUT_S)
         if 'unavailable' in hello:
@@ -168,17 +172,16 @@ class _Worker:
     def fail(self, what):
         """Stop the worker and raise DetectorWorkerError naming it, what went wrong, its exit
         code and the end of its stderr."""
-        self.close()
+        _stop(self.proc, None)  # its stderr is complete now, and still open
         self.stderr.seek(0)
         tail = self.stderr.read().decode(errors='replace')[-STDERR_TAIL:].strip()
-        self.stderr.close()
+        self.close()
         raise DetectorWorkerError(f'{self.name}: {what}. Its exit code: {self.proc.returncode}; '
                                   f'the end of its stderr: {tail or "(nothing)"}')
 
     def close(self):
         """Stop the worker (end of its input; killed if it does not exit within 5 s)."""
-        self._finalizer.detach()
-        _stop(self.proc, None)
+        self._finalizer()  # once: later calls, and the garbage collector's, do nothing
 
     @property
     def alive(self):
@@ -186,6 +189,8 @@ class _Worker:
 
 
 def _stop(proc, stderr):
+    """End the worker process `proc` (its input closed, then killed after 5 s) and close its
+    pipes and, when given, its stderr file."""
     if proc.stdin and not proc.stdin.closed:
         try:
             proc.stdin.close()
@@ -250,6 +255,11 @@ class MediaPipeHands:
         center, size = box_from_joints(uv, image_hw)
         box = (float(center[0] - size / 2), float(center[1] - size / 2), float(size), float(size))
         return Detection(box, side, score, uv)
+
+    @property
+    def worker_pid(self):
+        """The process id of the current worker (for measuring its CPU time)."""
+        return self._worker.proc.pid
 
     def close(self):
         """Stop the worker now (it is also stopped when this object goes, or at exit)."""
