@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import torch
 import config as config_module
 from benchmarks.machine import other_cpu_use
 from inference.network import build_model
+from inference.precision import resolve_amp
 from wild.tracking import box_iou
 from utils.mano import MANO
 from utils.transforms import box_from_joints, project
@@ -94,6 +96,18 @@ def worker_cpu_s(detect):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime, stime
 
 
+def head_commit():
+    """The checked-out commit, with ' (dirty)' when tracked files differ; None outside git."""
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ' (dirty)' * bool(dirty)
+
+
 def environment_mib(python):
     """(prefix, MiB on disk as `du` counts it) of the virtual environment of `python`; the size
     is None when it is not a virtual environment."""
@@ -144,10 +158,14 @@ def main(argv):
         time_photos(paths[:1], predictor, tmp, detect)  # warm-up: the first call builds the graphs
         wall, cpu = time_photos(paths[:args.timed], predictor, tmp, detect)
     prefix, env_mib = environment_mib(detector_python())
-    bf16 = 'avx512_bf16' in open('/proc/cpuinfo').read()
-    network = f'{cfg.backbone}, {cfg.input_img_shape[0]} px, amp={cfg.amp}'
+    cpuinfo = open('/proc/cpuinfo').read()
+    bf16 = 'avx512_bf16' in cpuinfo
+    amp = resolve_amp(cfg.amp, torch.device('cpu')).name
+    network = f"{cfg.backbone}, {cfg.input_img_shape[0]} px, {'fp32' if amp == 'off' else amp}"
     report = {
-        'date': started_at.isoformat(timespec='seconds'), 'cpu_logical_cores': os.cpu_count(),
+        'date': started_at.isoformat(timespec='seconds'), 'commit': head_commit(),
+        'cpu_model': re.search(r'^model name\s*:\s*(.*)$', cpuinfo, re.M).group(1),
+        'cpu_logical_cores': os.cpu_count(),
         'cpu_avx512_bf16': bf16, 'load_average_start': ' '.join(map(str, load_start)),
         'load_average_end': ' '.join(f'{x:.2f}' for x in os.getloadavg()),
         'other_processes_cores_busy_at_start': None if other_cpu is None else round(other_cpu, 1),
