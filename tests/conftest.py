@@ -1,6 +1,6 @@
 """Fixtures shared across test folders, each made once per session when a test asks: the
-procedural MANO stand-in (as arrays and as a folder), a random MANO model's folder and a short
-synthetic hand clip with its ground truth (synthetic/clip.py)."""
+procedural MANO stand-in (as arrays and as a folder), a random MANO model's folder, a short
+synthetic hand clip with its ground truth (synthetic/clip.py), and the detector extra's check."""
 import os
 
 import pytest
@@ -53,3 +53,18 @@ def clip(tmp_path_factory, standin_mano):
     generate_clip(folder, standin_mano, ClipSpec(num_frames=CLIP_FRAMES, image_size=CLIP_SIZE),
                   progress=False)
     return folder, read_clip(folder)
+
+
+REQUIRE_DETECTOR_ENV = 'SAR_REQUIRE_DETECTOR'  # set by .ci/run: the detector tests must run
+
+
+@pytest.fixture
+def detector_extra():
+    """The detector extra (`make detector`) is installed; without it the test is skipped, or
+    fails where $SAR_REQUIRE_DETECTOR is set (CI installs the extra, so it must run there)."""
+    from wild.detector import INSTALL_COMMAND, detector_available, detector_python
+    if not detector_available():
+        why = f'the detector extra is not installed ({detector_python()} cannot import mediapipe)'
+        if os.environ.get(REQUIRE_DETECTOR_ENV, '') not in ('', '0'):
+            pytest.fail(f'{why}, and ${REQUIRE_DETECTOR_ENV} requires it: {INSTALL_COMMAND}')
+        pytest.skip(f'{why}: {INSTALL_COMMAND}')

@@ -14,7 +14,10 @@ the line and the rule it breaks. The rules:
   tools/ and benchmarks/ with an `if __name__ == '__main__':` block); only tests may import
   them. Library modules may carry a command line of their own (`python -m synthetic.standin`,
   `python -m utils.freihand_eval`): those are used as libraries too;
-- nothing outside `tests/` imports `tests`.
+- nothing outside `tests/` imports `tests`;
+- a module run by another interpreter (OWN_INTERPRETER: wild/detector_worker.py, run by the
+  detector's environment, which holds numpy and mediapipe but no torch and none of the project)
+  imports only the standard library and what that environment holds, and no module imports it.
 
 And the size rules: `utils/` holds shared foundations only, grouped by concern, with at most
 MAX_UTILS_ENTRIES top-level modules and packages; no function of the library or the scripts is
@@ -22,6 +25,7 @@ longer than MAX_FUNCTION_LINES.
 """
 import ast
 import os
+import sys
 
 import pytest
 
@@ -48,6 +52,9 @@ ALLOWED = {
     'benchmarks': ENTRY | {'synthetic', 'benchmarks'},
 }
 SCRIPTS_AT_TOP = {'train', 'test', 'demo', 'app'}
+# Modules run as a process by another interpreter: what each may import besides the standard
+# library (its environment's packages).
+OWN_INTERPRETER = {'wild.detector_worker': {'numpy', 'mediapipe'}}
 
 
 def project_modules():
@@ -124,6 +131,24 @@ def test_imports_flow_one_way():
                             f'tests/test_layout.py ALLOWED: {undeclared}')
     problems = violations(modules)
     assert not problems, 'layering violations:\n' + '\n'.join(problems)
+
+
+def test_a_module_of_another_interpreter_imports_only_its_environment():
+    modules = project_modules()
+    problems = []
+    for name, path in sorted(modules.items()):
+        rel = os.path.relpath(path, REPO)
+        for line, target in imports_of(path):
+            top = target.split('.')[0]
+            if name in OWN_INTERPRETER and not (top in sys.stdlib_module_names
+                                                or top in OWN_INTERPRETER[name]):
+                problems.append(f'{rel}:{line}: imports {target}: its interpreter has only the '
+                                f'standard library and {sorted(OWN_INTERPRETER[name])}')
+            elif target in OWN_INTERPRETER and name != target:
+                problems.append(f'{rel}:{line}: imports {target}, which runs in another '
+                                f'interpreter (start it as a process)')
+    assert set(OWN_INTERPRETER) <= set(modules), sorted(set(OWN_INTERPRETER) - set(modules))
+    assert not problems, '\n'.join(problems)
 
 
 @pytest.mark.parametrize('source, message', [

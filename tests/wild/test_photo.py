@@ -1,9 +1,8 @@
 """demo.py on a picture with two hands, one near the left edge and one mirrored (a left hand):
-from a --boxes file and from the MediaPipe detector (skipped only where mediapipe is not
-installed), two records with the right sides and boxes on the hands; without the extra the
-error names the install command."""
+from a --boxes file and from the MediaPipe detector (skipped only where its extra is not
+installed and $SAR_REQUIRE_DETECTOR is unset), two records with the right sides and boxes on the
+hands; without the extra the error names the install command."""
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from utils.runtime.launch import run_main
 from wild.tracking import box_iou
 from tests.wild.scenes import write_picture
 from utils.mano import MANO
-from wild.detector import INSTALL_COMMAND, detector_available, load_detector
+from wild.detector import INSTALL_COMMAND, PYTHON_ENV, load_detector
 from wild.photo import box_of
 
 pytestmark = pytest.mark.slow
@@ -74,8 +73,7 @@ def test_boxes_file_gives_one_record_per_hand(checkpoint, picture, tmp_path):
     np.testing.assert_array_equal(faces[half:], faces[:half, ::-1] + 778)
 
 
-@pytest.mark.skipif(not detector_available(), reason='mediapipe (make detector) is not installed')
-def test_detector_finds_both_hands_with_their_sides(checkpoint, picture, tmp_path):
+def test_detector_finds_both_hands_with_their_sides(detector_extra, checkpoint, picture, tmp_path):
     path, truth = picture
     out = tmp_path / 'out'
     demo.main(['--input', path, '--out', str(out), '--checkpoint', checkpoint, '--detector',
@@ -85,9 +83,9 @@ def test_detector_finds_both_hands_with_their_sides(checkpoint, picture, tmp_pat
 
 
 def test_without_the_extra_the_error_names_the_install_command(checkpoint, picture, monkeypatch,
-                                                               capsys):
+                                                               capsys, tmp_path):
     path, _ = picture
-    monkeypatch.setitem(sys.modules, 'mediapipe', None)  # `import mediapipe` raises ImportError
+    monkeypatch.setenv(PYTHON_ENV, str(tmp_path / 'no-venv' / 'bin' / 'python'))
     load_detector.cache_clear()
     args = ['--input', path, '--checkpoint', checkpoint, '--detector', 'mediapipe']
     with pytest.raises(config.ConfigError, match='make detector'):
