@@ -18,10 +18,8 @@ the median times, the detector environment's size on disk, the load average, the
 processes' CPU use and the CPU's bf16 flag (the amp choice depends on it).
 """
 import argparse
-import datetime
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,7 @@ import torch
 
 import config as config_module
 from benchmarks.machine import other_cpu_use
+from utils.runtime.machine import report_header
 from inference.network import build_model
 from inference.precision import resolve_amp
 from wild.tracking import box_iou
@@ -96,18 +95,6 @@ def worker_cpu_s(detect):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime, stime
 
 
-def head_commit():
-    """The checked-out commit, with ' (dirty)' when tracked files differ; None outside git."""
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ' (dirty)' * bool(dirty)
-
-
 def environment_mib(python):
     """(prefix, MiB on disk as `du` counts it) of the virtual environment of `python`; the size
     is None when it is not a virtual environment."""
@@ -140,7 +127,6 @@ def time_photos(paths, predictor, out_dir, detect):
 def main(argv):
     args, rest = parse_args(argv)
     load_start, other_cpu = [round(x, 2) for x in os.getloadavg()], other_cpu_use()
-    started_at = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
         mano_root = os.path.join(tmp, 'mano')
         from synthetic.standin import main as standin_main
@@ -158,16 +144,13 @@ def main(argv):
         time_photos(paths[:1], predictor, tmp, detect)  # warm-up: the first call builds the graphs
         wall, cpu = time_photos(paths[:args.timed], predictor, tmp, detect)
     prefix, env_mib = environment_mib(detector_python())
-    cpuinfo = open('/proc/cpuinfo').read()
-    bf16 = 'avx512_bf16' in cpuinfo
     amp = resolve_amp(cfg.amp, torch.device('cpu')).name
-    network = f"{cfg.backbone}, {cfg.input_img_shape[0]} px, {'fp32' if amp == 'off' else amp}"
+    precision = 'fp32' if amp == 'off' else amp
+    network = f"{cfg.backbone}, {cfg.input_img_shape[0]} px, {precision}"
+    command = ' '.join(['python -m benchmarks.detector', *sys.argv[1:]])
     report = {
-        'date': started_at.isoformat(timespec='seconds'), 'commit': head_commit(),
-        'cpu_model': re.search(r'^model name\s*:\s*(.*)$', cpuinfo, re.M).group(1),
-        'cpu_logical_cores': os.cpu_count(),
-        'cpu_avx512_bf16': bf16, 'load_average_start': ' '.join(map(str, load_start)),
-        'load_average_end': ' '.join(f'{x:.2f}' for x in os.getloadavg()),
+        **report_header(command, load_start, f'SAR in {precision} autocast; the detector as '
+                        f'MediaPipe runs it'),
         'other_processes_cores_busy_at_start': None if other_cpu is None else round(other_cpu, 1),
         'images': len(paths), 'hits_iou_0.5': hits, 'hits_labelled_right': right,
         'detector_environment': os.path.relpath(prefix), 'detector_environment_mib': env_mib,
