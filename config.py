@@ -17,11 +17,16 @@ import math
 import typing
 from dataclasses import dataclass
 
-from utils.errors import UserError
+from utils.errors import ConfigError
+from utils.network_spec import NetworkFields, consistent_sizes, experiment_name
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(NetworkFields):
+    # The network fields (backbone, num_stage, num_FMs, feature_size, heatmap_size, num_vert,
+    # num_joint, input_img_shape) and their defaults come first, from their one definition:
+    # utils/network_spec.py NetworkFields. Override them here like any field
+    # (`python train.py --backbone resnet18`), or edit their defaults there.
     # ---- data ----------------------------------------------------------------------------
     dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D | custom (docs/own_data.md)
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (docs/data.md)
@@ -31,20 +36,12 @@ class Config:
     ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
     freihand_root: str = ''  # --dataset custom: also train on the FreiHAND training set in this folder (docs/own_data.md)
     custom_repeat: int = 1  # --dataset custom: training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
-    input_img_shape: typing.Tuple[int, int] = (256, 256)  # network input, px (H, W)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
     hand_scale_m: float = 0.0326  # m, bone 9-10 (middle MCP -> PIP) of `--root_depth auto` / root_source auto: the median of training_scale.json of the stand-in synthetic set (docs/own_images.md)
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
     as_published: bool = False  # decode exactly as the published code: fx for both axes (implies fx_as_fy), u, v floored to whole crop px, the network in fp32 whatever amp says (docs/method.md §11)
 
-    # ---- model ---------------------------------------------------------------------------
-    backbone: str = 'resnet34'  # resnet18 | resnet34 | resnet50
-    num_stage: int = 2  # SAIGB + GBBMR stages (>= 1; published: 2)
-    num_FMs: int = 8  # feature maps per vertex in the graph builder
-    feature_size: typing.Optional[int] = None  # px per map; None: (H/32)*(W/32) = 64
-    heatmap_size: typing.Optional[int] = None  # heatmap side, px; None: H/8 = 32
-    num_vert: int = 778  # MANO vertices
-    num_joint: int = 21  # FreiHAND joints
+    # ---- model: head and initial weights (the network's shape: the network fields above) ---
     head: str = 'fused'  # SAIGB + GBBMR implementation, a key of model/heads.HEADS: fused (fast) | reference (docs/method.md §4 as written); same state dict
     pretrained_backbone: bool = True  # ImageNet weights (torchvision cache; docs/install.md)
     pre: str = ''  # optional checkpoint to initialise the network from (weights only)
@@ -124,7 +121,6 @@ cfg = Config()
 _CHOICES = {
     'amp': ('auto', 'off', 'bf16', 'fp16'),
     'device': ('cuda', 'cpu'),
-    'backbone': ('resnet18', 'resnet34', 'resnet50'),
     'resume': ('', 'auto'),
     'ho3d_version': ('v2', 'v3'),
     'root_source': ('rootnet', 'auto'),
@@ -134,14 +130,11 @@ _CHOICES = {
 logger = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError, UserError):
-    """A configuration that cannot run; the message names the field, the value and the fix."""
-
-
 # Valid ranges of the numeric fields: (lowest, highest or None, strict lower bound). Checked
 # when a configuration is resolved, before anything touches the disk. The network's shape
-# fields (backbone ... input_img_shape) are checked by model.spec.NetworkSpec, their one
-# definition, when an entry script resolves its run (inference.run_config.check_network).
+# fields (utils/network_spec.NetworkFields, backbone ... input_img_shape; the backbone against
+# the registry model/backbone.RESNET_SPECS) are checked by model.spec.check_spec when an entry
+# script resolves its run (check_network).
 _RANGES = {
     'depth_box': (0.0, None, True),
     'hand_scale_m': (0.0, None, True),
@@ -344,14 +337,15 @@ def _adapt_preset(preset, given, base):
 
 def derive(config):
     """Fill the derived fields that are None from the (overridden) inputs."""
-    height, width = config.input_img_shape
+    heatmap_size, feature_size = consistent_sizes(config.input_img_shape)
     updates = {}
     if config.heatmap_size is None:
-        updates['heatmap_size'] = height // 8
+        updates['heatmap_size'] = heatmap_size
     if config.feature_size is None:
-        updates['feature_size'] = (height // 32) * (width // 32)
+        updates['feature_size'] = feature_size
     if config.experiment_name is None:
-        updates['experiment_name'] = f'{config.backbone}_{config.num_stage}stage_{height}'
+        updates['experiment_name'] = experiment_name(config.backbone, config.num_stage,
+                                                     config.input_img_shape)
     if config.as_published and not config.fx_as_fy:
         updates['fx_as_fy'] = True  # the published projection; as_published adds the floor
     return validate(dataclasses.replace(config, **updates))

@@ -104,7 +104,7 @@ def run(device='cuda', steps=None, profile=False):
                 standin.main(['--out', mano_root])
             fx = make_fixture(device, settings, mano_root)
             net = (f'{settings["backbone"]}, {settings["num_stage"]} stage(s), '
-                   f'{settings["image_size"]} px, batch {settings["batch"]}, '
+                   f'{settings["input_img_shape"][0]} px, batch {settings["batch"]}, '
                    f'{settings["steps"]} steps')
             cpu = device.type == 'cpu'
             report.run('train bf16', lambda: f'{net}, channels_last {fx.cfg.channels_last}, '

@@ -26,6 +26,7 @@ from training.loop import train_step
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
 from utils.mano import MANO
 from utils.runtime.distributed import free_port
+from utils.network_spec import NetworkSpec
 from utils.transforms import encode_uvd, get_affine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,8 +43,9 @@ TRAIN_GOAL_IMAGES_PER_S = 1800  # ~ 50 x 130,240 / 3,600 s = 1,809: a 50-epoch r
 # TRAINING_FLOP_FACTOR): at the same efficiency inference runs 3x the training rate.
 INFERENCE_GOAL_IMAGES_PER_S = 3 * TRAIN_GOAL_IMAGES_PER_S
 
-FULL = dict(backbone='resnet34', image_size=256, num_stage=2, batch=64, steps=100)
-REDUCED = dict(backbone='resnet18', image_size=64, num_stage=1, batch=4, steps=12)
+# Network fields under their config names (utils/network_spec.NetworkFields), batch and steps.
+FULL = dict(backbone='resnet34', input_img_shape=(256, 256), num_stage=2, batch=64, steps=100)
+REDUCED = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=1, batch=4, steps=12)
 MIN_STEPS = 8
 MIN_DROP = 0.05  # the loss must fall by at least 5 % (medians of the first and last steps)
 MAX_SKIPPED_FRACTION = 0.25  # fp16: at most this fraction of steps skipped by the GradScaler
@@ -114,11 +116,11 @@ def fixed_hand(mano):
 
 
 def make_fixture(device, settings, mano_root):
-    size = settings['image_size']
+    network = {name: settings[name] for name in NetworkSpec.names() if name in settings}
     cfg = config_module.resolve(
-        [], device=device.type, backbone=settings['backbone'], input_img_shape=(size, size),
-        num_stage=settings['num_stage'], batch_size=settings['batch'],
+        [], device=device.type, **network, batch_size=settings['batch'],
         pretrained_backbone=False, channels_last=device.type == 'cuda')
+    size = cfg.input_img_shape[0]
     mano = MANO(mano_root)
     img2crop, crop2img = get_affine(HAND_BOX_CENTER, HAND_BOX_SIZE, cfg.input_img_shape)
     verts, joints = fixed_hand(mano)

@@ -39,13 +39,14 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+import config as config_module
 from dataset import get_dataset, worker_init_fn
+from inference.decoding import Decoding
 from utils import freihand_eval
 from utils.freihand_eval import write_pred
 from utils.files.atomic import atomic_write_json
 from utils.runtime.distributed import free_port
 from utils.runtime.threads import opencv_single_threaded
-from utils.transforms import decode_uvd
 
 NUM_TRAIN, NUM_EVAL = 32560, 3960  # FreiHAND's sample counts
 NUM_VERTS, NUM_JOINTS = 778, 21
@@ -279,10 +280,13 @@ def post_network(root, scratch):
     evaluation = get_dataset('FreiHAND', 'evaluation', root=root)
     count = len(evaluation)
     crop2img = np.broadcast_to(evaluation.get_item_with_aug(0)[2]['bb2img_trans'], (count, 2, 3))
-    coords = np.random.default_rng(4).uniform(-1, 1, (count, NUM_VERTS + NUM_JOINTS, 3)).astype(np.float32)
-    points, decode_s = timed(decode_uvd, coords, evaluation.root_depth, crop2img, evaluation.K,
-                             crop_size=(256, 256), depth_box=0.3)
-    xyz, verts = points[:, NUM_VERTS:], points[:, :NUM_VERTS]
+    # test.py's decoding of the default configuration (crop size, depth box, rows)
+    cfg = config_module.resolve([], device='cpu')
+    decoding = Decoding.from_config(cfg, torch.device('cpu'))
+    coords = np.random.default_rng(4).uniform(-1, 1, (count, cfg.num_vert + cfg.num_joint, 3)).astype(np.float32)
+    points, decode_s = timed(decoding.to_camera, coords, evaluation.root_depth, crop2img,
+                             evaluation.K)
+    xyz, verts = decoding.split(points)
     os.makedirs(scratch, exist_ok=True)
     pred = os.path.join(scratch, 'pred.json')
     _, pred_s = timed(write_pred, pred, xyz, verts)

@@ -10,9 +10,11 @@ code's choices (§11): fx for both axes, and (as_published) u, v floored to whol
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from inference.precision import autocast
+from inference.root_depth import place_at_root_depth
 from utils.transforms import decode_uvd
 
 
@@ -68,3 +70,33 @@ class Decoding:
     def split(self, xyz):
         """(..., rows, 3) -> (joints (..., num_joint, 3), vertices (..., rows - num_joint, 3))."""
         return xyz[..., -self.num_joint:, :], xyz[..., :-self.num_joint, :]
+
+    def place_at(self, xyz_cam, root_depth, K):
+        """Points moved so that the wrist (the first joint row) lies at `root_depth` (m) along
+        its ray, each point keeping its pixel and its depth relative to the wrist.
+
+        Args:
+            xyz_cam: (..., rows, 3) m. root_depth: (...) m. K: (..., 3, 3) intrinsics.
+        """
+        return place_at_root_depth(xyz_cam, root_depth, K, self.fx_as_fy,
+                                   num_joint=self.num_joint)
+
+    def place_auto(self, xyz_cam, K, root_prior, names=None, keep_degenerate=False):
+        """Points moved to the wrist depth where the predicted skeleton has root_prior's metric
+        size (`--root_depth auto`, `--root_source auto`; inference.root_depth).
+
+        Args:
+            xyz_cam: (B, rows, 3) m, at the given (e.g. RootNet) wrist depths. K: (B, 3, 3).
+            root_prior: inference.root_depth.RootDepthPrior. names: what an error calls each.
+            keep_degenerate: a degenerate prediction (collapsed joints) keeps its given depth
+                instead of raising ImageInputError.
+        Returns:
+            (points (B, rows, 3) m, wrist depths (B,) m, degenerate mask (B,)).
+        """
+        joints = self.split(xyz_cam)[0]
+        if keep_degenerate:
+            depth, bad = root_prior.root_depth_or_keep(joints, K, self.fx_as_fy)
+        else:
+            depth = root_prior.root_depth(joints, K, self.fx_as_fy, names)
+            bad = np.zeros(np.shape(depth), dtype=bool)
+        return self.place_at(xyz_cam, depth, K), depth, bad

@@ -35,8 +35,8 @@ def predict(model, loader, decoding, device, show_progress=True, root_prior=None
         xyz_cam = decoding.to_camera(coords, meta['root_depth'].numpy(),
                                      meta['bb2img_trans'].numpy(), meta['K'].numpy())
         if root_prior is not None:
-            xyz_cam, _, bad = root_prior.place_or_keep(xyz_cam, meta['K'].numpy(),
-                                                       decoding.fx_as_fy)
+            xyz_cam, _, bad = decoding.place_auto(xyz_cam, meta['K'].numpy(), root_prior,
+                                                  keep_degenerate=True)
             for idx in meta['idx'][torch.from_numpy(bad)].tolist():
                 logger.warning('evaluation item %d: --root_source auto found no wrist depth '
                                '(collapsed or degenerate joints): kept the RootNet depth', idx)

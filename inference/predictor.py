@@ -4,7 +4,6 @@ import logging
 import numpy as np
 import torch
 
-from inference.root_depth import place_at_root_depth
 from utils.errors import ImageInputError
 from utils.preprocessing import crop_and_augment, normalize
 from utils.transforms import project
@@ -49,13 +48,13 @@ class HandPredictor:
         """The prediction at its auto root depth; a degenerate one raises ImageInputError, or,
         with `fallback_depth` set (videos), goes to that depth (logged; root_source says it)."""
         try:
-            xyz_cam = self.root_prior.place(xyz_cam, K, self.decoding.fx_as_fy, names=[name])[0]
+            xyz_cam = self.decoding.place_auto(xyz_cam, K, self.root_prior, names=[name])[0]
             self.root_source = 'auto'
         except ImageInputError as err:
             if self.fallback_depth is None:
                 raise
             logger.warning('%s: placed at %.3f m instead', err, self.fallback_depth)
-            xyz_cam = place_at_root_depth(xyz_cam, self.fallback_depth, K, self.decoding.fx_as_fy)
+            xyz_cam = self.decoding.place_at(xyz_cam, self.fallback_depth, K)
             self.root_source = 'fallback'
         return xyz_cam
 

@@ -125,16 +125,17 @@ def degenerate_reason(skeleton_px, depth, target):
             f'in front of the camera (got {depth:.4g} m)')
 
 
-def place_at_root_depth(xyz_cam, root_depth, K, fx_as_fy=False, root_row=-21):
+def place_at_root_depth(xyz_cam, root_depth, K, fx_as_fy=False, *, num_joint):
     """The same prediction with the wrist moved to depth `root_depth` along its ray: every
-    point keeps its pixel and its depth relative to the wrist.
+    point keeps its pixel and its depth relative to the wrist (use Decoding.place_at, which
+    knows the rows).
 
     Args:
-        xyz_cam: ... x P x 3, meters; the wrist at row `root_row` (the first joint row).
+        xyz_cam: ... x P x 3, meters; the joints in the last `num_joint` rows, the wrist first.
         root_depth: ... new wrist depths, meters.
     """
     uvd = project(xyz_cam, K, fx_as_fy)
-    depth_rel = uvd[..., 2] - uvd[..., root_row, None, 2]
+    depth_rel = uvd[..., 2] - uvd[..., -num_joint, None, 2]
     uvd[..., 2] = np.asarray(root_depth, dtype=np.float64)[..., None] + depth_rel
     return backproject(uvd, K, fx_as_fy)
 
@@ -160,25 +161,17 @@ class RootDepthPrior:
         self.ratio = skeleton_ratio(template_joints)
         self.skeleton_m = self.hand_scale_m * self.ratio
 
-    def root_depth(self, xyz_cam, K, fx_as_fy=False, names=None):
-        """Wrist depths (...) of predictions xyz_cam (... x P x 3, joints in the last 21 rows)."""
-        joints = np.asarray(xyz_cam, dtype=np.float64)[..., -21:, :]
-        uvd = project(joints, K, fx_as_fy)
+    def root_depth(self, joints_cam, K, fx_as_fy=False, names=None):
+        """Wrist depths (...) of predicted joints (... x 21 x 3, meters); raises
+        ImageInputError for a degenerate one (`names` says which)."""
+        uvd = project(np.asarray(joints_cam, dtype=np.float64), K, fx_as_fy)
         return solve_root_depth(uvd[..., :2], uvd[..., 2] - uvd[..., :1, 2], K, self.skeleton_m,
                                 fx_as_fy, names=names)
 
-    def place(self, xyz_cam, K, fx_as_fy=False, names=None):
-        """(the predictions moved to their auto root depth, the depths); raises
-        ImageInputError for a degenerate one."""
-        depth = self.root_depth(xyz_cam, K, fx_as_fy, names)
-        return place_at_root_depth(xyz_cam, depth, K, fx_as_fy), depth
-
-    def place_or_keep(self, xyz_cam, K, fx_as_fy=False):
-        """Batch form for evaluation: B x P x 3 predictions moved to their auto root depth;
-        a degenerate one keeps its given depth. Returns (points, depths B, bad mask B)."""
-        joints = np.asarray(xyz_cam, dtype=np.float64)[..., -21:, :]
-        uvd = project(joints, K, fx_as_fy)
+    def root_depth_or_keep(self, joints_cam, K, fx_as_fy=False):
+        """Batch form for evaluation: the wrist depths (B) of B x 21 x 3 predicted joints, a
+        degenerate one keeping its given depth. Returns (depths B, bad mask B)."""
+        uvd = project(np.asarray(joints_cam, dtype=np.float64), K, fx_as_fy)
         depth, bad, _, _ = _newton_root_depth(uvd[..., :2], uvd[..., 2] - uvd[..., :1, 2], K,
                                               self.skeleton_m, fx_as_fy, SKELETON)
-        depth = np.where(bad, uvd[..., 0, 2], depth)
-        return place_at_root_depth(xyz_cam, depth, K, fx_as_fy), depth, bad
+        return np.where(bad, uvd[..., 0, 2], depth), bad

@@ -9,8 +9,8 @@ import torch
 import config as config_module
 import dataset as datasets
 from model.heads import get_head
-from model.spec import NetworkSpec
-from utils.errors import CheckpointError
+from model.spec import NetworkSpec, check_spec
+from utils.errors import CheckpointError, ConfigError
 from utils.files.atomic import atomic_write_json
 from utils.runtime.checkpoint import load_checkpoint
 from utils.runtime.launch import note_for_log
@@ -49,10 +49,10 @@ def saved_config(checkpoint):
         with open(path) as f:
             values = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        raise config_module.ConfigError(f'{path} (the configuration saved beside {checkpoint}) '
+        raise ConfigError(f'{path} (the configuration saved beside {checkpoint}) '
                                         f'cannot be read: {err}; fix or delete it') from None
     if not isinstance(values, dict):
-        raise config_module.ConfigError(f'{path}: expected a JSON object of config fields')
+        raise ConfigError(f'{path}: expected a JSON object of config fields')
     return (config_module.from_dict(values, path),
             f'configuration: {path} (beside {checkpoint}, which stores none)')
 
@@ -60,11 +60,11 @@ def saved_config(checkpoint):
 def check_against_checkpoint(cfg, trained, checkpoint):
     """ConfigError naming `checkpoint` and the trained values when the resolved `cfg` changes a
     field that shapes the network (a command-line override that contradicts the weights)."""
-    # The fields that shape the weights (model.spec.NetworkSpec) must keep their trained values;
+    # The fields that shape the weights (utils/network_spec.NetworkSpec) must keep their trained values;
     # decoding fields such as depth_box, fx_as_fy, as_published may change.
     changed = NetworkSpec.from_config(cfg).differences(NetworkSpec.from_config(trained))
     if changed:
-        raise config_module.ConfigError(
+        raise ConfigError(
             f'{checkpoint} was trained with ' + ', '.join(
                 f'{name}={theirs!r}' for name, _, theirs in changed) + ' but the command line '
             'asks for ' + ', '.join(f'{name}={ours!r}' for name, ours, _ in changed)
@@ -77,15 +77,15 @@ def check_network(cfg):
     data set that is not registered or refuses the configuration (its entry's check), or a
     CUDA device on a machine without one."""
     if cfg.device == 'cuda' and not torch.cuda.is_available():
-        raise config_module.ConfigError("device='cuda' but CUDA is not available on this machine: "
+        raise ConfigError("device='cuda' but CUDA is not available on this machine: "
                                         "add --device cpu (or install a CUDA build of torch and "
                                         "a driver)")
     try:
-        NetworkSpec.from_config(cfg).check()
+        check_spec(NetworkSpec.from_config(cfg))
         get_head(cfg.head)
         datasets.entry(cfg.dataset).check(cfg)
     except ValueError as err:
-        raise config_module.ConfigError(str(err)) from None
+        raise ConfigError(str(err)) from None
     return cfg
 
 
@@ -125,7 +125,7 @@ def _resolve_for_onnx(argv, cfg):
     try:
         stored = read_config(cfg.onnx)
     except ValueError as err:
-        raise config_module.ConfigError(str(err)) from None
+        raise ConfigError(str(err)) from None
     cfg = config_module.resolve(argv, base=config_module.from_dict(stored, cfg.onnx))
     note_for_log(f'configuration: the one stored in {cfg.onnx}')
     try:
@@ -142,9 +142,9 @@ def _resolve_for_onnx(argv, cfg):
             note_for_log(f'{note} (checked against {cfg.onnx})')
             check_config_agrees(stored, (saved or config_module.cfg).to_dict())
     except ValueError as err:
-        raise config_module.ConfigError(str(err)) from None
+        raise ConfigError(str(err)) from None
     if cfg.device != 'cpu':
-        raise config_module.ConfigError(f"--onnx runs ONNX Runtime on the CPU, but device is "
+        raise ConfigError(f"--onnx runs ONNX Runtime on the CPU, but device is "
                                         f"{cfg.device!r}: add --device cpu")
     return check_network(cfg)
 

@@ -39,8 +39,8 @@ RESNET_SPECS = {
     'resnet152': ResNetSpec(torchvision.models.resnet152,
                             torchvision.models.ResNet152_Weights.IMAGENET1K_V1, 512, 2048),
 }
-MID_STRIDE = 8  # px of input per px of the layer2 feature map
-HIGH_STRIDE = 32  # px of input per px of the layer4 feature map
+# The strides (px of input per px of the layer2 / layer4 maps) are utils/network_spec.py's
+# MID_STRIDE and HIGH_STRIDE, beside the sizes derived from them.
 
 
 def resnet_spec(name):

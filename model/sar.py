@@ -15,7 +15,7 @@ from model.backbone import (build_resnet, fold_batch_norms, high_level_features,
                             resnet_spec, use_inference_max_pools)
 from model.heads import DEFAULT_HEAD, get_head
 from model.loss import stage_losses
-from model.spec import NetworkSpec
+from model.spec import NetworkSpec, check_spec
 
 TEMPLATE_COORDS = 3  # xyz appended to every vertex's features
 
@@ -83,7 +83,7 @@ class SAR(nn.Module):
     def __init__(self, template, faces, spec=NetworkSpec(), pretrained_backbone=False,
                  head=DEFAULT_HEAD):
         super().__init__()
-        spec.check()
+        check_spec(spec)
         head_classes = get_head(head)
         num_vert, num_joint = spec.num_vert, spec.num_joint
         template_tensor = _template_tensor(template, num_vert)

@@ -4,8 +4,8 @@ import os
 
 import torch
 
-import config as config_module
 from inference.run_config import save_config
+from utils.errors import ConfigError
 from utils.files.atomic import remove_stale_temporaries
 from utils.runtime import distributed
 
@@ -54,7 +54,7 @@ def check_batch_split(cfg, world_size):
     cfg.accumulate micro-batches (checked before anything is written)."""
     parts = world_size * cfg.accumulate
     if cfg.batch_size % parts:
-        raise config_module.ConfigError(
+        raise ConfigError(
             f"batch_size {cfg.batch_size} is not divisible by the world size {world_size} x "
             f"accumulate {cfg.accumulate} = {parts}: batch_size is the total per optimizer step "
             f"over all processes and micro-batches; choose a multiple of {parts}")

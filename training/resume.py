@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from utils.errors import CheckpointError
+from utils.network_spec import experiment_name
 from utils.runtime import distributed
 from utils.runtime.checkpoint import (
     latest_checkpoint,
@@ -109,7 +110,7 @@ def other_experiments(checkpoint_dir):
                        '--input_img_shape', f'{height},{width}']
             if saved.get('preset'):
                 flags = ['--preset', saved['preset']] + flags
-            elif name == f"{saved['backbone']}_{saved['num_stage']}stage_{height}":
+            elif name == experiment_name(saved['backbone'], saved['num_stage'], (height, width)):
                 flags = network  # the name these fields derive
             else:
                 flags += network

@@ -14,8 +14,8 @@ own.
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from config import ConfigError
 from dataset import worker_init_fn
+from utils.errors import ConfigError
 
 SHUFFLE_STREAM = 0  # tags the shuffling seeds apart from the augmentation and dropout streams
 

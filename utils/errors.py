@@ -10,6 +10,10 @@ class UserError(Exception):
     or launch); subclasses add the kind."""
 
 
+class ConfigError(ValueError, UserError):
+    """A configuration that cannot run; the message names the field, the value and the fix."""
+
+
 class DataError(ValueError, UserError):
     """Missing or malformed data on disk; the message names the path, what was expected and the fix."""
 

@@ -40,3 +40,17 @@ def test_hand_predictor_and_predict_split_vertices_and_joints_at_num_joint():
     joints, verts = out[0]
     assert joints.shape == (NUM_JOINT, 3) and verts.shape == (778, 3)
     np.testing.assert_allclose(np.concatenate([verts, joints]), xyz_cam, atol=1e-5)
+
+
+def test_decoding_moves_the_wrist_of_its_own_joint_rows():
+    # 3 vertices then NUM_JOINT joints; the wrist is row 3 (= -NUM_JOINT), not row -21.
+    K = np.array([[500.0, 0.0, 100.0], [0.0, 520.0, 90.0], [0.0, 0.0, 1.0]])
+    xyz = np.random.default_rng(1).uniform([-0.05, -0.05, 0.5], [0.05, 0.05, 0.7],
+                                           (2, 3 + NUM_JOINT, 3))
+    decoding = Decoding(crop_size=(64, 64), depth_box=0.3, num_joint=NUM_JOINT)
+    moved = decoding.place_at(xyz, np.array([1.5, 2.0]), K)
+    np.testing.assert_allclose(moved[:, 3, 2], [1.5, 2.0], atol=1e-12)
+    # every point keeps its pixel and its depth relative to the wrist
+    np.testing.assert_allclose(project(moved, K)[..., :2], project(xyz, K)[..., :2], atol=1e-9)
+    np.testing.assert_allclose(moved[..., 2] - moved[:, 3:4, 2], xyz[..., 2] - xyz[:, 3:4, 2],
+                               atol=1e-12)

@@ -98,10 +98,10 @@ def test_small_input_shapes(backbone, num_stage, mid_channels):
 
 
 @pytest.mark.parametrize('overrides, fragments', [
-    (dict(input_img_shape=(128, 128)),
+    (dict(input_img_shape=(128, 128), heatmap_size=32, feature_size=64),
      ['heatmap_size=32 and feature_size=64 disagree with input_img_shape=(128, 128)',
       'use heatmap_size=16 and feature_size=16', 'or input_img_shape=(256, 256)']),
-    (dict(input_img_shape=(128, 128), heatmap_size=16),
+    (dict(input_img_shape=(128, 128), heatmap_size=16, feature_size=64),
      ['feature_size=64 disagrees with input_img_shape=(128, 128)', 'feature_size=16']),
     (dict(heatmap_size=16), ['heatmap_size=16 disagrees', 'use heatmap_size=32']),
     (dict(input_img_shape=(100, 100)), ['input_img_shape=(100, 100)', 'divisible by 32']),

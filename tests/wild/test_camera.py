@@ -124,7 +124,7 @@ def test_collapsed_joints_are_named():
 
 def test_moving_the_wrist_keeps_pixels_and_relative_depths(hands):
     xyz, K = hands
-    moved = place_at_root_depth(xyz, np.full(len(xyz), 2.0), K)
+    moved = place_at_root_depth(xyz, np.full(len(xyz), 2.0), K, num_joint=21)
     np.testing.assert_allclose(project(moved, K)[..., :2], project(xyz, K)[..., :2],
                                atol=1e-9)
     np.testing.assert_allclose(moved[..., 2] - moved[..., :1, 2], xyz[..., 2] - xyz[..., :1, 2],

@@ -7,6 +7,7 @@ import torch
 
 from utils.errors import CheckpointError
 from utils.files.atomic import atomic_torch_save
+from utils.network_spec import NetworkSpec
 
 SNAPSHOT_PATTERN = 'snapshot_{epoch}.pth.tar'  # after the whole epoch
 ITER_SNAPSHOT_PATTERN = 'snapshot_{epoch}_iter{step}.pth.tar'  # after `step` steps of the epoch
@@ -107,8 +108,7 @@ def load_net_state(model, state_dict, path='checkpoint'):
         if mismatched:
             lines.append('  shape mismatches: ' + show(
                 [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched]))
-        lines.append("  Check backbone, num_stage, num_FMs, input_img_shape, num_vert and num_joint "
-                     "against the configuration the checkpoint was trained with (config.json "
-                     "beside it).")
+        lines.append(f"  Check {', '.join(NetworkSpec.names())} and head against the configuration "
+                     "the checkpoint was trained with (config.json beside it).")
         raise CheckpointError('\n'.join(lines))
     model.load_state_dict(state_dict, strict=True)
