@@ -40,8 +40,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from dataset import get_dataset, worker_init_fn
-from utils import freihand_eval
-from utils.freihand_eval import write_pred
+from dataset.freihand import eval as freihand_eval
+from dataset.freihand.eval import write_pred
 from utils.files.atomic import atomic_write_json
 from utils.runtime.distributed import free_port
 from utils.runtime.threads import opencv_single_threaded
