@@ -30,7 +30,7 @@ def _build_exact_cache(json_path, npy_path, entry_shape, what, source):
 
 def parse_exact(json_path, entry_shape, what):
     """float64 N x entry_shape array of `json_path` exactly as json.load reads it (validated by
-    utils/files/json_values.py); for the small files that must be exact (the evaluation ground truth)."""
+    dataset/freihand/json_values.py); for the small files that must be exact (the evaluation ground truth)."""
     value, type_scan = read_json(json_path, what, DataError)
     return entries_to_array(value, json_path, '', entry_shape, dtype=np.float64,
                             type_scan=type_scan, error=DataError, item='entry')
