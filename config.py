@@ -310,29 +310,13 @@ def resolve(argv=(), base=None, **overrides):
             raise ConfigError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
         for key, value in PRESETS[preset].items():
             _check(key, value, fields[key].type)
-        values = {**_adapt_preset(PRESETS[preset], values, base), **values}
+        values = {**PRESETS[preset], **values}
     for key, choices in _CHOICES.items():
         value = values.get(key, getattr(base, key))
         if value not in choices:
             raise ConfigError(f"config field '{key}' must be one of {choices}, got {value!r}")
     resolved = dataclasses.replace(base, **values)
     return derive(resolved)
-
-
-def _adapt_preset(preset, given, base):
-    """The preset's values for a run with the fields `given` on the command line.
-
-    A preset's `eval_interval` evaluates with the FreiHAND evaluator during training; with
-    `--dataset HO3D` (not given an eval_interval of its own) it is dropped to 0, so a preset
-    trains on HO3D as written; score HO3D checkpoints with test.py (docs/ho3d.md). An explicit
-    `--eval_interval N` with HO3D is still refused by `validate`.
-    """
-    if (preset.get('eval_interval') and 'eval_interval' not in given
-            and given.get('dataset', base.dataset) == 'HO3D'):
-        logger.info("preset: eval_interval %d -> 0 for dataset 'HO3D' (the training-time "
-                    "evaluation is FreiHAND's; score HO3D with test.py)", preset['eval_interval'])
-        return {**preset, 'eval_interval': 0}
-    return preset
 
 
 def derive(config):

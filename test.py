@@ -14,7 +14,7 @@ FreiHAND leaderboard accepts. When the evaluation ground truth is present
 and prints the leaderboard report.
 With --dataset HO3D --data_root DIR [--ho3d_version v3], pred.json is in HO3D's submission
 format (OpenGL frame, HO3D joint order, evaluation.txt order, placed at the given roots) and
-scored with utils.ho3d_eval when the released ground truth is in DIR (docs/ho3d.md).
+scored with dataset.ho3d.eval when the released ground truth is in DIR (docs/ho3d.md).
 """
 import sys
 

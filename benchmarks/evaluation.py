@@ -1,4 +1,4 @@
-"""Time the local FreiHAND evaluation (utils.freihand_eval) at the real evaluation-set size.
+"""Time the local FreiHAND evaluation (dataset.freihand.eval) at the real evaluation-set size.
 
 The measurements behind `python -m benchmarks.bench_eval` and the evaluation figures of
 `python -m benchmarks.run`.
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from utils import freihand_eval
+from dataset.freihand import eval as freihand_eval
 
 BRUTE_FORCE_SUBSET = 200  # samples used to compare the nearest-neighbour strategies
 

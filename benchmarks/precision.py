@@ -9,7 +9,8 @@ evaluation set of its data root in fp32 and under CPU bf16 autocast (and, with -
 Runtime on an export of the same checkpoint), decodes to the camera frame (docs/method.md
 §7) and prints, per path against fp32: the distance of every vertex and joint in mm (mean,
 99th percentile, max), the images/s of each (no warm-up: a rough figure; benchmarks.run
-times the paths properly) and the leaderboard scores of each.
+times the paths properly) and the scores of each, with the evaluator of the checkpoint's data
+set (its registry entry: the FreiHAND leaderboard's for FreiHAND).
 
 --compare: a second checkpoint (e.g. the same preset trained in fp32) whose fp32 scores are
 printed beside the first's: how far a bf16-trained network lands from an fp32-trained one.
@@ -21,18 +22,12 @@ import time
 import numpy as np
 import torch
 
-from dataset import get_dataset
+import dataset as datasets
 from inference.network import load_for_inference
 from inference.decoding import Decoding
 from inference.predict import predict_dataset
 from inference.run_config import resolve_config
-from utils import freihand_eval
 from utils.mano import MANO
-
-SCORES = (('xyz_al_mean3d', 'KP aligned mean (cm)'), ('mesh_al_mean3d', 'MESH aligned mean (cm)'),
-          ('xyz_mean3d', 'KP mean (cm)'), ('f_al_score_5', 'F_aligned@5mm'),
-          ('f_al_score_15', 'F_aligned@15mm'))
-
 
 def run_path(model, dataset, cfg, amp_dtype, limit):
     """(points M x 799 x 3 m, seconds) of one inference path over the first `limit` items."""
@@ -44,20 +39,23 @@ def run_path(model, dataset, cfg, amp_dtype, limit):
     return np.concatenate((verts, xyz), axis=1), time.perf_counter() - begin
 
 
-def scores_of(cfg, points, count):
-    xyz_gt, verts_gt = freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache)
+def scores_of(cfg, dataset, points):
+    """The scores of the data set's evaluator (its registry entry) for the predictions of the
+    first len(points) items of `dataset`; SystemExit for a data set without one."""
+    entry = datasets.entry(cfg.dataset)
+    if entry.evaluate is None or not entry.has_ground_truth(cfg):
+        raise SystemExit(f'dataset {cfg.dataset!r} of {cfg.data_root} has no local evaluation '
+                         f'(no evaluator, or no evaluation ground truth): nothing to score')
+    subset = torch.utils.data.Subset(dataset, range(len(points)))
     num_verts = points.shape[1] - cfg.num_joint
-    return freihand_eval.evaluate(xyz_gt[:count], verts_gt[:count], points[:, num_verts:],
-                                  points[:, :num_verts])
+    return entry.evaluate(cfg, subset, points[:, num_verts:], points[:, :num_verts])
 
 
 def paths_of(checkpoint, onnx, limit):
-    """{path name: (points, seconds)}, the config and the data set of `checkpoint`."""
+    """{path name: (points, seconds)}, the config and the evaluation set of `checkpoint`."""
     cfg = resolve_config(['--checkpoint', checkpoint, '--device', 'cpu'], from_checkpoint=True)
     model = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))[0]
-    dataset = get_dataset(cfg.dataset, 'evaluation', root=cfg.data_root,
-                          input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                          cache_dir=cfg.annotation_cache)
+    dataset = datasets.entry(cfg.dataset).build('evaluation', cfg)
     runs = {'fp32': run_path(model, dataset, cfg, None, limit),
             'bf16': run_path(model, dataset, cfg, torch.bfloat16, limit)}
     if onnx:
@@ -65,10 +63,10 @@ def paths_of(checkpoint, onnx, limit):
 
         runs['onnx'] = run_path(OnnxSAR(onnx, num_threads=torch.get_num_threads()), dataset,
                                 cfg, None, limit)
-    return runs, cfg
+    return runs, cfg, dataset
 
 
-def print_against_fp32(runs, cfg):
+def print_against_fp32(runs, cfg, dataset):
     reference = runs['fp32'][0]
     count = len(reference)
     print(f'{count} evaluation items of {cfg.data_root}, {cfg.backbone} {cfg.input_img_shape[0]} '
@@ -78,10 +76,11 @@ def print_against_fp32(runs, cfg):
         print(f'  {name:5s}: {count / seconds:6.1f} images/s; vs fp32: mean {dist_mm.mean():.3f} '
               f'mm, 99th percentile {np.percentile(dist_mm, 99):.3f} mm, max {dist_mm.max():.3f} '
               f'mm')
-    scores = {name: scores_of(cfg, points, count) for name, (points, _) in runs.items()}
-    print(f"  {'score':24s}" + ''.join(f'{name:>9s}' for name in scores))
-    for key, label in SCORES:
-        print(f'  {label:24s}' + ''.join(f'{s[key]:9.3f}' for s in scores.values()))
+    scores = {name: scores_of(cfg, dataset, points) for name, (points, _) in runs.items()}
+    print(f"  {'score (means in cm)':28s}" + ''.join(f'{name:>9s}' for name in scores))
+    for key in datasets.entry(cfg.dataset).score_keys:
+        print(f'  {key:28s}' + ''.join(f'{s[key]:9.3f}' if s[key] is not None else f"{'-':>9s}"
+                                       for s in scores.values()))
 
 
 def main(argv=None):
@@ -95,12 +94,12 @@ def main(argv=None):
     for path in (args.checkpoint, args.onnx, args.compare):
         if path and not os.path.isfile(path):
             raise SystemExit(f'{path}: no such file')
-    runs, cfg = paths_of(args.checkpoint, args.onnx, args.limit)
-    print_against_fp32(runs, cfg)
+    runs, cfg, dataset = paths_of(args.checkpoint, args.onnx, args.limit)
+    print_against_fp32(runs, cfg, dataset)
     if args.compare:
-        other, other_cfg = paths_of(args.compare, None, args.limit)
+        other, other_cfg, other_set = paths_of(args.compare, None, args.limit)
         print(f'\n{args.compare} ({other_cfg.experiment_name}):')
-        print_against_fp32(other, other_cfg)
+        print_against_fp32(other, other_cfg, other_set)
         dist_mm = 1000 * np.linalg.norm(other['fp32'][0] - runs['fp32'][0], axis=-1)
         print(f'  the two checkpoints in fp32: mean {dist_mm.mean():.2f} mm apart')
 

@@ -42,8 +42,8 @@ from torch.utils.data import DataLoader
 import config as config_module
 from dataset import get_dataset, worker_init_fn
 from inference.decoding import Decoding
-from utils import freihand_eval
-from utils.freihand_eval import write_pred
+from dataset.freihand import eval as freihand_eval
+from dataset.freihand.eval import write_pred
 from utils.files.atomic import atomic_write_json
 from utils.runtime.distributed import free_port
 from utils.runtime.threads import opencv_single_threaded

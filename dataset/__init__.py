@@ -2,10 +2,11 @@
 own annotated hands (dataset/custom, docs/own_data.md), and
 the name -> entry registry the entry scripts use (config field `dataset`).
 
-Each data set is one module or package (dataset/custom/): its reader (a dataset.base.HandCropDataset), and an ENTRY that
-builds it from a configuration, checks the configuration, evaluates its predictions and
-writes its submission file. A new data set is its module plus one line in DATASETS
-(docs/development.md, "Adding a data set").
+Each data set is one package (dataset/freihand/, dataset/ho3d/, dataset/custom/) or module: its reader (a
+dataset.base.HandCropDataset), its evaluator, and an ENTRY that builds it from a configuration,
+checks the configuration, evaluates and reports its predictions, names the scores training
+records and writes its submission file. A new data set is its package or module plus one line
+in DATASETS (docs/development.md, "Adding a data set").
 """
 import cv2
 import torch

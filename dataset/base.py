@@ -11,7 +11,7 @@ the rest, so every data set's items have the same format and collate together.
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -61,6 +61,12 @@ class Preprocessing:
             raise ValueError(f'depth_box must be > 0 meters, got {self.depth_box!r}')
         return Preprocessing(tuple(int(s) for s in self.input_img_shape), float(self.depth_box),
                              int(self.seed), self.augment, bool(self.fx_as_fy))
+
+
+def preprocessing_of(cfg):
+    """The Preprocessing of a resolved configuration (augmentation in training only)."""
+    return Preprocessing(input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
+                         seed=cfg.seed, fx_as_fy=cfg.fx_as_fy)
 
 
 class HandCropDataset(Dataset):
@@ -206,23 +212,31 @@ class HandCropDataset(Dataset):
 @dataclass(frozen=True)
 class DatasetEntry:
     """A registered data set: how the entry scripts build it and what they do with its
-    predictions (dataset/__init__.py DATASETS holds one per name).
+    predictions (dataset/__init__.py DATASETS holds one per name). The generic code (train.py,
+    test.py, training/, benchmarks/) knows a data set only through these fields.
 
     Attributes:
         reader: the HandCropDataset subclass (None for a combination of data sets), which
             dataset.get_dataset constructs for code without a configuration.
         build: (mode, cfg) -> the data set of a resolved configuration in mode 'training' or
             'evaluation'.
+        write_outputs: (cfg, dataset, xyz, verts, logger) -> test.py's outputs: the
+            submission file (pred.json) and, with the ground truth, the local scores (returned).
         check: cfg -> None; ValueError naming the field for a configuration this data set
             cannot run (checked before anything touches the disk).
         check_data: cfg -> None; DataError naming the file for data that cannot be used, read
             by train.py and test.py before they write anything (the custom set checks every
             line of its labels.jsonl here).
         has_ground_truth: cfg -> whether the evaluation ground truth is there (local scores).
-        evaluate: (cfg, dataset, xyz, verts) -> the FreiHAND-style scores of the training-time
-            evaluation, or None when this data set has none.
-        write_outputs: (cfg, dataset, xyz, verts, logger) -> test.py's outputs: the
-            submission file (pred.json) and, with the ground truth, the local scores (returned).
+        evaluate: (cfg, dataset, xyz, verts) -> the scores dict of the training-time
+            evaluation (xyz M x 21 x 3, verts M x 778 x 3, meters, the network's camera frame),
+            or None when this data set has none (training then skips evaluation).
+        report: scores -> the printed report of `evaluate`'s scores (logged after each
+            evaluation).
+        score_keys: the keys of `evaluate`'s scores the training monitor records (TensorBoard
+            scalars eval/<key>, the history JSON); a None score is skipped.
+        score_panels: (mean errors, ratios): the two evaluation panels of the training
+            curves, each ((score key, legend label), ...); means in cm, ratios in [0, 1].
     """
     reader: Optional[type]
     build: Callable
@@ -231,3 +245,6 @@ class DatasetEntry:
     check_data: Callable = lambda cfg: None
     has_ground_truth: Callable = lambda cfg: False
     evaluate: Optional[Callable] = None
+    report: Callable = str
+    score_keys: Tuple[str, ...] = ()
+    score_panels: Tuple[tuple, tuple] = ((), ())

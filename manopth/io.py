@@ -108,7 +108,7 @@ def numpy_pickle_globals():
     """{(module, name): object} of the globals a pickle of NumPy arrays, dtypes and scalars
     names (both numpy.core and numpy._core paths), plus `_codecs.encode`, with which Python 3
     writes byte strings at protocols < 3 (a pure text encoding, it runs nothing else). For
-    restricted unpicklers of plain-data files (this module's, dataset/ho3d.py's)."""
+    restricted unpicklers of plain-data files (this module's, dataset/ho3d/reader.py's)."""
     numpy_fns = _numpy_reconstructors()
     allowed = {}
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from utils.constants import (FREIHAND_TO_HO3D, HO3D_IMG_SIZE, HO3D_TO_FREIHAND, HO3D_VERSIONS,
+from dataset.ho3d.constants import (FREIHAND_TO_HO3D, HO3D_IMG_SIZE, HO3D_TO_FREIHAND, HO3D_VERSIONS,
                              OPENGL_TO_CAMERA)
 from utils.files.atomic import atomic_open, atomic_write_json
 from utils.mano import mano_meters
@@ -445,7 +445,7 @@ def write_preview(root, out_path, count=4):
     from utils.files.images import save_image
     from utils.transforms import box_from_joints
     from utils.vis.drawing import draw_skeleton, make_grid
-    from utils.constants import HO3D_TO_FREIHAND
+    from dataset.ho3d.constants import HO3D_TO_FREIHAND
     cells, labels = [], []
     for name in read_frame_list(os.path.join(root, 'train.txt'))[:count]:
         seq, frame_id = name.split('/')

@@ -327,7 +327,7 @@ def test_documented_command_parses_and_validates(where, script, args, world):
 
 def test_a_refused_command_is_caught(tmp_path):
     page = tmp_path / 'page.md'
-    page.write_text('    python train.py --dataset HO3D --eval_interval 1 \\\n'
+    page.write_text('    python train.py --dataset HO4D --eval_interval 1 \\\n'
                     '        --data_root data/HO3D\n'
                     '    torchrun --nproc_per_node 3 train.py --batch_size 64\n'
                     '    python demo.py --checkpoint CKPT\n')

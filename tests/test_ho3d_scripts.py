@@ -1,5 +1,5 @@
 """train.py and test.py with --dataset HO3D end to end on a tiny synthetic HO3D set (CPU), and
-the submission file they write scored by `python -m utils.ho3d_eval`."""
+the submission file they write scored by `python -m dataset.ho3d.eval`."""
 import json
 
 import numpy as np
@@ -13,7 +13,7 @@ from inference import network
 from synthetic.ho3d import generate
 from synthetic.workers import Run
 from tests.helpers import GroundTruthModel
-from utils import ho3d_eval
+from dataset.ho3d import eval as ho3d_eval
 from utils.transforms import encode_uvd
 
 pytestmark = pytest.mark.slow

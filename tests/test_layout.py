@@ -13,7 +13,7 @@ the line and the rule it breaks. The rules:
 - no script is imported by another module (train.py, test.py, demo.py and every module of
   tools/ and benchmarks/ with an `if __name__ == '__main__':` block); only tests may import
   them. Library modules may carry a command line of their own (`python -m synthetic.standin`,
-  `python -m utils.freihand_eval`): those are used as libraries too;
+  `python -m dataset.freihand.eval`): those are used as libraries too;
 - nothing outside `tests/` imports `tests`;
 - a module run by another interpreter (OWN_INTERPRETER: wild/detector_worker.py, run by the
   detector's environment, which holds numpy and mediapipe but no torch and none of the project)
@@ -86,7 +86,7 @@ def imports_of(path):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))
-            # `from utils import freihand_eval` imports the module utils.freihand_eval
+            # `from dataset.freihand import eval` imports the module dataset.freihand.eval
             found += [(node.lineno, f'{node.module}.{alias.name}') for alias in node.names]
     return found
 
@@ -176,7 +176,10 @@ def test_importing_a_script_is_a_violation(tmp_path):
 
 
 MAX_UTILS_ENTRIES = 12
+MAX_UTILS_CODE_LINES = 2600  # issue 33: shared foundations only, no data set's code
 MAX_FUNCTION_LINES = 80
+DATA_SET_NAMES = ('freihand', 'ho3d')  # the registered data sets' packages (dataset/<name>/)
+GENERIC_CODE = ('training', 'inference', 'wild', 'utils', 'config.py')  # names no data set
 
 
 def test_utils_holds_few_top_level_entries():
@@ -185,6 +188,43 @@ def test_utils_holds_few_top_level_entries():
                      if name != '__init__.py' and (name.endswith('.py') or os.path.isfile(
                          os.path.join(REPO, 'utils', name, '__init__.py'))))
     assert len(entries) <= MAX_UTILS_ENTRIES, f'utils/ has {len(entries)} top-level entries: {entries}'
+
+
+def code_lines(path):
+    """Lines of a Python file that are neither blank nor comments (docstrings count)."""
+    with open(path, encoding='utf-8') as f:
+        return sum(1 for line in f if line.strip() and not line.strip().startswith('#'))
+
+
+def test_code_lines_are_counted(tmp_path):
+    path = tmp_path / 'm.py'
+    path.write_text('"""Doc\n\nmore."""\n# a comment\n\nimport os  # why\n    # indented comment\nx = 1\n')
+    assert code_lines(str(path)) == 4  # two docstring lines, the import, the assignment
+
+
+def test_utils_stays_within_its_code_lines():
+    counts = {os.path.relpath(os.path.join(folder, name), REPO): code_lines(os.path.join(folder, name))
+              for folder, _, files in os.walk(os.path.join(REPO, 'utils')) if '__pycache__' not in folder
+              for name in files if name.endswith('.py')}
+    total = sum(counts.values())
+    largest = sorted(counts.items(), key=lambda item: -item[1])[:5]
+    assert total <= MAX_UTILS_CODE_LINES, (f'utils/ holds {total} code lines, over '
+                                           f'{MAX_UTILS_CODE_LINES}; largest: {largest}. utils/ keeps '
+                                           'shared foundations: the code of a data set goes in dataset/<name>/')
+
+
+def test_generic_code_imports_no_data_set_package():
+    """training/, inference/, wild/, utils/ and config.py reach a data set through the registry
+    (dataset.entry(name)), never by importing its package."""
+    offenders = []
+    for module, path in project_modules().items():
+        if not os.path.relpath(path, REPO).startswith(GENERIC_CODE):
+            continue
+        for line, name in imports_of(path):
+            parts = name.split('.')
+            if len(parts) > 1 and parts[0] == 'dataset' and parts[1] in DATA_SET_NAMES:
+                offenders.append(f'{os.path.relpath(path, REPO)}:{line} imports {name}')
+    assert not offenders, '\n'.join(offenders)
 
 
 def defined_functions(path):

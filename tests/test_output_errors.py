@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.freihand_eval import write_pred
+from dataset.freihand.eval import write_pred
 from utils.runtime.launch import run_main
 from utils.errors import OutputError
 from utils.files import atomic

@@ -18,7 +18,7 @@ from inference import network
 from training import loop
 from synthetic.fixture import make_freihand
 from tests.helpers import GroundTruthModel
-from utils import freihand_eval
+from dataset.freihand import eval as freihand_eval
 from utils.errors import CheckpointError
 from utils.runtime.checkpoint import load_checkpoint, snapshot_path
 from utils.runtime.distributed import free_port

@@ -15,7 +15,7 @@ import time
 from wild.mano_fit import ManoFitter, fit_record
 from utils.errors import DataError
 from utils.files.atomic import atomic_write_json
-from utils.freihand_eval.files import load_pred
+from dataset.freihand.eval.files import load_pred
 
 CONVENTION = ('manopth ManoLayer(use_pca=False, flat_hand_mean=<flat_hand_mean>, side=<side>): '
               'verts_mm, joints_mm = layer(cat([global_orient, hand_pose], 1), betas, transl); '

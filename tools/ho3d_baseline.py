@@ -12,10 +12,10 @@ import sys
 import numpy as np
 
 from dataset import get_dataset
+from dataset.baseline import mean_hand
+from dataset.freihand.eval import write_pred
+from dataset.ho3d import eval as ho3d_eval
 from dataset.ho3d import submission_arrays
-from utils.freihand_eval import write_pred
-from utils import ho3d_eval
-from utils.constants import ROOT_JOINT_IDX
 from utils.errors import DataError
 
 
@@ -23,12 +23,9 @@ def mean_hand_scores(root, mano_root, out_dir, version='v2'):
     """Write <out_dir>/pred.json (the mean hand at the given roots) and its scores; returns them."""
     train = get_dataset('HO3D', 'training', root=root, version=version, mano_root=mano_root)
     joints = np.stack([train.joints_cam(i) for i in range(len(train))])  # (N, 21, 3), FreiHAND order
-    wrist = joints[:, ROOT_JOINT_IDX:ROOT_JOINT_IDX + 1]
-    mean_joints = (joints - wrist).mean(axis=0)
-    mean_verts = (np.asarray(train.verts_cam, dtype=np.float64) - wrist).mean(axis=0)
     roots = get_dataset('HO3D', 'evaluation', root=root, version=version).root_cam()
-    xyz, verts = submission_arrays(np.broadcast_to(mean_joints, (len(roots), 21, 3)),
-                                   np.broadcast_to(mean_verts, (len(roots),) + mean_verts.shape), roots)
+    xyz, verts = submission_arrays(*mean_hand(joints, np.asarray(train.verts_cam, dtype=np.float64),
+                                              roots), roots)
     write_pred(os.path.join(out_dir, 'pred.json'), xyz, verts)
     xyz_gt, verts_gt = ho3d_eval.load_gt(root)
     scores = ho3d_eval.evaluate(xyz_gt, verts_gt, np.round(xyz, 6), np.round(verts, 6))

@@ -15,7 +15,7 @@ import numpy as np
 
 from wild.mano_fit import ManoFitter
 from utils.files.images import save_image
-from utils.freihand_eval.files import load_pred
+from dataset.freihand.eval.files import load_pred
 from utils.mano import MANO
 
 SCALE = 2  # px per image px in the picture

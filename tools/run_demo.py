@@ -139,21 +139,19 @@ def extent_mm(verts):
 def mean_hand_baseline(data_root, out_dir):
     """Evaluate the training-set mean mesh (relative to the wrist) placed at each evaluation
     sample's root estimate from bbox_root_freihand_output.json."""
-    from utils import freihand_eval
+    from dataset.baseline import mean_hand
+    from dataset.freihand import eval as freihand_eval
     from utils.constants import ROOTNET_FILE
 
     def load(name):
         with open(os.path.join(data_root, name)) as f:
             return np.asarray(json.load(f), dtype=np.float64)
 
-    train_xyz, train_verts = load('training_xyz.json'), load('training_verts.json')
-    wrist = train_xyz[:, :1]
-    mean_xyz, mean_verts = (train_xyz - wrist).mean(0), (train_verts - wrist).mean(0)
     with open(os.path.join(data_root, ROOTNET_FILE)) as f:
         roots = np.array([entry['root_cam'] for entry in json.load(f)], dtype=np.float64)
+    xyz, verts = mean_hand(load('training_xyz.json'), load('training_verts.json'), roots)
     xyz_gt, verts_gt = freihand_eval.load_gt(data_root)
-    scores = freihand_eval.evaluate(xyz_gt, verts_gt, mean_xyz + roots[:, None],
-                                    mean_verts + roots[:, None])
+    scores = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
     freihand_eval.write_outputs(scores, out_dir)
     return scores
 
@@ -192,9 +190,9 @@ def precision_run(amp):
 def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
     """The machine-readable report (REPORT_FILE) in the shape tools/make_docs.py tabulates:
     scalar fields, then dicts of numbers (one table column each; a dict of dicts gives one
-    column per entry). Times in s, scores (ours, the mean hand's) as utils.freihand_eval
+    column per entry). Times in s, scores (ours, the mean hand's) as dataset.freihand.eval
     (means in cm), extents in mm."""
-    from utils.freihand_eval import SCORE_KEYS
+    from dataset.freihand.eval import SCORE_KEYS
     ours, baseline = scores
     commit, dirty = git_commit()
     machine = machine_info()
@@ -326,7 +324,7 @@ def prepare_mano_and_data(py, clock):
 
 def print_scores(ours, baseline, verts, verts_gt):
     """The reports side by side, the goal's verdict and the mesh extents; returns the extents."""
-    from utils import freihand_eval
+    from dataset.freihand import eval as freihand_eval
     print('\n==== SAR (cpu_demo preset) on the synthetic evaluation set ====')
     print(freihand_eval.format_report(ours))
     print('\n==== mean-hand baseline ====')
@@ -361,7 +359,7 @@ def main(argv=None):
     with clock.phase(f'test.py (with {VIS_NUM} vis renders)'):
         run([py, 'test.py', *overrides, '--checkpoint', checkpoint, '--vis', '--vis_num', str(VIS_NUM)])
 
-    from utils import freihand_eval
+    from dataset.freihand import eval as freihand_eval
     with clock.phase('evaluation and mean-hand baseline'):
         xyz_gt, verts_gt = freihand_eval.load_gt(DATA_ROOT)
         xyz, verts = freihand_eval.load_pred(os.path.join(cfg.output_root, 'pred.json'), len(xyz_gt))

@@ -36,9 +36,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+import dataset as datasets
 from model.loss import LOSS_WEIGHTS
 from utils.files.atomic import atomic_open, atomic_write_json
-from utils.freihand_eval import SCORE_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +100,12 @@ class Monitor:
             epoch + 1) and the optimizer steps of it already done (an iteration checkpoint's).
         device: training device; on CUDA the peak allocated memory is logged.
         faces: F x 3 MANO faces, to render evaluation results (None: no pictures).
-        num_eval_images: evaluation results rendered at each evaluation.
+        data: the data set's dataset.DatasetEntry: its `score_keys` are recorded at each
+            evaluation, its `score_panels` drawn in the curves (None: no scores).
     """
 
     def __init__(self, *, tb_dir, log_dir, experiment, length, device, start=(0, 0), faces=None,
-                 num_eval_images=NUM_EVAL_IMAGES):
+                 data=None):
         start_epoch, start_step = start
         self.experiment = experiment
         self.iterations_per_epoch = length.iterations_per_epoch
@@ -112,7 +113,9 @@ class Monitor:
         self.images_per_step = length.images_per_step
         self.device = torch.device(device)
         self.faces = faces
-        self.num_eval_images = num_eval_images
+        self.num_eval_images = NUM_EVAL_IMAGES  # evaluation results rendered each time
+        self.score_keys = data.score_keys if data else ()
+        self.score_panels = data.score_panels if data else ((), ())
         self.history_path = history_path(log_dir, experiment)
         self.curves_path = curves_path(log_dir, experiment)
         self.history = load_history(self.history_path, start_epoch)
@@ -208,12 +211,13 @@ class Monitor:
         """Record the evaluation after epoch `epoch`.
 
         Args:
-            scores: dict from utils.freihand_eval.evaluate (the SCORE_KEYS are used; None
-                values skipped).
+            scores: the data set's evaluation scores (those of `score_keys` are recorded;
+                None values skipped).
             dataset, xyz, verts: the evaluation data set and the predictions (M x 21 x 3,
                 M x 778 x 3, meters) to render the first results into TensorBoard.
         """
-        values = {key: float(scores[key]) for key in SCORE_KEYS if scores.get(key) is not None}
+        values = {key: float(scores[key]) for key in self.score_keys
+                  if scores.get(key) is not None}
         entry = next((e for e in self.history if e['epoch'] == epoch), None)
         if entry is None:
             entry = {'epoch': epoch, 'lr': self._last_lr, 'loss': {}}
@@ -261,18 +265,12 @@ class Monitor:
         self.history.sort(key=lambda e: e['epoch'])
         atomic_write_json(self.history_path, self.history, indent=1)
         if self.history:
-            write_curves_png(self.curves_path, self.history, title=self.experiment)
+            write_curves_png(self.curves_path, self.history, title=self.experiment,
+                             score_panels=self.score_panels)
 
 
-# Evaluation panels: (score key, legend label). Means are in cm (freihand_eval), the
-# F-scores and AUCs in [0, 1].
 _TERM_COLORS = {'coord': 'tab:blue', 'normal': 'tab:orange', 'edge': 'tab:green'}
 _STAGE_STYLES = ('-', '--', ':')
-_EVAL_MEANS = (('xyz_al_mean3d', 'keypoints, aligned (PA-MPJPE)'),
-               ('mesh_al_mean3d', 'mesh, aligned (PA-MPVPE)'))
-_EVAL_RATIOS = (('f_al_score_5', 'F@5 mm, aligned'), ('f_al_score_15', 'F@15 mm, aligned'),
-                ('xyz_al_auc3d', 'AUC keypoints, aligned (0-5 cm)'),
-                ('mesh_al_auc3d', 'AUC mesh, aligned (0-5 cm)'))
 
 
 def _plot_lines(ax, epochs, series, empty_text):
@@ -308,7 +306,7 @@ def _log_if_wide(ax, series):
             lambda v, _: f'{v:g}' if round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ''))
 
 
-def write_curves_png(path, history, title=''):
+def write_curves_png(path, history, title='', score_panels=((), ())):
     """Draw the per-epoch history into a PNG (written atomically).
 
     Panels: coord loss terms; normal and edge terms; aligned keypoint / mesh mean errors (cm);
@@ -320,6 +318,8 @@ def write_curves_png(path, history, title=''):
         history: list of {'epoch': int, 'lr': float, 'loss': {term: mean}, 'eval': {score
             key: value}} (eval optional), as kept by Monitor.
         title: shown above the panels.
+        score_panels: (mean errors, ratios) of the evaluation panels, each ((score key,
+            legend label), ...): the data set's DatasetEntry.score_panels.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -360,9 +360,9 @@ def write_curves_png(path, history, title=''):
         (axes[0, 1], 'mesh losses: normal and edge', 'loss (normalised units)',
          loss_series(n for n in terms if not n.startswith('coord_')), True),
         (axes[1, 0], 'evaluation: mean error after Procrustes alignment', 'error (cm)',
-         eval_series(_EVAL_MEANS, ' cm'), False),
+         eval_series(score_panels[0], ' cm'), False),
         (axes[1, 1], 'evaluation: F-scores and AUCs', 'score (0-1, higher is better)',
-         eval_series(_EVAL_RATIOS, ''), False),
+         eval_series(score_panels[1], ''), False),
     )
     for ax, panel_title, ylabel, series, is_loss in panels:
         empty = 'no loss recorded yet' if is_loss else \
@@ -391,6 +391,7 @@ def build_monitor(cfg, steps_per_epoch, start, device, faces, layout):
     monitor = Monitor(tb_dir=cfg.tb_dir if cfg.tensorboard else None, log_dir=cfg.log_dir,
                       experiment=cfg.experiment_name,
                       length=RunLength(steps_per_epoch, cfg.total_epoch, cfg.batch_size),
-                      device=device, start=(start.epoch, start.step), faces=faces)
+                      device=device, start=(start.epoch, start.step), faces=faces,
+                      data=datasets.entry(cfg.dataset))
     monitor.add_text('run/launch', '\n\n'.join(layout))
     return monitor

@@ -23,7 +23,7 @@ from dataset.base import Preprocessing
 from dataset.custom.labels import LABELS_FILE, line_of, read_labels
 from dataset.freihand import FreiHAND
 from dataset.ho3d import HO3D
-from utils import freihand_eval
+from dataset.freihand import eval as freihand_eval
 from utils.errors import DataError
 from utils.files.atomic import atomic_open
 

@@ -6,12 +6,13 @@ beside FreiHAND's training set, `--custom_repeat N` times each), tests and evalu
 """
 import os
 
-from dataset.base import DatasetEntry
+from dataset.base import DatasetEntry, preprocessing_of
 from dataset.custom.labels import LABELS_FILE, read_labels
 from dataset.custom.reader import Custom
-from dataset.freihand import FreiHAND, preprocessing_of
+from dataset.freihand import ENTRY as FREIHAND_ENTRY
+from dataset.freihand import FreiHAND
+from dataset.freihand import eval as freihand_eval
 from dataset.mixed import EpochConcatDataset
-from utils import freihand_eval
 
 _CHECKED = {}  # (labels file, its size and mtime, mano_root) -> the checked hands
 
@@ -54,7 +55,7 @@ def _has_ground_truth(cfg):
 
 
 def _evaluate(cfg, dataset, xyz, verts):
-    """FreiHAND's scores (utils.freihand_eval.evaluate) of predictions in the reader's frame
+    """FreiHAND's scores (dataset.freihand.eval.evaluate) of predictions in the reader's frame
     against the 'test' lines: mesh scores only when every test line has vertices."""
     xyz, verts = dataset.to_image_frame(xyz, verts)
     xyz_gt, verts_gt = dataset.ground_truth()
@@ -78,5 +79,10 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
     return scores
 
 
-ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs, check_data=_check_data,
-                     has_ground_truth=_has_ground_truth, evaluate=_evaluate)
+# FreiHAND's metrics, so FreiHAND's report, monitored scores and curves' panels (a joints-only
+# test set's None mesh scores are skipped by the monitor).
+ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs,
+                     check_data=_check_data, has_ground_truth=_has_ground_truth,
+                     evaluate=_evaluate, report=FREIHAND_ENTRY.report,
+                     score_keys=FREIHAND_ENTRY.score_keys,
+                     score_panels=FREIHAND_ENTRY.score_panels)

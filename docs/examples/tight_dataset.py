@@ -1,6 +1,7 @@
 """A data set (docs/development.md, "Adding a data set"): FreiHAND cropped 0.85 x tighter.
 
-A new data set is a module like this one in dataset/ and one line in dataset.DATASETS:
+A new data set is a module like this one (or a package like dataset/freihand/) in dataset/ and
+one line in dataset.DATASETS:
 
     DATASETS = {..., 'TightFreiHAND': tight_dataset.ENTRY}
 
@@ -9,8 +10,10 @@ it). A reader of a new layout subclasses dataset.base.HandCropDataset and define
 `read_image`, `image_path`, `crop_box`, `intrinsics`, `training_points` and
 `evaluation_meta`; this one inherits them from the FreiHAND reader and changes the crop only.
 """
+import dataclasses
+
 from dataset import freihand
-from dataset.base import DatasetEntry
+from dataset.base import preprocessing_of
 from dataset.freihand import FreiHAND
 
 CROP_FACTOR = 0.85  # side of the crop box / FreiHAND's (130 px of 224)
@@ -28,10 +31,9 @@ class TightFreiHAND(FreiHAND):
 
 def build(mode, cfg):
     """The reader of a resolved configuration (train.py and test.py call it)."""
-    return TightFreiHAND(mode, cfg.data_root, freihand.preprocessing_of(cfg),
+    return TightFreiHAND(mode, cfg.data_root, preprocessing_of(cfg),
                          cache_dir=cfg.annotation_cache)
 
 
-ENTRY = DatasetEntry(reader=TightFreiHAND, build=build, write_outputs=freihand.write_outputs,
-                     has_ground_truth=freihand.ENTRY.has_ground_truth,
-                     evaluate=freihand.ENTRY.evaluate)
+# Its own reader; FreiHAND's evaluation, report, score keys and submission file.
+ENTRY = dataclasses.replace(freihand.ENTRY, reader=TightFreiHAND, build=build)

@@ -70,7 +70,7 @@ def test_the_demo_preset_gives_the_documented_iterations():
 
 def test_the_report_is_what_make_docs_tabulates(tmp_path):
     from tools import make_docs
-    from utils.freihand_eval import SCORE_KEYS
+    from dataset.freihand.eval import SCORE_KEYS
     ours = {key: 1.0 for key in SCORE_KEYS}
     baseline = {key: 4.0 for key in SCORE_KEYS}
     ours['mesh_al_mean3d'] = 2.5  # 4 / 2.5 = 1.6x: short of the 2x goal
@@ -114,7 +114,7 @@ def test_docs_copies_the_run_and_keeps_the_logs_last_run(tmp_path):
 
 
 def test_the_report_names_its_command_and_precision():
-    from utils.freihand_eval import SCORE_KEYS
+    from dataset.freihand.eval import SCORE_KEYS
     scores = ({key: 1.0 for key in SCORE_KEYS}, {key: 4.0 for key in SCORE_KEYS})
     run = run_demo.DemoRun(datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc),
                            [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], 'off', False,

@@ -8,7 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.freihand_eval import SCORE_KEYS
+from dataset import freihand
+from dataset.freihand.entry import MEAN_PANEL, RATIO_PANEL
+from dataset.freihand.eval import SCORE_KEYS
 from training import monitor as monitor_module
 from training.monitor import Monitor, RunLength, format_duration, load_history, write_curves_png
 
@@ -29,7 +31,7 @@ def scalars(path):
 def make_monitor(tmp_path, start_epoch=0, tb=True, iterations=3, total_epoch=2):
     return Monitor(tb_dir=str(tmp_path / 'tb') if tb else None, log_dir=str(tmp_path / 'log'),
                    experiment='exp', length=RunLength(iterations, total_epoch, 4),
-                   start=(start_epoch, 0), device='cpu')
+                   start=(start_epoch, 0), device='cpu', data=freihand.ENTRY)
 
 
 def run_epoch(monitor, epoch, iterations=3, seed=0):
@@ -158,7 +160,7 @@ def test_curves_png_size_and_atomic_write(tmp_path):
                for e in range(4)]
     history[3]['eval'] = {'xyz_al_mean3d': 1.5, 'f_al_score_5': 0.3}
     path = tmp_path / 'curves.png'
-    write_curves_png(str(path), history, title='exp')
+    write_curves_png(str(path), history, title='exp', score_panels=(MEAN_PANEL, RATIO_PANEL))
     img = cv2.imread(str(path))
     width, height = (int(s * monitor_module.CURVES_DPI) for s in monitor_module.CURVES_SIZE_IN)
     assert img.shape == (height, width, 3)
@@ -187,7 +189,8 @@ def test_evaluation_pictures_skip_predictions_that_cannot_be_drawn(tmp_path, cap
     img2bb = np.array([[64 / 130, 0.0, -47 * 64 / 130], [0.0, 64 / 130, -47 * 64 / 130]])
     item = ({'img': np.zeros((3, 64, 64), np.float32)}, {}, {'K': K, 'img2bb_trans': img2bb})
     monitor = Monitor(tb_dir=str(tmp_path / 'tb'), log_dir=str(tmp_path / 'log'),
-                      experiment='exp', length=RunLength(3, 2, 4), device='cpu', faces=faces)
+                      experiment='exp', length=RunLength(3, 2, 4), device='cpu', faces=faces,
+                      data=freihand.ENTRY)
     monitor.log_evaluation(0, {key: 1.0 for key in SCORE_KEYS}, [item, item], xyz, verts)
     monitor.close()
     acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'), size_guidance={'images': 0})

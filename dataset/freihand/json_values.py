@@ -2,8 +2,8 @@
 they are malformed.
 
 The big fixed-shape annotation arrays (FreiHAND's training and evaluation files, for the data
-loader and the evaluator alike) go through the bulk parser of utils/files/json_numbers.py; this
-module checks the JSON this project parses whole: pred.json (utils/freihand_eval/files.py,
+loader and the evaluator alike) go through the bulk parser of dataset/freihand/json_numbers.py; this
+module checks the JSON this project parses whole: pred.json (dataset/freihand/eval/files.py,
 whose mesh may have any vertex count) and the RootNet file. A list of entries (samples) of one
 nested shape that is malformed raises an error naming the file, the list, the entry and the
 point/coordinate, what was found and what was expected.

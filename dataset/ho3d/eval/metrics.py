@@ -1,6 +1,6 @@
 """HO3D's scores (docs/ho3d.md §6): the 14 numbers of the official scores.txt.
 
-Everything FreiHAND's leaderboard computes the same way comes from utils.freihand_eval.metrics
+Everything FreiHAND's leaderboard computes the same way comes from dataset.freihand.eval.metrics
 (similarity Procrustes, per-point errors, PCK `<=` over 100 thresholds in [0, 5] cm, AUC, the
 F-scores with strict `<` at 5 and 15 mm): `evaluate` runs that evaluator and adds HO3D's third
 keypoint alignment, scale and translation (`align_scale_translation`), under HO3D's key names.
@@ -12,8 +12,8 @@ import numpy as np
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
 from utils.errors import EvaluationInputError
-from utils.freihand_eval import metrics as freihand_metrics
-from utils.freihand_eval.metrics import (M_TO_CM, PCK_THRESHOLDS_M, auc_per_point, pck_curves,
+from dataset.freihand.eval import metrics as freihand_metrics
+from dataset.freihand.eval.metrics import (M_TO_CM, PCK_THRESHOLDS_M, auc_per_point, pck_curves,
                                          point_errors)
 
 # The official scores.txt keys, in its order; *_mean3d in cm.

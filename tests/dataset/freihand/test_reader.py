@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import utils.files.json_numbers
+import dataset.freihand.json_numbers
 from dataset import DataError, FreiHAND, get_dataset, Preprocessing
 from synthetic.fixture import background_level, make_freihand
 
@@ -239,7 +239,7 @@ def test_annotation_cache_round_trip(freihand, tmp_path, monkeypatch):
 
     def no_parse(*args, **kwargs):
         raise AssertionError('JSON parsed despite the cache')
-    monkeypatch.setattr(utils.files.json_numbers, 'iter_values', no_parse)
+    monkeypatch.setattr(dataset.freihand.json_numbers, 'iter_values', no_parse)
     cached = FreiHAND('training', root=root, cache_dir=cache)
     assert isinstance(cached.verts_cam, np.memmap) and not cached.verts_cam.flags.writeable
     np.testing.assert_array_equal(cached.verts_cam, first.verts_cam)

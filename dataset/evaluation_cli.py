@@ -1,5 +1,5 @@
-"""The command line the local evaluators share (`python -m utils.freihand_eval`,
-`python -m utils.ho3d_eval`): read the ground truth and the predictions, score, write the
+"""The command line the data sets' local evaluators share (`python -m dataset.freihand.eval`,
+`python -m dataset.ho3d.eval`): read the ground truth and the predictions, score, write the
 report files. Each evaluator describes itself with an `Evaluator`; nothing is written when an
 input is malformed."""
 import argparse
@@ -16,7 +16,8 @@ from utils.errors import EvaluationInputError
 class Evaluator:
     """One data set's evaluator, as its command line runs it.
 
-    name: the package under utils/ ('freihand_eval'): the program name and the error prefix.
+    name: the evaluator's module ('dataset.freihand.eval'): `python -m NAME` runs it; the
+        program name and the error prefix.
     description: the command's description (--help).
     gt_help, pred_help, cache_help, out_help: the help lines of --gt, --pred, --cache, --out.
     load_gt: (gt root, cache) -> (xyz_gt, verts_gt).
@@ -40,7 +41,7 @@ class Evaluator:
 
 def parse_args(evaluator, argv=None):
     """The command line of `evaluator` (--gt, --pred, --cache, --out), parsed."""
-    parser = argparse.ArgumentParser(prog=f'python -m utils.{evaluator.name}',
+    parser = argparse.ArgumentParser(prog=f'python -m {evaluator.name}',
                                      description=evaluator.description)
     parser.add_argument('--gt', required=True, help=evaluator.gt_help)
     parser.add_argument('--pred', required=True, help=evaluator.pred_help)

@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-from utils.constants import FREIHAND_TO_HO3D, HO3D_SPLIT_SIZES
+from dataset.ho3d.constants import FREIHAND_TO_HO3D, HO3D_SPLIT_SIZES
 from utils.errors import EvaluationInputError
-from utils.freihand_eval import files as freihand_files
-from utils.freihand_eval.metrics import align_similarity, point_errors
+from dataset.freihand.eval import files as freihand_files
+from dataset.freihand.eval.metrics import align_similarity, point_errors
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def load_gt(root, cache='auto'):
     evaluation.txt (when present: one line per entry, the lists are in its order).
 
     Read through the annotation cache exactly as json.load reads them (as the FreiHAND
-    evaluator does, utils.freihand_eval.files.load_gt). A count that is neither version's
+    evaluator does, dataset.freihand.eval.files.load_gt). A count that is neither version's
     official size is scored with a warning naming the counts (a subset).
     """
     root = os.fspath(root)
@@ -83,7 +83,7 @@ def check_order(path, xyz_gt, xyz_pred):
             f"that way they fit the ground truth with a median aligned error of {100 * swapped:.2f} cm, "
             f"against {100 * as_is:.2f} cm as given. HO3D's order is MANO's (0 wrist, 1-3 index, "
             f"4-6 middle, 7-9 pinky, 10-12 ring, 13-15 thumb, 16-20 tips of thumb, index, middle, "
-            f"ring, pinky): reorder with utils.constants.FREIHAND_TO_HO3D.")
+            f"ring, pinky): reorder with dataset.ho3d.constants.FREIHAND_TO_HO3D.")
 
 
 def load_pred(path, xyz_gt=None):

@@ -1,4 +1,4 @@
-"""Tests for utils/ho3d_eval: the 14 official HO3D scores against an independent per-sample
+"""Tests for dataset/ho3d/eval: the 14 official HO3D scores against an independent per-sample
 transcription of the official formulas (docs/ho3d.md §6, written out here as plain loops),
 hand-worked cases, the malformed-file checks and the command line."""
 import json
@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from utils import ho3d_eval
+from dataset.ho3d import eval as ho3d_eval
 from utils.errors import EvaluationInputError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 KEYS = ['xyz_mean3d', 'xyz_auc3d', 'xyz_procrustes_al_mean3d', 'xyz_procrustes_al_auc3d',
         'xyz_scale_trans_al_mean3d', 'xyz_scale_trans_al_auc3d', 'mesh_mean3d', 'mesh_auc3d',
         'mesh_al_mean3d', 'mesh_al_auc3d', 'f_score_5', 'f_al_score_5', 'f_score_15', 'f_al_score_15']
@@ -197,7 +197,7 @@ def test_the_command_line_writes_the_official_scores_and_the_plots(gt_root, tmp_
     root, xyz, verts = gt_root
     pred = write_pred(tmp_path / 'pred.json', xyz, verts)
     out = tmp_path / 'eval'
-    with caplog.at_level('WARNING', logger='utils.ho3d_eval'):
+    with caplog.at_level('WARNING', logger='dataset.ho3d.eval'):
         ho3d_eval.main(['--gt', str(root), '--pred', pred, '--out', str(out), '--cache', 'off'])
     lines = (out / 'scores.txt').read_text().splitlines()
     assert [line.split(':')[0] for line in lines] == KEYS
@@ -216,7 +216,7 @@ def test_a_prediction_in_the_opencv_frame_is_refused(gt_root, tmp_path):
     root, xyz, verts = gt_root
     pred = write_pred(tmp_path / 'pred.json', xyz * [1, -1, -1], verts * [1, -1, -1])
     out = tmp_path / 'eval'
-    run = subprocess.run([sys.executable, '-m', 'utils.ho3d_eval', '--gt', str(root), '--pred', pred,
+    run = subprocess.run([sys.executable, '-m', 'dataset.ho3d.eval', '--gt', str(root), '--pred', pred,
                           '--out', str(out), '--cache', 'off'], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 1
     assert pred in run.stderr and 'every joint at z > 0' in run.stderr and '(1, -1, -1)' in run.stderr

@@ -1,8 +1,8 @@
 """The HO3D evaluator's outputs: the printed report, scores.txt (the official 14 keys, means in
 cm), pck_data.json and one PCK plot per curve (rendered as the FreiHAND evaluator's)."""
 
-from utils.freihand_eval.report import render_pck_plot, write_report_files
-from utils.ho3d_eval.metrics import SCORE_KEYS
+from dataset.freihand.eval.report import render_pck_plot, write_report_files
+from dataset.ho3d.eval.metrics import SCORE_KEYS
 
 SCORES_FILE = 'scores.txt'
 # Curve name (= score key prefix) -> (plot file, plot title).

@@ -12,9 +12,9 @@ import pytest
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.transform import Rotation
 
-from utils import freihand_eval as fe
+from dataset.freihand import eval as fe
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SCORE_KEYS = ('xyz_mean3d', 'xyz_auc3d', 'xyz_al_mean3d', 'xyz_al_auc3d',
               'mesh_mean3d', 'mesh_auc3d', 'mesh_al_mean3d', 'mesh_al_auc3d',
               'f_score_5', 'f_al_score_5', 'f_score_15', 'f_al_score_15')  # docs/method.md §8, in order
@@ -302,11 +302,11 @@ def test_cli_end_to_end(tiny_freihand, tmp_path, capsys):
 
 
 def test_cli_as_module():
-    # `python -m utils.freihand_eval` reaches main (the evaluation itself: test_cli_end_to_end).
-    result = subprocess.run([sys.executable, '-m', 'utils.freihand_eval', '--help'],
+    # `python -m dataset.freihand.eval` reaches main (the evaluation itself: test_cli_end_to_end).
+    result = subprocess.run([sys.executable, '-m', 'dataset.freihand.eval', '--help'],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith('usage: python -m utils.freihand_eval')
+    assert result.stdout.startswith('usage: python -m dataset.freihand.eval')
     assert all(option in result.stdout for option in ('--gt', '--pred', '--cache', '--out'))
 
 
@@ -412,7 +412,7 @@ def test_ground_truth_through_the_cache_is_exact_float64(tmp_path, monkeypatch):
         np.testing.assert_array_equal(xyz_read, xyz_gt)
         np.testing.assert_array_equal(verts_read, verts_gt)
     assert (tmp_path / '.sar_cache' / 'evaluation_verts.f64.npy').is_file()
-    from utils.files import annotations
+    from dataset.freihand import annotations
 
     def no_parse(*args, **kwargs):
         raise AssertionError('parsed again despite the cache')

@@ -1,6 +1,6 @@
 """Command line of the local HO3D evaluator:
 
-    python -m utils.ho3d_eval --gt data/HO3D --pred output/pred.json --out output/eval_ho3d
+    python -m dataset.ho3d.eval --gt data/HO3D --pred output/pred.json --out output/eval_ho3d
 
 `--gt` is the HO3D root holding evaluation_xyz.json and evaluation_verts.json (the evaluation
 ground truth released in Nov 2024) and evaluation.txt, `--pred` the submission file
@@ -8,13 +8,13 @@ ground truth released in Nov 2024) and evaluation.txt, `--pred` the submission f
 `--out` receives scores.txt (the official 14 keys, means in cm), pck_data.json and the PCK
 plots. Nothing is written when an input is malformed.
 """
-from utils import evaluation_cli
-from utils.ho3d_eval.files import load_gt, load_pred
-from utils.ho3d_eval.metrics import evaluate
-from utils.ho3d_eval.report import format_report, write_outputs
+from dataset import evaluation_cli
+from dataset.ho3d.eval.files import load_gt, load_pred
+from dataset.ho3d.eval.metrics import evaluate
+from dataset.ho3d.eval.report import format_report, write_outputs
 
 HO3D_EVALUATOR = evaluation_cli.Evaluator(
-    name='ho3d_eval',
+    name='dataset.ho3d.eval',
     description="Score an HO3D pred.json against the released evaluation ground truth with the "
                 "official definitions (docs/ho3d.md §6).",
     gt_help='HO3D root holding evaluation_xyz.json, evaluation_verts.json, evaluation.txt',

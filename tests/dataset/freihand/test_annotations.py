@@ -1,4 +1,5 @@
-"""utils.files.annotations: the bulk JSON parser against json + numpy, and the shared .npy cache."""
+"""dataset/freihand/annotations.py and utils/files/annotations.py: the bulk JSON parser against
+json + numpy, and the shared .npy cache."""
 import hashlib
 import json
 import logging
@@ -9,9 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from utils.files import annotations, json_numbers
-from utils.files.annotations import load_annotation, resolve_cache_dir
-from utils.files.json_numbers import read_float_array
+from dataset.freihand import annotations, json_numbers
+from dataset.freihand.annotations import load_annotation
+from dataset.freihand.json_numbers import read_float_array
+from utils.files.annotations import resolve_cache_dir
 from utils.errors import DataError
 
 # Numbers json and float32 rounding treat specially: signed zeros ("-0" is the int 0), float32

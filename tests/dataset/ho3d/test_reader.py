@@ -1,4 +1,4 @@
-"""Tests for dataset/ho3d.py on a tiny HO3D-layout set (synthetic/ho3d.py with grey frames, made
+"""Tests for dataset/ho3d/reader.py on a tiny HO3D-layout set (synthetic/ho3d.py with grey frames, made
 once per session). Expected values are recomputed here from HO3D's conventions: the meta
 pickles read with plain pickle (trusted test files), MANO with flat_hand_mean=True, the OpenGL
 flip, the joint order and FreiHAND's 1.57 box written out."""
@@ -15,7 +15,7 @@ from torch.utils.data import ConcatDataset, default_collate
 
 import config
 from dataset import entry, get_dataset
-from dataset import ho3d as ho3d_module
+from dataset.ho3d import reader as ho3d_module
 from dataset.ho3d import HO3D, read_meta
 from manopth.manolayer import ManoLayer
 from synthetic.fixture import make_freihand

@@ -9,7 +9,7 @@ import numpy as np
 from manopth.constants import NUM_VERTS
 from utils.constants import JOINT_NAMES
 from utils.files.atomic import atomic_open, atomic_write_json
-from utils.freihand_eval.metrics import M_TO_CM, SCORE_KEYS
+from dataset.freihand.eval.metrics import M_TO_CM, SCORE_KEYS
 
 # Curve name (= score key prefix) -> (plot file, plot title).
 PCK_PLOTS = {

@@ -1,6 +1,6 @@
 """Command line of the local FreiHAND evaluator:
 
-    python -m utils.freihand_eval --gt data/FreiHAND --pred output/pred.json --out output/eval
+    python -m dataset.freihand.eval --gt data/FreiHAND --pred output/pred.json --out output/eval
 
 `--gt` is the FreiHAND root holding `evaluation_xyz.json` and `evaluation_verts.json` (the
 evaluation ground truth published with FreiHAND v2), `--pred` the `[xyz_list, verts_list]` file
@@ -8,13 +8,13 @@ of docs/method.md §7 (meters). The report is printed in the seed's format; `--o
 `scores.txt` (the leaderboard's keys, means in cm), `pck_data.json`, one PCK plot per curve and
 `scores.html` showing them with the numbers. Nothing is written when an input is malformed.
 """
-from utils import evaluation_cli
-from utils.freihand_eval.files import load_gt, load_pred
-from utils.freihand_eval.metrics import evaluate
-from utils.freihand_eval.report import format_report, write_outputs
+from dataset import evaluation_cli
+from dataset.freihand.eval.files import load_gt, load_pred
+from dataset.freihand.eval.metrics import evaluate
+from dataset.freihand.eval.report import format_report, write_outputs
 
 FREIHAND_EVALUATOR = evaluation_cli.Evaluator(
-    name='freihand_eval',
+    name='dataset.freihand.eval',
     description='Evaluate a FreiHAND pred.json against the evaluation ground truth with the '
                 "leaderboard's definitions (docs/method.md §8).",
     gt_help='FreiHAND root holding evaluation_xyz.json and evaluation_verts.json',

@@ -5,10 +5,11 @@ import os
 import numpy as np
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
-from utils.files.annotations import load_annotation, resolve_cache_dir
+from dataset.freihand.annotations import load_annotation
+from utils.files.annotations import resolve_cache_dir
 from utils.files.atomic import atomic_write_json
 from utils.errors import DataError, EvaluationInputError
-from utils.files.json_values import describe, entries_to_array, read_json
+from dataset.freihand.json_values import describe, entries_to_array, read_json
 
 GT_XYZ_FILE = 'evaluation_xyz.json'  # M x 21 x 3, meters, camera frame
 GT_VERTS_FILE = 'evaluation_verts.json'  # M x 778 x 3, meters, camera frame

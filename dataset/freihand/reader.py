@@ -23,14 +23,13 @@ import os
 import numpy as np
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
-from dataset.base import DatasetEntry, HandCropDataset, Preprocessing
-from utils import freihand_eval
+from dataset.base import HandCropDataset, Preprocessing
 from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
                              ROOTNET_FILE)
-from utils.files.annotations import load_annotation, resolve_cache_dir
+from dataset.freihand.annotations import load_annotation
+from utils.files.annotations import resolve_cache_dir
 from utils.errors import DataError
-from utils.files.json_values import read_json
-from utils.freihand_eval import write_pred
+from dataset.freihand.json_values import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -246,48 +245,3 @@ class FreiHAND(HandCropDataset):
 
     def evaluation_meta(self, idx):
         return {'root_depth': self.root_depth[idx], 'scale': self.scale[idx]}
-
-
-# ---- the registry entry (dataset/__init__.py) ----
-
-def preprocessing_of(cfg):
-    """The Preprocessing of a resolved configuration (augmentation in training only)."""
-    return Preprocessing(input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                         seed=cfg.seed, fx_as_fy=cfg.fx_as_fy)
-
-
-def _build(mode, cfg):
-    return FreiHAND(mode, cfg.data_root, preprocessing_of(cfg),
-                    cache_dir=cfg.annotation_cache)
-
-
-def _has_ground_truth(cfg):
-    return freihand_eval.has_gt(cfg.data_root)
-
-
-def _evaluate(cfg, dataset, xyz, verts):
-    return freihand_eval.evaluate(*freihand_eval.load_gt(cfg.data_root, cfg.annotation_cache),
-                                  xyz, verts)
-
-
-def write_outputs(cfg, dataset, xyz, verts, logger):
-    """test.py's outputs (rank 0): <output_root>/pred.json, the leaderboard's submission file,
-    and with the public evaluation ground truth in data_root the local evaluation (the
-    leaderboard's definitions) in <output_root>/eval. Returns the scores or None."""
-    pred_path = write_pred(os.path.join(cfg.output_root, 'pred.json'), xyz, verts)
-    logger.info('wrote %s (%d samples); zip it to submit to the FreiHAND leaderboard',
-                pred_path, len(xyz))
-    if not _has_ground_truth(cfg):
-        logger.info('no evaluation ground truth in %s: skipping the local evaluation',
-                    cfg.data_root)
-        return None
-    scores = _evaluate(cfg, dataset, xyz, verts)
-    out_dir = os.path.join(cfg.output_root, 'eval')
-    freihand_eval.write_outputs(scores, out_dir)
-    logger.info('local evaluation (the leaderboard definitions), written to %s:\n%s', out_dir,
-                freihand_eval.format_report(scores))
-    return scores
-
-
-ENTRY = DatasetEntry(reader=FreiHAND, build=_build, write_outputs=write_outputs,
-                     has_ground_truth=_has_ground_truth, evaluate=_evaluate)
