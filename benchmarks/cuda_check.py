@@ -108,7 +108,7 @@ def run(device='cuda', steps=None, profile=False):
                    f'{settings["steps"]} steps')
             cpu = device.type == 'cpu'
             report.run('train bf16', lambda: f'{net}, channels_last {fx.cfg.channels_last}, '
-                       f'fused AdamW: ' + check_train(fx, torch.bfloat16, key='train_bf16'))
+                       f'AdamW fused on CUDA: ' + check_train(fx, torch.bfloat16, key='train_bf16'))
             if cpu:
                 report.run('train fp32', lambda: f'{net}: ' + check_train(fx, None,
                                                                           key='train_fp32'))
