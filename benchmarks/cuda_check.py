@@ -3,10 +3,9 @@
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
 Prints one line per check, `PASS`, `FAIL` or `SKIP` then the check's name and figures, then a
-summary line; the exit code is 1 if any check failed. It is meant to take a few minutes on
-one GPU, under 8 (not yet timed on one; torch.compile should be the longest part). No data
-set or model weights are needed: the images are random, the targets one fixed hand (the
-procedural MANO stand-in), the weights start from scratch.
+summary line; the exit code is 1 if any check failed. Meant to take a few minutes on one GPU
+(not yet timed on one). No data set or weights are needed: random images, one fixed hand of
+the procedural MANO stand-in as the target, weights from scratch.
 
 Checks (--device cuda, the default configuration: ResNet-34, two stages, 256 px, batch 64):
 - environment: torch, CUDA and cuDNN versions, the GPU's name and memory, bf16 support;
@@ -17,19 +16,18 @@ Checks (--device cuda, the default configuration: ResNet-34, two stages, 256 px,
 - inference: bf16 against fp32 on the same weights, compared after decoding to the camera
   frame (utils.transforms.decode_uvd, FreiHAND intrinsics, root depth 0.7 m): mean and 99th
   percentile of the point distances in cm (the tolerance is argued at BF16_MEAN_TOL_CM);
-- throughput: training and inference images/s against the goal of 1,800 training images/s
-  on an H100/H200 (50 FreiHAND epochs of 130,240 items, 6.5 M images, in under an hour);
-  printed with the ratio, marked BELOW GOAL when short, never failed for speed;
+- throughput: training and inference images/s (inference timed by benchmarks/speed.py, the
+  code of benchmarks.run) against the goal of 1,800 training images/s on an H100/H200 (50
+  FreiHAND epochs, 6.5 M images, in an hour); marked BELOW GOAL when short, never failed;
 - DDP over NCCL with 2 processes when 2+ GPUs are visible (parameters identical after a few
   steps from different initialisations), SKIP otherwise;
 - EGL rendering of one mesh in a subprocess (PYOPENGL_PLATFORM=egl): SKIP when no EGL
   context can be created, FAIL when one is created but the mask misses the projected mesh;
-- --profile: torch.profiler over a few training steps: the top ops by CUDA time and the share
-  of the backbone, the graph head (with the losses) and the optimiser.
+- --profile: torch.profiler over a few training steps: the top ops by CUDA time.
 
 --device cpu runs a reduced version in about a minute (ResNet-18, 64 px, one stage, batch 4,
-12 steps; fp32 and bf16 autocast; fp16, compile, NCCL and EGL print SKIP); --profile works
-there too, with CPU times.
+12 steps; fp32 and bf16 autocast; fp16, compile, NCCL and EGL print SKIP; --profile with CPU
+times).
 """
 import argparse
 import collections
@@ -145,7 +143,7 @@ def main(argv=None):
                         help=f'training steps per check (default {FULL["steps"]} on CUDA, '
                              f'{REDUCED["steps"]} on the CPU; at least {MIN_STEPS})')
     parser.add_argument('--profile', action='store_true',
-                        help='also profile a few training steps (top ops, time per region)')
+                        help='also profile a few training steps (the top ops)')
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < MIN_STEPS:
         parser.error(f'--steps must be at least {MIN_STEPS} (the first and last '
