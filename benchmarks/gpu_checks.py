@@ -125,10 +125,7 @@ def make_fixture(device, settings, mano_root):
     joints = mano.joints_from_verts(verts)
     uvd = encode_uvd(verts, joints, FREIHAND_K, img2crop, crop_size=cfg.input_img_shape,
                      depth_box=cfg.depth_box)  # (799, 3)
-    generator = torch.Generator().manual_seed(0)
-    img = torch.randn(settings['batch'], 3, size, size, generator=generator).to(device)
-    if cfg.channels_last:
-        img = img.contiguous(memory_format=torch.channels_last)
+    img = speed.random_batch(settings['batch'], cfg, device)[0]
     gt_uvd = torch.as_tensor(uvd, dtype=torch.float32).expand(settings['batch'], -1, -1)
     return Fixture(device=device, settings=settings, cfg=cfg, mano=mano, mano_root=mano_root,
                    img=img, gt_uvd=gt_uvd.contiguous().to(device), crop2img=crop2img)

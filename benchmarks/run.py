@@ -3,23 +3,16 @@
     python -m benchmarks.run [--quick] [--threads N] [--device cpu|cuda] [--amp off|bf16|fp16]
                              [--no-onnx] [--preset cpu_demo] [--batches 1 8]
 
-Prints, in one run, with the device, thread count and the CPU use of other processes:
-- the network's FLOPs per image (torch.utils.flop_counter; config.py's default network, or
-  that of --preset) and the machine's matrix-multiply rates: on the CPU fp32 and bf16
-  2048 x 2048 products (same thread count), on CUDA 8192 x 8192 in the compute dtype (--amp);
-- on the CPU, side by side: fp32 (PyTorch eager, the published code's precision), bf16
-  autocast and ONNX Runtime (the fp32 graph of inference.onnx, same thread count) for
-  inference at each of --batches (the copy made by SAR.fuse_for_inference, as test.py and
-  demo.py run it; fp32 also unfused), with the largest difference of ONNX Runtime's outputs
-  from PyTorch's; fp32 and bf16 for training at batch 8 (forward + loss + backward + AdamW
-  step); each as images/s and as a fraction of the matmul rate of its own precision (FLOPs x
-  images/s / rate, a training image counting 3x the forward FLOPs); then the default path
-  (`amp='auto'`, inference.precision.resolve_amp) against fp32, with the largest difference of
-  its outputs in crop-normalised units.
-
-The measurements are benchmarks/speed.py's (cuda_check's throughput checks run the same code).
-Other processes change the numbers: their CPU use is printed at the start and the end; run it
-idle. No model weights or data sets are needed: images, targets and MANO are synthetic.
+Prints, with the device, thread count and the CPU use of other processes: the network's FLOPs
+per image (config.py's default network, or that of --preset) and the matmul rates (CPU: fp32
+and bf16 2048 x 2048; CUDA: 8192 x 8192 in the --amp dtype); then images/s of inference at each
+of --batches for fp32 eager (the published code's precision) and fused (SAR.fuse_for_inference,
+as test.py and demo.py run), bf16 autocast (fused) and ONNX Runtime (same threads; its largest
+difference from PyTorch), and of training at batch 8 (forward, loss, backward, AdamW step), each
+also as a fraction of its precision's matmul rate (a training image counting 3x the forward
+FLOPs); then the default path (`amp='auto'`) against fp32, speed and largest output difference.
+The measurements are benchmarks/speed.py's (also behind cuda_check's throughput checks). Run it
+idle; no weights or data sets are needed (random images and weights, the MANO stand-in).
 """
 import argparse
 import contextlib

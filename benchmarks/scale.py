@@ -2,21 +2,14 @@
 
     python -m benchmarks.scale [--root DIR] [--keep]
 
-Writes a FreiHAND-layout folder with the real counts (N = 32,560 training samples, 4N training
-images, N masks, M = 3,960 evaluation samples) and annotation files of the real shapes,
-formatted as FreiHAND's are (json.dump, default separators, full float repr of float64s: hands
-0.5-0.8 m in front of the camera, K with fx ~ fy in 200..900 px and the principal point
-(112, 112)). Every image path is a symbolic link to one of a few real 224 x 224 JPEGs. The
-folder (default /tmp/sar_scale_benchmark) is reused when it holds a complete set, and removed
-at the end unless --keep (a folder this script did not write is never removed). Prints:
-
-- start-up of the training and evaluation sets in fresh processes: seconds after the imports
-  (torch and the project modules) and peak RSS above the post-import RSS; cold (no cache:
-  JSON parsed, cache built), warm (cache present) and, once, the old path (json.load);
-- DataLoader items/s (training items, 256 px crops, augmentation) with 1 and 2 workers,
-  against what one GPU consumes;
-- test.py's post-network work over M items (decoding, pred.json, the local evaluation) and the
-  evaluator's ground-truth loading (freihand_eval.load_gt without and with its cache).
+Writes a FreiHAND-layout folder with the real counts (32,560 training samples, 4x the images,
+3,960 evaluation samples) and annotation files of the real shapes, formatted as FreiHAND's (json.dump
+of float64s; hands 0.5-0.8 m away, fx ~ fy in 200..900 px); the images are symbolic links to a
+few real JPEGs. The folder (default /tmp/sar_scale_benchmark) is reused when complete and removed
+at the end unless --keep (never a folder it did not write). Prints: the start-up of the training
+and evaluation sets in fresh processes (seconds and peak RSS above the imports; cold, warm and
+the old json.load path); DataLoader items/s with 1 and 2 workers against what one GPU consumes;
+test.py's post-network work over the evaluation set and freihand_eval.load_gt without/with cache.
 """
 import argparse
 import contextlib

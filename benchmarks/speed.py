@@ -1,10 +1,6 @@
-"""The speed measurements of `python -m benchmarks.run` and of the throughput checks of
-`python -m benchmarks.cuda_check`: images/s of inference and training against the matrix-multiply
-rate of the same moments, the network's FLOPs, and what else the machine is doing meanwhile.
-
-Every timing is a median over repetitions after warm-up; the paths compared side by side are
-timed in turn within each repetition, so a change in the machine's load hits all of them.
-"""
+"""The speed measurements of `python -m benchmarks.run` and of cuda_check's throughput checks:
+images/s against the matmul rate of the same moments, FLOPs, the CPU use of other processes.
+Timings are medians after warm-up; paths compared side by side are timed in turn."""
 import os
 import statistics
 import tempfile
@@ -70,13 +66,9 @@ def device_description(device):
 
 
 class Timer:
-    """Median wall time of repeated calls, synchronising the device around each call.
-
-    Between the timed calls it also times a few square matrix products in each compute
-    dtype (fp32, bf16, ...), so every measurement comes with the matmul rate of the same
-    moments: other processes or clock changes that slow one down slow the other too, and
-    the fractions stay meaningful.
-    """
+    """Median wall time of repeated calls (the device synchronised around each), with the rate
+    of square matrix products in each compute dtype timed between them: load or clock changes
+    that slow one slow the other, so the fractions stay meaningful."""
 
     def __init__(self, device, dtypes=(torch.float32,), quick=False):
         self.device, self.quick = device, quick  # quick: fewer repetitions
