@@ -6,16 +6,10 @@ one piece and as 4 micro-batches of 4 (`--accumulate 4`), evaluation numbers sid
         [--output_root output/accumulation] [train.py overrides ...]
 
 Each run is `train.py --preset cpu_demo --seed S [--accumulate N]` into its own experiment
-under --output_root (a second call resumes or reuses finished runs: `--resume auto`). The
-preset evaluates after every epoch; the table shows the last epoch's scores from each run's
-history JSON, the training wall time and images/s. The same optimizer steps, learning rate and
-data order (docs/method.md, docs/training.md, "Reproducible resumes"): what differs is that
-BatchNorm normalises each micro-batch of 4 with its own statistics (and updates its running
-statistics 4 times per step), as on a small GPU. Running the full batch with several seeds
-(--reference_seeds 0 1) shows how far apart two runs of the same configuration land.
-
-Needs the synthetic set of `make demo` (data/FreiHAND_synth with the stand-in MANO); run
-`make demo` first.
+under --output_root (a second call reuses finished runs: `--resume auto`); the table shows each
+run's last evaluation (history JSON), wall time and images/s. Steps, learning rate and data order
+are the same; BatchNorm normalises each micro-batch on its own, as on a small GPU. Several
+--reference_seeds show how far two runs of one configuration land. Needs `make demo`'s data.
 """
 import argparse
 import json

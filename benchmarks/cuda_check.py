@@ -3,33 +3,19 @@
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
 Prints one line per check, `PASS`, `FAIL` or `SKIP` then the check's name and figures, then a
-summary line; the exit code is 1 if any check failed. It is meant to take a few minutes on
-one GPU, under 8 (not yet timed on one; torch.compile should be the longest part). No data
-set or model weights are needed: the images are random, the targets one fixed hand (the
-procedural MANO stand-in), the weights start from scratch.
+summary line; the exit code is 1 if any check failed. Meant to take a few minutes on one GPU
+(not yet timed on one). No data set or weights are needed: random images, one fixed hand of
+the procedural MANO stand-in as the target, weights from scratch.
 
-Checks (--device cuda, the default configuration: ResNet-34, two stages, 256 px, batch 64):
-- environment: torch, CUDA and cuDNN versions, the GPU's name and memory, bf16 support;
-- training, each overfitting ONE fixed batch for --steps steps (default 100) with the
-  project's train step (training.loop.train_step): loss finite everywhere and falling
-  (median of the first 10 steps against the last 10): bf16 autocast + channels_last + fused
-  AdamW; fp16 with torch.amp.GradScaler (and few skipped steps); torch.compile (bf16);
-- inference: bf16 against fp32 on the same weights, compared after decoding to the camera
-  frame (utils.transforms.decode_uvd, FreiHAND intrinsics, root depth 0.7 m): mean and 99th
-  percentile of the point distances in cm (the tolerance is argued at BF16_MEAN_TOL_CM);
-- throughput: training and inference images/s against the goal of 1,800 training images/s
-  on an H100/H200 (50 FreiHAND epochs of 130,240 items, 6.5 M images, in under an hour);
-  printed with the ratio, marked BELOW GOAL when short, never failed for speed;
-- DDP over NCCL with 2 processes when 2+ GPUs are visible (parameters identical after a few
-  steps from different initialisations), SKIP otherwise;
-- EGL rendering of one mesh in a subprocess (PYOPENGL_PLATFORM=egl): SKIP when no EGL
-  context can be created, FAIL when one is created but the mask misses the projected mesh;
-- --profile: torch.profiler over a few training steps: the top ops by CUDA time and the share
-  of the backbone, the graph head (with the losses) and the optimiser.
-
+Checks (--device cuda: the default network, ResNet-34, two stages, 256 px, batch 64; what each
+verifies and its tolerance: benchmarks/gpu_checks.py): the environment (versions, GPU, bf16);
+training that overfits ONE fixed batch for --steps steps (loss finite and falling) in bf16
+(channels_last), fp16 (GradScaler) and under torch.compile; bf16 against fp32 inference after
+decoding; training and inference images/s (inference timed by benchmarks/speed.py, the code
+of benchmarks.run) against 1,800 training images/s on an H100/H200, never failed for speed;
+DDP over NCCL (2+ GPUs); EGL rendering in a subprocess; --profile: the top ops by CUDA time.
 --device cpu runs a reduced version in about a minute (ResNet-18, 64 px, one stage, batch 4,
-12 steps; fp32 and bf16 autocast; fp16, compile, NCCL and EGL print SKIP); --profile works
-there too, with CPU times.
+12 steps; fp16, compile, NCCL and EGL print SKIP).
 """
 import argparse
 import collections
@@ -108,12 +94,12 @@ def run(device='cuda', steps=None, profile=False):
                    f'{settings["steps"]} steps')
             cpu = device.type == 'cpu'
             report.run('train bf16', lambda: f'{net}, channels_last {fx.cfg.channels_last}, '
-                       f'fused AdamW: ' + check_train(fx, torch.bfloat16, key='train_bf16'))
+                       f'AdamW fused on CUDA: ' + check_train(fx, torch.bfloat16, key='train_bf16'))
             if cpu:
                 report.run('train fp32', lambda: f'{net}: ' + check_train(fx, None,
                                                                           key='train_fp32'))
-                report.skip('train fp16', 'CPU run (fp16 GradScaler training is a CUDA check)')
-                report.skip('train compile', 'CPU run (torch.compile is a CUDA check)')
+                for name in ('train fp16', 'train compile'):
+                    report.skip(name, 'CPU run (a CUDA check)')
             else:
                 report.run('train fp16', lambda: f'{net}, GradScaler: ' +
                            check_train(fx, torch.float16, use_scaler=True))
@@ -123,8 +109,8 @@ def run(device='cuda', steps=None, profile=False):
             report.run('training throughput', check_train_throughput, fx)
             report.run('inference throughput', check_inference_throughput, fx)
             if cpu:
-                report.skip('ddp', 'CPU run (DDP over NCCL is a CUDA check)')
-                report.skip('render egl', 'CPU run (EGL rendering is a GPU check)')
+                for name in ('ddp', 'render egl'):
+                    report.skip(name, 'CPU run (a GPU check: NCCL, EGL)')
             else:
                 report.run('ddp', check_ddp, fx)
                 report.run('render egl', check_render, 'egl')
@@ -145,7 +131,7 @@ def main(argv=None):
                         help=f'training steps per check (default {FULL["steps"]} on CUDA, '
                              f'{REDUCED["steps"]} on the CPU; at least {MIN_STEPS})')
     parser.add_argument('--profile', action='store_true',
-                        help='also profile a few training steps (top ops, time per region)')
+                        help='also profile a few training steps (the top ops)')
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < MIN_STEPS:
         parser.error(f'--steps must be at least {MIN_STEPS} (the first and last '

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import config as config_module
-from benchmarks.machine import other_cpu_use
+from benchmarks.speed import other_cpu_use
 from utils.runtime.machine import report_header
 from inference.network import build_model
 from inference.precision import resolve_amp

@@ -1,7 +1,6 @@
 """The checks of `python -m benchmarks.cuda_check` (what each verifies and its tolerance is
 in that script's docstring and in the comments below): the fixture (one fixed synthetic batch),
 training, bf16 inference, throughput, DDP over NCCL, EGL rendering and the profile."""
-import collections
 import contextlib
 import dataclasses
 import json
@@ -17,11 +16,13 @@ import numpy as np
 import torch
 
 import config as config_module
-# The network, its optimiser groups and the train step, from where they live today (the one
-# place to repoint when they move).
+from benchmarks import speed
+# The network, its optimiser and the train step, from where they live today (the one place to
+# repoint when they move).
 from inference.decoding import Decoding
 from inference.network import build_model
-from training.build import param_groups
+from inference.precision import autocast
+from training.build import build_optimizer
 from training.loop import train_step
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
 from utils.mano import MANO
@@ -39,9 +40,9 @@ HAND_DEPTH_M = 0.8  # the fixed training hand's centroid depth: it fills most of
 FREIHAND_TRAIN_ITEMS = 4 * 32560  # 4 versions x N (docs/method.md §1)
 GOAL_EPOCHS, GOAL_HOURS = 50, 1.0
 TRAIN_GOAL_IMAGES_PER_S = 1800  # ~ 50 x 130,240 / 3,600 s = 1,809: a 50-epoch run in 1 h
-# A forward pass is about a third of a training step's FLOPs (benchmarks.run's
-# TRAINING_FLOP_FACTOR): at the same efficiency inference runs 3x the training rate.
-INFERENCE_GOAL_IMAGES_PER_S = 3 * TRAIN_GOAL_IMAGES_PER_S
+# A forward pass is about a third of a training step's FLOPs (speed.TRAINING_FLOP_FACTOR): at
+# the same efficiency inference runs 3x the training rate.
+INFERENCE_GOAL_IMAGES_PER_S = speed.TRAINING_FLOP_FACTOR * TRAIN_GOAL_IMAGES_PER_S
 
 # Network fields under their config names (utils/network_spec.NetworkFields), batch and steps.
 FULL = dict(backbone='resnet34', input_img_shape=(256, 256), num_stage=2, batch=64, steps=100)
@@ -105,14 +106,13 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def fixed_hand(mano):
-    """The stand-in template turned palm towards the camera, centred HAND_DEPTH_M ahead:
-    (verts 778 x 3, joints 21 x 3), meters, camera frame."""
+def palm_to_camera(template):
+    """The template (778 x 3) turned palm towards the camera, centred HAND_DEPTH_M ahead
+    (meters, camera frame)."""
     # Template frame: fingers along -x, back of the hand +y. (x, y, z) -> (x, -z, y) turns the
     # back of the hand to +z, away from the camera: the palm faces it.
     rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    verts = (mano.template - mano.template.mean(axis=0)) @ rotation.T + [0.0, 0.0, HAND_DEPTH_M]
-    return verts, mano.joints_from_verts(verts)
+    return (template - template.mean(axis=0)) @ rotation.T + [0.0, 0.0, HAND_DEPTH_M]
 
 
 def make_fixture(device, settings, mano_root):
@@ -123,26 +123,21 @@ def make_fixture(device, settings, mano_root):
     size = cfg.input_img_shape[0]
     mano = MANO(mano_root)
     img2crop, crop2img = get_affine(HAND_BOX_CENTER, HAND_BOX_SIZE, cfg.input_img_shape)
-    verts, joints = fixed_hand(mano)
+    verts = palm_to_camera(mano.template)
+    joints = mano.joints_from_verts(verts)
     uvd = encode_uvd(verts, joints, FREIHAND_K, img2crop, crop_size=cfg.input_img_shape,
                      depth_box=cfg.depth_box)  # (799, 3)
-    generator = torch.Generator().manual_seed(0)
-    img = torch.randn(settings['batch'], 3, size, size, generator=generator).to(device)
-    if cfg.channels_last:
-        img = img.contiguous(memory_format=torch.channels_last)
+    img = speed.random_batch(settings['batch'], cfg, device)[0]
     gt_uvd = torch.as_tensor(uvd, dtype=torch.float32).expand(settings['batch'], -1, -1)
     return Fixture(device=device, settings=settings, cfg=cfg, mano=mano, mano_root=mano_root,
                    img=img, gt_uvd=gt_uvd.contiguous().to(device), crop2img=crop2img)
 
 
 def make_model(fx, seed=0):
-    """A fresh SAR (seeded) and its fused AdamW, as train.py builds them."""
+    """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
     torch.manual_seed(seed)
     model = build_model(fx.cfg, fx.mano, fx.device)
-    model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, fx.cfg.lr, fx.cfg.adj_lr_scale),
-                                  lr=fx.cfg.lr, weight_decay=fx.cfg.weight_decay, fused=True)
-    return model, optimizer
+    return model.train(), build_optimizer(fx.cfg, model, fx.device)[0]
 
 
 def window(steps):
@@ -314,39 +309,38 @@ def check_train_throughput(fx):
         raise CheckFailed(f'the {precision} training check did not complete, nothing was timed')
     rate = trained['rate']
     hours = GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / rate / 3600
-    return (f'{rate:.1f} img/s (batch {fx.settings["batch"]}, {precision}, fused AdamW, one '
-            f'batch on the device: no data loading), '
+    return (f'{rate:.1f} img/s (batch {fx.settings["batch"]}, {precision}, AdamW as train.py '
+            f'builds it, one batch on the device: no data loading), '
             f'{speed_words(rate, TRAIN_GOAL_IMAGES_PER_S, fx.device)}; {GOAL_EPOCHS} FreiHAND '
             f'epochs ({GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / 1e6:.1f} M images) would take '
             f'{hours:.2f} h at this rate (goal on an H100/H200: {GOAL_HOURS:.0f} h)')
 
 
 def check_inference_throughput(fx):
-    """The fused copy, as test.py runs it: bf16 autocast on CUDA, fp32 on the CPU."""
-    fused = fx.state.get('fused')
-    if fused is None:
-        fused = make_model(fx)[0].fuse_for_inference()
+    """The fused copy, as test.py runs it: bf16 autocast on CUDA, fp32 on the CPU, timed by
+    benchmarks.speed (as benchmarks.run times it: images/s and the fraction of the matmul
+    rate measured between the timed calls)."""
+    fused = fx.state.get('fused') or make_model(fx)[0].fuse_for_inference()
     cuda = fx.device.type == 'cuda'
+    dtype = torch.bfloat16 if cuda else None
     inputs = {'img': fx.img}
-    repeats = INFERENCE_REPEATS if cuda else 3
-    with torch.inference_mode(), torch.autocast(fx.device.type, dtype=torch.bfloat16,
-                                                enabled=cuda):
-        for _ in range(2):
-            fused(inputs)
-        times = []
-        for _ in range(repeats):
-            sync(fx.device)
-            begin = time.perf_counter()
-            coords = fused(inputs)['coords']
-            sync(fx.device)
-            times.append(time.perf_counter() - begin)
-    if not torch.isfinite(coords).all():
+
+    def infer():
+        with torch.inference_mode(), autocast(fx.device, dtype):
+            return fused(inputs)['coords']
+
+    if not torch.isfinite(infer()).all():
         raise CheckFailed('non-finite inference output')
-    rate = fx.settings['batch'] / float(np.median(times))
+    repeats = INFERENCE_REPEATS if cuda else 3
+    timer = speed.Timer(fx.device, (dtype or torch.float32,))
+    seconds, matmul = timer.median(infer, repeats, warmup=2, dtype=dtype or torch.float32)
+    rate = fx.settings['batch'] / seconds
+    fraction = speed.forward_flops(fused, fx.img, dtype) * rate / 1e9 / matmul
     goal = (' (3 x the training goal: a forward pass is a third of a training step)'
             if cuda else '')
     return (f'{rate:.1f} img/s (fused copy as test.py runs it, {"bf16" if cuda else "fp32"}, '
-            f'batch {fx.settings["batch"]}, median of {repeats}), '
+            f'batch {fx.settings["batch"]}, median of {repeats}; {fraction:.2f} of the matmul '
+            f'rate, {matmul:.0f} GFLOP/s), '
             f'{speed_words(rate, INFERENCE_GOAL_IMAGES_PER_S, fx.device)}{goal}')
 
 
@@ -410,34 +404,29 @@ def check_ddp(fx, backend='nccl', world_size=2):
     return text
 
 
-# The render probe runs in a fresh interpreter: PyOpenGL fixes its platform on first import.
-_RENDER_CHILD = textwrap.dedent('''
-    import json
-    import numpy as np
+def render_probe():
+    """The render check's child process (PyOpenGL fixes its platform on first import, so the
+    check runs this in a fresh interpreter): renders the fixed hand, prints one JSON line."""
     from synthetic.standin import build_standin
     from utils.vis import render
+
     mano = build_standin(seed=0)
-    rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    template = mano['v_template']
-    verts = (template - template.mean(axis=0)) @ rotation.T + [0.0, 0.0, {depth}]
-    faces = mano['f'].astype(np.int64)
-    K = np.array({K})
+    verts, faces = palm_to_camera(mano['v_template']), mano['f'].astype(np.int64)
     try:
-        rgb, depth, mask = render.render_mesh(verts, faces, K, {size})
+        mask = render.render_mesh(verts, faces, FREIHAND_K, RENDER_SIZE)[2]
     except RuntimeError as err:
         if 'could not create an offscreen OpenGL context' not in str(err):
             raise
-        print(json.dumps({{'no_context': str(err)}}))
-    else:
-        expected = render.rasterize_mask(verts, faces, K, {size})
-        iou = float((mask & expected).sum() / max((mask | expected).sum(), 1))
-        print(json.dumps({{'mask_pixels': int(mask.sum()), 'expected_pixels': int(expected.sum()),
-                          'iou': iou, 'rgb_levels': int(np.unique(rgb[mask]).size)}}))
-''')
+        print(json.dumps({'no_context': str(err)}))
+        return
+    expected = render.rasterize_mask(verts, faces, FREIHAND_K, RENDER_SIZE)
+    iou = float((mask & expected).sum() / max((mask | expected).sum(), 1))
+    print(json.dumps({'mask_pixels': int(mask.sum()), 'expected_pixels': int(expected.sum()),
+                      'iou': iou}))
 
 
 def check_render(platform='egl'):
-    code = _RENDER_CHILD.format(depth=HAND_DEPTH_M, K=FREIHAND_K.tolist(), size=RENDER_SIZE)
+    code = 'from benchmarks.gpu_checks import render_probe; render_probe()'
     env = {**os.environ, 'PYOPENGL_PLATFORM': platform}
     result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
@@ -456,87 +445,13 @@ def check_render(platform='egl'):
     return text
 
 
-def _region_hooks(model):
-    """Label the forward passes of the backbone parts and of the whole network in the
-    profiler (record_function ranges opened and closed by module hooks)."""
-    handles = []
-
-    def label(module, name):
-        ranges = []
-
-        def enter(*_):
-            ranges.append(torch.profiler.record_function(name))
-            ranges[-1].__enter__()
-
-        def leave(*_):
-            ranges.pop().__exit__(None, None, None)
-
-        handles.append(module.register_forward_pre_hook(enter))
-        handles.append(module.register_forward_hook(leave))
-
-    for part in (model.extract_mid, *model.extract_high):
-        label(part, 'sar::backbone')
-    label(model, 'sar::network')
-    return handles
-
-
-def attribute_time(events, use_device):
-    """Seconds of self time per region: 'backbone', 'graph head + losses', 'optimizer',
-    'other'. Forward ops belong to the innermost labelled range around them; a backward op
-    to the region of the forward op with its autograd sequence number.
-
-    Args:
-        events: profiler events (prof.events()) with their CPU parent links.
-        use_device: sum device (CUDA kernel) self time instead of CPU self time.
-    """
-    from torch.autograd import DeviceType
-
-    def ancestors(event):
-        while event is not None:
-            yield event
-            event = event.cpu_parent
-
-    def forward_region(event):
-        for parent in ancestors(event):
-            if parent.name == 'sar::backbone':
-                return 'backbone'
-            if parent.name == 'sar::network':
-                return 'graph head + losses'
-        return None
-
-    cpu_events = [e for e in events if e.device_type == DeviceType.CPU]
-    by_sequence = {}
-    for event in cpu_events:
-        if event.sequence_nr >= 0 and not event.name.startswith('autograd::'):
-            region = forward_region(event)
-            if region:
-                by_sequence.setdefault(event.sequence_nr, region)
-    totals = collections.Counter()
-    for event in cpu_events:
-        region = 'other'
-        for parent in ancestors(event):
-            if parent.name in ('sar::backbone', 'sar::network'):
-                region = forward_region(parent)
-                break
-            if parent.name.startswith('Optimizer.'):
-                region = 'optimizer'
-                break
-            if (parent.name.startswith('autograd::engine::evaluate_function')
-                    and parent.sequence_nr in by_sequence):
-                region = by_sequence[parent.sequence_nr]
-                break
-        totals[region] += (event.self_device_time_total if use_device
-                           else event.self_cpu_time_total) / 1e6
-    return totals
-
-
-def profile_training(fx):
-    """(profiler, steps): bf16 training steps of the fixture's network under the profiler, the
-    backbone and the whole network labelled (_region_hooks), after warm-up steps."""
+def check_profile(fx):
+    """bf16 training steps of the fixture's network under torch.profiler, after warm-up steps:
+    prints the top ops by self time (CUDA kernels on a GPU, CPU on the CPU); returns the time
+    per step."""
     from torch.profiler import ProfilerActivity, profile
 
     model, optimizer = make_model(fx)
-    handles = _region_hooks(model)
     inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
     use_device = fx.device.type == 'cuda'
     steps = PROFILE_STEPS if use_device else 2
@@ -548,28 +463,13 @@ def profile_training(fx):
         for _ in range(steps):
             train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
         sync(fx.device)
-    for handle in handles:
-        handle.remove()
-    return prof, steps
-
-
-def check_profile(fx, profiled=None):
-    """The share of training time per region (backbone, graph head + losses, optimizer,
-    other) of `profiled` (profile_training's result; run here when None)."""
-    prof, steps = profiled or profile_training(fx)
-    use_device = fx.device.type == 'cuda'
     sort_key = 'self_device_time_total' if use_device else 'self_cpu_time_total'
-    table = prof.key_averages().table(sort_by=sort_key, row_limit=15)
-    print(textwrap.indent(table, '    '), flush=True)
-    totals = attribute_time(prof.events(), use_device)
-    overall = sum(totals.values())
+    print(textwrap.indent(prof.key_averages().table(sort_by=sort_key, row_limit=15), '    '),
+          flush=True)
+    events = prof.key_averages()
+    overall = sum(getattr(event, sort_key) for event in events) / 1e6
     unit = 'CUDA' if use_device else 'CPU'
     if overall <= 0:
         raise CheckFailed(f'the profiler recorded no {unit} time (CUPTI missing?)')
-    shares = ', '.join(f'{name} {totals[name] / overall:.0%}'
-                       for name in ('backbone', 'graph head + losses', 'optimizer', 'other'))
-    text = (f'{steps} bf16 training steps, {overall / steps * 1e3:.1f} ms of {unit} time per '
-            f'step: {shares} (backward ops counted with their forward op)')
-    if totals['backbone'] <= 0 or totals['graph head + losses'] <= 0 or totals['optimizer'] <= 0:
-        raise CheckFailed(f'{text}: a region got no time, the attribution is broken')
-    return text
+    return (f'{steps} bf16 training steps, {overall / steps * 1e3:.1f} ms of {unit} self time '
+            f'per step over {len(events)} op kinds (the top ops above)')

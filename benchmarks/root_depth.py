@@ -3,20 +3,13 @@
     python -m benchmarks.root_depth --data_root data/FreiHAND_synth --mano_root data/mano_standin \\
         [--pred output/pred.json] [--hand_scale_m 0.0326]
 
-Prints, as percentages of the true wrist depth, the median and 90th percentile of
-|estimated - true| / true, and the number of hands it has an estimate for (the solver refuses
-a hand whose 2D bones are too short, as demo.py does):
-- ground-truth predictor: the true pixels and relative depths of the 21 joints
-  (evaluation_xyz.json projected with evaluation_K.json), solved with the prior (the whole
-  skeleton, as demo.py and test.py do; and bone 9-10 alone, for comparison) and with each
-  hand's own true skeleton length (which must give 0: the solver's self-check), and with
-  Gaussian noise on the pixels and relative depths (NOISE_LEVELS), a stand-in for a network;
-- with --pred: a pred.json written by `test.py --root_source auto` (its wrist depths against
-  the truth).
-
---report PATH also writes them as JSON with the command, date, commit, CPU and load
-(utils.runtime.machine.report_header): docs/measured/root_depth.json is one, tabulated in
-docs/performance.md by `make docs`.
+Prints, as % of the true wrist depth, the median and 90th percentile of |estimated - true| /
+true, and how many hands it has an estimate for (the solver refuses a hand with too short 2D
+bones, as demo.py does): for the true 2D joints and relative depths solved with the prior (the
+whole skeleton, and bone 9-10 alone), with each hand's own skeleton length (must give 0: the
+self-check) and with Gaussian noise (NOISE_LEVELS); with --pred, for a pred.json of
+`test.py --root_source auto`. --report PATH also writes them as JSON under the measurement
+header (utils.runtime.machine.report_header), as docs/measured/root_depth.json.
 """
 import argparse
 import contextlib

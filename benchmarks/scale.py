@@ -2,29 +2,18 @@
 
     python -m benchmarks.scale [--root DIR] [--keep]
 
-Writes a FreiHAND-layout folder with the real counts (N = 32,560 training samples, 4N training
-images, N masks, M = 3,960 evaluation samples) and annotation files of the real shapes,
-formatted as FreiHAND's are (json.dump, default separators, full float repr of float64s: hands
-0.5-0.8 m in front of the camera, K with fx ~ fy in 200..900 px and the principal point
-(112, 112)). Every image path is a symbolic link to one of a few real 224 x 224 JPEGs. The
-folder (default /tmp/sar_scale_benchmark) is reused when it holds a complete set, and removed
-at the end unless --keep (a folder this script did not write is never removed). Prints:
-
-- start-up of the training and evaluation sets in fresh processes: seconds after the imports
-  (torch and the project modules) and peak RSS above the post-import RSS; cold (no cache:
-  JSON parsed, cache built), warm (cache present) and, once, the old path (json.load);
-- torchrun --nproc_per_node=2 (gloo, from a cold cache): start-up per rank, then, with a
-  DataLoader of 2 workers alive in each rank, the PSS of every rank and worker and the part of
-  it that maps the cache files, against the arrays' size;
-- DataLoader items/s (training items, 256 px crops, augmentation) with 1 and 2 workers,
-  against what one GPU consumes;
-- test.py's post-network work over M items (decoding, pred.json, the local evaluation) and the
-  evaluator's ground-truth loading (freihand_eval.load_gt without and with its cache).
+Writes a FreiHAND-layout folder with the real counts (32,560 training samples, 4x the images,
+3,960 evaluation samples) and annotation files of the real shapes, formatted as FreiHAND's (json.dump
+of float64s; hands 0.5-0.8 m away, fx ~ fy in 200..900 px); the images are symbolic links to a
+few real JPEGs. The folder (default /tmp/sar_scale_benchmark) is reused when complete and removed
+at the end unless --keep (never a folder it did not write). Prints: the start-up of the training
+and evaluation sets in fresh processes (seconds and peak RSS above the imports; cold, warm and
+the old json.load path); DataLoader items/s with 1 and 2 workers against what one GPU consumes;
+test.py's post-network work over the evaluation set and freihand_eval.load_gt without/with cache.
 """
 import argparse
 import contextlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -36,7 +25,6 @@ import time
 import cv2
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 import config as config_module
@@ -45,7 +33,6 @@ from inference.decoding import Decoding
 from dataset.freihand import eval as freihand_eval
 from dataset.freihand.eval import write_pred
 from utils.files.atomic import atomic_write_json
-from utils.runtime.distributed import free_port
 from utils.runtime.threads import opencv_single_threaded
 
 NUM_TRAIN, NUM_EVAL = 32560, 3960  # FreiHAND's sample counts
@@ -57,7 +44,7 @@ NUM_JPEGS = 4  # distinct images behind the symbolic links
 TRAINING_FILES = (('training_K.json', (3, 3)), ('training_xyz.json', (NUM_JOINTS, 3)),
                   ('training_verts.json', (NUM_VERTS, 3)))
 GPU_IMAGES_PER_S = {'A100 (estimate)': (1100, 1600), 'H100/H200 (goal)': (1800, 1800)}
-TARGETS = {'warm_s': 2.0, 'cold_s': 20.0, 'cold_peak_gb': 1.0, 'node_memory_ratio': 1.2}
+TARGETS = {'warm_s': 2.0, 'cold_s': 20.0, 'cold_peak_gb': 1.0}
 GB = 1e9
 
 
@@ -159,32 +146,6 @@ def _reset_peak():
         return False
 
 
-def _memory(pid, cache_dir):
-    """PSS of a process and the part of it mapping the .npy files in cache_dir (bytes)."""
-    with open(f'/proc/{pid}/smaps_rollup') as f:
-        pss = next(int(line.split()[1]) for line in f if line.startswith('Pss:')) * 1024
-    cache_pss, in_cache = 0, False
-    with open(f'/proc/{pid}/smaps') as f:
-        for line in f:
-            fields = line.split()
-            if '-' in fields[0] and len(fields) >= 5:  # a mapping's header line
-                in_cache = len(fields) >= 6 and fields[5].startswith(cache_dir) and fields[5].endswith('.npy')
-            elif in_cache and fields[0] == 'Pss:':
-                cache_pss += int(fields[1]) * 1024
-    return {'pid': pid, 'pss': pss, 'cache_pss': cache_pss}
-
-
-def _children(pid):
-    kids = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                with open(f'/proc/{entry}/stat') as f:
-                    if int(f.read().rsplit(')', 1)[1].split()[1]) == pid:
-                        kids.append(int(entry))
-    return sorted(kids)
-
-
 def child_startup(mode, root, cache):
     """Construct a data set after the imports; report seconds and memory above the imports."""
     after_imports = _status_kb()['VmRSS']
@@ -206,41 +167,9 @@ def child_startup(mode, root, cache):
             'after_imports': after_imports * 1024, 'peak_exact': resettable}
 
 
-def child_ddp(root, batches):
-    """One torchrun rank: build the training set, iterate a 2-worker DataLoader, report memory."""
-    dist.init_process_group('gloo')
-    rank, world = dist.get_rank(), dist.get_world_size()
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logging.getLogger('utils.files.annotations').addHandler(handler)
-    logging.getLogger('utils.files.annotations').setLevel(logging.INFO)
-    dist.barrier()  # start together
-    begin = time.perf_counter()
-    dataset = get_dataset('FreiHAND', 'training', root=root)
-    startup = time.perf_counter() - begin
-    loader = DataLoader(dataset, batch_size=8, shuffle=True, num_workers=2, worker_init_fn=worker_init_fn)
-    batch_iter = iter(loader)
-    for _ in range(batches):
-        next(batch_iter)
-    dist.barrier()  # every rank and worker is alive from here...
-    def files(word):  # the cache files this rank built, or waited for another rank to build
-        return [os.path.basename(m.split(word)[1].split()[0]) for m in messages if word in m]
-    report = {'rank': rank, 'startup': startup, 'built': files('building the annotation cache '),
-              'waited': files('waiting for another process to build '), 'cache_dir': dataset.cache_dir,
-              'memory': [_memory(pid, dataset.cache_dir) for pid in [os.getpid()] + _children(os.getpid())]}
-    reports = [None] * world
-    dist.all_gather_object(reports, report)
-    dist.barrier()  # ...to here
-    del batch_iter
-    arrays = sum(a.nbytes for a in (dataset.K, dataset.joints_cam, dataset.verts_cam))
-    dist.destroy_process_group()
-    return {'ranks': reports, 'arrays_bytes': arrays} if rank == 0 else None
-
-
-def run_child(args, launcher=None):
+def run_child(args):
     """Run this module with `--child args` in a fresh process; return its RESULT (a dict)."""
-    command = (launcher or [sys.executable]) + ['-m', 'benchmarks.scale', '--child'] + [str(a) for a in args]
+    command = [sys.executable, '-m', 'benchmarks.scale', '--child'] + [str(a) for a in args]
     done = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     results = [line[7:] for line in done.stdout.splitlines() if line.startswith('RESULT ')]
@@ -328,29 +257,6 @@ def report_startup(root, cache):
           f'{TARGETS["cold_peak_gb"]} GB: {verdict(cold["peak_above"] / GB, TARGETS["cold_peak_gb"])}')
 
 
-def report_ddp(root, cache):
-    """torchrun --nproc_per_node=2 from a cold cache: start-up per rank and the node's memory."""
-    print('\ntorchrun --nproc_per_node=2 (gloo), cold cache, each rank a DataLoader with 2 workers')
-    shutil.rmtree(cache, ignore_errors=True)
-    port = free_port()  # for the rendezvous
-    ddp = run_child(['ddp', root, 3], launcher=[sys.executable, '-m', 'torch.distributed.run',
-                                                 '--nproc_per_node=2', f'--master_port={port}'])
-    total_pss = total_cache = 0
-    for report in ddp['ranks']:
-        print(f'  rank {report["rank"]}: start-up {report["startup"]:.2f} s; '
-              f'built {", ".join(report["built"]) or "none"}; '
-              f'waited for {", ".join(report["waited"]) or "none"}')
-        for index, mem in enumerate(report['memory']):
-            total_pss += mem['pss']
-            total_cache += mem['cache_pss']
-            print(f'    {"rank process" if index == 0 else f"worker {index - 1}":12s} PSS {mem["pss"] / GB:5.2f} GB, '
-                  f'of which cache mappings {mem["cache_pss"] / GB:5.3f} GB')
-    ratio = total_cache / ddp['arrays_bytes']
-    print(f'  node: PSS {total_pss / GB:.2f} GB in all; cache mappings {total_cache / GB:.3f} GB = {ratio:.2f} x the '
-          f'arrays ({ddp["arrays_bytes"] / GB:.3f} GB); target <= {TARGETS["node_memory_ratio"]} x: '
-          f'{verdict(ratio, TARGETS["node_memory_ratio"])}')
-
-
 def report_loader(root):
     """DataLoader items/s with 1 and 2 workers, against what one GPU consumes."""
     print('\nDataLoader, training items (256 px crops, augmentation), batch 32, warm cache')
@@ -383,10 +289,7 @@ def main(argv=None):
     parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        kind, *rest = args.child
-        result = child_startup(*rest) if kind == 'startup' else child_ddp(rest[0], int(rest[1]))
-        if result is not None:
-            print('RESULT ' + json.dumps(result), flush=True)
+        print('RESULT ' + json.dumps(child_startup(*args.child[1:])), flush=True)
         return
 
     opencv_single_threaded()
@@ -401,7 +304,6 @@ def main(argv=None):
           f'evaluation; ' + ', '.join(f'{k} {v:.0f} MB' for k, v in sizes.items())
           + (f'; written in {write_s:.0f} s' if write_s else '; reused'))
     report_startup(root, cache)
-    report_ddp(root, cache)
     report_loader(root)
     report_post_network(root)
     print(f'\ntotal {time.perf_counter() - began:.0f} s; load average {os.getloadavg()[0]:.1f} at the end')

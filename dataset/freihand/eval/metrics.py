@@ -146,7 +146,7 @@ def nearest_distances(points_from, points_to, max_distance=np.inf, num_workers=1
     Returns B x N (m).
 
     One small k-d tree per sample: on FreiHAND sizes it beat a blocked all-pairs distance
-    computation by a factor of 6 or more in our runs (benchmarks/evaluation.py).
+    computation by a factor of 6 or more in our runs.
     """
     points_from = np.asarray(points_from, dtype=np.float64)
     points_to = np.asarray(points_to, dtype=np.float64)
