@@ -20,22 +20,24 @@ How a CUDA device is faked on this machine (torch 2.14, a CUDA build, no driver)
   every parameter and buffer a fake CUDA tensor.
 - Mixed precision: torch.autocast('cuda') disables itself where CUDA is not available, so
   `amp_definitely_not_available` and `is_bf16_supported` are patched to say what a bf16 GPU
-  says; inference.precision.resolve_amp then picks bf16 for amp='auto' and the autocast
-  dispatch casts the fake CUDA tensors as it casts real ones (the test checks that the
-  convolutions and matrix products ran in bf16).
+  says; inference.precision.resolve_amp then picks bf16 for amp='auto' (fp16 for amp='fp16')
+  and the autocast dispatch casts the fake CUDA tensors as it casts real ones (the tests
+  check that the convolutions and matrix products ran in that dtype).
 
 Not covered, and why: the backward pass (the autograd engine starts a CUDA device thread,
 which needs a device: `hasPrimaryContext expects a valid device index`), so neither the
-gradients nor the (fused) AdamW step nor the fp16 GradScaler (it reads `found_inf` on the
-host) run here; the host side of evaluation (`Decoding.to_camera`, `split`) is numpy on the
-copied coordinates, so it runs on arrays of the network output's shape.
+gradients nor what follows them (GradScaler's unscaling, the fused AdamW step) run here; the
+host side of evaluation (`Decoding.to_camera`, `split`) is numpy on the copied coordinates,
+so it runs on arrays of the network output's shape. Values are not computed at all: the
+numbers are checked on the CPU by the other tests.
 """
 import types
 
 import numpy as np
 import pytest
 import torch
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+from torch._subclasses.fake_tensor import (FakeTensor, FakeTensorDeviceMismatchError,
+                                           FakeTensorMode, unset_fake_temporarily)
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.data import default_collate
@@ -175,17 +177,22 @@ def config_for(head, amp):
     return cfg
 
 
+# amp -> (the autocast dtype resolve_amp picks on a bf16 GPU, the products' dtype)
+PRECISIONS = {'off': (None, torch.float32), 'auto': (torch.bfloat16, torch.bfloat16),
+              'fp16': (torch.float16, torch.float16)}
+
+
 def expected_product_dtype(amp):
-    return {'off': torch.float32, 'auto': torch.bfloat16}[amp]
+    return PRECISIONS[amp][1]
 
 
 @pytest.mark.filterwarnings(FAKE_DATA_PTR)
-@pytest.mark.parametrize('amp', ['off', 'auto'])
+@pytest.mark.parametrize('amp', ['off', 'auto', 'fp16'])
 @pytest.mark.parametrize('head', ['fused', 'reference'])
 def test_training_forward_and_losses_stay_on_cuda(fake_cuda, head, amp):
     cfg = config_for(head, amp)
     losses, total, audit, amp_dtype = run_training_forward(cfg, fake_cuda())
-    assert amp_dtype == {'off': None, 'auto': torch.bfloat16}[amp]
+    assert amp_dtype == PRECISIONS[amp][0]
     assert audit.ops > 500  # the whole network ran under the audit
     assert audit.product_dtypes == {expected_product_dtype(amp)}
     assert sorted(losses) == LOSS_NAMES
@@ -236,25 +243,25 @@ def heatmap_px_to_normalised_with_cpu_constant(uv_px, heatmap_size):
 
 
 @pytest.mark.filterwarnings(FAKE_DATA_PTR)
-@pytest.mark.parametrize('broken, target, expected', [
-    (losses_with_cpu_constant, (model.sar, 'stage_losses'), r'aten.lift_fresh.* on cpu'),
-    (losses_with_cpu_index, (model.sar, 'stage_losses'), r'aten._to_copy.* returned .*on cpu'),
-])
-def test_audit_fails_on_a_cpu_tensor_in_the_losses(fake_cuda, monkeypatch, broken, target,
-                                                   expected):
-    monkeypatch.setattr(*target, broken)
+@pytest.mark.parametrize('broken, expected', [
+    (losses_with_cpu_constant, r'aten.lift_fresh.* a \(\) torch.float32 tensor on cpu'),
+    (losses_with_cpu_index, r'aten._to_copy.* returned a \(1538, 3\) torch.int64 .* on cpu'),
+], ids=['0-dim constant', 'index tensor'])
+def test_audit_fails_on_a_cpu_tensor_in_the_losses(fake_cuda, monkeypatch, broken, expected):
+    """CPU tensors CUDA (and the fake mode) accept: the audit names the op that made them."""
+    monkeypatch.setattr(model.sar, 'stage_losses', broken)
     with pytest.raises(CpuTensorError, match=expected):
         run_training_forward(config_for('fused', 'off'), fake_cuda())
 
 
 @pytest.mark.filterwarnings(FAKE_DATA_PTR)
 def test_audit_fails_on_a_cpu_constant_in_a_layer(fake_cuda, monkeypatch):
+    """A CPU operand of one or more dimensions in the fused head's evaluation forward."""
     monkeypatch.setattr(model.layers, 'heatmap_px_to_normalised',
                         heatmap_px_to_normalised_with_cpu_constant)
     with pytest.raises(CpuTensorError, match=r'aten.full.* returned a \(2,\) .* on cpu'):
         run_evaluation_forward(config_for('fused', 'off'), fake_cuda())
     # Without the audit the fake mode itself refuses the mix (a non-scalar CPU operand).
-    from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError
     with fake_cuda():
         with pytest.raises(FakeTensorDeviceMismatchError, match='cuda:0 and cpu'):
             model.layers.heatmap_px_to_normalised(torch.zeros(3, 2, device=CUDA), 32)
