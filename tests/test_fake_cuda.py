@@ -45,11 +45,12 @@ from torch.utils.data import default_collate
 import config
 import inference.network
 import model.layers
+import model.loss
 import model.sar
 from inference.decoding import Decoding
 from inference.network import build_model
 from inference.precision import resolve_amp
-from model.loss import stage_losses
+from model.loss import face_edge_vectors, stage_losses
 from tests.helpers import random_mano_data
 from training.loop import forward_losses, to_device
 
@@ -225,16 +226,16 @@ def test_evaluation_forward_and_decoding_stay_on_cuda(fake_cuda, head, amp):
 
 # ---- negative controls: broken copies with a CPU tensor fail the same checks ----------------
 
-def losses_with_cpu_constant(pred_uvd, gt_uvd, faces, num_vert):
-    """stage_losses with the normal weight as a 0-dimensional CPU tensor."""
-    losses = stage_losses(pred_uvd, gt_uvd, faces, num_vert)
+def losses_with_cpu_constant(*args, **kwargs):
+    """stage_losses with the normal term scaled by a 0-dimensional CPU tensor."""
+    losses = stage_losses(*args, **kwargs)
     losses['normal'] = losses['normal'] * torch.tensor(1.0)
     return losses
 
 
-def losses_with_cpu_index(pred_uvd, gt_uvd, faces, num_vert):
-    """stage_losses indexing the vertices with a CPU copy of the faces."""
-    return stage_losses(pred_uvd, gt_uvd, faces.cpu(), num_vert)
+def edges_with_cpu_index(verts, faces):
+    """model.loss.face_edge_vectors indexing the vertices with a CPU copy of the faces."""
+    return face_edge_vectors(verts, faces.cpu())
 
 
 def heatmap_px_to_normalised_with_cpu_constant(uv_px, heatmap_size):
@@ -243,13 +244,16 @@ def heatmap_px_to_normalised_with_cpu_constant(uv_px, heatmap_size):
 
 
 @pytest.mark.filterwarnings(FAKE_DATA_PTR)
-@pytest.mark.parametrize('broken, expected', [
-    (losses_with_cpu_constant, r'aten.lift_fresh.* a \(\) torch.float32 tensor on cpu'),
-    (losses_with_cpu_index, r'aten._to_copy.* returned a \(1538, 3\) torch.int64 .* on cpu'),
+@pytest.mark.parametrize('target, broken, expected', [
+    ((model.sar, 'stage_losses'), losses_with_cpu_constant,
+     r'aten.lift_fresh.* a \(\) torch.float32 tensor on cpu'),
+    ((model.loss, 'face_edge_vectors'), edges_with_cpu_index,
+     r'aten._to_copy.* returned a \(1538, 3\) torch.int64 .* on cpu'),
 ], ids=['0-dim constant', 'index tensor'])
-def test_audit_fails_on_a_cpu_tensor_in_the_losses(fake_cuda, monkeypatch, broken, expected):
+def test_audit_fails_on_a_cpu_tensor_in_the_losses(fake_cuda, monkeypatch, target, broken,
+                                                   expected):
     """CPU tensors CUDA (and the fake mode) accept: the audit names the op that made them."""
-    monkeypatch.setattr(model.sar, 'stage_losses', broken)
+    monkeypatch.setattr(*target, broken)
     with pytest.raises(CpuTensorError, match=expected):
         run_training_forward(config_for('fused', 'off'), fake_cuda())
 
