@@ -20,10 +20,10 @@ def build_model(cfg, mano, device, pretrained_backbone=None):
     pretrained = cfg.pretrained_backbone if pretrained_backbone is None else pretrained_backbone
     model = SAR(mano.template, mano.faces, NetworkSpec.from_config(cfg),
                 pretrained_backbone=pretrained, head=cfg.head)
-    model = model.to(device)
-    if cfg.channels_last and device.type == 'cuda':
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    # One conversion: device and layout in the same pass over the parameters.
+    channels_last = cfg.channels_last and device.type == 'cuda'
+    return model.to(device, memory_format=torch.channels_last if channels_last
+                    else torch.preserve_format)
 
 
 logger = logging.getLogger(__name__)

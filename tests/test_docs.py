@@ -398,3 +398,10 @@ def test_the_index_names_each_reports_origin_and_what_it_lacks(tmp_path):
                        'avx2 | fp32 | 1.0 1 1; 2.0 2 2 |')
     assert rows[3].startswith('| [b.json](measured/b.json) | `not recorded` | 2026-12-02 | not recorded |')
     assert 'precision: `not recorded`;' in make_docs.measured_table('b', folder=str(tmp_path))
+
+
+def test_performance_page_stays_a_manual():
+    # A manual of what to expect and how to measure it, not a diary (history belongs in git).
+    with open(os.path.join(REPO, 'docs', 'performance.md')) as f:
+        lines = f.read().splitlines()
+    assert len(lines) <= 250, f'docs/performance.md has {len(lines)} lines (at most 250)'
