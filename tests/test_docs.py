@@ -159,7 +159,8 @@ MODULES = {'synthetic.freihand', 'synthetic.standin', 'synthetic.clip', 'synthet
            'tools.ho3d_baseline', 'tools.render_standin', 'tools.video_strip',
            'tools.mano_fit_figure', 'tools.make_docs', 'benchmarks.run', 'benchmarks.precision',
            'benchmarks.root_depth', 'benchmarks.accumulation', 'benchmarks.scale',
-           'benchmarks.onnx_vs_torch', 'benchmarks.cuda_check'}
+           'benchmarks.onnx_vs_torch', 'benchmarks.cuda_check', 'benchmarks.app_latency',
+           'benchmarks.demo_memory', 'tools.app_screenshot'}
 
 
 def commands(pages=PAGES):

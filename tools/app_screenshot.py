@@ -99,6 +99,8 @@ def screenshot(url, photo, out, profile):
         def status(d):
             return d.find_element(By.CSS_SELECTOR, '#status textarea').get_attribute('value')
         wait.until(status)
+        if status(driver).startswith('error'):
+            raise SystemExit(f'the app answered: {status(driver)}')
         overlay = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#overlay img'))[0]
         wait.until(lambda d: d.execute_script('return arguments[0].complete && '
                                               'arguments[0].naturalWidth', overlay))
@@ -127,8 +129,6 @@ def main(argv):
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
-    if status.startswith('error'):
-        raise SystemExit(f'the app answered: {status}')
     print(f'status: {status}\nwrote {args.out}')
 
 
