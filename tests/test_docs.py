@@ -282,6 +282,9 @@ def world_size(launcher):
     return int(values.get('nnodes', 1)) * per_node
 
 
+FORWARDS_TO_DEMO = {'benchmarks.demo_memory'}  # runs demo.py with the options it does not know
+
+
 def check_command(script, args, world):
     """Raise (config.ConfigError, SystemExit from argparse) if the command would be refused
     before it touches any file."""
@@ -296,7 +299,12 @@ def check_command(script, args, world):
         check_batch_split(cfg, world)
         return
     parser = make_docs.script_parser(script)
-    if make_docs.takes_config_overrides(script):
+    if script in FORWARDS_TO_DEMO:  # its other options are demo.py's (and config fields)
+        _, rest = parser.parse_known_args(args)
+        # the benchmark gives demo.py its --input
+        _, rest = make_docs.script_parser('demo.py').parse_known_args(['--input', 'x', *rest])
+        config.resolve(rest)
+    elif make_docs.takes_config_overrides(script):
         _, rest = parser.parse_known_args(args)
         config.resolve(rest)
     else:
