@@ -62,17 +62,17 @@ from utils.errors import ImageInputError
 from wild.camera import check_intrinsics, image_intrinsics, parse_K
 from wild.mano_fit import fit_record
 from utils.runtime.launch import log_config_notes, run_main
-from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, OneEuroFilter, box_problem
-from wild.video import auto_box
+from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, OneEuroFilter
 from utils.files.video import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 from utils.errors import DataError
 from utils.mano import MANO
 from utils.runtime.logger import setup_logger
-from wild.boxes import BoxSpec, boxes_for, read_boxes
+from wild.boxes import (BoxSpec, auto_box, box_of, box_problem, boxes_for, centred_box, parse_bbox,
+                        read_boxes)
 from wild.detector import DETECTORS, DetectorUnavailableError, load_detector
 from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, PHOTO_OUTPUTS,
                           VIDEO_OUTPUTS, check_outputs, write_outputs)
-from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, Predictor, box_of, centred_box, process_photo
+from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, Predictor, process_photo
 from wild.sequence import VideoJob, VideoRootDepth, plain_hand, run_video
 
 logger = logging.getLogger('sar')
@@ -143,24 +143,6 @@ def list_images(path):
     return [path]
 
 
-def hand_box(bbox_text, width, height):
-    """(centre (2,), side) of the square hand box in image pixels; bbox_text None or 'auto'
-    gives the default centred box (where --bbox auto starts)."""
-    if bbox_text is None or bbox_text == 'auto':
-        return centred_box(width, height)
-    return box_of(parse_bbox(bbox_text))
-
-
-def parse_bbox(text):
-    """--bbox x,y,w,h (pixels) as four floats."""
-    try:
-        x, y, w, h = (float(v) for v in text.split(','))
-    except ValueError:
-        raise config_module.ConfigError(f"--bbox {text!r}: expected four numbers x,y,w,h "
-                                        f"or 'auto'") from None
-    if w <= 0 or h <= 0:
-        raise config_module.ConfigError(f"--bbox {text!r}: width and height must be positive")
-    return x, y, w, h
 
 
 def parse_root_depth(text):
@@ -261,13 +243,14 @@ def video_start(args, frames, predictor, K):
             return box_of(found[0].box_xywh), side, 'detector', redetect
         logger.warning('%s: --detector %s found no hand in the first frame: starting from the '
                        'centred box', frames.name, args.detector)
-    box = hand_box(args.bbox, width, height)
     if args.bbox not in (None, 'auto'):
+        box = box_of(parse_bbox(args.bbox))
         problem = box_problem(box, (height, width))
         if problem is not None:
             raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the '
                                             f'hand (x,y,w,h in pixels) or --bbox auto')
         return box, side, 'bbox', None
+    box = centred_box(width, height)
     if args.bbox == 'auto':
         search = predictor.for_image(K, BOX_SEARCH_DEPTH_M, left=side == 'left')
         return auto_box(search, img_bgr, box), side, 'auto', None

@@ -35,13 +35,13 @@ from benchmarks.speed import other_cpu_use
 from utils.runtime.machine import report_header
 from inference.network import build_model
 from inference.precision import resolve_amp
-from wild.tracking import box_iou
+from wild.boxes import box_iou, box_of
 from utils.mano import MANO
 from utils.transforms import box_from_joints, project
 from utils.files.atomic import atomic_open
 from wild.detector import detector_python, load_detector
 from wild.outputs import write_outputs
-from wild.photo import PhotoOptions, Predictor, box_of, process_photo
+from wild.photo import PhotoOptions, Predictor, process_photo
 
 IOU_HIT = 0.5  # a detection on the hand
 

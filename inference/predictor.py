@@ -14,8 +14,8 @@ logger = logging.getLogger(__name__)
 class HandPredictor:
     """The network on one image and hand box: crop (docs/method.md §2), forward, decode (§7).
 
-    A callable `(img_bgr, box) -> (xyz_cam, joints_uv)`, the form wild.video's tracking loop
-    and wild.tracking.refine_box take.
+    A callable `(img_bgr, box) -> (xyz_cam, joints_uv)`, the form wild.tracking's loop and
+    wild.boxes.refine_box take.
 
     Args:
         model: what `load_inference_model` returns (PyTorch or ONNX Runtime, same interface).
@@ -64,7 +64,7 @@ class HandPredictor:
 
         Args:
             img_bgr: H x W x 3 uint8 BGR image.
-            box: (center (2,), side) hand box in image pixels (wild.tracking.HandBox).
+            box: (center (2,), side) hand box in image pixels (utils.transforms.HandBox).
             name: what an error message calls the image.
         Returns:
             xyz_cam: 799 x 3 float64, meters, camera frame (rows 0..777 vertices, 778..798

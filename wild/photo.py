@@ -19,11 +19,7 @@ from inference.root_depth import root_prior_for
 from utils.errors import ImageInputError
 from wild.camera import K_from_values, check_intrinsics, default_focal, image_intrinsics
 from wild.mano_fit import ManoFitter, fit_record
-from wild.tracking import box_problem
-from wild.video import auto_box, box_xywh
-from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
-from utils.transforms import HandBox
-from wild.boxes import BoxSpec
+from wild.boxes import BoxSpec, auto_box, box_of, box_problem, box_xywh, centred_box
 from wild.detector import DETECTORS, load_detector
 from wild.outputs import AXES
 from wild.records import SIDES, Hand, hand_record
@@ -134,16 +130,8 @@ def photo_intrinsics(options, width, height, image_path=None):
     return image_intrinsics(width, height, K=options.K, focal=options.focal, image_path=image_path)
 
 
-def centred_box(width, height):
-    """The centred FreiHAND box: 130/224 of the shorter image side, around the image centre."""
-    side = HAND_BOX_SIZE / FREIHAND_IMG_SIZE * min(width, height)
-    return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
 
 
-def box_of(box_xywh):
-    """The square crop (HandBox) of an [x, y, w, h] box: its centre, its longer side."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    return HandBox(np.array([x + w / 2, y + h / 2]), max(w, h))
 
 
 def find_boxes(image_bgr, predictor, options, K, name):
@@ -207,9 +195,11 @@ def process_photo(image_bgr, predictor, options, fitter=None, image_path=None):
         predict = predictor.for_image(K, options.root_depth, left=side == 'left')
         xyz_cam, joints_uv = predict(image_bgr, box, name=name)
         num_verts = len(xyz_cam) - len(joints_uv)
-        hands.append(Hand(box_xywh(box), side, score, source, K, K_source,
-                          float(xyz_cam[num_verts, 2]), 'auto' if auto else 'given',
-                          xyz_cam[num_verts:], xyz_cam[:num_verts], joints_uv,
+        hands.append(Hand(box_xywh=box_xywh(box), side=side, score=score, box_source=source,
+                          K=K, K_source=K_source, root_depth=float(xyz_cam[num_verts, 2]),
+                          root_depth_source='auto' if auto else 'given',
+                          joints_cam=xyz_cam[num_verts:], verts_cam=xyz_cam[:num_verts],
+                          joints_uv=joints_uv,
                           hand_scale_m=predictor.hand_scale_m if auto else None))
     if options.fit_mano and hands:
         _fit_hands(hands, predictor, fitter or predictor)

@@ -1,4 +1,4 @@
-"""A video or an image sequence: track the hand frame by frame (wild.video.track) and write
+"""A video or an image sequence: track the hand frame by frame (wild.tracking.track) and write
 the chosen outputs of every frame (wild.outputs.VIDEO_OUTPUTS: the JSON lines, the overlay
 video, per-frame meshes) with the same records and overlay as photos."""
 import logging
@@ -9,7 +9,8 @@ from typing import Callable, Optional
 import numpy as np
 from tqdm import tqdm
 
-from wild.video import box_xywh, track
+from wild.boxes import box_xywh
+from wild.tracking import track
 from utils.files.atomic import remove_stale_temporaries
 from wild.outputs import DEFAULT_VIDEO_OUTPUTS, Frame, Scene, open_video_outputs
 from wild.records import Hand
@@ -68,12 +69,13 @@ class VideoJob:
 
 
 def plain_hand(result, job, root_depth_source='given'):
-    """The Hand of one tracked frame (wild.video.FrameResult) with the job's camera and side."""
+    """The Hand of one tracked frame (wild.tracking.FrameResult) with the job's camera and side."""
     num_verts = len(result.xyz_cam) - len(result.joints_uv)
     source = job.first_source if result.box_source == 'first' else result.box_source
-    return Hand(box_xywh(result.box), job.side, None, source, job.K, job.K_source,
-                float(result.xyz_cam[num_verts, 2]), root_depth_source,
-                result.xyz_cam[num_verts:], result.xyz_cam[:num_verts], result.joints_uv)
+    return Hand(box_xywh=box_xywh(result.box), side=job.side, score=None, box_source=source,
+                K=job.K, K_source=job.K_source, root_depth=float(result.xyz_cam[num_verts, 2]),
+                root_depth_source=root_depth_source, joints_cam=result.xyz_cam[num_verts:],
+                verts_cam=result.xyz_cam[:num_verts], joints_uv=result.joints_uv)
 
 
 def run_video(frames, predict, first_box, job, smoother=None, redetect=None):
@@ -82,7 +84,7 @@ def run_video(frames, predict, first_box, job, smoother=None, redetect=None):
     Args:
         frames: a frame source (utils.files.video.VideoFrames or FolderFrames: iterable of
             (index, H x W x 3 uint8 BGR frame), with `image_size`).
-        predict, first_box, smoother, redetect: see wild.video.track.
+        predict, first_box, smoother, redetect: see wild.tracking.track.
         job: VideoJob.
     Returns:
         dict: 'frames', 'resets' (frames cropped with a reset box), 'paths' (output -> path).

@@ -20,8 +20,10 @@ def hand(side, shift, faces_count=778):
     rng = np.random.default_rng(len(side) + int(100 * (shift + 1)))
     verts = rng.normal(scale=0.03, size=(faces_count, 3)) + [shift, 0.02, 0.6]
     joints = verts[:21]
-    return Hand([10.0, 20.0, 100.0, 100.0], side, 0.9, 'boxes', K, 'focal', float(joints[0, 2]),
-                'given', joints, verts, joints[:, :2] / joints[:, 2:] * 300 + [160, 120])
+    return Hand(box_xywh=[10.0, 20.0, 100.0, 100.0], side=side, score=0.9, box_source='boxes',
+                K=K, K_source='focal', root_depth=float(joints[0, 2]), root_depth_source='given',
+                joints_cam=joints, verts_cam=verts,
+                joints_uv=joints[:, :2] / joints[:, 2:] * 300 + [160, 120])
 
 
 @pytest.fixture()
