@@ -57,10 +57,11 @@ from tqdm import tqdm
 
 import config as config_module
 from inference.network import load_inference_model
+from inference.predictor import HandPredictor
 from inference.run_config import resolve_config
 from utils.errors import ImageInputError
 from wild.camera import check_intrinsics, image_intrinsics, parse_K
-from wild.mano_fit import fit_record
+from wild.mano_fit import fit_record, fitter_for
 from utils.runtime.launch import log_config_notes, run_main
 from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, OneEuroFilter
 from utils.files.video import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
@@ -72,7 +73,7 @@ from wild.boxes import (BoxSpec, auto_box, box_of, box_problem, boxes_for, centr
 from wild.detector import DETECTORS, DetectorUnavailableError, load_detector
 from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, PHOTO_OUTPUTS,
                           VIDEO_OUTPUTS, check_outputs, write_outputs)
-from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, Predictor, process_photo
+from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, process_photo
 from wild.sequence import VideoJob, VideoRootDepth, plain_hand, run_video
 
 logger = logging.getLogger('sar')
@@ -269,8 +270,8 @@ def run_frames(args, frames, predictor):
         except ValueError as err:
             raise config_module.ConfigError(f'--smooth: {err}') from None
     auto = args.root_depth == 'auto'
-    network = predictor.for_image(K, 'auto' if auto else args.root_depth, left=side == 'left')
-    predict = VideoRootDepth(network) if auto else network
+    predict = (VideoRootDepth(predictor, K, left=side == 'left') if auto
+               else predictor.for_image(K, args.root_depth, left=side == 'left'))
     job = VideoJob(args.out, frames.name, fps, predictor.faces, K, K_source, side, args.outputs,
                    args.axes, num_frames=frames.num_frames, first_source=source)
 
@@ -279,7 +280,7 @@ def run_frames(args, frames, predictor):
         if auto:
             hand.hand_scale_m = predictor.hand_scale_m
         if args.fit_mano:
-            fit = predictor.fit(hand.verts_cam[None], side)
+            fit = fitter_for(predictor.mano_root, side).fit(hand.verts_cam[None])
             hand.mano, hand.mano_verts_cam = fit_record(fit, 0), fit['verts'][0]
         return hand
     job.make_hand = make_hand
@@ -352,7 +353,8 @@ def main(argv):
     check_video_flags(args, frames)
     log_config_notes(setup_logger())
     mano = MANO(cfg.mano_root)
-    predictor = Predictor(load_inference_model(cfg, mano, device), cfg, mano, device)
+    predictor = HandPredictor.from_config(load_inference_model(cfg, mano, device), cfg, mano,
+                                          device)
     os.makedirs(args.out, exist_ok=True)
     if frames is None:
         run_images(args, predictor)

@@ -21,20 +21,24 @@ BOX_SEARCH_DEPTH_M = 0.7  # m: a video's frames before the first good --root_dep
 
 
 class VideoRootDepth:
-    """The predictor of a video with --root_depth auto: a frame whose prediction gives no depth
-    keeps the previous frame's, or BOX_SEARCH_DEPTH_M before the first good one (logged);
-    `source` says what the last frame got: 'auto', 'previous_frame' or 'fallback'."""
+    """`(img_bgr, box) -> (xyz_cam, joints_uv)` of a video with --root_depth auto, with an
+    inference.predictor.HandPredictor, the frames' K and side (left: a left hand): a frame
+    whose prediction gives no depth keeps the previous frame's, or BOX_SEARCH_DEPTH_M before
+    the first good one (logged); `source` says what the last frame got: 'auto',
+    'previous_frame' or 'fallback'."""
 
-    def __init__(self, predictor):
-        self.predictor = predictor
+    def __init__(self, predictor, K, left=False):
+        self.predictor, self.K, self.left = predictor, K, left
         self.frame, self.last_depth, self.source = -1, None, 'auto'
 
     def __call__(self, img_bgr, box):
         self.frame += 1
         first = self.last_depth is None
-        self.predictor.fallback_depth = BOX_SEARCH_DEPTH_M if first else self.last_depth
-        xyz_cam, joints_uv = self.predictor(img_bgr, box, name=f'frame {self.frame}')
-        if self.predictor.root_source == 'auto':
+        xyz_cam, joints_uv, root_source = self.predictor.predict(
+            img_bgr, box, self.K, 'auto', left=self.left,
+            fallback_depth=BOX_SEARCH_DEPTH_M if first else self.last_depth,
+            name=f'frame {self.frame}')
+        if root_source == 'auto':
             self.source, self.last_depth = 'auto', float(xyz_cam[-len(joints_uv), 2])
         else:
             self.source = 'fallback' if first else 'previous_frame'
