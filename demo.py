@@ -9,7 +9,7 @@ an overlay video.
     python demo.py --input photos/ --checkpoint snapshot.pth.tar --boxes boxes.json \\
         --outputs overlay,side,obj,glb,ply,json --axes opengl
     python demo.py --input clip.mp4 --checkpoint snapshot.pth.tar --bbox auto --smooth
-    python demo.py --sequence frames/ --checkpoint snapshot.pth.tar --fps 30 --save_obj
+    python demo.py --sequence frames/ --checkpoint snapshot.pth.tar --fps 30 --outputs json,overlay,obj
 
 Hands and their boxes: --boxes FILE (JSON: per image name a list of {"box": [x, y, w, h],
 "side": "left"|"right", "score": s}: your own detector's boxes); --detector mediapipe (every
@@ -71,8 +71,8 @@ from utils.runtime.logger import setup_logger
 from wild.boxes import (BoxSpec, auto_box, box_of, box_problem, boxes_for, centred_box, parse_bbox,
                         read_boxes)
 from wild.detector import DETECTORS, DetectorUnavailableError, load_detector
-from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, PHOTO_OUTPUTS,
-                          VIDEO_OUTPUTS, check_outputs, write_outputs)
+from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, OUTPUTS, VIDEO_FORMS,
+                          check_outputs, write_outputs)
 from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, process_photo
 from wild.sequence import VideoJob, VideoRootDepth, plain_hand, run_video
 
@@ -96,9 +96,9 @@ def parse_args(argv):
                         help='find every hand: mediapipe (the optional extra: make detector)')
     parser.add_argument('--max_hands', type=int, default=2,
                         help='--detector: hands per image at most (default %(default)s)')
-    parser.add_argument('--outputs', help=f"comma-separated: photos from {','.join(PHOTO_OUTPUTS)} "
+    parser.add_argument('--outputs', help=f"comma-separated: photos from {','.join(OUTPUTS)} "
                                           f"(default {','.join(DEFAULT_PHOTO_OUTPUTS)}); videos "
-                                          f"from {','.join(VIDEO_OUTPUTS)} (default "
+                                          f"from {','.join(VIDEO_FORMS)} (default "
                                           f"{','.join(DEFAULT_VIDEO_OUTPUTS)}: JSON lines, "
                                           f"overlay video)")
     parser.add_argument('--axes', choices=AXES, default='opencv',
@@ -120,7 +120,7 @@ def parse_args(argv):
                         help=f'frames/s of the video (default: the file\'s own; {DEFAULT_FPS:g} '
                              f'for a --sequence); sets the overlay video and the filter rate')
     parser.add_argument('--save_obj', action='store_true',
-                        help='video: also one OBJ per frame (adds obj to --outputs)')
+                        help='deprecated: --outputs json,overlay,obj (video: also one OBJ per frame)')
     parser.add_argument('--smooth', action='store_true',
                         help='video: One Euro filter on the decoded 3D points (off: the raw '
                              'per-frame results)')
@@ -299,13 +299,15 @@ def check_video_flags(args, frames):
     if frames is not None and args.boxes:
         raise config_module.ConfigError('--boxes: for still images; give a video its first box '
                                         'with --bbox or --detector mediapipe')
-    registry, defaults, what = ((PHOTO_OUTPUTS, DEFAULT_PHOTO_OUTPUTS, 'photos') if frames is None
-                                else (VIDEO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, 'videos'))
+    defaults = DEFAULT_PHOTO_OUTPUTS if frames is None else DEFAULT_VIDEO_OUTPUTS
     names = args.outputs.split(',') if args.outputs else list(defaults)
-    if args.save_obj and 'obj' not in names:
-        names.append('obj')
+    if args.save_obj:
+        logger.warning('--save_obj is deprecated: ask for the OBJs with --outputs %s',
+                       ','.join(names + ['obj'] * ('obj' not in names)))
+        if 'obj' not in names:
+            names.append('obj')
     try:
-        args.outputs = check_outputs(names, registry, what)
+        args.outputs = check_outputs(names, video=frames is not None)
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None
 

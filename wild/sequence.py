@@ -1,5 +1,5 @@
 """A video or an image sequence: track the hand frame by frame (wild.tracking.track) and write
-the chosen outputs of every frame (wild.outputs.VIDEO_OUTPUTS: the JSON lines, the overlay
+the chosen outputs of every frame (wild.outputs.OUTPUTS with a video form: the JSON lines, the overlay
 video, per-frame meshes) with the same records and overlay as photos."""
 import logging
 import os
@@ -51,7 +51,7 @@ class VideoJob:
 
     out_dir, name: the folder and the outputs' stem; fps: frame rate of the overlay video and
     of the JSON lines' times (frames/s); faces: F x 3 right-hand faces; outputs: names from
-    wild.outputs.VIDEO_OUTPUTS; axes: the OBJ and PLY files' convention (GLB: always glTF's); K: 3 x 3 px and K_source of
+    wild.outputs.VIDEO_FORMS; axes: the OBJ and PLY files' convention (GLB: always glTF's); K: 3 x 3 px and K_source of
     the frames; side: 'right' or 'left'; make_hand: optional FrameResult -> wild.records.Hand
     (demo.py: with the root depth's source and the fitted MANO; default `plain_hand`);
     num_frames: for the progress bar; progress: show it.
