@@ -48,7 +48,8 @@ from utils.runtime.launch import log_config_notes, run_main
 from utils.runtime.logger import setup_logger
 from wild.detector import INSTALL_COMMAND, detector_available
 from wild.outputs import write_outputs
-from wild.photo import PhotoOptions, load_predictor, process_photo
+from inference.predictor import load_predictor
+from wild.photo import PhotoOptions, process_photo
 
 DEFAULT_HOST = '127.0.0.1'  # loopback: the page is served on this machine only
 DEFAULT_PORT = 7860
@@ -375,7 +376,7 @@ def build_page(predictor, root, has_detector):
 # ---- the app --------------------------------------------------------------------------------
 
 def load_network(rest):
-    """(wild.photo.Predictor, cfg) of the command line's config (the checkpoint's own, as
+    """(inference.predictor.HandPredictor, cfg) of the command line's config (the checkpoint's own, as
     demo.py)."""
     cfg = resolve_config(rest, from_checkpoint=True)
     if not cfg.checkpoint and not cfg.onnx:
