@@ -2,20 +2,8 @@
 
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
-Prints one line per check, `PASS`, `FAIL` or `SKIP` then the check's name and figures, then a
-summary line; the exit code is 1 if any check failed. Meant to take a few minutes on one GPU
-(not yet timed on one). No data set or weights are needed: random images, one fixed hand of
-the procedural MANO stand-in as the target, weights from scratch.
-
-Checks (--device cuda: the default network, ResNet-34, two stages, 256 px, batch 64; what each
-verifies and its tolerance: benchmarks/gpu_checks.py): the environment (versions, GPU, bf16);
-training that overfits ONE fixed batch for --steps steps (loss finite and falling) in bf16
-(channels_last), fp16 (GradScaler) and under torch.compile; bf16 against fp32 inference after
-decoding; training and inference images/s (inference timed by benchmarks/speed.py, the code
-of benchmarks.run) against 1,800 training images/s on an H100/H200, never failed for speed;
-DDP over NCCL (2+ GPUs); EGL rendering in a subprocess; --profile: the top ops by CUDA time.
---device cpu runs a reduced version in about a minute (ResNet-18, 64 px, one stage, batch 4,
-12 steps; fp16, compile, NCCL and EGL print SKIP).
+What each check verifies and its tolerance: benchmarks/gpu_checks.py and docs/clusters.md.
+--device cpu runs a reduced version in about a minute (fp16, compile, NCCL and EGL: SKIP).
 """
 import argparse
 import collections
