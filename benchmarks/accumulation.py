@@ -5,11 +5,8 @@ one piece and as 4 micro-batches of 4 (`--accumulate 4`), evaluation numbers sid
     python -m benchmarks.accumulation [--accumulate 4] [--seeds 0 1] [--reference_seeds 0]
         [--output_root output/accumulation] [train.py overrides ...]
 
-Each run is `train.py --preset cpu_demo --seed S [--accumulate N]` into its own experiment
-under --output_root (a second call reuses finished runs: `--resume auto`); the table shows each
-run's last evaluation (history JSON), wall time and images/s. Steps, learning rate and data order
-are the same; BatchNorm normalises each micro-batch on its own, as on a small GPU. Several
---reference_seeds show how far two runs of one configuration land. Needs `make demo`'s data.
+Each run is `train.py --preset cpu_demo --seed S [--accumulate N]` under --output_root
+(finished runs are reused); needs `make demo`'s data.
 """
 import argparse
 import json

@@ -1,24 +1,20 @@
-"""The web demo's time from upload to result: app.py started on a free port with a network, one
-photo sent --runs times with gradio_client, each request timed from the upload to the
-downloaded results (upload, queue, SAR, overlay, side view, OBJ/GLB/JSON, download).
+"""The web demo's time from upload to result, or its screenshot: app.py started on a free port
+with a network, one photo sent --runs times with gradio_client, each request timed from the
+upload to the downloaded results (upload, queue, SAR, overlay, side view, OBJ/GLB/JSON,
+download); or, with --screenshot FILE, the photo uploaded once in headless Chromium and the page
+saved to FILE (docs/app_screenshot.png).
 
     python -m benchmarks.app_latency [--checkpoint CKPT] [--mano_root DIR] [--image PHOTO]
         [--runs 5] [--no_recrop] [--fit_mano] [--report FILE]
-    python -m benchmarks.app_latency --checkpoint CKPT --runs 100 --report app_memory.json
+    python -m benchmarks.app_latency --checkpoint CKPT --mano_root DIR --screenshot FILE [--seed 3]
 
-Memory: the app's resident memory (RSS, /proc) is read after it starts and after every
-request; printed after request 10 and after the last, with the growth between them (a web app
-that runs for days must not grow per request; the goal is at most GROWTH_GOAL_MB over requests
-10 to 100). --report writes these figures with the command, date, commit, CPU and load as JSON
-(docs/measured/app_memory.json is one).
-
-Without --checkpoint: a randomly initialised network of config.py's defaults (resnet34 at
-256 x 256; the weights do not change the time), saved to a temporary folder, with the MANO of
---mano_root (default: the procedural stand-in, written to that folder). Without --image: a
-640 x 480 noise photo. The page's defaults otherwise: no detector, the box re-cropped around
-the hand (up to 4 predictions and the final one; --no_recrop: the centred box, 1 prediction).
-The first request (Gradio and PyTorch warming up) is reported apart. Prints the load average
-beside the figures.
+Memory: the app's resident memory (RSS) after it starts and after every request; printed after
+request 10 and after the last, with the growth between them (goal: at most GROWTH_GOAL_MB over
+requests 10 to 100). --report writes the figures with the command, date, commit, CPU and load
+as JSON (docs/measured/app_memory.json is one). Without --checkpoint: a randomly initialised
+network of config.py's defaults, with the MANO of --mano_root (default: the stand-in). Without
+--image: a 640 x 480 noise photo, or with --screenshot a rendered photo of one hand of that MANO
+(--seed picks it). The page's defaults otherwise (--no_recrop: the centred box, 1 prediction).
 """
 import argparse
 import os
@@ -40,15 +36,25 @@ from utils.runtime.distributed import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT_S = 300  # app.py loads torch, the network and Gradio
+RESULT_TIMEOUT_S = 300  # s: the browser's wait for upload, SAR, renders, GLB
+WINDOW = (1400, 1250)  # px: the browser window, the screenshot's size
+BROWSER_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+                 '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync', '--no-first-run', f'--window-size={WINDOW[0]},{WINDOW[1]}')
 RSS_AFTER = 10  # requests: the app's memory is compared from here (warm caches, pools) to the end
 GROWTH_GOAL_MB = 50  # MiB: most the app may grow from request RSS_AFTER to request 100
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m benchmarks.app_latency',
+                                     description=__doc__.split('\n\n')[0])
     parser.add_argument('--checkpoint', help='the network (default: a random one, see above)')
     parser.add_argument('--mano_root', help='MANO folder (default: the stand-in)')
-    parser.add_argument('--image', help='the photo (default: 640 x 480 noise)')
+    parser.add_argument('--image', help='the photo (default: 640 x 480 noise; with --screenshot '
+                        'a rendered hand)')
+    parser.add_argument('--screenshot', help='save the page with the result to this PNG instead '
+                        'of timing (needs --checkpoint, --mano_root; Chromium)')
+    parser.add_argument('--seed', type=int, default=3, help='the screenshot photo\'s hand')
     parser.add_argument('--runs', type=int, default=5, help='timed requests after the first')
     parser.add_argument('--no_recrop', action='store_true', help='the centred box (1 prediction)')
     parser.add_argument('--fit_mano', action='store_true', help='fit MANO as well')
@@ -56,7 +62,10 @@ def parse_args(argv):
     parser.add_argument('--root_depth', type=float, default=0.5,
                         help='wrist depth, m (0: from the hand\'s size, which fails on the random '
                              'network\'s collapsed joints; default %(default)s)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.screenshot and not (args.checkpoint and args.mano_root):
+        parser.error('--screenshot needs --checkpoint and --mano_root (a trained network)')
+    return args
 
 
 def random_network(folder, mano_root):
@@ -74,11 +83,23 @@ def random_network(folder, mano_root):
     return path
 
 
+def synthetic_photo(path, mano_root, seed):
+    """A 224 px photo of one hand (FreiHAND framing) of the generators' sample `seed`."""
+    from synthetic.appearance import compose_version, render_hand
+    from synthetic.geometry import GeometrySampler, sample_generators
+    from utils.mano import MANO
+    truth = GeometrySampler(mano_root, max_tilt=50.0).sample([sample_generators(seed, 1, 0)[0]])
+    rng = sample_generators(seed, 1, 0)[1]
+    hand_rgb, alpha = render_hand(truth['verts'][0], MANO(mano_root).faces, truth['K'][0], rng)
+    cv2.imwrite(path, compose_version('sample', hand_rgb, alpha, rng)[:, :, ::-1])
+
+
 def start_app(checkpoint, mano_root, port, log):
     proc = subprocess.Popen([sys.executable, 'app.py', '--checkpoint', checkpoint, '--mano_root',
                              mano_root, '--port', str(port)], cwd=REPO, stdout=log,
                             stderr=subprocess.STDOUT,
                             env={**os.environ, 'GRADIO_ANALYTICS_ENABLED': 'False',
+                                 'NO_PROXY': '127.0.0.1,localhost',
                                  'PYOPENGL_PLATFORM': os.environ.get('PYOPENGL_PLATFORM', 'osmesa')})
     url = f'http://127.0.0.1:{port}/'
     start = time.monotonic()
@@ -92,6 +113,45 @@ def start_app(checkpoint, mano_root, port, log):
             time.sleep(1)
     proc.terminate()
     raise RuntimeError(f'app.py did not answer within {START_TIMEOUT_S} s; see {log.name}')
+
+
+def screenshot(url, photo, out, profile):
+    """Upload `photo` at `url`, press Run, save the page to `out`; returns the status line."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    options = webdriver.ChromeOptions()
+    options.binary_location = '/usr/bin/chromium'
+    for flag in (*BROWSER_FLAGS, f'--user-data-dir={profile}'):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, RESULT_TIMEOUT_S)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#photo input[type=file]')
+                   ).send_keys(photo)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#photo img'))
+        driver.find_element(By.CSS_SELECTOR, '#run').click()
+
+        def status(d):
+            return d.find_element(By.CSS_SELECTOR, '#status textarea').get_attribute('value')
+        wait.until(status)
+        if status(driver).startswith('error'):
+            raise SystemExit(f'the app answered: {status(driver)}')
+        overlay = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#overlay img'))[0]
+        wait.until(lambda d: d.execute_script('return arguments[0].complete && '
+                                              'arguments[0].naturalWidth', overlay))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#view3d canvas'))
+        time.sleep(3)  # the 3D view draws its first frames
+        driver.execute_script('window.scrollTo(0, 0)')
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        partial = f'{out}.partial.png'
+        driver.save_screenshot(partial)
+        os.replace(partial, out)
+        return status(driver)
+    finally:
+        driver.quit()
 
 
 def timed_requests(url, image, runs, recrop, root_depth_m, fit_mano, downloads, pid):
@@ -127,49 +187,80 @@ def memory_summary(rss_start, rss):
     return figures, growth
 
 
+def photo_for(args, folder):
+    """The photo to upload: --image, a rendered hand (--screenshot) or 640 x 480 noise."""
+    if args.image:
+        return args.image
+    image = os.path.join(folder, 'photo.png')
+    if args.screenshot:
+        synthetic_photo(image, args.mano_root, args.seed)
+    else:
+        cv2.imwrite(image, np.random.default_rng(0).integers(0, 255, size=(480, 640, 3),
+                                                             dtype=np.uint8))
+    return image
+
+
+def serve_and_measure(args, folder, mano_root, checkpoint, image):
+    """Start app.py, then time the requests or take the screenshot: {'startup': s, 'times':
+    [s per request], 'status', 'rss_start': MiB, 'rss': [MiB after each request], 'log': lines}."""
+    with open(os.path.join(folder, 'app.log'), 'w+') as log:
+        proc, url, startup = start_app(checkpoint, mano_root, free_port(), log)
+        rss_start = resident_mb(proc.pid)
+        downloads = os.path.join(folder, 'downloads')
+        os.makedirs(downloads)
+        try:
+            if args.screenshot:
+                times, rss = [], []
+                status = screenshot(url, image, args.screenshot, os.path.join(folder, 'profile'))
+            else:
+                times, status, rss = timed_requests(url, image, args.runs, not args.no_recrop,
+                                                    args.root_depth, args.fit_mano, downloads,
+                                                    proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        log.seek(0)
+        return dict(startup=startup, times=times, status=status, rss_start=rss_start, rss=rss,
+                    log=log.readlines())
+
+
 def main(argv):
     args = parse_args(argv)
     load_start = load_average()
     header = report_header('python -m benchmarks.app_latency ' + ' '.join(argv), load_start,
                            None)
     with tempfile.TemporaryDirectory(prefix='app_latency_') as folder:
-        mano_root = args.mano_root
+        mano_root = args.mano_root and os.path.abspath(args.mano_root)
         if mano_root is None:
             from synthetic.standin import main as standin_main
             mano_root = os.path.join(folder, 'mano')
             standin_main(['--out', mano_root])
-        checkpoint = args.checkpoint or random_network(folder, mano_root)
-        image = args.image
-        if image is None:
-            image = os.path.join(folder, 'photo.png')
-            rng = np.random.default_rng(0)
-            cv2.imwrite(image, rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8))
+        checkpoint = (os.path.abspath(args.checkpoint) if args.checkpoint
+                      else random_network(folder, mano_root))
+        image = photo_for(args, folder)
         height, width = cv2.imread(image).shape[:2]
-        with open(os.path.join(folder, 'app.log'), 'w+') as log:
-            proc, url, startup = start_app(checkpoint, mano_root, free_port(), log)
-            rss_start = resident_mb(proc.pid)
-            downloads = os.path.join(folder, 'downloads')
-            os.makedirs(downloads)
-            try:
-                times, status, rss = timed_requests(url, image, args.runs, not args.no_recrop,
-                                                    args.root_depth, args.fit_mano, downloads,
-                                                    proc.pid)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
-            log.seek(0)
-            app_log = log.readlines()
-            if status.startswith('error'):  # the app's own account, with any traceback
-                print(''.join(app_log[-40:]))
-            precision = next((line.split('precision: ', 1)[1].strip() for line in app_log
-                              if 'precision: ' in line), 'not logged')
+        measured = serve_and_measure(args, folder, mano_root, checkpoint, image)
+    if measured['status'].startswith('error'):  # the app's own account, with any traceback
+        print(''.join(measured['log'][-40:]))
+    if args.screenshot:
+        print(f"status: {measured['status']}\nwrote {args.screenshot}")
+    else:
+        print_and_report(args, header, (width, height), measured)
+
+
+def print_and_report(args, header, size, measured):
+    """Print the figures (and write --report)."""
+    width, height = size
+    startup, times, status, rss = (measured[k] for k in ('startup', 'times', 'status', 'rss'))
+    precision = next((line.split('precision: ', 1)[1].strip() for line in measured['log']
+                      if 'precision: ' in line), 'not logged')
     print(f'app.py {"--checkpoint " + args.checkpoint if args.checkpoint else "random default network"}'
           f', {width} x {height} photo, re-crop {"off" if args.no_recrop else "on"}, fit MANO '
           f'{"on" if args.fit_mano else "off"}; started in {startup:.1f} s')
     print(f'last status: {status}')
     print(f'upload to result: first request {times[0]:.2f} s; next {len(times) - 1}: median '
           f'{statistics.median(times[1:]):.2f} s (min {min(times[1:]):.2f}, max {max(times[1:]):.2f})')
-    figures, growth = memory_summary(rss_start, rss)
+    figures, growth = memory_summary(measured['rss_start'], rss)
     print('app RSS (MiB): ' + ', '.join(f'{k} {v:.0f}' for k, v in figures.items()) + (
         '' if growth is None else f'; growth from request {RSS_AFTER} to {len(rss)}: '
         f'{growth:+.0f} MiB ({growth / (len(rss) - RSS_AFTER):+.2f} per request; goal: at most '

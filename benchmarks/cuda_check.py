@@ -2,35 +2,487 @@
 
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
-Prints one line per check, `PASS`, `FAIL` or `SKIP` then the check's name and figures, then a
-summary line; the exit code is 1 if any check failed. Meant to take a few minutes on one GPU
-(not yet timed on one). No data set or weights are needed: random images, one fixed hand of
-the procedural MANO stand-in as the target, weights from scratch.
-
-Checks (--device cuda: the default network, ResNet-34, two stages, 256 px, batch 64; what each
-verifies and its tolerance: benchmarks/gpu_checks.py): the environment (versions, GPU, bf16);
-training that overfits ONE fixed batch for --steps steps (loss finite and falling) in bf16
-(channels_last), fp16 (GradScaler) and under torch.compile; bf16 against fp32 inference after
-decoding; training and inference images/s (inference timed by benchmarks/speed.py, the code
-of benchmarks.run) against 1,800 training images/s on an H100/H200, never failed for speed;
-DDP over NCCL (2+ GPUs); EGL rendering in a subprocess; --profile: the top ops by CUDA time.
---device cpu runs a reduced version in about a minute (ResNet-18, 64 px, one stage, batch 4,
-12 steps; fp16, compile, NCCL and EGL print SKIP).
+Checks: the environment; training that overfits one fixed batch in bf16, fp16 and under
+torch.compile; bf16 against fp32 inference; training and inference images/s (goal: 1,800
+training images/s on an H100/H200, never failed for speed); DDP over NCCL; EGL rendering;
+--profile. What each verifies and its tolerance: the comments and constants below.
+--device cpu runs a reduced version in about a minute (fp16, compile, NCCL and EGL: SKIP).
 """
 import argparse
 import collections
 import contextlib
+import dataclasses
+import json
+import math
+import os
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import traceback
 
+import numpy as np
 import torch
 
-from benchmarks.gpu_checks import (FULL, MIN_STEPS, REDUCED, CheckFailed, SkipCheck, check_ddp,
-                                   check_environment, check_inference_bf16,
-                                   check_inference_throughput, check_profile, check_render,
-                                   check_train, check_train_throughput, make_fixture, window)
+import config as config_module
+from benchmarks import speed
+# The network, its optimiser and the train step, from where they live today (the one place to
+# repoint when they move).
+from inference.decoding import Decoding
+from inference.network import build_model
+from inference.precision import autocast
+from training.build import build_optimizer
+from training.loop import train_step
+from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
+from utils.mano import MANO
+from utils.runtime.distributed import free_port
+from utils.network_spec import NetworkSpec
+from utils.transforms import encode_uvd, get_affine
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# FreiHAND's intrinsics: principal point (112, 112) on the 224 px image (docs/method.md §1),
+# focal length 500 px, the demo's value for FreiHAND's framing.
+FREIHAND_K = np.array([[500.0, 0.0, 112.0], [0.0, 500.0, 112.0], [0.0, 0.0, 1.0]])
+ROOT_DEPTH_M = 0.7  # wrist depth for decoding (docs/method.md §7; demo.py's default)
+HAND_DEPTH_M = 0.8  # the fixed training hand's centroid depth: it fills most of the crop
+FREIHAND_TRAIN_ITEMS = 4 * 32560  # 4 versions x N (docs/method.md §1)
+GOAL_EPOCHS, GOAL_HOURS = 50, 1.0
+TRAIN_GOAL_IMAGES_PER_S = 1800  # ~ 50 x 130,240 / 3,600 s = 1,809: a 50-epoch run in 1 h
+# A forward pass is about a third of a training step's FLOPs (speed.TRAINING_FLOP_FACTOR): at
+# the same efficiency inference runs 3x the training rate.
+INFERENCE_GOAL_IMAGES_PER_S = speed.TRAINING_FLOP_FACTOR * TRAIN_GOAL_IMAGES_PER_S
+
+# Network fields under their config names (utils/network_spec.NetworkFields), batch and steps.
+FULL = dict(backbone='resnet34', input_img_shape=(256, 256), num_stage=2, batch=64, steps=100)
+REDUCED = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=1, batch=4, steps=12)
+MIN_STEPS = 8
+MIN_DROP = 0.05  # the loss must fall by at least 5 % (medians of the first and last steps)
+MAX_SKIPPED_FRACTION = 0.25  # fp16: at most this fraction of steps skipped by the GradScaler
+DDP_STEPS = 3
+INFERENCE_REPEATS = 10
+PROFILE_WARMUP, PROFILE_STEPS = 3, 5
+RENDER_SIZE = (224, 224)  # px, the FreiHAND image
+# OpenGL mask against the software rasteriser (utils.vis.render.rasterize_mask). A hand's outline
+# is long for its area, so OpenGL implementations' sub-pixel rules cost a few per cent of IoU
+# (measured on the fixed hand: OSMesa 0.981, Mesa's EGL 0.963); a render shifted by a pixel
+# or more, partial or empty, falls below 0.9.
+RENDER_MIN_IOU = 0.9
+
+# bf16 against fp32 after decoding, cm. bf16 keeps 8 significant bits: a stored value is off
+# by up to 2^-9 (0.2 %) of its magnitude. The heatmap logits l reach the soft-argmax rounded
+# to bf16 (plus the partly random sum of earlier roundings; matmuls accumulate in fp32), so
+# their error dl scales with |l|, including any offset common to a map that the softmax
+# itself ignores: for |l| ~ 20, dl ~ 0.05. The soft-argmax is the mean of the pixel grid
+# under softmax(l); dl moves it by Cov_p(dl, x) <= |dl| * std_p(x), where std_p(x) is
+# small for a peaked map and up to side / sqrt(12), 0.58 in normalised units, for a flat one.
+# So a point whose map is peaked moves by ~1e-3 normalised (0.1 mm: one normalised unit is
+# 65 image px, 9 cm at 0.7 m and f = 500 px), and a point whose map is still flat (an
+# untrained network) by up to ~0.04 (4 mm); depth (d * 0.3 m) stays below that. Judged:
+# the mean, and the 99th percentile so that a few flat maps do not decide; the maximum is
+# printed. Measured on the CPU reduced check after 8-12 steps (nearly flat maps): mean
+# 0.004 cm, 99th percentile 0.02 cm, max 0.15-0.4 cm. Limits 0.1 and 0.5 cm, about 1/6 and
+# 3/4 of the published aligned keypoint error (0.65 cm): beyond them is a bf16 bug (an op
+# overflowing, a softmax in bf16), not rounding.
+BF16_MEAN_TOL_CM = 0.1
+BF16_P99_TOL_CM = 0.5
+
+
+class CheckFailed(Exception):
+    """A check's own verdict (the message says why); other exceptions are failures too."""
+
+
+class SkipCheck(Exception):
+    """The check does not apply here (the message says why: no GPU, one GPU, no EGL)."""
+
+
+@dataclasses.dataclass
+class Fixture:
+    """Everything the checks share: settings, configuration, MANO, one fixed batch."""
+    device: torch.device
+    settings: dict
+    cfg: object
+    mano: MANO
+    mano_root: str
+    img: torch.Tensor  # (B, 3, H, W), random, channels_last on CUDA
+    gt_uvd: torch.Tensor  # (B, 799, 3), the same hand for every item
+    crop2img: np.ndarray  # 2 x 3
+    state: dict = dataclasses.field(default_factory=dict)  # results passed between checks
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def palm_to_camera(template):
+    """The template (778 x 3) turned palm towards the camera, centred HAND_DEPTH_M ahead
+    (meters, camera frame)."""
+    # Template frame: fingers along -x, back of the hand +y. (x, y, z) -> (x, -z, y) turns the
+    # back of the hand to +z, away from the camera: the palm faces it.
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    return (template - template.mean(axis=0)) @ rotation.T + [0.0, 0.0, HAND_DEPTH_M]
+
+
+def make_fixture(device, settings, mano_root):
+    network = {name: settings[name] for name in NetworkSpec.names() if name in settings}
+    cfg = config_module.resolve(
+        [], device=device.type, **network, batch_size=settings['batch'],
+        pretrained_backbone=False, channels_last=device.type == 'cuda')
+    size = cfg.input_img_shape[0]
+    mano = MANO(mano_root)
+    img2crop, crop2img = get_affine(HAND_BOX_CENTER, HAND_BOX_SIZE, cfg.input_img_shape)
+    verts = palm_to_camera(mano.template)
+    joints = mano.joints_from_verts(verts)
+    uvd = encode_uvd(verts, joints, FREIHAND_K, img2crop, crop_size=cfg.input_img_shape,
+                     depth_box=cfg.depth_box)  # (799, 3)
+    img = speed.random_batch(settings['batch'], cfg, device)[0]
+    gt_uvd = torch.as_tensor(uvd, dtype=torch.float32).expand(settings['batch'], -1, -1)
+    return Fixture(device=device, settings=settings, cfg=cfg, mano=mano, mano_root=mano_root,
+                   img=img, gt_uvd=gt_uvd.contiguous().to(device), crop2img=crop2img)
+
+
+def make_model(fx, seed=0):
+    """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
+    torch.manual_seed(seed)
+    model = build_model(fx.cfg, fx.mano, fx.device)
+    return model.train(), build_optimizer(fx.cfg, model, fx.device)[0]
+
+
+def window(steps):
+    """Steps compared at each end of a run (10 of 100), and the warm-up left out of timing."""
+    return max(2, min(10, steps // 4))
+
+
+def overfit(fx, model, optimizer, steps, amp_dtype=None, scaler=None):
+    """`steps` train steps on the fixed batch. Returns (total loss per step (steps,),
+    images/s after the warm-up, seconds of the first step). The losses stay on the device
+    until the end (no synchronisation inside the timed loop, as in the epoch loop)."""
+    inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
+    warmup = window(steps)
+    totals = []
+    sync(fx.device)
+    begin = time.perf_counter()
+    for step in range(steps):
+        if step == 1:
+            sync(fx.device)
+            first_step_s = time.perf_counter() - begin
+        if step == warmup:
+            sync(fx.device)
+            begin = time.perf_counter()
+        losses = train_step(model, optimizer, inputs, targets, amp_dtype=amp_dtype, scaler=scaler)
+        totals.append(torch.stack([v.detach().float() for v in losses.values()]).sum())
+    sync(fx.device)
+    seconds = time.perf_counter() - begin
+    rate = (steps - warmup) * fx.settings['batch'] / seconds
+    return torch.stack(totals).cpu().numpy(), rate, first_step_s
+
+
+def verdict_falling(totals):
+    """Raise CheckFailed unless every total is finite and the run ends MIN_DROP lower than
+    it began; return the figures as text. Medians of `window` steps at each end: dropout
+    makes single steps jump (a CPU run showed one step at twice its neighbours)."""
+    bad = np.flatnonzero(~np.isfinite(totals))
+    if bad.size:
+        raise CheckFailed(f'non-finite total loss at steps {bad[:5].tolist()} '
+                          f'(values {totals[bad[:5]].tolist()})')
+    k = window(len(totals))
+    first, last = float(np.median(totals[:k])), float(np.median(totals[-k:]))
+    text = (f'total loss, median of the first {k} steps {first:.4f} -> last {k} {last:.4f} '
+            f'({last / first - 1:+.1%}; means {totals[:k].mean():.4f} -> '
+            f'{totals[-k:].mean():.4f})')
+    if not last <= (1 - MIN_DROP) * first:
+        raise CheckFailed(f'loss not falling by {MIN_DROP:.0%} over {len(totals)} steps on one '
+                          f'fixed batch: {text}')
+    return text
+
+
+# ---- checks: each returns its detail text, raises CheckFailed / SkipCheck ----------------
+
+def check_environment(device):
+    cuda = torch.version.cuda
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    text = f'torch {torch.__version__}, CUDA build {cuda}, cuDNN {cudnn}'
+    if device.type == 'cpu':
+        return (f'{text}; CPU run, {torch.get_num_threads()} threads, '
+                f'{torch.cuda.device_count() if cuda else 0} GPU(s) visible')
+    if cuda is None:
+        raise CheckFailed(f'{text}: a CPU-only build of torch; install a CUDA build '
+                          f'(https://pytorch.org/get-started/locally/)')
+    if not torch.cuda.is_available():
+        raise CheckFailed(f'{text}: no CUDA device visible (driver missing or too old, or '
+                          f'CUDA_VISIBLE_DEVICES empty); run with --device cpu for the '
+                          f'reduced check')
+    if cudnn is None:
+        raise CheckFailed(f'{text}: cuDNN is not available to torch')
+    props = torch.cuda.get_device_properties(device)
+    text += (f'; {torch.cuda.device_count()} GPU(s), using {props.name}, '
+             f'{props.total_memory / 2 ** 30:.1f} GiB, compute capability '
+             f'{props.major}.{props.minor}')
+    if not torch.cuda.is_bf16_supported():
+        raise CheckFailed(f"{text}: no bf16 on this GPU; train with --amp fp16")
+    return text
+
+
+def check_train(fx, amp_dtype, use_scaler=False, use_compile=False, key=None):
+    """Overfit the fixed batch; store the model and rate under fx.state[key]."""
+    model, optimizer = make_model(fx)
+    scaler = torch.amp.GradScaler(fx.device.type) if use_scaler else None
+    train_model = torch.compile(model) if use_compile else model
+    totals, rate, first_s = overfit(fx, train_model, optimizer, fx.settings['steps'],
+                                    amp_dtype=amp_dtype, scaler=scaler)
+    text = verdict_falling(totals)
+    if scaler is not None:
+        # init_scale 2^16, halved at every skipped step, doubled only after 2000 good ones.
+        skipped = round(math.log2(2.0 ** 16 / scaler.get_scale()))
+        text += f'; GradScaler skipped {skipped} of {len(totals)} steps'
+        if skipped > MAX_SKIPPED_FRACTION * len(totals):
+            raise CheckFailed(f'fp16 overflowed too often: {text}')
+    text += f'; {rate:.1f} img/s after {window(len(totals))} warm-up steps'
+    if use_compile:
+        eager = fx.state.get('train_bf16', {}).get('rate')
+        text += (f' (compile + first step {first_s:.0f} s' +
+                 (f'; eager bf16 {eager:.1f} img/s)' if eager else ')'))
+    if key:
+        fx.state[key] = {'model': model, 'rate': rate}
+    return text
+
+
+@contextlib.contextmanager
+def true_fp32():
+    """Disable TF32 (cuDNN convolutions use it by default on Ampere and later) so the
+    reference really is fp32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def decode(fx, coords):
+    """(B, 799, 3) crop-normalised -> camera frame, meters (docs/method.md §7)."""
+    batch = coords.shape[0]
+    decoding = Decoding.from_config(fx.cfg, torch.device('cpu'))
+    return decoding.to_camera(coords.float().cpu().numpy(), np.full(batch, ROOT_DEPTH_M),
+                              np.broadcast_to(fx.crop2img, (batch, 2, 3)),
+                              np.broadcast_to(FREIHAND_K, (batch, 3, 3)))
+
+
+def check_inference_bf16(fx):
+    trained = fx.state.get('train_bf16')
+    model = trained['model'] if trained else make_model(fx)[0]
+    weights = 'the bf16-trained weights' if trained else 'fresh weights (bf16 training failed)'
+    model.eval()
+    fused = model.fuse_for_inference()
+    inputs = {'img': fx.img}
+    with torch.inference_mode():
+        with true_fp32():
+            reference = decode(fx, model(inputs)['coords'])
+        results = {}
+        for name, network in (('eval', model), ('fused', fused)):
+            with torch.autocast(fx.device.type, dtype=torch.bfloat16):
+                results[name] = decode(fx, network(inputs)['coords'])
+    texts, failed = [], False
+    for name, xyz in results.items():
+        if not np.isfinite(xyz).all():
+            raise CheckFailed(f'non-finite bf16 output ({name} model)')
+        dist_cm = 100 * np.linalg.norm(xyz - reference, axis=-1)  # (B, 799)
+        mean, p99 = dist_cm.mean(), np.percentile(dist_cm, 99)
+        texts.append(f'{name} model: mean {mean:.4f} cm, 99th percentile {p99:.4f} cm, '
+                     f'max {dist_cm.max():.3f} cm')
+        failed |= mean > BF16_MEAN_TOL_CM or p99 > BF16_P99_TOL_CM
+    fx.state['fused'] = fused
+    text = (f'bf16 against fp32 (no TF32) on {weights}, decoded with root depth '
+            f'{ROOT_DEPTH_M} m: ' + '; '.join(texts) +
+            f' (limits: mean {BF16_MEAN_TOL_CM} cm, 99th percentile {BF16_P99_TOL_CM} cm)')
+    if failed:
+        raise CheckFailed(text)
+    return text
+
+
+def speed_words(rate, goal, device):
+    if device.type != 'cuda':
+        return 'CPU: no goal'
+    ratio = rate / goal
+    word = 'meets the goal' if ratio >= 1 else 'BELOW GOAL'
+    return f'{ratio:.2f} x the goal of {goal:,} img/s: {word}'
+
+
+def check_train_throughput(fx):
+    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU (the reduced CPU
+    check; train.py's amp='auto' would train in bf16 on a CPU with native bf16)."""
+    key, precision = ('train_bf16', 'bf16') if fx.device.type == 'cuda' else ('train_fp32', 'fp32')
+    trained = fx.state.get(key)
+    if not trained:
+        raise CheckFailed(f'the {precision} training check did not complete, nothing was timed')
+    rate = trained['rate']
+    hours = GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / rate / 3600
+    return (f'{rate:.1f} img/s (batch {fx.settings["batch"]}, {precision}, AdamW as train.py '
+            f'builds it, one batch on the device: no data loading), '
+            f'{speed_words(rate, TRAIN_GOAL_IMAGES_PER_S, fx.device)}; {GOAL_EPOCHS} FreiHAND '
+            f'epochs ({GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / 1e6:.1f} M images) would take '
+            f'{hours:.2f} h at this rate (goal on an H100/H200: {GOAL_HOURS:.0f} h)')
+
+
+def check_inference_throughput(fx):
+    """The fused copy, as test.py runs it: bf16 autocast on CUDA, fp32 on the CPU, timed by
+    benchmarks.speed (as benchmarks.run times it: images/s and the fraction of the matmul
+    rate measured between the timed calls)."""
+    fused = fx.state.get('fused') or make_model(fx)[0].fuse_for_inference()
+    cuda = fx.device.type == 'cuda'
+    dtype = torch.bfloat16 if cuda else None
+    inputs = {'img': fx.img}
+
+    def infer():
+        with torch.inference_mode(), autocast(fx.device, dtype):
+            return fused(inputs)['coords']
+
+    if not torch.isfinite(infer()).all():
+        raise CheckFailed('non-finite inference output')
+    repeats = INFERENCE_REPEATS if cuda else 3
+    timer = speed.Timer(fx.device, (dtype or torch.float32,))
+    seconds, matmul = timer.median(infer, repeats, warmup=2, dtype=dtype or torch.float32)
+    rate = fx.settings['batch'] / seconds
+    fraction = speed.forward_flops(fused, fx.img, dtype) * rate / 1e9 / matmul
+    goal = (' (3 x the training goal: a forward pass is a third of a training step)'
+            if cuda else '')
+    return (f'{rate:.1f} img/s (fused copy as test.py runs it, {"bf16" if cuda else "fp32"}, '
+            f'batch {fx.settings["batch"]}, median of {repeats}; {fraction:.2f} of the matmul '
+            f'rate, {matmul:.0f} GFLOP/s), '
+            f'{speed_words(rate, INFERENCE_GOAL_IMAGES_PER_S, fx.device)}{goal}')
+
+
+def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_path):
+    """One DDP process: different initial weights per rank, DDP_STEPS steps on rank-specific
+    data; rank 0 writes the largest parameter difference between the ranks."""
+    import torch.distributed as dist
+
+    device = torch.device(f'cuda:{rank}' if backend == 'nccl' else 'cpu')
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+                            world_size=world_size)
+    try:
+        fx = make_fixture(device, settings, mano_root)
+        model, optimizer = make_model(fx, seed=rank)  # DDP must broadcast rank 0's weights
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rank] if device.type == 'cuda' else None)
+        initial = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+        generator = torch.Generator().manual_seed(100 + rank)
+        amp_dtype = torch.bfloat16 if device.type == 'cuda' else None
+        for _ in range(DDP_STEPS):
+            img = torch.randn(fx.img.shape, generator=generator).to(device)
+            if fx.cfg.channels_last:
+                img = img.contiguous(memory_format=torch.channels_last)
+            train_step(ddp, optimizer, {'img': img}, {'mesh_pose_uvd': fx.gt_uvd},
+                       amp_dtype=amp_dtype)
+        flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(world_size)]
+        dist.all_gather(gathered, flat)
+        if rank == 0:
+            result = {'max_diff': max(float((g - flat).abs().max()) for g in gathered[1:]),
+                      'moved': float((flat - initial).abs().max()),
+                      'num_params': flat.numel()}
+            with open(result_path, 'w') as f:
+                json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def check_ddp(fx, backend='nccl', world_size=2):
+    import torch.multiprocessing as mp
+
+    if backend == 'nccl':
+        count = torch.cuda.device_count()
+        if count < world_size:
+            raise SkipCheck(f'{count} GPU visible, DDP needs {world_size}')
+    with tempfile.TemporaryDirectory() as folder:
+        result_path = os.path.join(folder, 'ddp.json')
+        small = dict(fx.settings, batch=max(2, fx.settings['batch'] // 4))
+        mp.spawn(_ddp_worker, nprocs=world_size, join=True,
+                 args=(world_size, free_port(), backend, small, fx.mano_root, result_path))
+        with open(result_path) as f:
+            result = json.load(f)
+    text = (f'{world_size} processes over {backend}, {DDP_STEPS} steps from different '
+            f'initial weights on different data: largest parameter difference between ranks '
+            f'{result["max_diff"]:.3g} over {result["num_params"]:,} values (parameters moved '
+            f'up to {result["moved"]:.3g})')
+    if result['max_diff'] != 0.0 or result['moved'] == 0.0:
+        raise CheckFailed(text)
+    return text
+
+
+def render_probe():
+    """The render check's child process (PyOpenGL fixes its platform on first import, so the
+    check runs this in a fresh interpreter): renders the fixed hand, prints one JSON line."""
+    from synthetic.standin import build_standin
+    from utils.vis import render
+
+    mano = build_standin(seed=0)
+    verts, faces = palm_to_camera(mano['v_template']), mano['f'].astype(np.int64)
+    try:
+        mask = render.render_mesh(verts, faces, FREIHAND_K, RENDER_SIZE)[2]
+    except RuntimeError as err:
+        if 'could not create an offscreen OpenGL context' not in str(err):
+            raise
+        print(json.dumps({'no_context': str(err)}))
+        return
+    expected = render.rasterize_mask(verts, faces, FREIHAND_K, RENDER_SIZE)
+    iou = float((mask & expected).sum() / max((mask | expected).sum(), 1))
+    print(json.dumps({'mask_pixels': int(mask.sum()), 'expected_pixels': int(expected.sum()),
+                      'iou': iou}))
+
+
+def check_render(platform='egl'):
+    code = 'from benchmarks.cuda_check import render_probe; render_probe()'
+    env = {**os.environ, 'PYOPENGL_PLATFORM': platform}
+    result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise CheckFailed(f'the render subprocess exited with {result.returncode}: '
+                          f'{result.stderr.strip().splitlines()[-1:] or "no message"}')
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    if 'no_context' in probe:
+        raise SkipCheck(f'no {platform} context: {probe["no_context"][:200]}')
+    text = (f'PYOPENGL_PLATFORM={platform}: {probe["mask_pixels"]} mesh pixels of '
+            f'{RENDER_SIZE[0]} x {RENDER_SIZE[1]}, IoU {probe["iou"]:.3f} with the projected '
+            f'triangles ({probe["expected_pixels"]} px)')
+    if probe['mask_pixels'] == 0 or probe['iou'] < RENDER_MIN_IOU:
+        raise CheckFailed(f'{text}: the context was created but the mesh was not rendered where '
+                          f'it projects (need IoU >= {RENDER_MIN_IOU})')
+    return text
+
+
+def check_profile(fx):
+    """bf16 training steps of the fixture's network under torch.profiler, after warm-up steps:
+    prints the top ops by self time (CUDA kernels on a GPU, CPU on the CPU); returns the time
+    per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, optimizer = make_model(fx)
+    inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
+    use_device = fx.device.type == 'cuda'
+    steps = PROFILE_STEPS if use_device else 2
+    for _ in range(PROFILE_WARMUP if use_device else 1):
+        train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
+    sync(fx.device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if use_device else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
+        sync(fx.device)
+    sort_key = 'self_device_time_total' if use_device else 'self_cpu_time_total'
+    print(textwrap.indent(prof.key_averages().table(sort_by=sort_key, row_limit=15), '    '),
+          flush=True)
+    events = prof.key_averages()
+    overall = sum(getattr(event, sort_key) for event in events) / 1e6
+    unit = 'CUDA' if use_device else 'CPU'
+    if overall <= 0:
+        raise CheckFailed(f'the profiler recorded no {unit} time (CUPTI missing?)')
+    return (f'{steps} bf16 training steps, {overall / steps * 1e3:.1f} ms of {unit} self time '
+            f'per step over {len(events)} op kinds (the top ops above)')
 
 
 # ---- driver ------------------------------------------------------------------------------

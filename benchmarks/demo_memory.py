@@ -5,14 +5,8 @@ synthetic video, each run as `python demo.py --input ...`, the process's residen
     python -m benchmarks.demo_memory --checkpoint CKPT --mano_root DIR [--photos 200]
         [--frames 300] [--report FILE] [DEMO_OPTIONS ...]
 
-Options this script does not know go on to demo.py (e.g. --root_depth 0.7 for a randomly
-initialised network, whose collapsed joints give no depth from the hand's size).
-
-The photos and the video come from synthetic.clip (one stand-in or MANO hand moving across the
-frames; the photo folder is a clip's frames, each one processed as a photo). Progress is read
-from demo.py's progress bar (its `n/total` on stderr). With --report the figures go to a JSON
-file with the command, date, commit, CPU and load (docs/measured/app_memory.json holds one
-with the web app's).
+Options this script does not know go on to demo.py (e.g. --root_depth 0.7 for a random
+network). The items come from synthetic.clip; --report: as docs/measured/demo_memory.json.
 """
 import argparse
 import os

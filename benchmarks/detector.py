@@ -3,19 +3,8 @@
 
     python -m benchmarks.detector [--data DIR] [--num_eval 60] [--timed 20] [--report FILE] [config overrides]
 
-The evaluation images of a synthetic FreiHAND-layout set (rendered here with the MANO stand-in
-into --data when it holds none; `make demo`'s data/FreiHAND_synth works too) are each given to
-the detector. A hit: a hand found whose box overlaps the true box (FreiHAND's framing of the
-true joints) with IoU >= 0.5; its side counts as right when the detector says 'right' (every
-synthetic hand is a right hand). Then --timed photos go through the demo's photo pipeline
-(wild.photo.process_photo with --detector mediapipe, then a GLB of every hand): the network
-of the configuration (default: the published ResNet-50 at 224 px) with random weights, which
-run as fast as trained ones. Also timed: starting the detector's worker process (MediaPipe
-runs in its own environment, wild/detector.py) and the detector alone per image, the worker
-round trip included (wall; CPU of this process and of the worker together). Printed, and
-written to --report (copy it to docs/measured/detector.json, then `make docs`): the hit rate,
-the median times, the detector environment's size on disk, the load average, the other
-processes' CPU use and the CPU's bf16 flag (the amp choice depends on it).
+docs/performance.md and docs/own_images.md describe the measurement (a hit: IoU >= 0.5 with
+the true box); --report writes docs/measured/detector.json.
 """
 import argparse
 import json

@@ -4,16 +4,8 @@
     python -m benchmarks.precision --checkpoint output/checkpoint/cpu_demo/snapshot_2.pth.tar
         [--onnx FILE] [--limit N] [--compare OTHER_CHECKPOINT]
 
-Runs the checkpoint's network (config.json beside it; fused, as test.py runs it) over the
-evaluation set of its data root in fp32 and under CPU bf16 autocast (and, with --onnx, ONNX
-Runtime on an export of the same checkpoint), decodes to the camera frame (docs/method.md
-§7) and prints, per path against fp32: the distance of every vertex and joint in mm (mean,
-99th percentile, max), the images/s of each (no warm-up: a rough figure; benchmarks.run
-times the paths properly) and the scores of each, with the evaluator of the checkpoint's data
-set (its registry entry: the FreiHAND leaderboard's for FreiHAND).
-
---compare: a second checkpoint (e.g. the same preset trained in fp32) whose fp32 scores are
-printed beside the first's: how far a bf16-trained network lands from an fp32-trained one.
+Per path against fp32: vertex and joint distances in mm, images/s and the data set's scores
+(docs/performance.md); --compare prints a second checkpoint's fp32 scores beside them.
 """
 import argparse
 import os

@@ -1,15 +1,10 @@
 """Accuracy of `--root_depth auto` on an evaluation set with known depths (docs/own_images.md).
 
-    python -m benchmarks.root_depth --data_root data/FreiHAND_synth --mano_root data/mano_standin \\
+    python -m benchmarks.root_depth --data_root data/FreiHAND_synth --mano_root data/mano_standin \
         [--pred output/pred.json] [--hand_scale_m 0.0326]
 
-Prints, as % of the true wrist depth, the median and 90th percentile of |estimated - true| /
-true, and how many hands it has an estimate for (the solver refuses a hand with too short 2D
-bones, as demo.py does): for the true 2D joints and relative depths solved with the prior (the
-whole skeleton, and bone 9-10 alone), with each hand's own skeleton length (must give 0: the
-self-check) and with Gaussian noise (NOISE_LEVELS); with --pred, for a pred.json of
-`test.py --root_source auto`. --report PATH also writes them as JSON under the measurement
-header (utils.runtime.machine.report_header), as docs/measured/root_depth.json.
+The figures and what they mean: docs/own_images.md; --report writes them as JSON
+(docs/measured/root_depth.json).
 """
 import argparse
 import contextlib

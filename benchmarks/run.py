@@ -3,16 +3,8 @@
     python -m benchmarks.run [--quick] [--threads N] [--device cpu|cuda] [--amp off|bf16|fp16]
                              [--no-onnx] [--preset cpu_demo] [--batches 1 8]
 
-Prints, with the device, thread count and the CPU use of other processes: the network's FLOPs
-per image (config.py's default network, or that of --preset) and the matmul rates (CPU: fp32
-and bf16 2048 x 2048; CUDA: 8192 x 8192 in the --amp dtype); then images/s of inference at each
-of --batches for fp32 eager (the published code's precision) and fused (SAR.fuse_for_inference,
-as test.py and demo.py run), bf16 autocast (fused) and ONNX Runtime (same threads; its largest
-difference from PyTorch), and of training at batch 8 (forward, loss, backward, AdamW step), each
-also as a fraction of its precision's matmul rate (a training image counting 3x the forward
-FLOPs); then the default path (`amp='auto'`) against fp32, speed and largest output difference.
-The measurements are benchmarks/speed.py's (also behind cuda_check's throughput checks). Run it
-idle; no weights or data sets are needed (random images and weights, the MANO stand-in).
+What is timed and how to read it: docs/performance.md (the code: benchmarks/speed.py). Run it
+idle; no weights or data sets are needed.
 """
 import argparse
 import contextlib

@@ -2,14 +2,8 @@
 
     python -m benchmarks.scale [--root DIR] [--keep]
 
-Writes a FreiHAND-layout folder with the real counts (32,560 training samples, 4x the images,
-3,960 evaluation samples) and annotation files of the real shapes, formatted as FreiHAND's (json.dump
-of float64s; hands 0.5-0.8 m away, fx ~ fy in 200..900 px); the images are symbolic links to a
-few real JPEGs. The folder (default /tmp/sar_scale_benchmark) is reused when complete and removed
-at the end unless --keep (never a folder it did not write). Prints: the start-up of the training
-and evaluation sets in fresh processes (seconds and peak RSS above the imports; cold, warm and
-the old json.load path); DataLoader items/s with 1 and 2 workers against what one GPU consumes;
-test.py's post-network work over the evaluation set and freihand_eval.load_gt without/with cache.
+A FreiHAND-layout folder of the real counts and annotation shapes (images: links to a few
+JPEGs), reused when complete, removed unless --keep; what is printed: docs/performance.md.
 """
 import argparse
 import contextlib

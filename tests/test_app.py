@@ -313,8 +313,8 @@ def browser_paths():
                                                      '.ci/run installs them)')
 def test_the_page_in_headless_chromium(server, scene, tmp_path):
     """Upload the photo in a real browser, press Run, wait for the result, save a screenshot
-    (tmp_path/app.png; docs/app_screenshot.png is made by tools/app_screenshot.py instead, with
-    a trained network)."""
+    (tmp_path/app.png; docs/app_screenshot.png is made by benchmarks/app_latency.py --screenshot
+    instead, with a trained network)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By

@@ -177,6 +177,9 @@ def test_importing_a_script_is_a_violation(tmp_path):
 
 MAX_UTILS_ENTRIES = 12
 MAX_UTILS_CODE_LINES = 2600  # issue 33: shared foundations only, no data set's code
+# benchmarks/ + tools/: issue 33's goal is 2,600 (2,972 before it); a ratchet at what merging
+# has reached so far (2,820), to be lowered to the goal as the overlaps go.
+MAX_SUPPORT_CODE_LINES = 2820
 MAX_FUNCTION_LINES = 80
 DATA_SET_NAMES = ('freihand', 'ho3d')  # the registered data sets' packages (dataset/<name>/)
 GENERIC_CODE = ('training', 'inference', 'wild', 'utils', 'config.py')  # names no data set
@@ -202,15 +205,29 @@ def test_code_lines_are_counted(tmp_path):
     assert code_lines(str(path)) == 4  # two docstring lines, the import, the assignment
 
 
+def code_lines_under(*folders):
+    """{path relative to the repository: code lines} of every .py file under `folders`."""
+    return {os.path.relpath(os.path.join(folder, name), REPO): code_lines(os.path.join(folder, name))
+            for top in folders for folder, _, files in os.walk(os.path.join(REPO, top))
+            if '__pycache__' not in folder for name in files if name.endswith('.py')}
+
+
 def test_utils_stays_within_its_code_lines():
-    counts = {os.path.relpath(os.path.join(folder, name), REPO): code_lines(os.path.join(folder, name))
-              for folder, _, files in os.walk(os.path.join(REPO, 'utils')) if '__pycache__' not in folder
-              for name in files if name.endswith('.py')}
+    counts = code_lines_under('utils')
     total = sum(counts.values())
     largest = sorted(counts.items(), key=lambda item: -item[1])[:5]
     assert total <= MAX_UTILS_CODE_LINES, (f'utils/ holds {total} code lines, over '
                                            f'{MAX_UTILS_CODE_LINES}; largest: {largest}. utils/ keeps '
                                            'shared foundations: the code of a data set goes in dataset/<name>/')
+
+
+def test_support_code_stays_in_proportion():
+    """benchmarks/ + tools/ (issue 33): merge overlapping scripts rather than add beside them."""
+    counts = code_lines_under('benchmarks', 'tools')
+    total = sum(counts.values())
+    largest = sorted(counts.items(), key=lambda item: -item[1])[:5]
+    assert total <= MAX_SUPPORT_CODE_LINES, (f'benchmarks/ + tools/ hold {total} code lines, over '
+                                             f'{MAX_SUPPORT_CODE_LINES}; largest: {largest}')
 
 
 def test_generic_code_imports_no_data_set_package():

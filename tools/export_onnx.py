@@ -1,13 +1,9 @@
 """Export a SAR checkpoint to ONNX (the fused inference network) and check it with ONNX Runtime.
 
-    python -m tools.export_onnx --checkpoint output/checkpoint/<exp>/snapshot_49.pth.tar \\
+    python -m tools.export_onnx --checkpoint output/checkpoint/<exp>/snapshot_49.pth.tar \
         --out sar.onnx [--opset 18] [config overrides, e.g. --backbone resnet18]
 
-The network is built from the config.json saved beside the checkpoint (as demo.py does), under
-the command-line overrides, on the CPU; the checkpoint supplies every weight. The file holds
-the resolved config in its metadata (inference.onnx), and is written only if ONNX Runtime
-reproduces PyTorch on a sample batch to 1e-4. Prints the opset, the file size and the max
-difference.
+Written only if ONNX Runtime reproduces PyTorch to 1e-4 (docs/deployment.md).
 """
 import argparse
 import dataclasses

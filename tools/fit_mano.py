@@ -3,10 +3,7 @@
     python -m tools.fit_mano --pred output/pred.json --mano_root manopth/mano/models --out fits.json
         [--side right|left] [--flat-hand-mean true|false] [--iterations 30]
 
-fits.json holds the convention (manopth's ManoLayer(use_pca=False, flat_hand_mean=...), units,
-axes) and one entry per mesh, in pred.json's order: global_orient (3), hand_pose (45),
-axis-angle radians; betas (10); transl (3, m); fit_mean_mm (mean vertex distance of the fit).
-The fitting itself is wild/mano_fit.py; this is its command line.
+The fitting is wild/mano_fit.py; fits.json's fields: docs/own_images.md.
 """
 import argparse
 import sys

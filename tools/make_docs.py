@@ -3,28 +3,11 @@
     python -m tools.make_docs            # rewrite them
     python -m tools.make_docs --check    # exit 1 naming the files that are out of date
 
-Generated, so that nothing is written twice:
-- docs/config.md, whole: every field of config.py's Config with its type, default and comment,
-  the valid choices and ranges, and the presets;
-- between marker comments in README.md and docs/*.md,
-
-      <!-- BEGIN generated: KIND ARG -->
-      ...
-      <!-- END generated -->
-
-  KIND `options SCRIPT`: the options of a script's argument parser (`demo.py`, or a module
-  run with `python -m`, e.g. `tools.export_onnx`), read from the parser itself;
-  KIND `published`: the authors' published numbers, whose one source is docs/method.md §10;
-  KIND `measured NAME`: the table in docs/measured/NAME.json (a report a script wrote, copied
-  there with its date, commit, CPU and load);
-  KIND `include PATH`: the file PATH (relative to the repository) verbatim in a code block,
-  with a link to it (docs/examples/, the recipes of docs/development.md that a test runs);
-  KIND `measured-index`: one row per docs/measured/*.json: its command, date, commit, CPU,
-  precision and load (REPORT_HEADER; "not recorded" where a report lacks a field).
-
-A script's parser is read by running its `main` until it parses its arguments (the parsing is
-intercepted there, so nothing else runs): its options stay those of the code. tests/test_docs.py
-regenerates everything in memory and compares.
+docs/config.md whole (config.py's fields, choices, ranges, presets), and the parts between
+`<!-- BEGIN generated: KIND ARG -->` and `<!-- END generated -->` in README.md and docs/*.md:
+`options SCRIPT` (a parser's options, read by running its `main` up to the parsing),
+`published` (docs/method.md §10), `measured NAME` (docs/measured/NAME.json), `include PATH`
+(a file verbatim, linked) and `measured-index` (one row per docs/measured/*.json).
 """
 import argparse
 import ast

@@ -1,25 +1,14 @@
 """`make demo`: the whole pipeline end to end on this machine, in minutes, without licensed assets.
 
-1. MANO: the real MANO_RIGHT.pkl if it is in manopth/mano/models/, else the procedural
-   stand-in (built once into data/mano_standin/).
-2. Data: a synthetic FreiHAND-format set rendered from that MANO (data/FreiHAND_synth/).
-3. train.py with the `cpu_demo` preset (the real network, sized for a CPU).
-4. test.py: output/pred.json, the local evaluation and rendered results.
-5. A mean-hand baseline (the training-set mean mesh placed at the root) evaluated the same way,
-   and both reports side by side.
-
-Each step is the command a user would type (printed before it runs); a second run reuses the
-MANO, the data and the checkpoints that exist.
+MANO (the licensed model if present, else the stand-in), a synthetic FreiHAND-format set, train.py
+with the `cpu_demo` preset, test.py and a mean-hand baseline evaluated the same way, each step
+printed as the command a user would type; a second run reuses what exists (docs/performance.md).
 
     python -m tools.run_demo [--amp off]      # make demo [DEMO_ARGS="--amp off"]
     python -m tools.run_demo --docs           # then copy the report and figures into docs/
 
-`--amp off` forces fp32 (what a CPU without native bf16 gets from amp=auto); with
-ONEDNN_MAX_CPU_ISA=AVX2 in the environment it times an AVX2-only machine on a newer one.
-
-Besides the printed report, output/demo_report.json (REPORT_FILE) holds the machine (CPU model,
-flags, cores, load average), the commit, the wall and CPU seconds of each phase, the scores of
-the network and of the mean hand, and the depth spreads (docs tables are generated from it).
+output/demo_report.json (REPORT_FILE) holds the machine, the commit, each phase's wall and CPU
+seconds, both scores and the depth spreads (docs tables are generated from it).
 """
 import argparse
 import contextlib
@@ -37,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 import config as config_module
-from utils.runtime.machine import git_commit, load_average, machine_info
+from utils.runtime.machine import load_average, machine_info, report_header
 
 REAL_MANO_ROOT = 'manopth/mano/models'
 STANDIN_ROOT = 'data/mano_standin'
@@ -88,16 +77,9 @@ _LOG_TIME = re.compile(r'^(\d\d-\d\d \d\d:\d\d:\d\d) INFO (.*)$')
 
 
 def training_timeline(log_lines):
-    """Per-epoch training and evaluation wall seconds of the last run in a training log.
-
-    Args:
-        log_lines: the lines of output/log/train_<experiment>.log (train.py's format:
-            `MM-DD HH:MM:SS INFO message`; a run starts at `resolved config:`).
-    Returns:
-        [{'epoch': e, 'train_s': s, 'eval_s': s or None}], from the log's whole-second time
-        stamps: train_s from the previous epoch's evaluation or checkpoint (or the last
-        `resume`/`TensorBoard` set-up line) to `epoch e done`, eval_s from `saved ...` to the `evaluation:` report.
-    """
+    """[{'epoch': e, 'train_s': s, 'eval_s': s or None}] of the last run in a train.py log's
+    lines (whole-second stamps: train_s from the last set-up, evaluation or checkpoint line to
+    `epoch e done`, eval_s from `saved ...` to `evaluation:`)."""
     events = []
     for line in log_lines:
         match = _LOG_TIME.match(line)
@@ -125,13 +107,7 @@ def training_timeline(log_lines):
 
 
 def extent_mm(verts):
-    """Median over samples of the mesh's extent (max - min) along x, y and z, in mm.
-
-    Args:
-        verts: N x V x 3 vertices in the camera frame (m; z along the optical axis).
-    Returns:
-        [x, y, z] medians (floats, mm).
-    """
+    """[x, y, z] medians over the samples of N x V x 3 meshes' extents (max - min), m -> mm."""
     extent = verts.max(axis=1) - verts.min(axis=1)  # (N, 3)
     return [round(float(v) * 1000, 1) for v in np.median(extent, axis=0)]
 
@@ -194,21 +170,15 @@ def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
     (means in cm), extents in mm."""
     from dataset.freihand.eval import SCORE_KEYS
     ours, baseline = scores
-    commit, dirty = git_commit()
     machine = machine_info()
     ratios = {key: round(float(baseline[key] / ours[key]), 3)
               for key in ('xyz_al_mean3d', 'mesh_al_mean3d')}
     return {
-        'command': run.command,
+        **report_header(run.command, run.load_start, precision_run(run.amp)),
         'date': run.started_at.isoformat(timespec='seconds'),
-        'commit': commit, 'dirty': dirty,
-        'cpu_model': machine['cpu_model'], 'cpu_flags': ' '.join(machine['cpu_flags']),
-        'logical_cores': machine['logical_cores'],
         'onednn_max_cpu_isa': machine['onednn_max_cpu_isa'],
         'omp_num_threads': machine['omp_num_threads'],
-        'load_average_start': ' '.join(map(str, run.load_start or [])),
-        'load_average_end': ' '.join(map(str, run.load_end or [])),
-        'amp': run.amp, 'precision': precision_run(run.amp),
+        'load_average_end': ' '.join(map(str, run.load_end or [])), 'amp': run.amp,
         'mano': 'licensed' if run.real_mano else 'stand-in',
         'num_train': data_params['num_train'], 'num_eval': data_params['num_eval'],
         'iterations': iterations,

@@ -3,11 +3,8 @@
     python -m tools.video_strip --clip DIR --out docs/video_strip.png [--jsonl DEMO.jsonl]
         [--label TEXT] [--frames 0,5,10,14,19,23] [--cols 3] [--scale 1.0]
 
-On each chosen frame of the clip (python -m synthetic.clip) it draws, in green, the box that
-the tracking loop (wild.tracking.track) crops with when the ground-truth joints stand in for
-the network (synthetic.clip.TruthPredictor, started from the true first box); with --jsonl,
-in orange, the boxes a demo.py run on the same clip cropped with (its JSON lines), and the
-IoU of those with the true box. A legend under the frames says which is which.
+Green: the box the tracking loop crops with (the true joints standing in for the network);
+orange (--jsonl): the boxes of a demo.py run, with their IoU against the true box.
 """
 import argparse
 import json
