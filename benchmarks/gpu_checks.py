@@ -20,8 +20,8 @@ from benchmarks import speed
 # The network, its optimiser and the train step, from where they live today (the one place to
 # repoint when they move).
 from inference.decoding import Decoding
-from inference.network import build_model
 from inference.precision import autocast
+from run.network import build_model
 from training.build import build_optimizer
 from training.loop import train_step
 from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE

@@ -23,7 +23,7 @@ def test_defaults_are_the_published_ones():
 
 def test_head_is_checked_against_the_registered_heads():
     # The registry (model/heads.py) is the one list: check_network refuses other names.
-    from inference.run_config import check_network
+    from run.config import check_network
     from model.heads import DEFAULT_HEAD
 
     assert config.Config.head == DEFAULT_HEAD
@@ -114,7 +114,7 @@ def test_a_preset_trains_on_ho3d_as_written():
     assert config.PRESETS['cpu_demo']['eval_interval'] > 0
     cfg = config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO3D', '--ho3d_version', 'v3'])
     assert cfg.eval_interval == config.PRESETS['cpu_demo']['eval_interval']
-    from inference.run_config import check_network  # the data set's own check (its registry entry)
+    from run.config import check_network  # the data set's own check (its registry entry)
     check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO3D', '--eval_interval', '1']))
     with pytest.raises(config.ConfigError, match='ho3d_root'):
         check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'FreiHAND+HO3D']))

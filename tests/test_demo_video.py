@@ -10,7 +10,7 @@ import torch
 
 import config
 import demo
-from inference.network import build_model
+from run.network import build_model
 from utils.runtime.launch import run_main
 from wild.video import auto_box
 from tests.helpers import CLIP_FRAMES, CLIP_SIZE
