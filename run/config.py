@@ -9,6 +9,7 @@ import torch
 
 import config as config_module
 import dataset as datasets
+from inference.decoding import Decoding
 from model.heads import get_head
 from model.spec import NetworkSpec, check_spec
 from utils.errors import CheckpointError, ConfigError
@@ -16,10 +17,6 @@ from utils.files.atomic import atomic_write_json
 from utils.runtime.checkpoint import load_checkpoint
 
 CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configuration
-
-
-# Decoding choices a run may make on any network, ONNX files included (docs/method.md §11).
-DECODING_SWITCHES = ('fx_as_fy', 'as_published')
 
 
 class Resolved(NamedTuple):
@@ -134,7 +131,7 @@ def _resolve_for_onnx(argv, cfg):
     try:
         # Overrides must not change the network; the published decoding may be asked for.
         check_config_agrees(stored, {**cfg.to_dict(), **{k: stored.get(k) for k in
-                                                         DECODING_SWITCHES}})
+                                                         Decoding.SWITCHES}})
         if cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
             # Only the path recorded at export (a given --checkpoint was checked above): an
             # exported file runs without its checkpoint.

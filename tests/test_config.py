@@ -1,4 +1,5 @@
 import dataclasses
+import inspect
 import json
 
 import pytest
@@ -24,9 +25,13 @@ def test_defaults_are_the_published_ones():
 def test_head_is_checked_against_the_registered_heads():
     # The registry (model/heads.py) is the one list: check_network refuses other names.
     from run.config import check_network
-    from model.heads import DEFAULT_HEAD
+    from model.heads import HEADS
+    from model.sar import SAR
+    from utils.network_spec import DEFAULT_HEAD
 
-    assert config.Config.head == DEFAULT_HEAD
+    # One default: the registry's, config's and SAR's.
+    assert config.Config.head == DEFAULT_HEAD == 'fused' and DEFAULT_HEAD in HEADS
+    assert inspect.signature(SAR).parameters['head'].default == DEFAULT_HEAD
     assert config.resolve(['--head', 'reference']).head == 'reference'
     with pytest.raises(config.ConfigError, match="head='plain'"):
         check_network(config.resolve(['--head', 'plain', '--device', 'cpu']))
