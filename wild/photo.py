@@ -21,7 +21,7 @@ from wild.camera import K_from_values, check_intrinsics, default_focal, image_in
 from wild.mano_fit import ManoFitter, fit_record
 from wild.tracking import box_problem
 from wild.video import auto_box, box_xywh
-from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
+from utils.constants import TRAINING_BOX_SIZE, TRAINING_IMAGE_SIZE
 from utils.transforms import HandBox
 from wild.boxes import BoxSpec
 from wild.detector import DETECTORS, load_detector
@@ -136,7 +136,7 @@ def photo_intrinsics(options, width, height, image_path=None):
 
 def centred_box(width, height):
     """The centred FreiHAND box: 130/224 of the shorter image side, around the image centre."""
-    side = HAND_BOX_SIZE / FREIHAND_IMG_SIZE * min(width, height)
+    side = TRAINING_BOX_SIZE / TRAINING_IMAGE_SIZE * min(width, height)
     return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
 
 
