@@ -5,8 +5,12 @@ interactive 3D view and the GLB, OBJ and JSON records to download.
     python app.py --checkpoint output/checkpoint/<exp>/snapshot_49.pth.tar
     python app.py --checkpoint snapshot.pth.tar --mano_root data/mano_standin --port 7861
 
-Then open http://127.0.0.1:7860 (the page is served on this machine only). It runs on the CPU
-(--device cpu is the default here); any config.py field can follow, as for demo.py.
+Then open http://127.0.0.1:7860 (the page is served on this machine only; from another machine,
+use an SSH tunnel: ssh -L 7860:127.0.0.1:7860 user@server, then open the same address there).
+It runs on the CPU (--device cpu is the default here); any config.py field can follow, as for
+demo.py. `--host 0.0.0.0` serves it to the network, and only with a login:
+
+    python app.py --checkpoint snapshot.pth.tar --host 0.0.0.0 --auth_file users.txt
 
 What the page can and cannot do:
 - the network, MANO and every file on disk are chosen here, on the command line; the page only
@@ -24,6 +28,7 @@ What the page can and cannot do:
 """
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import os
 import shutil
@@ -43,9 +48,10 @@ from utils.runtime.launch import log_config_notes, run_main
 from utils.runtime.logger import setup_logger
 from wild.detector import INSTALL_COMMAND, detector_available
 from wild.outputs import write_outputs
-from wild.photo import PhotoOptions, load_predictor, process_photo
+from inference.predictor import load_predictor
+from wild.photo import PhotoOptions, process_photo
 
-HOST = '127.0.0.1'  # the page is never served beyond this machine
+DEFAULT_HOST = '127.0.0.1'  # loopback: the page is served on this machine only
 DEFAULT_PORT = 7860
 MAX_UPLOAD_MB = 25  # MiB per uploaded file (Gradio refuses bigger uploads before storing them)
 MAX_PIXELS = 40_000_000  # decoded pixels of a photo (8000 x 5000); bigger ones are refused
@@ -76,7 +82,16 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--port', type=int, default=DEFAULT_PORT,
-                        help='port on 127.0.0.1 (default %(default)s)')
+                        help='TCP port (default %(default)s)')
+    parser.add_argument('--host', default=DEFAULT_HOST,
+                        help='address to listen on (default %(default)s: this machine only); any '
+                             'other (0.0.0.0: every interface) needs --auth or --auth_file')
+    parser.add_argument('--auth', metavar='USER:PASSWORD',
+                        help='the login the page asks for (visible to other users of this '
+                             'machine in the process list: prefer --auth_file)')
+    parser.add_argument('--auth_file', metavar='FILE',
+                        help='logins, one USER:PASSWORD per line (# comments and blank lines '
+                             'skipped)')
     args, rest = parser.parse_known_args(argv)
     # --mano-root is accepted as an alias of config.py's --mano_root (issue 29 spells it so)
     rest = ['--mano_root' if a == '--mano-root' else
@@ -85,6 +100,61 @@ def parse_args(argv):
     if not any(a == '--device' or a.startswith('--device=') for a in rest):
         rest += ['--device', 'cpu']
     return args, rest
+
+
+# ---- who may connect ----------------------------------------------------------------------
+
+def is_loopback(host):
+    """True for an address (or 'localhost') that only this machine can reach."""
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def parse_login(text, where):
+    """(user, password) of 'USER:PASSWORD'; ConfigError naming `where` otherwise."""
+    user, sep, password = text.partition(':')
+    if not sep or not user.strip() or not password:
+        raise config_module.ConfigError(f'{where}: expected USER:PASSWORD (a user name, a colon, '
+                                        f'a non-empty password)')
+    return user.strip(), password
+
+
+def read_logins(path):
+    """[(user, password)] of an --auth_file: one USER:PASSWORD per line."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as err:
+        raise config_module.ConfigError(f'--auth_file {path}: cannot read it ({err.strerror})') from None
+    logins = [parse_login(line, f'--auth_file {path} line {k}') for k, line in
+              enumerate(lines, 1) if line.strip() and not line.lstrip().startswith('#')]
+    if not logins:
+        raise config_module.ConfigError(f'--auth_file {path}: no USER:PASSWORD line in it')
+    return logins
+
+
+def access(args):
+    """(host, logins or None) of the command line: a host beyond loopback only with a login."""
+    logins = None
+    if args.auth is not None:
+        logins = [parse_login(args.auth, '--auth')]
+    if args.auth_file is not None:
+        logins = (logins or []) + read_logins(args.auth_file)
+    if not is_loopback(args.host):
+        if logins is None:
+            raise config_module.ConfigError(
+                f'--host {args.host} serves the page to every machine that can reach it: give '
+                f'--auth USER:PASSWORD (or --auth_file FILE) as well, or keep the default '
+                f'--host {DEFAULT_HOST} and reach it through an SSH tunnel (docs/own_images.md)')
+        logger.warning('serving beyond this machine on %s: anyone who reaches port %d gets the '
+                       'login page; HTTP is not encrypted (the password and photos cross the '
+                       'network in clear text unless a TLS proxy sits in front)', args.host,
+                       args.port)
+    return args.host, logins
 
 
 # ---- the photo ----------------------------------------------------------------------------
@@ -306,7 +376,7 @@ def build_page(predictor, root, has_detector):
 # ---- the app --------------------------------------------------------------------------------
 
 def load_network(rest):
-    """(wild.photo.Predictor, cfg) of the command line's config (the checkpoint's own, as
+    """(inference.predictor.HandPredictor, cfg) of the command line's config (the checkpoint's own, as
     demo.py)."""
     cfg, notes = resolve_config(rest, from_checkpoint=True)
     if not cfg.checkpoint and not cfg.onnx:
@@ -323,13 +393,20 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
-def serve(page, port, blocked):
-    """Launch on HOST:port, queued one request at a time, until Ctrl-C or SIGTERM."""
-    page.queue(default_concurrency_limit=1)
-    page.launch(server_name=HOST, server_port=port, max_file_size=f'{MAX_UPLOAD_MB}mb',
+def launch_kwargs(host, port, blocked, logins=None):
+    """The keyword arguments of Gradio's Blocks.launch: `logins` [(user, password)] or None."""
+    return dict(server_name=host, server_port=port, max_file_size=f'{MAX_UPLOAD_MB}mb',
                 show_error=False, prevent_thread_lock=True, ssr_mode=False, blocked_paths=blocked,
-                footer_links=[])
-    print(f'app.py: serving http://{HOST}:{port} (Ctrl-C stops it)', flush=True)
+                footer_links=[], auth=logins)
+
+
+def serve(page, kwargs):
+    """Launch with `kwargs` (launch_kwargs), queued one request at a time, until Ctrl-C or
+    SIGTERM."""
+    page.queue(default_concurrency_limit=1)
+    page.launch(**kwargs)
+    print(f"app.py: serving http://{kwargs['server_name']}:{kwargs['server_port']} "
+          f"{'(login required) ' if kwargs['auth'] else ''}(Ctrl-C stops it)", flush=True)
     try:
         while True:
             time.sleep(1)
@@ -343,6 +420,7 @@ def main(argv):
     args, rest = parse_args(argv)
     if not 0 < args.port < 65536:
         raise config_module.ConfigError(f'--port {args.port}: give a TCP port in 1..65535')
+    host, logins = access(args)
     stop_on_sigterm()
     # Everything the app and Gradio write goes under one folder, removed when the app stops.
     root = tempfile.mkdtemp(prefix='sar_app_')
@@ -353,7 +431,7 @@ def main(argv):
         page = build_page(predictor, root, detector_available())
         # never served, whatever a request asks for (the page only serves its own results)
         blocked = [os.path.abspath(p) for p in (cfg.checkpoint, cfg.onnx, cfg.mano_root) if p]
-        serve(page, args.port, blocked)
+        serve(page, launch_kwargs(host, args.port, blocked, logins))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -9,7 +9,7 @@ an overlay video.
     python demo.py --input photos/ --checkpoint snapshot.pth.tar --boxes boxes.json \\
         --outputs overlay,side,obj,glb,ply,json --axes opengl
     python demo.py --input clip.mp4 --checkpoint snapshot.pth.tar --bbox auto --smooth
-    python demo.py --sequence frames/ --checkpoint snapshot.pth.tar --fps 30 --save_obj
+    python demo.py --sequence frames/ --checkpoint snapshot.pth.tar --fps 30 --outputs json,overlay,obj
 
 Hands and their boxes: --boxes FILE (JSON: per image name a list of {"box": [x, y, w, h],
 "side": "left"|"right", "score": s}: your own detector's boxes); --detector mediapipe (every
@@ -57,22 +57,23 @@ from tqdm import tqdm
 
 import config as config_module
 from inference.network import load_inference_model
+from inference.predictor import HandPredictor
 from run.config import resolve_config
 from utils.errors import ImageInputError
 from wild.camera import check_intrinsics, image_intrinsics, parse_K
-from wild.mano_fit import fit_record
+from wild.mano_fit import fit_record, fitter_for
 from utils.runtime.launch import log_config_notes, run_main
-from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, OneEuroFilter, box_problem
-from wild.video import auto_box
+from wild.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF_HZ, OneEuroFilter
 from utils.files.video import IMAGE_EXTENSIONS, FolderFrames, VideoFrames, is_image_file
 from utils.errors import DataError
 from utils.mano import MANO
 from utils.runtime.logger import setup_logger
-from wild.boxes import BoxSpec, boxes_for, read_boxes
+from wild.boxes import (BoxSpec, auto_box, box_of, box_problem, boxes_for, centred_box, parse_bbox,
+                        read_boxes)
 from wild.detector import DETECTORS, DetectorUnavailableError, load_detector
-from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, PHOTO_OUTPUTS,
-                          VIDEO_OUTPUTS, check_outputs, write_outputs)
-from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, Predictor, box_of, centred_box, process_photo
+from wild.outputs import (AXES, DEFAULT_PHOTO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, OUTPUTS, VIDEO_FORMS,
+                          check_outputs, write_outputs)
+from wild.photo import BOX_SEARCH_DEPTH_M, PhotoOptions, process_photo
 from wild.sequence import VideoJob, VideoRootDepth, plain_hand, run_video
 
 logger = logging.getLogger('sar')
@@ -95,9 +96,9 @@ def parse_args(argv):
                         help='find every hand: mediapipe (the optional extra: make detector)')
     parser.add_argument('--max_hands', type=int, default=2,
                         help='--detector: hands per image at most (default %(default)s)')
-    parser.add_argument('--outputs', help=f"comma-separated: photos from {','.join(PHOTO_OUTPUTS)} "
+    parser.add_argument('--outputs', help=f"comma-separated: photos from {','.join(OUTPUTS)} "
                                           f"(default {','.join(DEFAULT_PHOTO_OUTPUTS)}); videos "
-                                          f"from {','.join(VIDEO_OUTPUTS)} (default "
+                                          f"from {','.join(VIDEO_FORMS)} (default "
                                           f"{','.join(DEFAULT_VIDEO_OUTPUTS)}: JSON lines, "
                                           f"overlay video)")
     parser.add_argument('--axes', choices=AXES, default='opencv',
@@ -119,7 +120,7 @@ def parse_args(argv):
                         help=f'frames/s of the video (default: the file\'s own; {DEFAULT_FPS:g} '
                              f'for a --sequence); sets the overlay video and the filter rate')
     parser.add_argument('--save_obj', action='store_true',
-                        help='video: also one OBJ per frame (adds obj to --outputs)')
+                        help='deprecated: --outputs json,overlay,obj (video: also one OBJ per frame)')
     parser.add_argument('--smooth', action='store_true',
                         help='video: One Euro filter on the decoded 3D points (off: the raw '
                              'per-frame results)')
@@ -143,24 +144,6 @@ def list_images(path):
     return [path]
 
 
-def hand_box(bbox_text, width, height):
-    """(centre (2,), side) of the square hand box in image pixels; bbox_text None or 'auto'
-    gives the default centred box (where --bbox auto starts)."""
-    if bbox_text is None or bbox_text == 'auto':
-        return centred_box(width, height)
-    return box_of(parse_bbox(bbox_text))
-
-
-def parse_bbox(text):
-    """--bbox x,y,w,h (pixels) as four floats."""
-    try:
-        x, y, w, h = (float(v) for v in text.split(','))
-    except ValueError:
-        raise config_module.ConfigError(f"--bbox {text!r}: expected four numbers x,y,w,h "
-                                        f"or 'auto'") from None
-    if w <= 0 or h <= 0:
-        raise config_module.ConfigError(f"--bbox {text!r}: width and height must be positive")
-    return x, y, w, h
 
 
 def parse_root_depth(text):
@@ -261,13 +244,14 @@ def video_start(args, frames, predictor, K):
             return box_of(found[0].box_xywh), side, 'detector', redetect
         logger.warning('%s: --detector %s found no hand in the first frame: starting from the '
                        'centred box', frames.name, args.detector)
-    box = hand_box(args.bbox, width, height)
     if args.bbox not in (None, 'auto'):
+        box = box_of(parse_bbox(args.bbox))
         problem = box_problem(box, (height, width))
         if problem is not None:
             raise config_module.ConfigError(f'--bbox {args.bbox}: {problem}; give a box on the '
                                             f'hand (x,y,w,h in pixels) or --bbox auto')
         return box, side, 'bbox', None
+    box = centred_box(width, height)
     if args.bbox == 'auto':
         search = predictor.for_image(K, BOX_SEARCH_DEPTH_M, left=side == 'left')
         return auto_box(search, img_bgr, box), side, 'auto', None
@@ -286,8 +270,8 @@ def run_frames(args, frames, predictor):
         except ValueError as err:
             raise config_module.ConfigError(f'--smooth: {err}') from None
     auto = args.root_depth == 'auto'
-    network = predictor.for_image(K, 'auto' if auto else args.root_depth, left=side == 'left')
-    predict = VideoRootDepth(network) if auto else network
+    predict = (VideoRootDepth(predictor, K, left=side == 'left') if auto
+               else predictor.for_image(K, args.root_depth, left=side == 'left'))
     job = VideoJob(args.out, frames.name, fps, predictor.faces, K, K_source, side, args.outputs,
                    args.axes, num_frames=frames.num_frames, first_source=source)
 
@@ -296,7 +280,7 @@ def run_frames(args, frames, predictor):
         if auto:
             hand.hand_scale_m = predictor.hand_scale_m
         if args.fit_mano:
-            fit = predictor.fit(hand.verts_cam[None], side)
+            fit = fitter_for(predictor.mano_root, side).fit(hand.verts_cam[None])
             hand.mano, hand.mano_verts_cam = fit_record(fit, 0), fit['verts'][0]
         return hand
     job.make_hand = make_hand
@@ -315,13 +299,15 @@ def check_video_flags(args, frames):
     if frames is not None and args.boxes:
         raise config_module.ConfigError('--boxes: for still images; give a video its first box '
                                         'with --bbox or --detector mediapipe')
-    registry, defaults, what = ((PHOTO_OUTPUTS, DEFAULT_PHOTO_OUTPUTS, 'photos') if frames is None
-                                else (VIDEO_OUTPUTS, DEFAULT_VIDEO_OUTPUTS, 'videos'))
+    defaults = DEFAULT_PHOTO_OUTPUTS if frames is None else DEFAULT_VIDEO_OUTPUTS
     names = args.outputs.split(',') if args.outputs else list(defaults)
-    if args.save_obj and 'obj' not in names:
-        names.append('obj')
+    if args.save_obj:
+        logger.warning('--save_obj is deprecated: ask for the OBJs with --outputs %s',
+                       ','.join(names + ['obj'] * ('obj' not in names)))
+        if 'obj' not in names:
+            names.append('obj')
     try:
-        args.outputs = check_outputs(names, registry, what)
+        args.outputs = check_outputs(names, video=frames is not None)
     except ValueError as err:
         raise config_module.ConfigError(str(err)) from None
 
@@ -369,7 +355,8 @@ def main(argv):
     check_video_flags(args, frames)
     log_config_notes(setup_logger(), notes)
     mano = MANO(cfg.mano_root)
-    predictor = Predictor(load_inference_model(cfg, mano, device), cfg, mano, device)
+    predictor = HandPredictor.from_config(load_inference_model(cfg, mano, device), cfg, mano,
+                                          device)
     os.makedirs(args.out, exist_ok=True)
     if frames is None:
         run_images(args, predictor)

@@ -35,13 +35,14 @@ from benchmarks.speed import other_cpu_use
 from utils.runtime.machine import report_header
 from inference.precision import resolve_amp
 from run.network import build_model
-from wild.tracking import box_iou
+from wild.boxes import box_iou, box_of
 from utils.mano import MANO
 from utils.transforms import box_from_joints, project
 from utils.files.atomic import atomic_open
 from wild.detector import detector_python, load_detector
 from wild.outputs import write_outputs
-from wild.photo import PhotoOptions, Predictor, box_of, process_photo
+from inference.predictor import HandPredictor
+from wild.photo import PhotoOptions, process_photo
 
 IOU_HIT = 0.5  # a detection on the hand
 
@@ -140,7 +141,8 @@ def main(argv):
         hits, right, det_walls, det_cpus = hit_rate(paths, boxes, detect)
         mano = MANO(mano_root)
         model = build_model(cfg, mano, torch.device('cpu'), pretrained_backbone=False)
-        predictor = Predictor(model.fuse_for_inference(), cfg, mano, torch.device('cpu'))
+        predictor = HandPredictor.from_config(model.fuse_for_inference(), cfg, mano,
+                                              torch.device('cpu'))
         time_photos(paths[:1], predictor, tmp, detect)  # warm-up: the first call builds the graphs
         wall, cpu = time_photos(paths[:args.timed], predictor, tmp, detect)
     prefix, env_mib = environment_mib(detector_python())

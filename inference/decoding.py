@@ -58,10 +58,15 @@ class Decoding:
     def forward(self, model, img):
         """The network's coords for a batch of crops: B x 3 x H x W -> B x rows x 3 float32
         numpy (crop-normalised uvd), run in this decoding's precision and memory layout."""
+        return self.device_coords(model, img).cpu().numpy()
+
+    def device_coords(self, model, img):
+        """`forward` before the copy to the host: a B x rows x 3 float32 tensor on img's
+        device."""
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         with autocast(img.device, self.amp_dtype):
             coords = model({'img': img.contiguous(memory_format=memory_format)})['coords']
-        return coords.float().cpu().numpy()
+        return coords.float()
 
     def to_camera(self, coords, root_depth, crop2img, K):
         """Crop-normalised uvd -> camera-frame xyz, meters (utils.transforms.decode_uvd).

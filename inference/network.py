@@ -19,10 +19,11 @@ def build_network(spec, mano, device, *, head, pretrained_backbone, channels_las
             will supply every weight, so no ImageNet file is needed).
     """
     model = SAR(mano.template, mano.faces, spec, pretrained_backbone=pretrained_backbone,
-                head=head).to(device)
-    if channels_last and device.type == 'cuda':
-        model = model.to(memory_format=torch.channels_last)
-    return model
+                head=head)
+    # One conversion: device and layout in the same pass over the parameters.
+    channels_last = channels_last and device.type == 'cuda'
+    return model.to(device, memory_format=torch.channels_last if channels_last
+                    else torch.preserve_format)
 
 
 logger = logging.getLogger(__name__)

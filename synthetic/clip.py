@@ -10,7 +10,7 @@ ground truth DIR/clip.json:
      "seed", "frames": [{"frame", "file", "joints": 21 x 3 (m, camera frame),
                          "box": [x, y, w, h] (px), "box_center": [u, v], "box_side"}]}
 
-where a frame's box is wild.tracking.box_from_joints of its projected true joints: the box a
+where a frame's box is utils.transforms.box_from_joints of its projected true joints: the box a
 perfect tracker would crop with. DIR/verts.npy holds the true vertices, N x 778 x 3 float64
 (m, camera frame). `read_clip` reads it all back and `TruthPredictor` stands in for the
 network with the truth (tests, pictures).
@@ -241,7 +241,7 @@ def read_clip(folder):
 
 
 class TruthPredictor:
-    """The ground truth standing in for the network in wild.video.track: the k-th call
+    """The ground truth standing in for the network in wild.tracking.track: the k-th call
     returns frame k's true points (whatever the image and box), as predict(img_bgr, box) ->
     (xyz_cam 799 x 3 m, joints_uv 21 x 2 px) does.
 

@@ -81,6 +81,46 @@ def test_mano_root_is_accepted_with_a_hyphen():
                                        '--device', 'cpu']
 
 
+def test_beyond_loopback_without_a_login_is_refused_naming_auth():
+    for host in ('0.0.0.0', '192.168.1.20', 'myserver.example.org', '::'):
+        args, _ = app.parse_args(['--host', host])
+        with pytest.raises(config.ConfigError, match=r'--host .*--auth USER:PASSWORD'):
+            app.access(args)
+    for host in ('127.0.0.1', '127.0.0.5', 'localhost', '::1'):  # loopback needs no login
+        assert app.access(app.parse_args(['--host', host])[0]) == (host, None)
+
+
+def test_a_login_reaches_gradios_launch(tmp_path, caplog):
+    args, rest = app.parse_args(['--host', '0.0.0.0', '--auth', 'ana:s3:cret', '--port', '9'])
+    assert '--auth' not in rest and 'ana:s3:cret' not in rest  # not passed on (nor logged)
+    with caplog.at_level('WARNING', logger='sar'):
+        host, logins = app.access(args)
+    assert logins == [('ana', 's3:cret')]  # the password may hold colons
+    assert '0.0.0.0' in caplog.text and 'login' in caplog.text
+    kwargs = app.launch_kwargs(host, args.port, ['/blocked'], logins)
+    assert (kwargs['server_name'], kwargs['server_port'], kwargs['auth']) == ('0.0.0.0', 9, logins)
+    assert app.launch_kwargs('127.0.0.1', 9, [])['auth'] is None
+    # the keyword is one Gradio's launch takes
+    import inspect
+    import gradio
+    assert set(kwargs) <= set(inspect.signature(gradio.Blocks.launch).parameters)
+    logins_file = tmp_path / 'users.txt'
+    logins_file.write_text('# who may log in\nana:one\n\nben : two\n')
+    args, _ = app.parse_args(['--host', '0.0.0.0', '--auth_file', str(logins_file)])
+    assert app.access(args)[1] == [('ana', 'one'), ('ben', ' two')]
+
+
+def test_a_bad_login_names_the_option_or_the_line(tmp_path):
+    with pytest.raises(config.ConfigError, match='--auth: expected USER:PASSWORD'):
+        app.access(app.parse_args(['--host', '0.0.0.0', '--auth', 'ana'])[0])
+    bad = tmp_path / 'users.txt'
+    bad.write_text('ana:one\nben:\n')
+    with pytest.raises(config.ConfigError, match='users.txt line 2: expected USER:PASSWORD'):
+        app.access(app.parse_args(['--auth_file', str(bad)])[0])
+    with pytest.raises(config.ConfigError, match='--auth_file .*missing.txt: cannot read'):
+        app.access(app.parse_args(['--auth_file', str(tmp_path / 'missing.txt')])[0])
+
+
 # ---- the app, served ------------------------------------------------------------------------
 
 def fixed_network_onnx(path, coords, cfg_dict):
@@ -273,7 +313,8 @@ def browser_paths():
                                                      '.ci/run installs them)')
 def test_the_page_in_headless_chromium(server, scene, tmp_path):
     """Upload the photo in a real browser, press Run, wait for the result, save a screenshot
-    (tmp_path/app.png; docs/app_screenshot.png is one of these)."""
+    (tmp_path/app.png; docs/app_screenshot.png is made by tools/app_screenshot.py instead, with
+    a trained network)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By

@@ -12,11 +12,10 @@ import config
 import demo
 from run.network import build_model
 from utils.runtime.launch import run_main
-from wild.video import auto_box
 from tests.helpers import CLIP_FRAMES, CLIP_SIZE
 from utils.errors import DataError
 from utils.mano import MANO
-from wild.tracking import box_iou
+from wild.boxes import auto_box, box_iou, centred_box
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +141,7 @@ def test_bbox_auto_finds_an_off_centre_hand(checkpoint, clip, tmp_path):
     still = truth['files'][0]  # the hand in the left part of the frame
     img = cv2.imread(still)
     height, width = img.shape[:2]
-    start = demo.hand_box('auto', width, height)
+    start = centred_box(width, height)
     true_box = truth['boxes'][0]
     assert box_iou(start, true_box) < 0.3  # the default centred box misses most of the hand
 

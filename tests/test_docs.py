@@ -282,6 +282,9 @@ def world_size(launcher):
     return int(values.get('nnodes', 1)) * per_node
 
 
+FORWARDS_TO_DEMO = {'benchmarks.demo_memory'}  # runs demo.py with the options it does not know
+
+
 def check_command(script, args, world):
     """Raise (config.ConfigError, SystemExit from argparse) if the command would be refused
     before it touches any file."""
@@ -296,7 +299,12 @@ def check_command(script, args, world):
         check_batch_split(cfg, world)
         return
     parser = make_docs.script_parser(script)
-    if make_docs.takes_config_overrides(script):
+    if script in FORWARDS_TO_DEMO:  # its other options are demo.py's (and config fields)
+        _, rest = parser.parse_known_args(args)
+        # the benchmark gives demo.py its --input
+        _, rest = make_docs.script_parser('demo.py').parse_known_args(['--input', 'x', *rest])
+        config.resolve(rest)
+    elif make_docs.takes_config_overrides(script):
         _, rest = parser.parse_known_args(args)
         config.resolve(rest)
     else:
@@ -398,3 +406,10 @@ def test_the_index_names_each_reports_origin_and_what_it_lacks(tmp_path):
                        'avx2 | fp32 | 1.0 1 1; 2.0 2 2 |')
     assert rows[3].startswith('| [b.json](measured/b.json) | `not recorded` | 2026-12-02 | not recorded |')
     assert 'precision: `not recorded`;' in make_docs.measured_table('b', folder=str(tmp_path))
+
+
+def test_performance_page_stays_a_manual():
+    # A manual of what to expect and how to measure it, not a diary (history belongs in git).
+    with open(os.path.join(REPO, 'docs', 'performance.md')) as f:
+        lines = f.read().splitlines()
+    assert len(lines) <= 250, f'docs/performance.md has {len(lines)} lines (at most 250)'

@@ -67,7 +67,7 @@ def registered(monkeypatch):
     tight, steep, joints = (load_example(name) for name in LAYERS)
     monkeypatch.setitem(dataset.DATASETS, 'TightFreiHAND', tight.ENTRY)
     monkeypatch.setitem(heads.HEADS, 'steep', steep.HEAD)
-    monkeypatch.setitem(outputs.PHOTO_OUTPUTS, 'joints_csv', joints.write_joints_csv)
+    monkeypatch.setitem(outputs.OUTPUTS, 'joints_csv', outputs.Output(joints.write_joints_csv))
     return tight, steep
 
 

@@ -4,7 +4,7 @@
         [--label TEXT] [--frames 0,5,10,14,19,23] [--cols 3] [--scale 1.0]
 
 On each chosen frame of the clip (python -m synthetic.clip) it draws, in green, the box that
-the tracking loop (wild.video.track) crops with when the ground-truth joints stand in for
+the tracking loop (wild.tracking.track) crops with when the ground-truth joints stand in for
 the network (synthetic.clip.TruthPredictor, started from the true first box); with --jsonl,
 in orange, the boxes a demo.py run on the same clip cropped with (its JSON lines), and the
 IoU of those with the true box. A legend under the frames says which is which.
@@ -17,11 +17,12 @@ import sys
 import cv2
 import numpy as np
 
-from wild.video import box_xywh, track
+from wild.tracking import track
 from synthetic.clip import FRAMES_DIR, TruthPredictor, read_clip
 from utils.vis.drawing import make_grid
 from utils.files.images import save_image
-from wild.tracking import HandBox, box_iou
+from utils.transforms import HandBox
+from wild.boxes import box_iou, box_xywh
 from utils.files.video import FolderFrames
 
 TRUTH_RGB = (40, 200, 40)  # boxes tracked with the ground-truth joints

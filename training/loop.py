@@ -60,6 +60,17 @@ def train_step(model, optimizer, inputs, targets, *, amp_dtype=None, scaler=None
                              scaler=scaler)
 
 
+def forward_losses(model, inputs, targets, amp_dtype=None):
+    """The training forward of one micro-batch on its device, under autocast in amp_dtype.
+
+    Returns:
+        (loss dict {name: scalar tensor}, their sum): what accumulation_step backpropagates.
+    """
+    with autocast(inputs['img'].device, amp_dtype):
+        losses = model(inputs, targets)
+    return losses, sum(losses.values())
+
+
 def accumulation_step(model, optimizer, micro_batches, *, amp_dtype=None, scaler=None,
                       prepare=None):
     """One optimisation step over N micro-batches: each one's loss sum divided by N is
@@ -83,9 +94,7 @@ def accumulation_step(model, optimizer, micro_batches, *, amp_dtype=None, scaler
         last = k == count - 1
         sync = contextlib.nullcontext() if last or not hasattr(model, 'no_sync') else model.no_sync()
         with sync:
-            with autocast(inputs['img'].device, amp_dtype):
-                losses = model(inputs, targets)
-            total = sum(losses.values())
+            losses, total = forward_losses(model, inputs, targets, amp_dtype)
             if count > 1:
                 total = total / count
             (scaler.scale(total) if scaler is not None else total).backward()

@@ -12,7 +12,7 @@ pipe (the protocol is in that file). The interpreter: $SAR_DETECTOR_PYTHON, by d
 <repository>/.venv-detector/bin/python.
 
 Each hand found gives its 21 landmarks (the FreiHAND joint order), its handedness and that
-label's score; its box is FreiHAND's framing of the landmarks (utils.transforms.box_from_joints),
+label's score; its box is FreiHAND's framing of the landmarks (wild.boxes.landmark_box),
 the framing SAR was trained on. MediaPipe labels handedness as seen in a mirrored (selfie)
 image; the labels are swapped here so that 'right' is a right hand in the photo as given.
 """
@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from utils.errors import UserError
-from utils.transforms import box_from_joints
+from wild.boxes import landmark_box
 
 logger = logging.getLogger(__name__)
 
@@ -252,9 +252,7 @@ class MediaPipeHands:
                               f'{err}): {hand!r:.200}')
         if uv.shape != (21, 2):
             self._worker.fail(f'a hand of its answer has landmarks of shape {uv.shape}, not (21, 2)')
-        center, size = box_from_joints(uv, image_hw)
-        box = (float(center[0] - size / 2), float(center[1] - size / 2), float(size), float(size))
-        return Detection(box, side, score, uv)
+        return Detection(landmark_box(uv, image_hw), side, score, uv)
 
     @property
     def worker_pid(self):

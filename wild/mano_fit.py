@@ -22,6 +22,8 @@ it, the right model is fitted to the mirror image (x -> -x) and the parameters a
 is exact for a left model that is the mirror image of the right one (the stand-in's
 MANO_LEFT.pkl is built that way); pass the official MANO_LEFT.pkl for exact left parameters.
 """
+import functools
+import logging
 import os
 
 import numpy as np
@@ -31,6 +33,8 @@ from manopth import constants as mano_constants
 from manopth import lbs
 from manopth.manolayer import ManoLayer
 from utils.mano import MM_PER_M
+
+logger = logging.getLogger(__name__)
 
 FIT_ITERATIONS = 30  # Levenberg-Marquardt steps at most (stops earlier once converged)
 BETA_WEIGHT = 1e-4  # mm^2 per unit beta^2: keeps an ill-posed shape near the mean, ~0 bias
@@ -309,6 +313,16 @@ class ManoFitter:
             out['verts'] = out['verts'] * MIRROR
         out.update(flat_hand_mean=self.flat_hand_mean, side=self.side, model=self.model)
         return out
+
+
+@functools.lru_cache(maxsize=None)
+def fitter_for(mano_root, side):
+    """The ManoFitter of `side` hands of the MANO folder mano_root, made once per process (and
+    logged): photos, videos and the web app share it."""
+    fitter = ManoFitter(mano_root, side=side)
+    logger.info('--fit_mano (%s hands): %s, flat_hand_mean=%s', side, fitter.model,
+                fitter.flat_hand_mean)
+    return fitter
 
 
 def fit_record(fit, index, decimals=6):

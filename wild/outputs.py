@@ -2,7 +2,7 @@
 chosen by name (`--outputs`).
 
 A photo's outputs (`write_outputs`) and a video's (`open_video_outputs`) come from one
-registry each; both draw with the same overlay (`draw_overlay`) and build records with
+registry, OUTPUTS: each output's photo writer and video opener (or why it has none); both draw with the same overlay (`draw_overlay`) and build records with
 wild.records. Meshes are written in camera space (meters), every hand of an image in one file.
 GLB files are always in glTF's axes (x right, y up, the camera looking down -z: (x, -y, -z) of
 the OpenCV numbers), since glTF defines them and every glTF viewer assumes them. OBJ and PLY
@@ -10,14 +10,14 @@ follow `axes`: the OpenCV frame (x right, y down, z forward; 'opencv') or the sa
 the GLB ('opengl', also Blender's cameras').
 Left hands are drawn and written with re-wound faces (their mesh is the mirror image).
 
-Adding an output: one function `write_x(stem, scene) -> path or None` and one registry line
-(docs/development.md, "Adding a demo output").
+Adding an output: one function `write_x(stem, scene) -> path or None` and one registry line,
+`'x': Output(write_x, no_video='why')` (docs/development.md, "Adding a demo output").
 """
 import contextlib
 import json
 import logging
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -218,30 +218,24 @@ def write_json(stem, scene):
     return f'{stem}.json'
 
 
-PHOTO_OUTPUTS = {  # name -> writer; files <stem><suffix>
-    'overlay': write_overlay,  # _mesh.png: every mesh over the photo, with its box and L/R label
-    'mano_overlay': write_mano_overlay,  # _mano_mesh.png: the fitted MANO meshes (--fit_mano)
-    'skeleton': write_skeleton,  # _skeleton.png: the 2D joints
-    'side': write_side,  # _side.png: the meshes seen from the camera's right
-    'obj': write_obj_file,  # .obj: every hand in one Wavefront OBJ
-    'glb': write_glb,  # .glb: a glTF binary scene, one mesh per hand, in glTF's axes (y up)
-    'ply': write_ply,  # .ply: every hand in one PLY
-    'json': write_json,  # .json: the image's record, one entry per hand
-}
-DEFAULT_PHOTO_OUTPUTS = ('overlay', 'mano_overlay', 'skeleton', 'obj', 'json')
-
-
-def check_outputs(names, registry, what):
-    """The names as a tuple, refusing unknown ones (ValueError naming them and the valid ones)."""
+def check_outputs(names, video=False):
+    """The names as a tuple, refusing unknown ones and, for a video, those without a video form
+    (ValueError naming them, why, and the valid ones)."""
     names = tuple(names)
-    unknown = [n for n in names if n not in registry]
+    unknown = [n for n in names if n not in OUTPUTS]
+    what, valid = ('videos', VIDEO_FORMS) if video else ('photos', tuple(OUTPUTS))
     if unknown or not names:
         raise ValueError(f"--outputs {','.join(names)}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}"
-                         f"; for {what} choose from {', '.join(registry)}")
+                         f"; for {what} choose from {', '.join(valid)}")
+    if video:
+        for name in names:
+            if OUTPUTS[name].video is None:
+                raise ValueError(f'--outputs {name}: no video form ({OUTPUTS[name].no_video}); '
+                                 f"for videos choose from {', '.join(VIDEO_FORMS)}")
     return names
 
 
-def write_outputs(out_dir, name, image_bgr, result, faces, outputs=DEFAULT_PHOTO_OUTPUTS,
+def write_outputs(out_dir, name, image_bgr, result, faces, outputs=None,
                   axes='opencv'):
     """Write the chosen outputs of one photo.
 
@@ -249,12 +243,12 @@ def write_outputs(out_dir, name, image_bgr, result, faces, outputs=DEFAULT_PHOTO
         out_dir: folder (created); name: the image's file name (outputs are `<stem>_...`).
         image_bgr: H x W x 3 uint8; result: wild.photo.PhotoResult (or anything with .hands).
         faces: F x 3 right-hand faces (MANO's; left hands get them re-wound).
-        outputs: names from PHOTO_OUTPUTS; axes: 'opencv' or 'opengl' for the OBJ and PLY
+        outputs: names from OUTPUTS (default DEFAULT_PHOTO_OUTPUTS); axes: 'opencv' or 'opengl' for the OBJ and PLY
             files (the GLB is always in glTF's axes, 'opengl').
     Returns:
         dict output name -> path written (an output with nothing to write is left out).
     """
-    outputs = check_outputs(outputs, PHOTO_OUTPUTS, 'photos')
+    outputs = check_outputs(DEFAULT_PHOTO_OUTPUTS if outputs is None else outputs)
     to_axes(np.zeros(3), axes)  # refuse a bad axes before writing anything
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, os.path.splitext(os.path.basename(name))[0])
@@ -263,7 +257,7 @@ def write_outputs(out_dir, name, image_bgr, result, faces, outputs=DEFAULT_PHOTO
         outputs = tuple(o for o in outputs if o == 'json')  # an image without hands: its record
     written = {}
     for output in outputs:
-        path = PHOTO_OUTPUTS[output](stem, scene)
+        path = OUTPUTS[output].write(stem, scene)
         if path is not None:
             written[output] = path
     return written
@@ -313,14 +307,40 @@ def _per_frame(writer, suffix):
     return open_files
 
 
-VIDEO_OUTPUTS = {  # name -> opener (stack, stem, fps, (H, W)) -> (write(frame), path)
-    'json': _open_lines,  # <name>.jsonl: one record per line and frame
-    'overlay': _open_video,  # <name>_mesh.mp4: every frame with the mesh, box and label
-    'obj': _per_frame(write_obj_file, 'obj'),  # <name>_obj/00000.obj, ...
-    'glb': _per_frame(write_glb, 'glb'),  # <name>_glb/00000.glb, ...
-    'ply': _per_frame(write_ply, 'ply'),  # <name>_ply/00000.ply, ...
+class Output(NamedTuple):
+    """One output: `write(stem, scene) -> path or None` writes a photo's file; `video`, an opener
+    `(stack, stem, fps, (H, W)) -> (write(Frame), path)`, a video's; an output without a video
+    form says why in `no_video` (the error a video asking for it gets)."""
+
+    write: Callable
+    video: Optional[Callable] = None
+    no_video: Optional[str] = None
+
+
+OUTPUTS = {  # name -> Output; a photo's files <stem><suffix>, a video's <name><suffix>
+    # _mesh.png / _mesh.mp4: every mesh over the photo or frame, with its box and L/R label
+    'overlay': Output(write_overlay, _open_video),
+    # _mano_mesh.png: the fitted MANO meshes (--fit_mano)
+    'mano_overlay': Output(write_mano_overlay, no_video='a video is fitted frame by frame: the '
+                           'fitted parameters are in the JSON lines (--fit_mano)'),
+    # _skeleton.png: the 2D joints
+    'skeleton': Output(write_skeleton, no_video="the joints' pixels of every frame are in the "
+                       'JSON lines (joints_2d) and the overlay video shows the hand'),
+    # _side.png: the meshes seen from the camera's right
+    'side': Output(write_side, no_video='a side view per frame is not written; the meshes of '
+                   'every frame are (obj, glb or ply)'),
+    # .obj / _obj/00000.obj, ...: every hand in one Wavefront OBJ
+    'obj': Output(write_obj_file, _per_frame(write_obj_file, 'obj')),
+    # .glb / _glb/00000.glb, ...: a glTF binary scene, one mesh per hand, in glTF's axes (y up)
+    'glb': Output(write_glb, _per_frame(write_glb, 'glb')),
+    # .ply / _ply/00000.ply, ...: every hand in one PLY
+    'ply': Output(write_ply, _per_frame(write_ply, 'ply')),
+    # .json / .jsonl: the image's record, one entry per hand; a video's, one line per frame
+    'json': Output(write_json, _open_lines),
 }
+DEFAULT_PHOTO_OUTPUTS = ('overlay', 'mano_overlay', 'skeleton', 'obj', 'json')
 DEFAULT_VIDEO_OUTPUTS = ('json', 'overlay')
+VIDEO_FORMS = tuple(name for name, output in OUTPUTS.items() if output.video is not None)
 
 
 @contextlib.contextmanager
@@ -330,13 +350,13 @@ def open_video_outputs(out_dir, name, fps, image_size, outputs=DEFAULT_VIDEO_OUT
     The JSON lines and the video are written to temporary files and renamed when the block
     ends without an error, so an interrupted run leaves neither under its final name.
     """
-    outputs = check_outputs(outputs, VIDEO_OUTPUTS, 'videos')
+    outputs = check_outputs(outputs, video=True)
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, name)
     with contextlib.ExitStack() as stack:
         writers, paths = [], {}
         for output in outputs:
-            write, paths[output] = VIDEO_OUTPUTS[output](stack, stem, fps, tuple(image_size))
+            write, paths[output] = OUTPUTS[output].video(stack, stem, fps, tuple(image_size))
             writers.append(write)
 
         def write_frame(frame):

@@ -2,7 +2,7 @@
 crop (left hands through the mirrored path), the wrist depth, MANO with fit_mano, and the
 records. demo.py and the web app both call `process_photo`; wild.outputs writes the files.
 
-    predictor = load_predictor(cfg, device)          # once
+    predictor = load_predictor(cfg, device)  # inference.predictor, once
     result = process_photo(image_bgr, predictor, PhotoOptions(detector='mediapipe'))
     write_outputs(out_dir, 'photo.jpg', image_bgr, result, predictor.faces, ('overlay', 'glb'))
 """
@@ -12,18 +12,10 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from inference.decoding import Decoding
-from inference.network import inference_amp, load_inference_model
-from inference.predictor import HandPredictor
-from inference.root_depth import root_prior_for
 from utils.errors import ImageInputError
 from wild.camera import K_from_values, check_intrinsics, default_focal, image_intrinsics
-from wild.mano_fit import ManoFitter, fit_record
-from wild.tracking import box_problem
-from wild.video import auto_box, box_xywh
-from utils.constants import TRAINING_BOX_SIZE, TRAINING_IMAGE_SIZE
-from utils.transforms import HandBox
-from wild.boxes import BoxSpec
+from wild.mano_fit import fit_record, fitter_for
+from wild.boxes import BoxSpec, auto_box, box_of, box_problem, box_xywh, centred_box
 from wild.detector import DETECTORS, load_detector
 from wild.outputs import AXES
 from wild.records import SIDES, Hand, hand_record
@@ -81,48 +73,6 @@ class PhotoResult(NamedTuple):
     K_source: str
 
 
-class Predictor:
-    """The network and its decoding for any photo: `for_image(K, root_depth, left)` gives the
-    inference.predictor.HandPredictor of one image; `fit(verts, side)` fits MANO.
-
-    Args:
-        model: what inference.network.load_inference_model returns.
-        cfg: the resolved configuration (decoding fields, hand_scale_m, mano_root, ...).
-        mano: utils.mano.MANO of cfg.mano_root; device: torch device of the network.
-    Attributes:
-        faces: F x 3 right-hand faces; hand_scale_m; decoding (inference.decoding.Decoding).
-    """
-
-    def __init__(self, model, cfg, mano, device):
-        self.model, self.device, self.mano_root = model, device, cfg.mano_root
-        self.faces = mano.faces
-        self.root_prior = root_prior_for(mano, cfg.hand_scale_m)
-        self.hand_scale_m = cfg.hand_scale_m
-        self.decoding = Decoding.from_config(cfg, device, inference_amp(cfg, device))
-        self._fitters = {}
-
-    def for_image(self, K, root_depth, left=False):
-        return HandPredictor(self.model, K, self.decoding, self.device, root_depth=root_depth,
-                             root_prior=self.root_prior, left=left)
-
-    def fitter(self, side):
-        """The ManoFitter of `side` hands (made on first use)."""
-        if side not in self._fitters:
-            self._fitters[side] = ManoFitter(self.mano_root, side=side)
-            logger.info('--fit_mano (%s hands): %s, flat_hand_mean=%s', side,
-                        self._fitters[side].model, self._fitters[side].flat_hand_mean)
-        return self._fitters[side]
-
-    def fit(self, verts, side):
-        """wild.mano_fit.ManoFitter.fit of B x 778 x 3 meshes of `side` hands."""
-        return self.fitter(side).fit(verts)
-
-
-def load_predictor(cfg, device):
-    """The Predictor of a resolved configuration (its checkpoint or ONNX file)."""
-    from utils.mano import MANO
-    mano = MANO(cfg.mano_root)
-    return Predictor(load_inference_model(cfg, mano, device), cfg, mano, device)
 
 
 def photo_intrinsics(options, width, height, image_path=None):
@@ -134,16 +84,8 @@ def photo_intrinsics(options, width, height, image_path=None):
     return image_intrinsics(width, height, K=options.K, focal=options.focal, image_path=image_path)
 
 
-def centred_box(width, height):
-    """The centred FreiHAND box: 130/224 of the shorter image side, around the image centre."""
-    side = TRAINING_BOX_SIZE / TRAINING_IMAGE_SIZE * min(width, height)
-    return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
 
 
-def box_of(box_xywh):
-    """The square crop (HandBox) of an [x, y, w, h] box: its centre, its longer side."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    return HandBox(np.array([x + w / 2, y + h / 2]), max(w, h))
 
 
 def find_boxes(image_bgr, predictor, options, K, name):
@@ -170,12 +112,15 @@ def find_boxes(image_bgr, predictor, options, K, name):
     return [(auto_box(search, image_bgr, box), options.side, None, 'auto')]
 
 
-def _fit_hands(hands, predictor, fitter):
-    """Fill in each hand's mano record and fitted mesh, one batched fit per side."""
+def _fit_hands(hands, mano_root, fitter):
+    """Fill in each hand's mano record and fitted mesh, one batched fit per side (fitter, else
+    wild.mano_fit.fitter_for(mano_root, side))."""
     for side in SIDES:
         chosen = [hand for hand in hands if hand.side == side]
         if chosen:
-            fit = fitter.fit(np.stack([hand.verts_cam for hand in chosen]), side)
+            verts = np.stack([hand.verts_cam for hand in chosen])
+            fit = (fitter.fit(verts, side) if fitter is not None
+                   else fitter_for(mano_root, side).fit(verts))
             for k, hand in enumerate(chosen):
                 hand.mano, hand.mano_verts_cam = fit_record(fit, k), fit['verts'][k]
 
@@ -185,10 +130,10 @@ def process_photo(image_bgr, predictor, options, fitter=None, image_path=None):
 
     Args:
         image_bgr: H x W x 3 uint8 BGR image.
-        predictor: a Predictor (load_predictor).
+        predictor: an inference.predictor.HandPredictor (load_predictor).
         options: PhotoOptions.
         fitter: with options.fit_mano, an object with `fit(verts B x 778 x 3, side)` returning
-            wild.mano_fit.ManoFitter.fit's dict (default: the predictor's).
+            wild.mano_fit.ManoFitter.fit's dict (default: wild.mano_fit.fitter_for).
         image_path: the file, for its EXIF focal length and for messages.
     Returns:
         PhotoResult (no hands when the detector finds none).
@@ -207,10 +152,12 @@ def process_photo(image_bgr, predictor, options, fitter=None, image_path=None):
         predict = predictor.for_image(K, options.root_depth, left=side == 'left')
         xyz_cam, joints_uv = predict(image_bgr, box, name=name)
         num_verts = len(xyz_cam) - len(joints_uv)
-        hands.append(Hand(box_xywh(box), side, score, source, K, K_source,
-                          float(xyz_cam[num_verts, 2]), 'auto' if auto else 'given',
-                          xyz_cam[num_verts:], xyz_cam[:num_verts], joints_uv,
+        hands.append(Hand(box_xywh=box_xywh(box), side=side, score=score, box_source=source,
+                          K=K, K_source=K_source, root_depth=float(xyz_cam[num_verts, 2]),
+                          root_depth_source='auto' if auto else 'given',
+                          joints_cam=xyz_cam[num_verts:], verts_cam=xyz_cam[:num_verts],
+                          joints_uv=joints_uv,
                           hand_scale_m=predictor.hand_scale_m if auto else None))
     if options.fit_mano and hands:
-        _fit_hands(hands, predictor, fitter or predictor)
+        _fit_hands(hands, predictor.mano_root, fitter)
     return PhotoResult(hands, [hand_record(hand) for hand in hands], K, K_source)

@@ -14,9 +14,9 @@ DECIMALS_M = 6  # record coordinates rounded to 1e-6 m (as pred.json)
 DECIMALS_PX = 2  # record pixels rounded to 0.01 px
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Hand:
-    """One predicted hand.
+    """One predicted hand (fields given by name).
 
     box_xywh: [x, y, w, h] px of the crop it was predicted in; side: 'right' or 'left';
     score: the detector's (or --boxes file's) confidence in [0, 1], None when the box was given

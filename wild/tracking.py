@@ -1,93 +1,28 @@
-"""Hand boxes from predicted joints (the rule itself: utils.transforms.box_from_joints), box
-tracking over video frames, the `--bbox auto` refinement and the One Euro filter for the decoded points (docs/method.md §2, §7).
+"""Following one hand over video frames: each frame's box comes from the joints predicted in
+the previous one (wild.boxes.update_box), or from a detector when that box is lost (`track`),
+and the One Euro filter smooths the decoded points (docs/method.md §2, §7).
 
-Boxes are `HandBox(center, side)`: centre (2,) in image pixels (u right, v down) and the side
-of the square box in pixels, as the crop of docs/method.md §2 step 3 takes them (the demo's
-`hand_box` returns the same pair). Pure numpy.
+The loop takes a `predict(img_bgr, box) -> (xyz_cam 799 x 3 m, joints_uv 21 x 2 px)` callable
+(inference.predictor.HandPredictor.for_image runs the network; tests pass the ground truth), so
+it runs without a network too. Frames come from utils.files.video (a video file or a folder of
+images); wild.sequence writes the outputs frame by frame.
 """
+import logging
 import math
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-# The box rule of FreiHAND's framing lives in utils.transforms (the HO3D loader crops with it
-# too); imported here for the tracking loop and its callers.
-from utils.transforms import BOX_ENLARGE, MAX_SIDE_IMAGE_RATIO, HandBox, box_from_joints  # noqa: F401
+from utils.transforms import BOX_ENLARGE, HandBox
+from wild.boxes import MIN_BOX_SIDE_PX, MIN_INSIDE_FRACTION, as_box, update_box
 
-MIN_BOX_SIDE_PX = 32.0  # a smaller box (a quarter of FreiHAND's 130 px) is a collapsed track
-MIN_INSIDE_FRACTION = 0.5  # a box with less of its area inside the image has left it
+logger = logging.getLogger(__name__)
+
 # One Euro filter defaults for the decoded 3D points (meters; see OneEuroFilter).
 DEFAULT_MIN_CUTOFF_HZ = 1.0  # Hz
 DEFAULT_BETA = 20.0  # Hz of cutoff per m/s of speed
 DEFAULT_D_CUTOFF_HZ = 1.0  # Hz, the derivative's low-pass
 DEFAULT_RATE = 30.0  # samples/s when no timestamps are given
-
-
-def as_box(box):
-    """HandBox from any (center, side) pair."""
-    center, side = box
-    return HandBox(np.asarray(center, dtype=np.float64).reshape(2), float(side))
-
-
-def inside_fraction(box, image_size):
-    """Fraction of the box's area that lies inside the image (0..1).
-
-    Args:
-        box: (center, side) in px.
-        image_size: (height, width), px; the image spans [0, width] x [0, height].
-    """
-    center, side = as_box(box)
-    height, width = image_size
-    if side <= 0:
-        return 0.0
-    overlap = [max(0.0, min(c + side / 2, limit) - max(c - side / 2, 0.0))
-               for c, limit in zip(center, (width, height))]
-    return overlap[0] * overlap[1] / side ** 2
-
-
-def box_problem(box, image_size, min_side=MIN_BOX_SIDE_PX, min_inside=MIN_INSIDE_FRACTION):
-    """Why `box` is unusable in an image of `image_size` (height, width), or None if it is fine.
-
-    Unusable: a non-finite centre or side, a side below `min_side` px (collapsed), a centre
-    outside the image, or less than `min_inside` of its area inside the image.
-    """
-    center, side = as_box(box)
-    height, width = image_size
-    if not (np.all(np.isfinite(center)) and math.isfinite(side)):
-        return f'non-finite box (centre {center.tolist()}, side {side})'
-    if side < min_side:
-        return f'box collapsed: side {side:.1f} px < {min_side:g} px'
-    if not (0 <= center[0] <= width and 0 <= center[1] <= height):
-        return (f'box centre ({center[0]:.1f}, {center[1]:.1f}) px outside the {width} x '
-                f'{height} image')
-    fraction = inside_fraction((center, side), image_size)
-    if fraction < min_inside:
-        return (f'box mostly outside the image: {100 * fraction:.0f} % of it inside, at least '
-                f'{100 * min_inside:.0f} % needed')
-    return None
-
-
-def update_box(prev_box, joints_uv, image_size, enlarge=BOX_ENLARGE, min_side=MIN_BOX_SIDE_PX,
-               min_inside=MIN_INSIDE_FRACTION):
-    """The next frame's box from this frame's joints, or the previous box if that one is bad.
-
-    Args:
-        prev_box: (center, side), the last good box (px).
-        joints_uv: J x 2 predicted joint pixels in the image (NaN allowed: a reset).
-        image_size: (height, width), px.
-        enlarge, min_side, min_inside: see box_from_joints and box_problem.
-    Returns:
-        (HandBox, reason): the new box and None, or prev_box and why the new one was
-        rejected (a string for the log).
-    """
-    joints_uv = np.asarray(joints_uv, dtype=np.float64)
-    if not np.all(np.isfinite(joints_uv)):
-        return as_box(prev_box), 'non-finite joints'
-    box = box_from_joints(joints_uv, image_size, enlarge)
-    reason = box_problem(box, image_size, min_side, min_inside)
-    if reason is not None:
-        return as_box(prev_box), reason
-    return box, None
 
 
 class TrackState:
@@ -117,63 +52,6 @@ class TrackState:
         self.frames += 1
         self.resets += reason is not None
         return self.box, reason
-
-
-def box_motion(old_box, new_box):
-    """How far a box moved, relative to the old side: max(|centre shift|, |side change|) / side."""
-    old, new = as_box(old_box), as_box(new_box)
-    return max(float(np.linalg.norm(new.center - old.center)), abs(new.side - old.side)) / old.side
-
-
-class RefineResult(NamedTuple):
-    box: HandBox  # the box to predict at
-    iterations: int  # predictions made
-    converged: bool  # the last re-box moved less than tol
-    reason: Optional[str]  # why a re-box was rejected (the loop stopped there), else None
-
-
-def refine_box(predict_fn, image, start_box, max_iter=4, tol=0.03, enlarge=BOX_ENLARGE,
-               min_side=MIN_BOX_SIDE_PX, min_inside=MIN_INSIDE_FRACTION):
-    """`--bbox auto`: predict at the box, re-box around the predicted joints, repeat.
-
-    Stops when a re-box moves the box by less than `tol` (box_motion: centre shift and side
-    change relative to the side), after `max_iter` predictions, or when the re-boxed box is
-    unusable (update_box; the previous box is kept).
-
-    Args:
-        predict_fn: (image, HandBox) -> J x 2 predicted joint pixels in the image.
-        image: H x W (x C) array; only its size is read here.
-        start_box: (center, side) to start from (e.g. the centred default box), px.
-        max_iter: at most this many predictions (>= 1).
-        tol: relative motion below which the box has converged.
-    Returns:
-        RefineResult(box, iterations, converged, reason). `box` is the last re-box: predict
-        there for the final output.
-    """
-    if max_iter < 1:
-        raise ValueError(f'max_iter must be >= 1, got {max_iter}')
-    image_size = np.shape(image)[:2]
-    box = as_box(start_box)
-    for iteration in range(1, max_iter + 1):
-        new_box, reason = update_box(box, predict_fn(image, box), image_size, enlarge,
-                                     min_side, min_inside)
-        if reason is not None:
-            return RefineResult(box, iteration, False, reason)
-        moved = box_motion(box, new_box)
-        box = new_box
-        if moved < tol:
-            return RefineResult(box, iteration, True, None)
-    return RefineResult(box, max_iter, False, None)
-
-
-def box_iou(box_a, box_b):
-    """Intersection over union of two square (center, side) boxes."""
-    a, b = as_box(box_a), as_box(box_b)
-    overlap = np.clip(np.minimum(a.center + a.side / 2, b.center + b.side / 2)
-                      - np.maximum(a.center - a.side / 2, b.center - b.side / 2), 0.0, None)
-    intersection = float(overlap[0] * overlap[1])
-    union = a.side ** 2 + b.side ** 2 - intersection
-    return intersection / union if union > 0 else 0.0
 
 
 def _smoothing_factor(cutoff_hz, dt):
@@ -258,3 +136,65 @@ class OneEuroFilter:
         self.x_hat = self.x_hat + a * (x - self.x_hat)
         self.t_prev = t
         return self.x_hat.copy()
+
+
+class FrameResult(NamedTuple):
+    """One frame of the tracking loop."""
+
+    index: int  # frame index (0-based)
+    box: HandBox  # the box the frame was cropped with (px)
+    box_reset: bool  # the box from the previous frame's joints was rejected: this is the last good one
+    reset_reason: Optional[str]  # why it was rejected, else None
+    xyz_cam: np.ndarray  # 799 x 3, m, camera frame (smoothed when a filter was given)
+    joints_uv: np.ndarray  # 21 x 2 px, the raw prediction's joints (the next box comes from them)
+    box_source: str = 'tracked'  # 'first' (first_box), 'tracked' or 'detector' (re-detected)
+
+
+def track(frames, predict, first_box, smoother=None, redetect=None):
+    """Predict every frame at the box that the previous frame's joints give.
+
+    The first frame is cropped with `first_box`; each next frame with the box around the
+    joints just predicted (wild.tracking.update_box: the joints' extent enlarged by
+    BOX_ENLARGE). A box that collapses or leaves the image is lost: with `redetect`, the
+    detector's box of that frame replaces it (logged); without one, or when the detector finds
+    nothing, the last good box does. Each run of frames on the last good box is logged once
+    (a warning with the frame index and the reason) and its end once (info).
+
+    Args:
+        frames: iterable of (index, H x W x 3 uint8 BGR frame), one image size.
+        predict: (img_bgr, box) -> (xyz_cam 799 x 3 m, joints_uv 21 x 2 px).
+        first_box: (center, side) of the first frame, px.
+        smoother: optional callable 799 x 3 -> 799 x 3 applied to each frame's xyz_cam in
+            order (wild.tracking.OneEuroFilter); the boxes follow the raw joints.
+        redetect: optional callable img_bgr -> HandBox or None (a hand detector).
+    Yields:
+        (img_bgr, FrameResult) per frame.
+    """
+    state = None
+    pending = None  # why the box from the last frame's joints was rejected
+    lost_since = None  # first frame of the current run on the last good box
+    for index, img in frames:
+        source = 'tracked'
+        if state is None:
+            state, source = TrackState(first_box, img.shape[:2]), 'first'
+        found = redetect(img) if pending is not None and redetect is not None else None
+        if found is not None:
+            logger.info('frame %d: hand re-detected (the box around frame %d\'s joints was '
+                        'rejected: %s)', index, index - 1, pending)
+            state.box, pending, source, lost_since = as_box(found), None, 'detector', None
+        elif pending is not None and lost_since is None:
+            lost_since = index
+            center, side = state.box
+            logger.warning('frame %d: hand box reset to the last good box (centre %.1f, %.1f px, '
+                           'side %.1f px): the box around frame %d\'s joints was rejected: %s',
+                           index, center[0], center[1], side, index - 1, pending)
+        elif pending is None and lost_since is not None:
+            logger.info('frame %d: the box follows the predicted joints again (frames %d-%d '
+                        'were cropped with the last good box)', index, lost_since, index - 1)
+            lost_since = None
+        box = state.box
+        xyz_cam, joints_uv = predict(img, box)
+        out = smoother(xyz_cam) if smoother is not None else np.asarray(xyz_cam)
+        yield img, FrameResult(index, box, pending is not None, pending, out,
+                               np.asarray(joints_uv), source)
+        _, pending = state.update(joints_uv)

@@ -1,9 +1,9 @@
 """A demo output (docs/development.md, "Adding a demo output"): every hand's 2D joints as CSV.
 
 A new output is a writer `(stem, scene) -> path or None` like this one in wild/outputs.py and
-one line in PHOTO_OUTPUTS (or VIDEO_OUTPUTS for a per-video opener):
+one line in OUTPUTS (with a per-video opener as its second field, or `no_video='why'`):
 
-    PHOTO_OUTPUTS = {..., 'joints_csv': write_joints_csv}
+    OUTPUTS = {..., 'joints_csv': Output(write_joints_csv, no_video='a CSV per frame is not written')}
 
 then `python demo.py --input hand.jpg --checkpoint CKPT --outputs json,joints_csv` writes
 <name>_joints.csv beside the record (tests/test_docs_examples.py runs it). `scene` is a

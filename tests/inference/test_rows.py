@@ -26,7 +26,7 @@ def test_hand_predictor_and_predict_split_vertices_and_joints_at_num_joint():
     K = np.array([[480.0, 0.0, 112.0], [0.0, 481.0, 112.0], [0.0, 0.0, 1.0]])
     img = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
     decoding = Decoding(crop_size=(64, 64), depth_box=0.3, num_joint=NUM_JOINT)
-    predictor = HandPredictor(model, K, decoding, root_depth=0.7)
+    predictor = HandPredictor(model, decoding).for_image(K, root_depth=0.7)
     xyz_cam, joints_uv = predictor(img, (np.array([112.0, 112.0]), 130.0))
     assert xyz_cam.shape == (778 + NUM_JOINT, 3) and joints_uv.shape == (NUM_JOINT, 2)
     np.testing.assert_allclose(joints_uv, project(xyz_cam[778:], K)[:, :2], atol=1e-9)

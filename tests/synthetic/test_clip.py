@@ -9,7 +9,8 @@ import pytest
 from synthetic.clip import TruthPredictor, clip_geometry
 from synthetic.geometry import GeometrySampler
 from tests.helpers import CLIP_FRAMES, CLIP_SIZE
-from wild.tracking import box_from_joints, box_iou
+from utils.transforms import box_from_joints
+from wild.boxes import box_iou
 from utils.transforms import project
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import trimesh
 
 from tests.helpers import random_mano_data
-from wild.outputs import PHOTO_OUTPUTS, to_axes, write_outputs
+from wild.outputs import OUTPUTS, to_axes, write_outputs
 from wild.photo import PhotoResult
 from wild.records import Hand
 
@@ -20,8 +20,10 @@ def hand(side, shift, faces_count=778):
     rng = np.random.default_rng(len(side) + int(100 * (shift + 1)))
     verts = rng.normal(scale=0.03, size=(faces_count, 3)) + [shift, 0.02, 0.6]
     joints = verts[:21]
-    return Hand([10.0, 20.0, 100.0, 100.0], side, 0.9, 'boxes', K, 'focal', float(joints[0, 2]),
-                'given', joints, verts, joints[:, :2] / joints[:, 2:] * 300 + [160, 120])
+    return Hand(box_xywh=[10.0, 20.0, 100.0, 100.0], side=side, score=0.9, box_source='boxes',
+                K=K, K_source='focal', root_depth=float(joints[0, 2]), root_depth_source='given',
+                joints_cam=joints, verts_cam=verts,
+                joints_uv=joints[:, :2] / joints[:, 2:] * 300 + [160, 120])
 
 
 @pytest.fixture()
@@ -90,7 +92,7 @@ def test_unknown_outputs_are_named_with_the_valid_ones(scene, tmp_path):
     image, result, faces = scene
     with pytest.raises(ValueError) as err:
         write_outputs(tmp_path, 'a.png', image, result, faces, ('obj', 'gltf'))
-    assert 'gltf' in str(err.value) and all(name in str(err.value) for name in PHOTO_OUTPUTS)
+    assert 'gltf' in str(err.value) and all(name in str(err.value) for name in OUTPUTS)
     assert not list(tmp_path.iterdir())
 
 
@@ -112,3 +114,14 @@ def test_a_side_view_behind_the_camera_is_skipped_and_the_rest_written(scene, tm
     assert sorted(paths) == ['json', 'obj']
     assert not (tmp_path / 'wide_side.png').exists()
     assert 'side view not drawn' in caplog.text
+
+
+def test_an_output_without_a_video_form_is_refused_for_a_video_with_its_reason():
+    from wild.outputs import VIDEO_FORMS, check_outputs
+    assert check_outputs(['json', 'obj'], video=True) == ('json', 'obj')
+    assert check_outputs(['skeleton']) == ('skeleton',)  # photos have every output
+    for name in ('skeleton', 'side', 'mano_overlay'):
+        assert name not in VIDEO_FORMS
+        with pytest.raises(ValueError, match=f'--outputs {name}: no video form') as err:
+            check_outputs(['json', name], video=True)
+        assert OUTPUTS[name].no_video in str(err.value)

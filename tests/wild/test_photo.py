@@ -12,11 +12,10 @@ import config
 import demo
 from run.network import build_model
 from utils.runtime.launch import run_main
-from wild.tracking import box_iou
+from wild.boxes import box_iou, box_of
 from tests.wild.scenes import write_picture
 from utils.mano import MANO
 from wild.detector import INSTALL_COMMAND, PYTHON_ENV, load_detector
-from wild.photo import box_of
 
 pytestmark = pytest.mark.slow
 

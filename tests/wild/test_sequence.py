@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from wild.tracking import HandBox
-from wild.video import track
+from utils.transforms import HandBox
+from wild.tracking import track
 from utils.files.video import FolderFrames, VideoFrames
 from synthetic.clip import TruthPredictor
 from tests.wild.test_video import IMAGE_SIZE, ScriptedPredictor, blank_frames

@@ -1,12 +1,14 @@
-"""wild/tracking.py: boxes from joints, box tracking, --bbox auto refinement, One Euro filter."""
+"""wild/boxes.py and wild/tracking.py: boxes from joints, box tracking, --bbox auto refinement,
+One Euro filter."""
 import math
 import re
 
 import numpy as np
 import pytest
 
-from wild.tracking import (BOX_ENLARGE, HandBox, OneEuroFilter, TrackState, box_from_joints,
-                           box_iou, refine_box, update_box)
+from utils.transforms import BOX_ENLARGE, HandBox, box_from_joints
+from wild.boxes import box_iou, refine_box, update_box
+from wild.tracking import OneEuroFilter, TrackState
 
 IMAGE_SIZE = (480, 640)  # height, width
 
@@ -90,7 +92,7 @@ def test_box_from_joints_hand_made():
     assert box_from_joints(joints, enlarge=1.5).side == pytest.approx(120.0)
     # Capped at twice the longer image side.
     assert box_from_joints(joints, image_size=(40, 50)).side == pytest.approx(100.0)
-    center, side = box  # a (center, side) pair like demo.hand_box
+    center, side = box  # a (center, side) pair like wild.boxes.box_of
     assert isinstance(box, HandBox) and side == box.side
     with pytest.raises(ValueError, match=r'J x 2 .* \(21, 3\)'):
         box_from_joints(np.zeros((21, 3)))

@@ -1,14 +1,15 @@
-"""wild/video.py: the tracking loop (with the truth standing in for the network), resets and
+"""wild/tracking.py: the tracking loop (with the truth standing in for the network), resets and
 their log lines, re-detection, smoothing and --bbox auto (the files: tests/wild/test_sequence.py)."""
 import logging
 
 import numpy as np
 import pytest
 
-from wild.video import auto_box, track
+from wild.boxes import auto_box, box_iou
 from synthetic.clip import TruthPredictor
 from tests.helpers import CLIP_FRAMES
-from wild.tracking import BOX_ENLARGE, HandBox, OneEuroFilter, box_iou
+from utils.transforms import BOX_ENLARGE, HandBox
+from wild.tracking import OneEuroFilter, track
 from utils.files.video import VideoFrames
 
 IMAGE_SIZE = (240, 320)  # height, width
@@ -74,7 +75,7 @@ def test_a_box_leaving_the_image_is_reset_and_logged_once(caplog):
     centres = [(100.0, 120.0), (110.0, 120.0), (120.0, 120.0), (1000.0, 120.0), (1010.0, 120.0),
                (130.0, 120.0), (140.0, 120.0)]
     predict = ScriptedPredictor(centres)
-    with caplog.at_level(logging.INFO, logger='wild.video'):
+    with caplog.at_level(logging.INFO, logger='wild.tracking'):
         results = [r for _, r in track(blank_frames(7), predict, ((100.0, 120.0), 94.2))]
     assert [r.box_reset for r in results] == [False, False, False, False, True, True, False]
     assert 'outside the 320 x 240 image' in results[4].reset_reason
@@ -103,7 +104,7 @@ def test_a_lost_box_is_re_detected_when_a_detector_is_given(caplog):
     def redetect(img):
         calls.append(img.shape)
         return detected
-    with caplog.at_level(logging.INFO, logger='wild.video'):
+    with caplog.at_level(logging.INFO, logger='wild.tracking'):
         results = [r for _, r in track(blank_frames(4), predict, ((100.0, 120.0), 94.2),
                                        redetect=redetect)]
     assert len(calls) == 1  # only when the box was lost
@@ -157,7 +158,7 @@ def test_auto_box_re_crops_around_the_hand(caplog):
         return np.zeros((799, 3)), np.clip(true_joints, center - side / 2, center + side / 2)
 
     img = np.zeros((*IMAGE_SIZE, 3), dtype=np.uint8)
-    with caplog.at_level(logging.INFO, logger='wild.video'):
+    with caplog.at_level(logging.INFO, logger='wild.boxes'):
         box = auto_box(predict, img, ((159.5, 119.5), 139.0))
     np.testing.assert_allclose(box.center, [80.0, 100.0])
     assert box.side == pytest.approx(BOX_ENLARGE * 60.0)

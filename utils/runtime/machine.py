@@ -59,3 +59,9 @@ def report_header(command, load_start, precision):
         'load_average_end': ' '.join(map(str, load_average() or [])),
         'precision': precision,
     }
+
+
+def resident_mb(pid='self'):
+    """Resident memory (MiB) of process `pid`, from /proc/<pid>/status (Linux)."""
+    with open(f'/proc/{pid}/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS:')) / 1024

@@ -19,8 +19,16 @@ creation therefore imports Triton (when installed) before PyOpenGL.
 Renderers are cached: one `pyrender.OffscreenRenderer` per (width, height) per process, created
 on first use (creating one is slow); `close_renderers()` frees them. Not thread-safe: use the
 renderers from one thread.
+
+Memory: PyOpenGL's OSMesa platform returns the current context as a ctypes pointer, a new object
+per call that never equals the last one. pyrender keys its compiled shader programs on it and
+PyOpenGL its per-context storage, so every draw compiled and kept a new program (about 6 MB of
+llvmpipe code per render, never freed: a web app grew 25 MB per request). The first renderer
+creation makes that call return the address as an int, as PyOpenGL's EGL platform does
+(`_comparable_osmesa_context`); a render then reuses the programs of its renderer.
 """
 import atexit
+import ctypes
 import importlib.util
 import logging
 import math
@@ -107,6 +115,14 @@ def _preload_triton():
         import triton  # noqa: F401
 
 
+def _comparable_osmesa_context():
+    """PyOpenGL's current-context call returns the OSMesa context's address (an int, equal
+    from call to call) instead of a fresh ctypes pointer object (module docstring: Memory)."""
+    from OpenGL import platform
+    # One ctypes function object serves PyOpenGL's contextdata and OpenGL.osmesa alike.
+    platform.PLATFORM.GetCurrentContext.restype = ctypes.c_void_p
+
+
 def _get_renderer(width, height):
     """Return the process's cached pyrender.OffscreenRenderer for (width, height) pixels."""
     global _renderers_pid, _close_at_exit
@@ -132,6 +148,8 @@ def _get_renderer(width, height):
             _close_at_exit = True
         try:
             import pyrender
+            if platform == 'osmesa':
+                _comparable_osmesa_context()
             _renderers[key] = pyrender.OffscreenRenderer(width, height)
         except Exception as err:
             raise RuntimeError(

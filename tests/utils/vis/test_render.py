@@ -205,3 +205,25 @@ def test_close_renderers_then_render_again():
     render.close_renderers()
     _, _, after = render.render_mesh(verts, faces, K, (HEIGHT, WIDTH))
     np.testing.assert_array_equal(before, after)
+
+
+def resident_mb():
+    """This process's resident memory (MiB), from /proc/self/status."""
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS:')) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/status'), reason='reads /proc/self/status')
+def test_repeated_renders_keep_memory_flat():
+    # With OSMesa, PyOpenGL gave the current context as a new object per call, never equal to
+    # the last: pyrender compiled and kept a new shader program for every draw (about 5 MB per
+    # render, 150 MB over these 30; utils/vis/render.py, Memory).
+    verts, faces = sphere(0.05, (0.0, 0.0, 0.5), subdivisions=2)
+    for _ in range(3):  # the renderer, its programs and the allocator's pools settle
+        render.render_mesh(verts, faces, K, (HEIGHT, WIDTH))
+    from OpenGL import contextdata  # after the first render (PyOpenGL after Triton: module doc)
+    assert contextdata.getContext() == contextdata.getContext()
+    before = resident_mb()
+    for _ in range(30):
+        render.render_mesh(verts, faces, K, (HEIGHT, WIDTH))
+    assert resident_mb() - before < 20, f'{resident_mb() - before:.0f} MiB more after 30 renders'
