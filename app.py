@@ -41,7 +41,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import config as config_module
-from inference.run_config import resolve_config
+from run.config import resolve_config
 from utils.errors import UserError
 from utils.files.images import read_image
 from utils.runtime.launch import log_config_notes, run_main
@@ -378,11 +378,11 @@ def build_page(predictor, root, has_detector):
 def load_network(rest):
     """(inference.predictor.HandPredictor, cfg) of the command line's config (the checkpoint's own, as
     demo.py)."""
-    cfg = resolve_config(rest, from_checkpoint=True)
+    cfg, notes = resolve_config(rest, from_checkpoint=True)
     if not cfg.checkpoint and not cfg.onnx:
         raise config_module.ConfigError('no network given: python app.py --checkpoint PATH '
                                         '(or --onnx FILE)')
-    log_config_notes(setup_logger())
+    log_config_notes(setup_logger(), notes)
     return load_predictor(cfg, torch.device(cfg.device)), cfg
 
 

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass
 
 from utils.errors import ConfigError
-from utils.network_spec import NetworkFields, consistent_sizes, experiment_name
+from utils.network_spec import DEFAULT_HEAD, NetworkFields, consistent_sizes, experiment_name
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Config(NetworkFields):
     as_published: bool = False  # decode exactly as the published code: fx for both axes (implies fx_as_fy), u, v floored to whole crop px, the network in fp32 whatever amp says (docs/method.md §11)
 
     # ---- model: head and initial weights (the network's shape: the network fields above) ---
-    head: str = 'fused'  # SAIGB + GBBMR implementation, a key of model/heads.HEADS: fused (fast) | reference (docs/method.md §4 as written); same state dict
+    head: str = DEFAULT_HEAD  # SAIGB + GBBMR implementation, a key of model/heads.HEADS: fused (fast) | reference (docs/method.md §4 as written); same state dict
     pretrained_backbone: bool = True  # ImageNet weights (torchvision cache; docs/install.md)
     pre: str = ''  # optional checkpoint to initialise the network from (weights only)
 

@@ -58,7 +58,7 @@ from tqdm import tqdm
 import config as config_module
 from inference.network import load_inference_model
 from inference.predictor import HandPredictor
-from inference.run_config import resolve_config
+from run.config import resolve_config
 from utils.errors import ImageInputError
 from wild.camera import check_intrinsics, image_intrinsics, parse_K
 from wild.mano_fit import fit_record, fitter_for
@@ -340,7 +340,7 @@ def check_args(args):
 
 def main(argv):
     args, rest = parse_args(argv)
-    cfg = resolve_config(rest, from_checkpoint=True)
+    cfg, notes = resolve_config(rest, from_checkpoint=True)
     if not cfg.checkpoint and not cfg.onnx:
         raise config_module.ConfigError('no network given: python demo.py --input IMG '
                                         '--checkpoint PATH (or --onnx FILE)')
@@ -353,7 +353,7 @@ def main(argv):
     elif os.path.isfile(args.input) and not is_image_file(args.input):
         frames = VideoFrames(args.input)
     check_video_flags(args, frames)
-    log_config_notes(setup_logger())
+    log_config_notes(setup_logger(), notes)
     mano = MANO(cfg.mano_root)
     predictor = HandPredictor.from_config(load_inference_model(cfg, mano, device), cfg, mano,
                                           device)

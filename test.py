@@ -26,19 +26,20 @@ from inference.decoding import Decoding
 from inference.network import inference_amp, load_inference_model
 from inference.predict import predict_dataset
 from inference.root_depth import root_prior_for
-from inference.run_config import resolve_config
+from run.config import resolve_config
 from utils.mano import MANO
 from utils.runtime import distributed
 from utils.runtime.launch import run_main, setup_run
 
 
 def main(argv):
-    cfg = resolve_config(argv, from_checkpoint=True)
+    cfg, notes = resolve_config(argv, from_checkpoint=True)
     if not cfg.checkpoint and not cfg.onnx:
         raise config_module.ConfigError("no network given: python test.py --checkpoint PATH "
                                         "(or --onnx FILE from python -m tools.export_onnx)")
     datasets.entry(cfg.dataset).check_data(cfg)  # before anything is written
-    cfg, rank, world_size, device, logger = setup_run(cfg, f'test_{cfg.experiment_name}')
+    cfg, rank, world_size, device, logger = setup_run(cfg, f'test_{cfg.experiment_name}',
+                                                    notes=notes)
     mano = MANO(cfg.mano_root)
     model = load_inference_model(cfg, mano, device)
     amp_dtype = inference_amp(cfg, device, logger)

@@ -15,9 +15,9 @@ import torch
 
 import dataset as datasets
 from inference.decoding import Decoding
-from inference.network import build_model
 from inference.precision import log_amp
-from inference.run_config import resolve_config
+from run.config import resolve_config, save_config
+from run.network import build_model
 from training import evaluation, loop, resume
 from training import monitor as monitoring
 from training.build import (
@@ -35,12 +35,12 @@ from utils.runtime.launch import run_main, training_run
 
 
 def main(argv):
-    cfg = resolve_config(argv)
+    cfg, notes = resolve_config(argv)
     check_batch_split(cfg, distributed.world_size_from_env())  # before anything is written
     datasets.entry(cfg.dataset).check_data(cfg)  # e.g. every line of a custom labels.jsonl
     # refuse_to_overwrite: a fresh run into a folder with checkpoints stops before writing
     with training_run(cfg, f'train_{cfg.experiment_name}',
-                      guard=resume.refuse_to_overwrite) as run:
+                      guard=resume.refuse_to_overwrite, notes=notes) as run:
         cfg, rank, world_size, device, logger = run
         layout = launch_summary(cfg, world_size)
         logger.info('\n'.join(layout))
@@ -69,6 +69,7 @@ def main(argv):
         monitor, eval_set = None, evaluation.evaluation_set(cfg)
         if rank == 0:
             prepare_checkpoint_dir(cfg, logger)
+            save_config(cfg, cfg.checkpoint_dir)
             monitor = monitoring.build_monitor(cfg, steps, start, device, mano.faces, layout)
         options = loop.TrainOptions.from_config(cfg, run, amp_dtype, scaler, monitor)
         decoding = Decoding.from_config(cfg, device, amp_dtype)

@@ -72,7 +72,7 @@ def random_network(folder, mano_root):
     """A randomly initialised network of config.py's defaults with its config, on the CPU."""
     import torch
     import config as config_module
-    from inference.network import build_model
+    from run.network import build_model
     from utils.mano import MANO
     cfg = config_module.resolve(['--device', 'cpu', '--pretrained_backbone', 'false',
                                  '--mano_root', mano_root])

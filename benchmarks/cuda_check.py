@@ -30,11 +30,11 @@ from benchmarks import speed
 # The network, its optimiser and the train step, from where they live today (the one place to
 # repoint when they move).
 from inference.decoding import Decoding
-from inference.network import build_model
+from run.network import build_model
 from inference.precision import autocast
 from training.build import build_optimizer
 from training.loop import train_step
-from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
+from utils.constants import TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
 from utils.mano import MANO
 from utils.runtime.distributed import free_port
 from utils.network_spec import NetworkSpec
@@ -132,7 +132,7 @@ def make_fixture(device, settings, mano_root):
         pretrained_backbone=False, channels_last=device.type == 'cuda')
     size = cfg.input_img_shape[0]
     mano = MANO(mano_root)
-    img2crop, crop2img = get_affine(HAND_BOX_CENTER, HAND_BOX_SIZE, cfg.input_img_shape)
+    img2crop, crop2img = get_affine(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE, cfg.input_img_shape)
     verts = palm_to_camera(mano.template)
     joints = mano.joints_from_verts(verts)
     uvd = encode_uvd(verts, joints, FREIHAND_K, img2crop, crop_size=cfg.input_img_shape,

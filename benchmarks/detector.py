@@ -22,8 +22,8 @@ import torch
 import config as config_module
 from benchmarks.speed import other_cpu_use
 from utils.runtime.machine import report_header
-from inference.network import build_model
 from inference.precision import resolve_amp
+from run.network import build_model
 from wild.boxes import box_iou, box_of
 from utils.mano import MANO
 from utils.transforms import box_from_joints, project

@@ -18,7 +18,7 @@ import dataset as datasets
 from inference.network import load_for_inference
 from inference.decoding import Decoding
 from inference.predict import predict_dataset
-from inference.run_config import resolve_config
+from run.config import resolve_config
 from utils.mano import MANO
 
 def run_path(model, dataset, cfg, amp_dtype, limit):
@@ -45,7 +45,7 @@ def scores_of(cfg, dataset, points):
 
 def paths_of(checkpoint, onnx, limit):
     """{path name: (points, seconds)}, the config and the evaluation set of `checkpoint`."""
-    cfg = resolve_config(['--checkpoint', checkpoint, '--device', 'cpu'], from_checkpoint=True)
+    cfg, _ = resolve_config(['--checkpoint', checkpoint, '--device', 'cpu'], from_checkpoint=True)
     model = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))[0]
     dataset = datasets.entry(cfg.dataset).build('evaluation', cfg)
     runs = {'fp32': run_path(model, dataset, cfg, None, limit),

@@ -14,8 +14,8 @@ import torch
 
 import config as config_module
 from benchmarks import speed
-from inference.network import build_model
 from inference.precision import AMP_DTYPES, resolve_amp
+from run.network import build_model
 from utils.mano import MANO
 
 

@@ -23,7 +23,6 @@ DATASETS = {
     'FreiHAND+HO3D': mixed.ENTRY,
     'custom': custom.ENTRY,
 }
-_PREPROCESSING = ('input_img_shape', 'depth_box', 'seed', 'augment', 'fx_as_fy')
 
 
 def entry(name):
@@ -39,15 +38,15 @@ def get_dataset(name, mode, root=None, **kwargs):
     'HO3D') in `mode`, for code that has no configuration (tests, tools, benchmarks);
     `root=None` keeps the class default folder.
 
-    The Preprocessing fields (input_img_shape, depth_box, seed, augment, fx_as_fy) may be given
-    as keywords; the others go to the class (HO3D: version, mano_root, ...). The entry scripts
+    The Preprocessing fields (Preprocessing.names(): input_img_shape, depth_box, seed, augment,
+    fx_as_fy) may be given as keywords; the others go to the class (HO3D: version, mano_root, ...). The entry scripts
     use `entry(cfg.dataset).build(mode, cfg)` instead.
     """
     reader = entry(name).reader
     if reader is None:
         raise ValueError(f'dataset {name!r} combines data sets: build it from a configuration '
                          f'with dataset.entry({name!r}).build(mode, cfg)')
-    prep = {k: kwargs.pop(k) for k in _PREPROCESSING if k in kwargs}
+    prep = {k: kwargs.pop(k) for k in Preprocessing.names() if k in kwargs}
     if prep:
         kwargs['preprocessing'] = Preprocessing(**prep)
     if root is not None:

@@ -8,6 +8,7 @@ A data set subclasses `HandCropDataset` and says where its images and annotation
 `evaluation_meta(idx)` (at least the wrist depth the decoding adds back); the base class does
 the rest, so every data set's items have the same format and collate together.
 """
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ def augmentation_entropy(seed, epoch, idx):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How items are cut and encoded (the config fields of the same names).
+    """How items are cut and encoded (the config fields of the same names; `augment` is no
+    config field: the mode decides it).
 
     Attributes:
         input_img_shape: (height, width) of the network input crop, pixels.
@@ -50,8 +52,20 @@ class Preprocessing:
     input_img_shape: tuple = (256, 256)
     depth_box: float = 0.3
     seed: int = 0
-    augment: Optional[bool] = None
+    augment: Optional[bool] = dataclasses.field(default=None, metadata={'config': False})
     fx_as_fy: bool = False
+
+    @classmethod
+    def names(cls):
+        """The field names, in order."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def from_config(cls, cfg):
+        """The Preprocessing of a resolved configuration: its fields of the same names
+        (augmentation left to the mode: on in training, off in evaluation)."""
+        return cls(**{field.name: getattr(cfg, field.name) for field in dataclasses.fields(cls)
+                      if field.metadata.get('config', True)})
 
     def checked(self):
         """This preprocessing with plain types; ValueError for a bad seed or depth_box."""
@@ -61,12 +75,6 @@ class Preprocessing:
             raise ValueError(f'depth_box must be > 0 meters, got {self.depth_box!r}')
         return Preprocessing(tuple(int(s) for s in self.input_img_shape), float(self.depth_box),
                              int(self.seed), self.augment, bool(self.fx_as_fy))
-
-
-def preprocessing_of(cfg):
-    """The Preprocessing of a resolved configuration (augmentation in training only)."""
-    return Preprocessing(input_img_shape=cfg.input_img_shape, depth_box=cfg.depth_box,
-                         seed=cfg.seed, fx_as_fy=cfg.fx_as_fy)
 
 
 class HandCropDataset(Dataset):

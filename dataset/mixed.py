@@ -7,7 +7,7 @@ import dataclasses
 from torch.utils.data import ConcatDataset
 
 from dataset import freihand, ho3d
-from dataset.base import preprocessing_of
+from dataset.base import Preprocessing
 
 
 class EpochConcatDataset(ConcatDataset):
@@ -28,7 +28,7 @@ def _build(mode, cfg):
     if mode != 'training':
         return first
     second = ho3d.HO3D(mode, cfg.ho3d_root, version=cfg.ho3d_version, mano_root=cfg.mano_root,
-                       preprocessing=preprocessing_of(cfg),
+                       preprocessing=Preprocessing.from_config(cfg),
                        cache_dir=cfg.annotation_cache)
     return EpochConcatDataset([first, second])
 

@@ -31,6 +31,13 @@ class Decoding:
         amp_dtype: autocast dtype of the forward pass (None: fp32; inference.precision).
         channels_last: feed the image in channels_last layout (CUDA).
     """
+    # The config fields of these names that decode the output, each listed once here:
+    # ENCODED_WITH also encoded the training targets (dataset Preprocessing), so a network keeps
+    # them (an exported file stores them); SWITCHES are the decoding choices a run may make on
+    # any network, ONNX files included (docs/method.md §11).
+    ENCODED_WITH = ('depth_box', 'fx_as_fy')
+    SWITCHES = ('fx_as_fy', 'as_published')
+
     crop_size: Tuple[int, int]
     depth_box: float
     num_joint: int

@@ -1,4 +1,4 @@
-"""The SAR network of a resolved configuration, and the network test.py and demo.py run: a
+"""The SAR network of a NetworkSpec, and the network test.py and demo.py run: a
 checkpoint's weights with batch norms folded, or an exported ONNX file."""
 import logging
 
@@ -9,19 +9,19 @@ from model import NetworkSpec, SAR
 from utils.runtime.checkpoint import load_checkpoint, load_net_state
 
 
-def build_model(cfg, mano, device, pretrained_backbone=None):
-    """The SAR network of `cfg` on `device` (channels_last on CUDA when cfg.channels_last).
+def build_network(spec, mano, device, *, head, pretrained_backbone, channels_last=False):
+    """The SAR network of `spec` (a NetworkSpec) with `head` on `device` (channels_last on
+    CUDA when asked).
 
     Args:
-        cfg: resolved Config. mano: utils.mano.MANO (template and faces).
-        pretrained_backbone: overrides cfg.pretrained_backbone (False when a checkpoint will
-            supply every weight, so no ImageNet file is needed).
+        mano: utils.mano.MANO (template and faces). head: a name of model/heads.py's registry.
+        pretrained_backbone: start the backbone from ImageNet weights (False when a checkpoint
+            will supply every weight, so no ImageNet file is needed).
     """
-    pretrained = cfg.pretrained_backbone if pretrained_backbone is None else pretrained_backbone
-    model = SAR(mano.template, mano.faces, NetworkSpec.from_config(cfg),
-                pretrained_backbone=pretrained, head=cfg.head)
+    model = SAR(mano.template, mano.faces, spec, pretrained_backbone=pretrained_backbone,
+                head=head)
     # One conversion: device and layout in the same pass over the parameters.
-    channels_last = cfg.channels_last and device.type == 'cuda'
+    channels_last = channels_last and device.type == 'cuda'
     return model.to(device, memory_format=torch.channels_last if channels_last
                     else torch.preserve_format)
 
@@ -59,7 +59,8 @@ def load_for_inference(cfg, mano, device):
     The checkpoint supplies every weight, so no ImageNet file is needed. Returns
     (fused model, the checkpoint dict).
     """
-    model = build_model(cfg, mano, device, pretrained_backbone=False)
+    model = build_network(NetworkSpec.from_config(cfg), mano, device, head=cfg.head,
+                          pretrained_backbone=False, channels_last=cfg.channels_last)
     ckpt = load_checkpoint(cfg.checkpoint, map_location=device)
     load_net_state(model, ckpt['net'], cfg.checkpoint)
     logger.info('loaded %s (epoch %s)', cfg.checkpoint, ckpt.get('last_epoch', 'unknown'))

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.errors import UserError
+from inference.decoding import Decoding
 from model.spec import NetworkSpec
+from utils.errors import UserError
 from utils.files.atomic import atomic_open
 
 # onnx and onnxruntime are imported where they are used: check_config_agrees needs neither.
@@ -44,7 +45,7 @@ OPSET_KEY = 'sar_opset'
 TORCH_VERSION_KEY = 'sar_torch_version'
 # Config fields that change the network (its NetworkSpec) or the decoding of its output
 # (docs/method.md §4, §7).
-NETWORK_FIELDS = NetworkSpec.names() + ('depth_box', 'fx_as_fy')
+NETWORK_FIELDS = NetworkSpec.names() + Decoding.ENCODED_WITH
 
 
 class OnnxExportError(RuntimeError, UserError):

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from model.layers import GraphRegressor25D, SpatialAwareGraphBuilder
 from model.reference_head import ReferenceGraphBuilder, ReferenceGraphRegressor
+from utils.network_spec import DEFAULT_HEAD
 
 
 class Head(NamedTuple):
@@ -25,14 +26,14 @@ class Head(NamedTuple):
 
 
 HEADS = {
-    'fused': Head(SpatialAwareGraphBuilder, GraphRegressor25D),  # model/layers.py (default)
+    'fused': Head(SpatialAwareGraphBuilder, GraphRegressor25D),  # model/layers.py (DEFAULT_HEAD)
     'reference': Head(ReferenceGraphBuilder, ReferenceGraphRegressor),  # model/reference_head.py
 }
-DEFAULT_HEAD = 'fused'
 
 
-def get_head(name):
-    """The Head registered as `name`; ValueError naming the registered heads otherwise."""
+def get_head(name=DEFAULT_HEAD):
+    """The Head registered as `name` (DEFAULT_HEAD, in utils/network_spec.py where config.py
+    reads it too, when not given); ValueError naming the registered heads otherwise."""
     if name not in HEADS:
         raise ValueError(f'head={name!r} is not a registered SAR head; use one of '
                          f'{tuple(HEADS)} (model/heads.py)')

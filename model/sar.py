@@ -13,9 +13,10 @@ from torch import nn
 from model.backbone import (build_resnet, fold_batch_norms, high_level_features,
                             load_imagenet_state_dict, mid_level_features,
                             resnet_spec, use_inference_max_pools)
-from model.heads import DEFAULT_HEAD, get_head
+from model.heads import get_head
 from model.loss import stage_losses
 from model.spec import NetworkSpec, check_spec
+from utils.network_spec import DEFAULT_HEAD
 
 TEMPLATE_COORDS = 3  # xyz appended to every vertex's features
 

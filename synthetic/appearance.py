@@ -4,7 +4,7 @@ sample and auto colourisation). See synthetic/freihand.py for the whole recipe."
 import cv2
 import numpy as np
 
-from utils.constants import FREIHAND_IMG_SIZE, FREIHAND_VERSIONS
+from dataset.freihand.constants import FREIHAND_IMG_SIZE, FREIHAND_VERSIONS
 from utils.vis.render import Shading  # pyrender itself is imported when a mesh is rendered
 
 # Rendering and images.

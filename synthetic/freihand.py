@@ -60,8 +60,8 @@ import time
 import cv2
 import numpy as np
 
-from utils.constants import (FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE, ROOT_JOINT_IDX,
-                             ROOTNET_FILE, SCALE_BONE)
+from dataset.freihand.constants import FREIHAND_VERSIONS, ROOTNET_FILE
+from utils.constants import ROOT_JOINT_IDX, SCALE_BONE, TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
 from utils.files.atomic import atomic_write_json
 from synthetic.appearance import compose_version, render_hand, silhouette_mask
 from synthetic.geometry import EVAL_SPLIT, TRAIN_SPLIT, GeometrySampler, sample_generators
@@ -251,8 +251,8 @@ def write_preview(root, out_path, samples=(0, 1, 2)):
     with open(os.path.join(root, 'training_xyz.json')) as f:
         xyz = np.asarray(json.load(f))
     num_train = len(K)
-    box_lo = tuple(int(round(c - HAND_BOX_SIZE / 2)) for c in HAND_BOX_CENTER)
-    box_hi = tuple(int(round(c + HAND_BOX_SIZE / 2)) for c in HAND_BOX_CENTER)
+    box_lo = tuple(int(round(c - TRAINING_BOX_SIZE / 2)) for c in TRAINING_BOX_CENTER)
+    box_hi = tuple(int(round(c + TRAINING_BOX_SIZE / 2)) for c in TRAINING_BOX_CENTER)
     cells, labels = [], []
     for i in samples:
         if not 0 <= i < num_train:

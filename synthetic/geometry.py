@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from manopth import constants as mano_constants
 from manopth.constants import NUM_BETAS
 from manopth.io import load_mano
-from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE, ROOT_JOINT_IDX
+from utils.constants import ROOT_JOINT_IDX, TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
 from utils.mano import MANO, mano_meters
 
 TRAIN_SPLIT, EVAL_SPLIT = 0, 1  # spawn_key[0] of the per-sample SeedSequence
@@ -28,7 +28,7 @@ POSE_SPREAD = 0.8  # times the per-component std of the model's hands_coeffs
 MAX_POINTING_COS = 0.8  # max |z| of the unit wrist -> middle-MCP direction (camera frame)
 MAX_ROTATION_DRAWS = 1000  # rejection sampling bound (acceptance is about 80 %)
 
-# Placement (docs/method.md §2: fixed hand box of HAND_BOX_SIZE px centred at HAND_BOX_CENTER).
+# Placement (docs/method.md §2: fixed hand box of TRAINING_BOX_SIZE px centred at TRAINING_BOX_CENTER).
 ANCHOR_JITTER_PX = 3.0  # keypoint 9 pixel = image centre + U(-j, j) on u and v
 EXTENT_RANGE_PX = (90.0, 125.0)  # side of the projected hand's bounding box
 BOX_MARGIN_PX = 1.0  # the hand stays this far inside the centre box
@@ -59,7 +59,7 @@ def random_intrinsics(rng):
     """3 x 3 FreiHAND-like intrinsics: principal point (112, 112), fx ~ U(FX_RANGE), fy ~ fx."""
     fx = rng.uniform(*FX_RANGE)
     fy = fx * (1.0 + rng.uniform(-FY_REL_JITTER, FY_REL_JITTER))
-    cx, cy = HAND_BOX_CENTER
+    cx, cy = TRAINING_BOX_CENTER
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
@@ -135,8 +135,8 @@ def _bisect_depth(too_near, depth_lo, depth_hi):
     return hi
 
 
-def solve_anchor_depth(points_rel, anchor_uv, K, extent_px, box_center=HAND_BOX_CENTER,
-                       box_size=HAND_BOX_SIZE, margin_px=BOX_MARGIN_PX):
+def solve_anchor_depth(points_rel, anchor_uv, K, extent_px, box_center=TRAINING_BOX_CENTER,
+                       box_size=TRAINING_BOX_SIZE, margin_px=BOX_MARGIN_PX):
     """Keypoint-9 depth giving the projected hand a target size, inside the centre box.
 
     The depth is the larger of: the one where the projected points' bounding box side
@@ -210,7 +210,7 @@ class GeometrySampler:
         K = random_intrinsics(rng)
         betas = np.clip(rng.standard_normal(NUM_BETAS), -BETA_CLIP, BETA_CLIP)
         joint_pose = self.random_joint_pose(rng)
-        anchor_uv = np.asarray(HAND_BOX_CENTER) + rng.uniform(-ANCHOR_JITTER_PX, ANCHOR_JITTER_PX, size=2)
+        anchor_uv = np.asarray(TRAINING_BOX_CENTER) + rng.uniform(-ANCHOR_JITTER_PX, ANCHOR_JITTER_PX, size=2)
         extent_px = rng.uniform(*EXTENT_RANGE_PX)
         return K, joint_pose, betas, anchor_uv, extent_px
 
@@ -258,7 +258,7 @@ class GeometrySampler:
         return verts, anchor, pointing
 
     def place(self, hands, rotations, anchor_uv, K, extent_px,
-              box=(HAND_BOX_CENTER, HAND_BOX_SIZE)):
+              box=(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE)):
         """Rotate the unrotated hands and place them in front of the camera (docs/method.md §1).
 
         Keypoint 9 goes to pixel `anchor_uv`, at the depth where the projected mesh's bounding

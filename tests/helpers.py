@@ -65,7 +65,7 @@ def save_random_checkpoint(cfg, path, config_in='file', **fields):
         the network (evaluation mode), with the saved weights.
     """
     import config as config_module
-    from inference.network import build_model
+    from run.network import build_model
     from utils.mano import MANO
     if config_in not in ('file', 'checkpoint'):
         raise ValueError(f"config_in must be 'file' or 'checkpoint', got {config_in!r}")

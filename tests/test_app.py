@@ -153,7 +153,7 @@ def scene(tmp_path_factory, standin_mano):
     network that returns that truth for the photo's centred box."""
     from synthetic.appearance import compose_version, render_hand
     from synthetic.geometry import GeometrySampler, sample_generators
-    from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
+    from utils.constants import TRAINING_BOX_SIZE, TRAINING_IMAGE_SIZE
     from utils.mano import MANO
     from utils.transforms import encode_uvd, get_affine
     folder = tmp_path_factory.mktemp('app')
@@ -165,8 +165,8 @@ def scene(tmp_path_factory, standin_mano):
     cv2.imwrite(photo, compose_version('sample', hand_rgb, alpha, rng)[:, :, ::-1])
     cfg = config.resolve(['--device', 'cpu', '--backbone', 'resnet18', '--input_img_shape',
                           '64,64', '--pretrained_backbone', 'false', '--mano_root', standin_mano])
-    centre = (FREIHAND_IMG_SIZE - 1) / 2  # the centred box demo.py and the app start from
-    img2crop = get_affine((centre, centre), HAND_BOX_SIZE, cfg.input_img_shape)[0]
+    centre = (TRAINING_IMAGE_SIZE - 1) / 2  # the centred box demo.py and the app start from
+    img2crop = get_affine((centre, centre), TRAINING_BOX_SIZE, cfg.input_img_shape)[0]
     coords = encode_uvd(truth['verts'], truth['xyz'], truth['K'], img2crop, cfg.input_img_shape,
                         cfg.depth_box)
     network = str(folder / 'fixed.onnx')

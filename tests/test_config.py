@@ -1,4 +1,5 @@
 import dataclasses
+import inspect
 import json
 
 import pytest
@@ -23,10 +24,14 @@ def test_defaults_are_the_published_ones():
 
 def test_head_is_checked_against_the_registered_heads():
     # The registry (model/heads.py) is the one list: check_network refuses other names.
-    from inference.run_config import check_network
-    from model.heads import DEFAULT_HEAD
+    from run.config import check_network
+    from model.heads import HEADS
+    from model.sar import SAR
+    from utils.network_spec import DEFAULT_HEAD
 
-    assert config.Config.head == DEFAULT_HEAD
+    # One default: the registry's, config's and SAR's.
+    assert config.Config.head == DEFAULT_HEAD == 'fused' and DEFAULT_HEAD in HEADS
+    assert inspect.signature(SAR).parameters['head'].default == DEFAULT_HEAD
     assert config.resolve(['--head', 'reference']).head == 'reference'
     with pytest.raises(config.ConfigError, match="head='plain'"):
         check_network(config.resolve(['--head', 'plain', '--device', 'cpu']))
@@ -114,7 +119,7 @@ def test_a_preset_trains_on_ho3d_as_written():
     assert config.PRESETS['cpu_demo']['eval_interval'] > 0
     cfg = config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO3D', '--ho3d_version', 'v3'])
     assert cfg.eval_interval == config.PRESETS['cpu_demo']['eval_interval']
-    from inference.run_config import check_network  # the data set's own check (its registry entry)
+    from run.config import check_network  # the data set's own check (its registry entry)
     check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO3D', '--eval_interval', '1']))
     with pytest.raises(config.ConfigError, match='ho3d_root'):
         check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'FreiHAND+HO3D']))

@@ -8,7 +8,7 @@ import torch
 
 import config
 import demo
-from inference.network import build_model
+from run.network import build_model
 from manopth.manolayer import ManoLayer
 from synthetic.geometry import GeometrySampler, sample_generators
 from synthetic.mano_file import save_mano

@@ -7,7 +7,7 @@ import torch
 
 import config
 import demo
-from inference.network import build_model
+from run.network import build_model
 from utils.runtime.launch import run_main
 from synthetic.mano_file import save_mano
 from tests.helpers import random_mano_data

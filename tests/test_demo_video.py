@@ -10,7 +10,7 @@ import torch
 
 import config
 import demo
-from inference.network import build_model
+from run.network import build_model
 from utils.runtime.launch import run_main
 from tests.helpers import CLIP_FRAMES, CLIP_SIZE
 from utils.errors import DataError

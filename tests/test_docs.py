@@ -13,7 +13,7 @@ import shlex
 import pytest
 
 import config
-from inference.run_config import check_network
+from run.config import check_network
 from training.build import check_batch_split
 from tools import make_docs
 

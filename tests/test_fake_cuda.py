@@ -13,7 +13,7 @@ How a CUDA device is faked on this machine (torch 2.14, a CUDA build, no driver)
   inside the fake mode, fails on the first aten op that takes or returns a tensor off the
   CUDA device (a CPU factory call such as `torch.zeros(3)` included). The negative controls
   below run deliberately broken copies through the same checks.
-- The network is built by inference.network.build_model as train.py and test.py build it: the
+- The network is built by run.network.build_model as train.py and test.py build it: the
   SAR constructor runs on real CPU tensors (as on a GPU machine; parameters created inside the
   mode cannot be moved by Module.to: swapping a FakeTensor parameter fails on the weak
   reference the mode keeps to it), then one `.to(device, memory_format=channels_last)` makes
@@ -48,9 +48,9 @@ import model.layers
 import model.loss
 import model.sar
 from inference.decoding import Decoding
-from inference.network import build_model
 from inference.precision import resolve_amp
 from model.loss import face_edge_vectors, stage_losses
+from run.network import build_model
 from tests.helpers import random_mano_data
 from training.loop import forward_losses, to_device
 

@@ -49,7 +49,7 @@ def test_test_py_writes_the_ground_truth_as_a_submission(ho3d_root, standin_mano
                                    dataset[j][2]['K'], dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
                         for j in range(len(dataset))])
 
-    monkeypatch.setattr(network, 'build_model', lambda *a, **k: GroundTruthModel(targets))
+    monkeypatch.setattr(network, 'build_network', lambda *a, **k: GroundTruthModel(targets))
     monkeypatch.setattr(network, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)

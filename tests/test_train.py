@@ -159,7 +159,7 @@ def test_test_py_decodes_ground_truth_uvd_to_ground_truth_xyz(workspace, tmp_pat
                                    dataset[j][2]['img2bb_trans'], crop_size=(64, 64))
                         for j in range(5)])
 
-    monkeypatch.setattr(network, 'build_model', lambda *a, **k: GroundTruthModel(targets))
+    monkeypatch.setattr(network, 'build_network', lambda *a, **k: GroundTruthModel(targets))
     monkeypatch.setattr(network, 'load_net_state', lambda *a, **k: None)
     ckpt = tmp_path / 'any.pth.tar'
     torch.save({'net': {}}, ckpt)

@@ -13,14 +13,14 @@ import torch
 
 from inference.network import load_for_inference
 from inference.onnx import OPSET, SELF_CHECK_TOLERANCE, export_onnx
-from inference.run_config import resolve_config
+from run.config import resolve_config
 from utils.runtime.launch import run_main
 from utils.mano import MANO
 
 
 def _load_fused_model(checkpoint, overrides):
     """(fused SAR on the CPU, resolved Config) for a checkpoint and config overrides (argv)."""
-    cfg = resolve_config([*overrides, '--checkpoint', checkpoint], from_checkpoint=True)
+    cfg, _ = resolve_config([*overrides, '--checkpoint', checkpoint], from_checkpoint=True)
     # The checkpoint supplies every weight (no ImageNet download); the export runs on the CPU.
     cfg = dataclasses.replace(cfg, pretrained_backbone=False, device='cpu')
     model, _ = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))

@@ -11,6 +11,7 @@ docs/config.md whole (config.py's fields, choices, ranges, presets), and the par
 """
 import argparse
 import ast
+import dataclasses
 import contextlib
 import glob
 import importlib
@@ -48,7 +49,12 @@ def config_fields(path):
     for base in config_class.bases:  # e.g. NetworkFields, imported by config.py
         module = sys.modules[getattr(config_module, base.id).__module__]
         fields += _class_fields(module.__file__, base.id)
-    return fields + _class_fields(path, 'Config')
+    # A default written as a constant's name (head = DEFAULT_HEAD) shows the constant's value.
+    defaults = {field.name: field.default for field in dataclasses.fields(config_module.Config)}
+    return [(section, name, annotation, repr(defaults[name]) if default.isidentifier()
+             else default, comment)
+            for section, name, annotation, default, comment in
+            fields + _class_fields(path, 'Config')]
 
 
 def _class_fields(path, class_name):

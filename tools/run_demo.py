@@ -117,7 +117,7 @@ def mean_hand_baseline(data_root, out_dir):
     sample's root estimate from bbox_root_freihand_output.json."""
     from dataset.baseline import mean_hand
     from dataset.freihand import eval as freihand_eval
-    from utils.constants import ROOTNET_FILE
+    from dataset.freihand.constants import ROOTNET_FILE
 
     def load(name):
         with open(os.path.join(data_root, name)) as f:

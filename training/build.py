@@ -4,7 +4,6 @@ import os
 
 import torch
 
-from inference.run_config import save_config
 from utils.errors import ConfigError
 from utils.files.atomic import remove_stale_temporaries
 from utils.runtime import distributed
@@ -75,9 +74,8 @@ def launch_summary(cfg, world_size):
 
 
 def prepare_checkpoint_dir(cfg, logger):
-    """Create the checkpoint folder, remove the temporaries an interrupted write left there,
-    and save the resolved configuration (config.json) in it (rank 0)."""
+    """Create the checkpoint folder and remove the temporaries an interrupted write left there
+    (rank 0; train.py then saves the resolved configuration in it, run.config.save_config)."""
     os.makedirs(cfg.checkpoint_dir, exist_ok=True)
     for stale in remove_stale_temporaries(cfg.checkpoint_dir):
         logger.info('removed %s, left by an interrupted write of an earlier run', stale)
-    save_config(cfg, cfg.checkpoint_dir)

@@ -1,4 +1,5 @@
-"""FreiHAND and SAR constants with their units, named once (docs/method.md §1-3, 7)."""
+"""SAR's constants with their units, named once (docs/method.md §1-3, 7); a data set's own
+constants live in its package (dataset/<name>/)."""
 
 # FreiHAND joint order (21): wrist; thumb 1-4; index 1-4; middle 1-4; ring 1-4; pinky 1-4 (tip last).
 JOINT_NAMES = (
@@ -18,12 +19,12 @@ SKELETON = tuple(
 )
 SCALE_BONE = (9, 10)  # training_scale.json: length (m) of middle MCP -> PIP
 
-FREIHAND_IMG_SIZE = 224  # px, square RGB images
-FREIHAND_VERSIONS = ('gs', 'hom', 'sample', 'auto')  # training image versions, file index i + N*v
-HAND_BOX_CENTER = (112.0, 112.0)  # px, fixed hand box on the 224x224 image
-HAND_BOX_SIZE = 130.0  # px, side of the fixed hand box
+# The training framing (docs/method.md §2): a hand box of TRAINING_BOX_SIZE px centred at
+# TRAINING_BOX_CENTER in a square image of TRAINING_IMAGE_SIZE px, FreiHAND's fixed box. Crops of
+# other images (the demo's centred box) keep its proportion.
+TRAINING_IMAGE_SIZE = 224  # px, side of the square image
+TRAINING_BOX_CENTER = (112.0, 112.0)  # px, the hand box's centre in it
+TRAINING_BOX_SIZE = 130.0  # px, the hand box's side
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)  # RGB
-
-ROOTNET_FILE = 'bbox_root_freihand_output.json'

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+DEFAULT_HEAD = 'fused'  # the head registry's default (model/heads.HEADS); config.py's too
 MID_STRIDE = 8  # px of input per px of the backbone's layer2 feature map (the heatmaps' side)
 HIGH_STRIDE = 32  # px of input per px of the backbone's layer4 feature map
 

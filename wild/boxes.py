@@ -28,7 +28,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from utils.constants import FREIHAND_IMG_SIZE, HAND_BOX_SIZE
+from utils.constants import TRAINING_BOX_SIZE, TRAINING_IMAGE_SIZE
 from utils.errors import ConfigError, DataError
 from utils.transforms import BOX_ENLARGE, HandBox, box_from_joints
 from wild.records import SIDES
@@ -71,7 +71,7 @@ def box_xywh(box):
 
 def centred_box(width, height):
     """The centred FreiHAND box: 130/224 of the shorter image side, around the image centre."""
-    side = HAND_BOX_SIZE / FREIHAND_IMG_SIZE * min(width, height)
+    side = TRAINING_BOX_SIZE / TRAINING_IMAGE_SIZE * min(width, height)
     return HandBox(np.array([(width - 1) / 2, (height - 1) / 2]), side)
 
 

@@ -6,7 +6,7 @@ beside FreiHAND's training set, `--custom_repeat N` times each), tests and evalu
 """
 import os
 
-from dataset.base import DatasetEntry, preprocessing_of
+from dataset.base import DatasetEntry, Preprocessing
 from dataset.custom.labels import LABELS_FILE, read_labels
 from dataset.custom.reader import Custom
 from dataset.freihand import ENTRY as FREIHAND_ENTRY
@@ -36,11 +36,11 @@ def checked_hands(cfg):
 
 
 def _build(mode, cfg):
-    custom = Custom(mode, cfg.data_root, preprocessing_of(cfg), mano_root=cfg.mano_root,
+    custom = Custom(mode, cfg.data_root, Preprocessing.from_config(cfg), mano_root=cfg.mano_root,
                     repeat=cfg.custom_repeat, hands=checked_hands(cfg))
     if mode != 'training' or not cfg.freihand_root:
         return custom
-    freihand = FreiHAND(mode, cfg.freihand_root, preprocessing_of(cfg),
+    freihand = FreiHAND(mode, cfg.freihand_root, Preprocessing.from_config(cfg),
                         cache_dir=cfg.annotation_cache)
     return EpochConcatDataset([freihand, custom])
 

@@ -3,7 +3,7 @@ the training-time evaluation, the scores the training monitor records, and test.
 (pred.json, the local evaluation)."""
 import os
 
-from dataset.base import DatasetEntry, preprocessing_of
+from dataset.base import DatasetEntry, Preprocessing
 from dataset.freihand import eval as freihand_eval
 from dataset.freihand.reader import FreiHAND
 
@@ -17,7 +17,7 @@ RATIO_PANEL = (('f_al_score_5', 'F@5 mm, aligned'), ('f_al_score_15', 'F@15 mm, 
 
 
 def _build(mode, cfg):
-    return FreiHAND(mode, cfg.data_root, preprocessing_of(cfg),
+    return FreiHAND(mode, cfg.data_root, Preprocessing.from_config(cfg),
                     cache_dir=cfg.annotation_cache)
 
 

@@ -24,9 +24,9 @@ import numpy as np
 
 from manopth.constants import NUM_JOINTS, NUM_VERTS
 from dataset.base import HandCropDataset, Preprocessing
-from utils.constants import (FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, HAND_BOX_CENTER, HAND_BOX_SIZE,
-                             ROOTNET_FILE)
 from dataset.freihand.annotations import load_annotation
+from dataset.freihand.constants import FREIHAND_IMG_SIZE, FREIHAND_VERSIONS, ROOTNET_FILE
+from utils.constants import TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
 from utils.files.annotations import resolve_cache_dir
 from utils.errors import DataError
 from dataset.freihand.json_values import read_json
@@ -234,7 +234,7 @@ class FreiHAND(HandCropDataset):
         return idx % self.num_samples, idx // self.num_samples
 
     def crop_box(self, idx):
-        return HAND_BOX_CENTER, HAND_BOX_SIZE
+        return TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
 
     def intrinsics(self, idx):
         return self.K[idx % self.num_samples]

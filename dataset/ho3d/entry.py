@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dataset.base import DatasetEntry, preprocessing_of
+from dataset.base import DatasetEntry, Preprocessing
 from dataset.freihand.eval import write_pred
 from dataset.ho3d import eval as ho3d_eval
 from dataset.ho3d.constants import FREIHAND_TO_HO3D, OPENGL_TO_CAMERA
@@ -16,7 +16,7 @@ from utils.constants import ROOT_JOINT_IDX
 
 def _build(mode, cfg):
     return HO3D(mode, cfg.data_root, version=cfg.ho3d_version, mano_root=cfg.mano_root,
-                preprocessing=preprocessing_of(cfg), cache_dir=cfg.annotation_cache)
+                preprocessing=Preprocessing.from_config(cfg), cache_dir=cfg.annotation_cache)
 
 
 CODALAB_HINT = ('HO3D {version} competition on CodaLab (v2 and v3 are separate competitions; '

@@ -13,7 +13,7 @@ it). A reader of a new layout subclasses dataset.base.HandCropDataset and define
 import dataclasses
 
 from dataset import freihand
-from dataset.base import preprocessing_of
+from dataset.base import Preprocessing
 from dataset.freihand import FreiHAND
 
 CROP_FACTOR = 0.85  # side of the crop box / FreiHAND's (130 px of 224)
@@ -31,7 +31,7 @@ class TightFreiHAND(FreiHAND):
 
 def build(mode, cfg):
     """The reader of a resolved configuration (train.py and test.py call it)."""
-    return TightFreiHAND(mode, cfg.data_root, preprocessing_of(cfg),
+    return TightFreiHAND(mode, cfg.data_root, Preprocessing.from_config(cfg),
                          cache_dir=cfg.annotation_cache)
 
 

@@ -1,5 +1,5 @@
-"""inference.network: the network a configuration builds (its head included) and a checkpoint
-trained with one head run under the other."""
+"""inference.network: the network a spec and head build, and a checkpoint trained with one head
+run under the other."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import config
-from inference.network import build_model, load_for_inference
+from inference.network import build_network, load_for_inference
+from model import NetworkSpec
 from model.heads import HEADS
 
 CPU = torch.device('cpu')
@@ -24,7 +25,8 @@ def random_mano(seed=0):
 def test_the_configured_head_runs_a_checkpoint_of_the_other(tmp_path, trained_head, run_head):
     mano = random_mano()
     torch.manual_seed(0)
-    trained = build_model(config.resolve(preset='cpu_demo', head=trained_head), mano, CPU)
+    spec = NetworkSpec.from_config(config.resolve(preset='cpu_demo'))
+    trained = build_network(spec, mano, CPU, head=trained_head, pretrained_backbone=False)
     assert type(trained.gbbmr[0]) is HEADS[trained_head].regressor
     path = tmp_path / 'snapshot_0.pth.tar'
     torch.save({'net': trained.state_dict(), 'last_epoch': 0}, path)

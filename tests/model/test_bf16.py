@@ -15,7 +15,7 @@ import torch
 
 from model import NetworkSpec, SAR
 from model.layers import SoftHeatmap
-from utils.constants import HAND_BOX_CENTER, HAND_BOX_SIZE
+from utils.constants import TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
 from utils.transforms import decode_uvd, get_affine
 
 SIDE = 64
@@ -50,7 +50,7 @@ def decoded_mm(coords):
     """(B, 799, 3) crop-normalised -> camera frame, mm (docs/method.md §7)."""
     coords = coords.detach().float().numpy()
     count = len(coords)
-    _, crop2img = get_affine(HAND_BOX_CENTER, HAND_BOX_SIZE, (SIDE, SIDE))
+    _, crop2img = get_affine(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE, (SIDE, SIDE))
     return 1000 * decode_uvd(coords, np.full(count, ROOT_DEPTH_M),
                              np.broadcast_to(crop2img, (count, 2, 3)),
                              np.broadcast_to(K, (count, 3, 3)), crop_size=(SIDE, SIDE),

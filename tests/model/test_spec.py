@@ -5,7 +5,7 @@ import pytest
 
 import config
 from inference.onnx import NETWORK_FIELDS
-from inference.run_config import check_against_checkpoint
+from run.config import check_against_checkpoint
 from model.spec import NetworkSpec, consistent_sizes
 
 

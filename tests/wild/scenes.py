@@ -7,7 +7,7 @@ import numpy as np
 
 from synthetic.appearance import composite, render_hand, textured_background
 from synthetic.geometry import GeometrySampler, sample_generators
-from utils.constants import FREIHAND_IMG_SIZE
+from utils.constants import TRAINING_IMAGE_SIZE
 from utils.transforms import box_from_joints, project
 
 PICTURE_SIZE = (300, 520)  # height, width, px
@@ -26,8 +26,8 @@ def _tile(sampler, index, seed, mirror):
     uv = project(truth['xyz'], truth['K'])[:, :2]
     if mirror:
         hand_rgb, alpha = hand_rgb[:, ::-1], alpha[:, ::-1]
-        uv[:, 0] = FREIHAND_IMG_SIZE - 1 - uv[:, 0]
-    side = int(round(FREIHAND_IMG_SIZE * TILE_SCALE))
+        uv[:, 0] = TRAINING_IMAGE_SIZE - 1 - uv[:, 0]
+    side = int(round(TRAINING_IMAGE_SIZE * TILE_SCALE))
     hand_rgb = cv2.resize(np.ascontiguousarray(hand_rgb), (side, side), interpolation=cv2.INTER_LINEAR)
     alpha = cv2.resize(np.ascontiguousarray(alpha), (side, side), interpolation=cv2.INTER_LINEAR)
     # pixel centres: u_big + 0.5 = s (u + 0.5)

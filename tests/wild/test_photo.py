@@ -10,7 +10,7 @@ import torch
 
 import config
 import demo
-from inference.network import build_model
+from run.network import build_model
 from utils.runtime.launch import run_main
 from wild.boxes import box_iou, box_of
 from tests.wild.scenes import write_picture

@@ -25,29 +25,17 @@ class Run(NamedTuple):
     logger: object
 
 
-_PENDING_NOTES = []  # what resolve_config found, logged once the log is set up (log_config_notes)
-
-
-def note_for_log(text, clear=False):
-    """Remember `text` for the run's log, which is not set up yet (logged by setup_run or
-    log_config_notes); clear=True first drops the notes of an earlier resolution."""
-    if clear:
-        _PENDING_NOTES.clear()
-    if text:
-        _PENDING_NOTES.append(text)
-
-
-def log_config_notes(logger):
-    """Log (once) what resolve_config found, e.g. where a checkpoint's configuration came from;
-    called once the log is set up (setup_run, demo.py)."""
-    for note in _PENDING_NOTES:
+def log_config_notes(logger, notes):
+    """Log what resolve_config found (its `notes`, e.g. where a checkpoint's configuration came
+    from), once the log is set up (setup_run, demo.py, app.py)."""
+    for note in notes:
         logger.info('%s', note)
-    _PENDING_NOTES.clear()
 
 
-def setup_run(cfg, log_name, lock=None, guard=None):
+def setup_run(cfg, log_name, lock=None, guard=None, notes=()):
     """Start distributed (under torchrun or srun), log to output/log/<log_name>.log on rank 0,
-    log the environment and the resolved configuration. Returns a `Run`.
+    log the environment, `notes` (resolve_config's) and the resolved configuration. Returns a
+    `Run`.
 
     lock: an ExperimentLock that rank 0 acquires after the process group formed and before
     anything is written; when it is held elsewhere every rank raises ExperimentLockedError.
@@ -76,7 +64,7 @@ def setup_run(cfg, log_name, lock=None, guard=None):
     if lock is not None and lock.note:
         logger.info(lock.note)
     log_environment(logger)
-    log_config_notes(logger)
+    log_config_notes(logger, notes)
     logger.info('resolved config:\n%s', json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
@@ -154,12 +142,12 @@ def _same_file(fd, path):
 
 
 @contextlib.contextmanager
-def training_run(cfg, log_name, guard=None):
+def training_run(cfg, log_name, guard=None, notes=()):
     """setup_run for train.py holding the experiment lock beside the checkpoints (rank 0)
-    while the block runs; the lock file is removed at the end. guard: as in setup_run."""
+    while the block runs; the lock file is removed at the end. guard, notes: as in setup_run."""
     lock = ExperimentLock(cfg.checkpoint_dir)
     try:
-        yield setup_run(cfg, log_name, lock=lock, guard=guard)
+        yield setup_run(cfg, log_name, lock=lock, guard=guard, notes=notes)
     finally:
         lock.release()
 

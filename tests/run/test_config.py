@@ -1,13 +1,13 @@
-"""Where a checkpoint's configuration comes from (inference.run_config.saved_config), and overrides
-that contradict the checkpoint's network."""
+"""Where a checkpoint's configuration comes from (run.config.saved_config), the notes that say so,
+and overrides that contradict the checkpoint's network."""
 import logging
 
 import pytest
 import torch
 
 import config
+from run.config import resolve_config, saved_config
 from utils.runtime.launch import log_config_notes
-from inference.run_config import resolve_config, saved_config
 
 
 def _checkpoint(path, cfg=None):
@@ -40,11 +40,20 @@ def test_a_checkpoint_without_any_config_keeps_the_defaults_and_says_so(tmp_path
     path = _checkpoint(tmp_path / 'authors.pth.tar')
     cfg, note = saved_config(str(path))
     assert cfg is None and "config.py's defaults" in note
-    resolved = resolve_config(['--checkpoint', str(path), '--device', 'cpu'], from_checkpoint=True)
-    assert resolved.backbone == config.cfg.backbone
+    resolved, notes = resolve_config(['--checkpoint', str(path), '--device', 'cpu'],
+                                     from_checkpoint=True)
+    assert resolved.backbone == config.cfg.backbone and notes == (note,)
     with caplog.at_level(logging.INFO):
-        log_config_notes(logging.getLogger('sar'))
+        log_config_notes(logging.getLogger('sar'), notes)
     assert "config.py's defaults" in caplog.text and str(path) in caplog.text
+
+
+def test_a_run_from_config_py_has_no_notes_and_notes_do_not_carry_over(tmp_path):
+    path = _checkpoint(tmp_path / 'exp' / 'snapshot_0.pth.tar', config.resolve(preset='cpu_demo'))
+    _, notes = resolve_config(['--checkpoint', str(path), '--device', 'cpu'], from_checkpoint=True)
+    assert len(notes) == 1 and 'stored in' in notes[0] and str(path) in notes[0]
+    _, notes = resolve_config(['--device', 'cpu'])  # the next resolution starts afresh
+    assert notes == ()
 
 
 def test_an_override_contradicting_the_checkpoint_names_it_and_the_trained_value(tmp_path):
@@ -57,7 +66,8 @@ def test_an_override_contradicting_the_checkpoint_names_it_and_the_trained_value
     assert 'input_img_shape=(128, 128)' in message and '--input_img_shape' in message
     assert 'heatmap_size' not in message and 'feature_size' not in message
     # Decoding fields may change.
-    cfg = resolve_config(['--checkpoint', str(path), '--as_published', 'true'], from_checkpoint=True)
+    cfg, _ = resolve_config(['--checkpoint', str(path), '--as_published', 'true'],
+                            from_checkpoint=True)
     assert cfg.as_published and cfg.fx_as_fy and cfg.input_img_shape == (64, 64)
 
 

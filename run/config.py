@@ -1,28 +1,29 @@
 """The configuration of a run: config.py, preset and command line, checked against the
 network's own size rules and, for runs that load a checkpoint or an ONNX file, against the
-configuration saved with it."""
+configuration saved with it; and its copy saved beside the checkpoints (config.json)."""
 import json
 import os
+from typing import NamedTuple, Tuple
 
 import torch
 
 import config as config_module
 import dataset as datasets
+from inference.decoding import Decoding
 from model.heads import get_head
 from model.spec import NetworkSpec, check_spec
 from utils.errors import CheckpointError, ConfigError
 from utils.files.atomic import atomic_write_json
 from utils.runtime.checkpoint import load_checkpoint
-from utils.runtime.launch import note_for_log
 
 CONFIG_FILE = 'config.json'  # beside every checkpoint: the resolved configuration
 
 
-# Decoding choices a run may make on any network, ONNX files included (docs/method.md §11).
-DECODING_SWITCHES = ('fx_as_fy', 'as_published')
-
-
-
+class Resolved(NamedTuple):
+    """What `resolve_config` returns."""
+    cfg: object  # the validated config.Config
+    notes: Tuple[str, ...]  # sentences for the run's log (where its configuration came from),
+    # logged once the log is set up (utils.runtime.launch.setup_run(notes=...), log_config_notes)
 
 
 def saved_config(checkpoint):
@@ -50,7 +51,7 @@ def saved_config(checkpoint):
             values = json.load(f)
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f'{path} (the configuration saved beside {checkpoint}) '
-                                        f'cannot be read: {err}; fix or delete it') from None
+                          f'cannot be read: {err}; fix or delete it') from None
     if not isinstance(values, dict):
         raise ConfigError(f'{path}: expected a JSON object of config fields')
     return (config_module.from_dict(values, path),
@@ -78,8 +79,7 @@ def check_network(cfg):
     CUDA device on a machine without one."""
     if cfg.device == 'cuda' and not torch.cuda.is_available():
         raise ConfigError("device='cuda' but CUDA is not available on this machine: "
-                                        "add --device cpu (or install a CUDA build of torch and "
-                                        "a driver)")
+                          "add --device cpu (or install a CUDA build of torch and a driver)")
     try:
         check_spec(NetworkSpec.from_config(cfg))
         get_head(cfg.head)
@@ -91,16 +91,15 @@ def check_network(cfg):
 
 def resolve_config(argv, from_checkpoint=False):
     """The validated configuration of a run: config.py, preset, command line (config.resolve),
-    then the network's own size checks.
+    then the network's own size checks. Returns `Resolved(cfg, notes)`.
 
     from_checkpoint: for runs that load `--checkpoint` (test.py, demo.py): start from the
     configuration the checkpoint was trained with (`saved_config`: stored in it, else
-    config.json beside it; the log says which) instead of config.py's defaults, so a checkpoint
+    config.json beside it; the notes say which) instead of config.py's defaults, so a checkpoint
     trained with `--preset cpu_demo` runs with its own network size, data and decoding without
     repeating the preset. Overrides of the network's shape are refused
     (`check_against_checkpoint`).
     """
-    note_for_log('', clear=True)  # notes of an earlier resolution in this process are not this run's
     cfg = config_module.resolve(argv)
     wanted = [('checkpoint', cfg.checkpoint)] if from_checkpoint or cfg.continue_train else []
     for field, path in wanted + [('pre', cfg.pre)]:
@@ -108,17 +107,18 @@ def resolve_config(argv, from_checkpoint=False):
             raise CheckpointError(f'checkpoint not found: {path} (set --{field} PATH)')
     if from_checkpoint and cfg.onnx:
         return _resolve_for_onnx(argv, cfg)
+    notes = ()
     if from_checkpoint and cfg.checkpoint:
         base, note = saved_config(cfg.checkpoint)
-        note_for_log(note)
+        notes = (note,)
         if base is not None:  # without one, loading the weights is the check
             cfg = config_module.resolve(argv, base=base)
             check_against_checkpoint(cfg, base, cfg.checkpoint)
-    return check_network(cfg)
+    return Resolved(check_network(cfg), notes)
 
 
 def _resolve_for_onnx(argv, cfg):
-    """The configuration of a run with `--onnx FILE`: the one stored in the file under the
+    """`Resolved` of a run with `--onnx FILE`: the configuration stored in the file under the
     command line; a `--checkpoint` given as well must describe the same network."""
     from inference.onnx import check_config_agrees, read_config
 
@@ -127,26 +127,26 @@ def _resolve_for_onnx(argv, cfg):
     except ValueError as err:
         raise ConfigError(str(err)) from None
     cfg = config_module.resolve(argv, base=config_module.from_dict(stored, cfg.onnx))
-    note_for_log(f'configuration: the one stored in {cfg.onnx}')
+    notes = [f'configuration: the one stored in {cfg.onnx}']
     try:
         # Overrides must not change the network; the published decoding may be asked for.
         check_config_agrees(stored, {**cfg.to_dict(), **{k: stored.get(k) for k in
-                                                         DECODING_SWITCHES}})
+                                                         Decoding.SWITCHES}})
         if cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
             # Only the path recorded at export (a given --checkpoint was checked above): an
             # exported file runs without its checkpoint.
-            note_for_log(f'{cfg.onnx} was exported from {cfg.checkpoint}, which is not '
-                                  f'here: nothing to check it against')
+            notes.append(f'{cfg.onnx} was exported from {cfg.checkpoint}, which is not '
+                         f'here: nothing to check it against')
         elif cfg.checkpoint:
             saved, note = saved_config(cfg.checkpoint)
-            note_for_log(f'{note} (checked against {cfg.onnx})')
+            notes.append(f'{note} (checked against {cfg.onnx})')
             check_config_agrees(stored, (saved or config_module.cfg).to_dict())
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if cfg.device != 'cpu':
         raise ConfigError(f"--onnx runs ONNX Runtime on the CPU, but device is "
-                                        f"{cfg.device!r}: add --device cpu")
-    return check_network(cfg)
+                          f"{cfg.device!r}: add --device cpu")
+    return Resolved(check_network(cfg), tuple(notes))
 
 
 def save_config(cfg, folder):
