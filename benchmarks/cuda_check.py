@@ -2,11 +2,9 @@
 
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
-Checks: the environment; training that overfits one fixed batch in bf16, fp16 and under
-torch.compile; bf16 against fp32 inference; training and inference images/s (goal: 1,800
-training images/s on an H100/H200, never failed for speed); DDP over NCCL; EGL rendering;
---profile. What each verifies and its tolerance: the comments and constants below.
---device cpu runs a reduced version in about a minute (fp16, compile, NCCL and EGL: SKIP).
+Overfitting in bf16, fp16 and compiled; bf16 inference; images/s (goal 1,800 training images/s
+on an H100/H200); DDP over NCCL; EGL rendering (docs/performance.md, "On a GPU (estimates)"). --device cpu:
+a reduced run (fp16, compile, NCCL and EGL skipped); tolerances: the constants below.
 """
 import argparse
 import collections
@@ -117,8 +115,7 @@ def sync(device):
 
 
 def palm_to_camera(template):
-    """The template (778 x 3) turned palm towards the camera, centred HAND_DEPTH_M ahead
-    (meters, camera frame)."""
+    """The template (778 x 3) palm towards the camera, HAND_DEPTH_M ahead (m, camera frame)."""
     # Template frame: fingers along -x, back of the hand +y. (x, y, z) -> (x, -z, y) turns the
     # back of the hand to +z, away from the camera: the palm faces it.
     rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -156,9 +153,8 @@ def window(steps):
 
 
 def overfit(fx, model, optimizer, steps, amp_dtype=None, scaler=None):
-    """`steps` train steps on the fixed batch. Returns (total loss per step (steps,),
-    images/s after the warm-up, seconds of the first step). The losses stay on the device
-    until the end (no synchronisation inside the timed loop, as in the epoch loop)."""
+    """`steps` train steps on the fixed batch, losses kept on the device (no synchronisation
+    in the timed loop): (total loss per step, images/s after the warm-up, first step's s)."""
     inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
     warmup = window(steps)
     totals = []
@@ -251,8 +247,7 @@ def check_train(fx, amp_dtype, use_scaler=False, use_compile=False, key=None):
 
 @contextlib.contextmanager
 def true_fp32():
-    """Disable TF32 (cuDNN convolutions use it by default on Ampere and later) so the
-    reference really is fp32."""
+    """TF32 off (cuDNN uses it by default from Ampere on): the reference is true fp32."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
