@@ -11,6 +11,7 @@ from dataset.custom.labels import LABELS_FILE, read_labels
 from dataset.custom.reader import Custom
 from dataset.freihand import ENTRY as FREIHAND_ENTRY
 from dataset.freihand import FreiHAND
+from dataset.freihand.entry import write_scores
 from dataset.freihand import eval as freihand_eval
 from dataset.mixed import EpochConcatDataset
 
@@ -71,12 +72,8 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
                                          image_verts)
     logger.info('wrote %s (%d hands, the test lines of %s in order)', pred_path, len(xyz),
                 os.path.join(cfg.data_root, LABELS_FILE))
-    scores = _evaluate(cfg, dataset, xyz, verts)
-    out_dir = os.path.join(cfg.output_root, 'eval')
-    freihand_eval.write_outputs(scores, out_dir)
-    logger.info('evaluation (FreiHAND\'s metrics), written to %s:\n%s', out_dir,
-                freihand_eval.format_report(scores))
-    return scores
+    return write_scores(_evaluate(cfg, dataset, xyz, verts), cfg.output_root, logger,
+                        "evaluation (FreiHAND's metrics)")
 
 
 # FreiHAND's metrics, so FreiHAND's report, monitored scores and curves' panels (a joints-only

@@ -46,11 +46,16 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
         logger.info('no evaluation ground truth in %s: skipping the local evaluation',
                     cfg.data_root)
         return None
-    scores = _evaluate(cfg, dataset, xyz, verts)
-    out_dir = os.path.join(cfg.output_root, 'eval')
+    return write_scores(_evaluate(cfg, dataset, xyz, verts), cfg.output_root, logger,
+                        'local evaluation (the leaderboard definitions)')
+
+
+def write_scores(scores, output_root, logger, what):
+    """FreiHAND's evaluation files of `scores` (scores.txt, scores.html, pck_data.json, the
+    PCK plots) in <output_root>/eval, and the report logged under `what`; returns scores."""
+    out_dir = os.path.join(output_root, 'eval')
     freihand_eval.write_outputs(scores, out_dir)
-    logger.info('local evaluation (the leaderboard definitions), written to %s:\n%s', out_dir,
-                freihand_eval.format_report(scores))
+    logger.info('%s, written to %s:\n%s', what, out_dir, freihand_eval.format_report(scores))
     return scores
 
 
