@@ -83,25 +83,21 @@ def stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid=None):
         faces: F x 3 long indices into the first num_vert rows.
         num_vert: V; the mesh terms use rows [0, V) only.
         verts_valid: optional B (1: the item's target vertices are real, 0: joints-only item,
-            its vertex rows are placeholders). None: every item has vertices (the published
-            losses as they are); see `masked_stage_losses` otherwise.
+            its vertex rows are placeholders): `masked_stage_losses`. None: every item has
+            vertices, the published losses (training.loop.drop_full_mask passes None for a batch
+            whose mask is all ones, so FreiHAND's batches keep them bit for bit).
     Returns:
         {'coord': scalar, 'normal': scalar, 'edge': scalar}.
     """
+    if verts_valid is not None:
+        return masked_stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid)
     pred_verts = pred_uvd[:, :num_vert]
     gt_verts = gt_uvd[:, :num_vert]
-    losses = {
+    return {
         'coord': LOSS_WEIGHTS['coord'] * coord_l1_loss(pred_uvd, gt_uvd),
         'normal': LOSS_WEIGHTS['normal'] * normal_loss(pred_verts, gt_verts, faces),
         'edge': LOSS_WEIGHTS['edge'] * edge_length_loss(pred_verts, gt_verts, faces),
     }
-    if verts_valid is None:
-        return losses
-    masked = masked_stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid)
-    # A batch whose every item has vertices keeps the published values bit for bit (the
-    # weighted means sum in another order); a tensor condition, so no host sync.
-    all_valid = (verts_valid > 0).all()
-    return {name: torch.where(all_valid, losses[name], masked[name]) for name in losses}
 
 
 def masked_stage_losses(pred_uvd, gt_uvd, faces, num_vert, verts_valid):

@@ -27,6 +27,16 @@ def to_device(batch, device, channels_last=False):
     return out
 
 
+def drop_full_mask(targets):
+    """`targets` without 'verts_valid' when every item has vertices (checked on the host batch,
+    before it moves: no device synchronisation), so the model computes the published losses
+    and only batches with joints-only items pay for the masked ones (docs/method.md §12)."""
+    valid = targets.get('verts_valid')
+    if valid is None or not bool(valid.all()):
+        return targets
+    return {key: value for key, value in targets.items() if key != 'verts_valid'}
+
+
 class NonFiniteLossError(RuntimeError, UserError):
     """A loss term became NaN or infinite; the message names the iteration and the term."""
 
@@ -177,7 +187,7 @@ def train_one_epoch(model, loader, optimizer, options, *, epoch, start_step=0, a
 
     def prepare(inputs, targets):
         return (to_device(inputs, opt.device, opt.channels_last),
-                to_device(targets, opt.device))
+                to_device(drop_full_mask(targets), opt.device))
 
     batches = _micro_batch_groups(monitor.timed(loader) if monitor else loader, opt.accumulate)
     for it, group in enumerate(batches, start=start_step):

@@ -7,6 +7,7 @@ import torch
 
 from model.loss import (LOSS_WEIGHTS, coord_l1_loss, edge_length_loss, face_edge_vectors,
                         normal_loss, stage_losses)
+from training.loop import drop_full_mask
 
 # Unit square in the z = 0 plane split into two triangles; both target normals are +z:
 #   face 0 = (v0, v1, v2): unit(v1 - v0) = (1, 0, 0), unit(v2 - v0) = (0, 1, 0), cross = (0, 0, 1)
@@ -112,12 +113,18 @@ def mixed_batch():
     return pred.requires_grad_(), gt
 
 
-def test_an_all_valid_batch_gives_exactly_the_unmasked_losses():
+def test_an_all_valid_mask_gives_the_published_losses():
+    # The masked means equal the published ones up to summation order; training drops an
+    # all-ones mask on the host (drop_full_mask), so FreiHAND batches take the published path.
     pred, gt = mixed_batch()
     plain = stage_losses(pred, gt, FACES, num_vert=4)
     masked = stage_losses(pred, gt, FACES, num_vert=4, verts_valid=torch.ones(3))
     for name in plain:
-        assert torch.equal(plain[name], masked[name]), name
+        torch.testing.assert_close(masked[name], plain[name], rtol=1e-6, atol=0), name
+    full = {'mesh_pose_uvd': gt, 'verts_valid': torch.ones(3)}
+    assert drop_full_mask(full).keys() == {'mesh_pose_uvd'}
+    mixed = {'mesh_pose_uvd': gt, 'verts_valid': torch.tensor([1.0, 0.0, 1.0])}
+    assert drop_full_mask(mixed) is mixed
 
 
 def test_joints_only_items_count_their_joint_rows_only():
