@@ -82,8 +82,8 @@ class HandCropDataset(Dataset):
 
     inputs['img']: 3 x H x W float32, normalised RGB. Training targets['mesh_pose_uvd']:
     (V + J) x 3 float32 (docs/method.md §3) and targets['verts_valid'] (float32 1, or 0 for a
-    joints-only item whose vertex rows are placeholders at the wrist); evaluation targets: {} (the evaluator reads the
-    ground truth itself). meta_info: 'idx', 'sample_idx', 'version' (ints), 'img2bb_trans' /
+    joints-only item whose vertex rows are placeholders at the wrist); evaluation targets: {}
+    (the evaluator reads the ground truth itself). meta_info: 'idx', 'sample_idx', 'version' (ints), 'img2bb_trans' /
     'bb2img_trans' (2 x 3 float32, image <-> crop), 'K' (3 x 3), 'root_depth' (m: the true
     wrist depth in training, the data set's estimate or given root in evaluation), 'aug_scale',
     'aug_rot', 'aug_transl' (2,), 'aug_color_gain' (3, B G R), plus `evaluation_meta`'s keys.

@@ -12,6 +12,7 @@ import pytest
 import trimesh
 
 from utils.vis import render
+from utils.runtime.machine import resident_mb
 
 # Non-square image and fx != fy so that swapped axes or a transposed image would show.
 HEIGHT, WIDTH = 200, 240
@@ -205,12 +206,6 @@ def test_close_renderers_then_render_again():
     render.close_renderers()
     _, _, after = render.render_mesh(verts, faces, K, (HEIGHT, WIDTH))
     np.testing.assert_array_equal(before, after)
-
-
-def resident_mb():
-    """This process's resident memory (MiB), from /proc/self/status."""
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS:')) / 1024
 
 
 @pytest.mark.skipif(not os.path.exists('/proc/self/status'), reason='reads /proc/self/status')
