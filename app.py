@@ -129,7 +129,8 @@ def read_logins(path):
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError as err:
-        raise config_module.ConfigError(f'--auth_file {path}: cannot read it ({err.strerror})') from None
+        raise config_module.ConfigError(
+            f'--auth_file {path}: cannot read it ({err.strerror})') from None
     logins = [parse_login(line, f'--auth_file {path} line {k}') for k, line in
               enumerate(lines, 1) if line.strip() and not line.lstrip().startswith('#')]
     if not logins:
@@ -353,7 +354,8 @@ def build_page(predictor, root, has_detector):
                 root_depth_m = gr.Number(value=0, minimum=0, label='Wrist depth (m; 0: from '
                                          'the hand\'s size)')
                 fit_mano = gr.Checkbox(value=False, label='Fit MANO parameters (in the JSON)')
-                axes = gr.Radio(list(AXES), value=next(iter(AXES)), label='Axes of the OBJ file (the GLB is always glTF\'s)')
+                axes = gr.Radio(list(AXES), value=next(iter(AXES)),
+                                label="Axes of the OBJ file (the GLB is always glTF's)")
                 run = gr.Button('Run', variant='primary', elem_id='run')
             with gr.Column(scale=2):
                 status = gr.Textbox(label='Status', interactive=False, elem_id='status')
@@ -376,8 +378,8 @@ def build_page(predictor, root, has_detector):
 # ---- the app --------------------------------------------------------------------------------
 
 def load_network(rest):
-    """(inference.predictor.HandPredictor, cfg) of the command line's config (the checkpoint's own, as
-    demo.py)."""
+    """(inference.predictor.HandPredictor, cfg) of the command line's config (the checkpoint's
+    own, as demo.py)."""
     cfg, notes = resolve_config(rest, from_checkpoint=True)
     if not cfg.checkpoint and not cfg.onnx:
         raise config_module.ConfigError('no network given: python app.py --checkpoint PATH '
