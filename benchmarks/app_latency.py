@@ -18,7 +18,6 @@ network of config.py's defaults, with the MANO of --mano_root (default: the stan
 """
 import argparse
 import os
-import json
 import shutil
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import urllib.request
 import cv2
 import numpy as np
 
-from utils.runtime.machine import load_average, report_header, resident_mb
+from utils.runtime.machine import finish_report, load_average, report_header, resident_mb
 from utils.runtime.distributed import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -226,8 +225,7 @@ def serve_and_measure(args, folder, mano_root, checkpoint, image):
 
 def main(argv):
     args = parse_args(argv)
-    load_start = load_average()
-    header = report_header('python -m benchmarks.app_latency ' + ' '.join(argv), load_start,
+    header = report_header('python -m benchmarks.app_latency ' + ' '.join(argv), load_average(),
                            None)
     with tempfile.TemporaryDirectory(prefix='app_latency_') as folder:
         mano_root = args.mano_root and os.path.abspath(args.mano_root)
@@ -265,21 +263,13 @@ def print_and_report(args, header, size, measured):
         '' if growth is None else f'; growth from request {RSS_AFTER} to {len(rss)}: '
         f'{growth:+.0f} MiB ({growth / (len(rss) - RSS_AFTER):+.2f} per request; goal: at most '
         f'{GROWTH_GOAL_MB} over 90 requests)'))
-    load_end = ' '.join(map(str, load_average()))
-    print(f"CPU: {header['cpu_model']} ({header['cpu_flags']}), {os.cpu_count()} threads; load "
-          f"average {header['load_average_start']} at the start, {load_end} at the end")
-    if args.report:
-        from utils.files.atomic import atomic_write_json
-        report = {**header, 'load_average_end': load_end,
-                  'network': args.checkpoint or 'random default network',
-                  'precision': precision,
-                  'photo': f'{width} x {height}', 'requests': len(rss),
-                  'rss_mib': figures,
-                  'growth_mib': None if growth is None else round(growth, 1),
-                  'seconds per request': {'first': round(times[0], 2),
-                                          'median of the rest': round(statistics.median(times[1:]), 2)}}
-        atomic_write_json(args.report, report, indent=1)
-        print(f'wrote {args.report}')
+    finish_report(header, {
+        'network': args.checkpoint or 'random default network', 'precision': precision,
+        'photo': f'{width} x {height}', 'requests': len(rss), 'rss_mib': figures,
+        'growth_mib': None if growth is None else round(growth, 1),
+        'seconds per request': {'first': round(times[0], 2),
+                                'median of the rest': round(statistics.median(times[1:]), 2)}},
+        args.report)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from utils.runtime.machine import load_average, report_header, resident_mb
+from utils.runtime.machine import finish_report, load_average, report_header, resident_mb
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EARLY = 0.1  # fraction of the items after which the first RSS is read
@@ -70,32 +70,21 @@ def measure(name, cmd, folder):
 
 def main(argv):
     args, demo_options = parse_args(argv)
-    load_start = load_average()
-    header = report_header('python -m benchmarks.demo_memory ' + ' '.join(argv), load_start,
+    header = report_header('python -m benchmarks.demo_memory ' + ' '.join(argv), load_average(),
                            'as demo.py logs it (amp auto: bf16 where the CPU has it natively)')
     from synthetic.clip import ClipSpec, generate_clip
     demo = [sys.executable, 'demo.py', '--checkpoint', os.path.abspath(args.checkpoint),
             '--mano_root', os.path.abspath(args.mano_root), *demo_options]
     results = {}
+    inputs = (('photos', f'folder of {args.photos} photos', args.photos, 'frames_dir'),
+              ('video', f'video of {args.frames} frames', args.frames, 'video'))
     with tempfile.TemporaryDirectory(prefix='demo_memory_') as folder:
-        photos = generate_clip(os.path.join(folder, 'photos'), args.mano_root,
-                               ClipSpec(num_frames=args.photos), seed=1, progress=False)
-        results[f'folder of {args.photos} photos'] = measure(
-            'photos', demo + ['--input', photos['frames_dir'], '--out',
-                              os.path.join(folder, 'out_photos')], folder)
-        video = generate_clip(os.path.join(folder, 'video'), args.mano_root,
-                              ClipSpec(num_frames=args.frames), seed=2, progress=False)
-        results[f'video of {args.frames} frames'] = measure(
-            'video', demo + ['--input', video['video'], '--out', os.path.join(folder, 'out_video')],
-            folder)
-    load_end = ' '.join(map(str, load_average()))
-    print(f"CPU: {header['cpu_model']} ({header['cpu_flags']}), {os.cpu_count()} threads; load "
-          f"average {header['load_average_start']} at the start, {load_end} at the end")
-    if args.report:
-        from utils.files.atomic import atomic_write_json
-        atomic_write_json(args.report, {**header, 'load_average_end': load_end,
-                                        'network': args.checkpoint, 'rss_mib': results}, indent=1)
-        print(f'wrote {args.report}')
+        for seed, (name, label, count, key) in enumerate(inputs, start=1):
+            clip = generate_clip(os.path.join(folder, name), args.mano_root,
+                                 ClipSpec(num_frames=count), seed=seed, progress=False)
+            results[label] = measure(name, demo + ['--input', clip[key], '--out',
+                                                   os.path.join(folder, f'out_{name}')], folder)
+    finish_report(header, {'network': args.checkpoint, 'rss_mib': results}, args.report)
 
 
 if __name__ == '__main__':

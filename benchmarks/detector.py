@@ -21,13 +21,12 @@ import torch
 
 import config as config_module
 from benchmarks.speed import other_cpu_use
-from utils.runtime.machine import report_header
+from utils.runtime.machine import finish_report, load_average, report_header
 from inference.precision import resolve_amp
 from run.network import build_model
 from wild.boxes import box_iou, box_of
 from utils.mano import MANO
 from utils.transforms import box_from_joints, project
-from utils.files.atomic import atomic_open
 from wild.detector import detector_python, load_detector
 from wild.outputs import write_outputs
 from inference.predictor import HandPredictor
@@ -116,7 +115,7 @@ def time_photos(paths, predictor, out_dir, detect):
 
 def main(argv):
     args, rest = parse_args(argv)
-    load_start, other_cpu = [round(x, 2) for x in os.getloadavg()], other_cpu_use()
+    load_start, other_cpu = load_average(), other_cpu_use()
     with tempfile.TemporaryDirectory() as tmp:
         mano_root = os.path.join(tmp, 'mano')
         from synthetic.standin import main as standin_main
@@ -138,22 +137,8 @@ def main(argv):
     amp = resolve_amp(cfg.amp, torch.device('cpu')).name
     precision = 'fp32' if amp == 'off' else amp
     network = f"{cfg.backbone}, {cfg.input_img_shape[0]} px, {precision}"
-    command = ' '.join(['python -m benchmarks.detector', *sys.argv[1:]])
-    report = {
-        **report_header(command, load_start, f'SAR in {precision} autocast; the detector as '
-                        f'MediaPipe runs it'),
-        'other_processes_cores_busy_at_start': None if other_cpu is None else round(other_cpu, 1),
-        'images': len(paths), 'hits_iou_0.5': hits, 'hits_labelled_right': right,
-        'detector_environment': os.path.relpath(prefix), 'detector_environment_mib': env_mib,
-        'worker_start_s': round(worker_start_s, 2),
-        'detector_per_image_median_s': {'wall': round(statistics.median(det_walls), 4),
-                                        'cpu': round(statistics.median(det_cpus), 4)},
-        f'detector + SAR ({network}) + GLB per photo, median s': {
-            'wall': round(wall, 3), 'cpu': round(cpu, 3)},
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
-    with atomic_open(args.report) as f:
-        json.dump(report, f, indent=1)
+    header = report_header(' '.join(['python -m benchmarks.detector', *argv]), load_start,
+                           f'SAR in {precision} autocast; the detector as MediaPipe runs it')
     print(f'detector hits: {hits} of {len(paths)} synthetic evaluation images (IoU >= {IOU_HIT}), '
           f'{right} of them labelled right (all are right hands)')
     print(f'detector per image, worker round trip included: median '
@@ -161,9 +146,15 @@ def main(argv):
           f'worker start {worker_start_s:.2f} s; {prefix}: {env_mib} MiB')
     print(f'detector + SAR ({network}) + GLB per photo: median {wall:.3f} s wall, {cpu:.3f} s CPU '
           f'over {args.timed} photos ({torch.get_num_threads()} threads)')
-    print(f'load average {load_start} -> {os.getloadavg()}; CPU avx512_bf16: {bf16}; '
-          f'report: {args.report}')
-
+    finish_report(header, {
+        'other_processes_cores_busy_at_start': None if other_cpu is None else round(other_cpu, 1),
+        'images': len(paths), 'hits_iou_0.5': hits, 'hits_labelled_right': right,
+        'detector_environment': os.path.relpath(prefix), 'detector_environment_mib': env_mib,
+        'worker_start_s': round(worker_start_s, 2),
+        'detector_per_image_median_s': {'wall': round(statistics.median(det_walls), 4),
+                                        'cpu': round(statistics.median(det_cpus), 4)},
+        f'detector + SAR ({network}) + GLB per photo, median s': {
+            'wall': round(wall, 3), 'cpu': round(cpu, 3)}}, args.report)
 
 if __name__ == '__main__':
     sys.exit(main(sys.argv[1:]))

@@ -19,9 +19,8 @@ import config as config_module
 from inference.root_depth import RootDepthPrior, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
 from utils.errors import ImageInputError
-from utils.files.atomic import atomic_write_json
 from utils.mano import MANO
-from utils.runtime.machine import load_average, report_header
+from utils.runtime.machine import finish_report, load_average, report_header
 from utils.transforms import project
 
 
@@ -82,18 +81,6 @@ def ground_truth_rows(xyz, K, prior):
     return [(label, *_percent(depth, truth)) for label, depth in rows]
 
 
-def write_report(path, argv, load_start, rows):
-    """--report: `rows` ([(label, median %, p90 %, n)]) as JSON under the measurement header."""
-    header = report_header(shlex.join(['python', '-m', 'benchmarks.root_depth', *argv]),
-                           load_start, 'float64 (NumPy); a pred.json in the precision test.py ran')
-    atomic_write_json(path, {
-        **header,
-        'wrist_depth_error_percent': {'median': {label: round(m, 2) for label, m, _, _ in rows},
-                                      'p90': {label: round(p, 2) for label, _, p, _ in rows},
-                                      'hands': {label: n for label, _, _, n in rows}}},
-        indent=1)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     load_start = load_average()
@@ -129,9 +116,12 @@ def main(argv=None):
     print(f"{'root depth error, % of the true depth':<52}{'median':>8}{'p90':>8}{'n':>6}")
     for label, median, p90, count in rows:
         print(f'{label:<52}{median:8.2f}{p90:8.2f}{count:6d}')
-    if args.report:
-        write_report(args.report, argv, load_start, rows)
-        print(f'wrote {args.report}')
+    header = report_header(shlex.join(['python', '-m', 'benchmarks.root_depth', *argv]),
+                           load_start, 'float64 (NumPy); a pred.json in the precision test.py ran')
+    finish_report(header, {'wrist_depth_error_percent': {
+        'median': {label: round(m, 2) for label, m, _, _ in rows},
+        'p90': {label: round(p, 2) for label, _, p, _ in rows},
+        'hands': {label: n for label, _, _, n in rows}}}, args.report)
     return rows
 
 

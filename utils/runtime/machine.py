@@ -1,10 +1,12 @@
 """The machine, the load and the commit a measurement ran with: the header of the reports that
-docs/measured/*.json hold (tools/run_demo.py, benchmarks/root_depth.py)."""
+docs/measured/*.json hold (report_header at the start, finish_report at the end)."""
 import contextlib
 import datetime
 import os
 import platform
 import subprocess
+
+from utils.files.atomic import atomic_write_json
 
 CPU_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')  # reported when /proc/cpuinfo has them
 
@@ -59,6 +61,20 @@ def report_header(command, load_start, precision):
         'load_average_end': ' '.join(map(str, load_average() or [])),
         'precision': precision,
     }
+
+
+def finish_report(header, fields, path=None):
+    """End a measurement: print the CPU and the load averages at its start and now; with
+    `path`, write the report (`header`, the load average now, `fields`) there as JSON,
+    atomically. Returns the report."""
+    report = {**header, 'load_average_end': ' '.join(map(str, load_average() or [])), **fields}
+    print(f"CPU: {report['cpu_model']} ({report['cpu_flags']}), {report['logical_cores']} "
+          f"logical cores; load average {report['load_average_start']} at the start, "
+          f"{report['load_average_end']} at the end")
+    if path:
+        atomic_write_json(path, report, indent=1)
+        print(f'wrote {path}')
+    return report
 
 
 def resident_mb(pid='self'):
