@@ -28,11 +28,11 @@ background (--background: the styles of synthetic.appearance) and fresh sensor n
 frame. Equal arguments give identical frames.
 """
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
-from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -150,7 +150,8 @@ def _background(style, rng, image_size):
     return square[:height, :width]
 
 
-class ClipSpec(NamedTuple):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClipSpec:
     """What a clip shows: num_frames (>= 2); image_size (height, width), px; fps, the frame
     rate written to the video and clip.json; extent_px, the projected mesh side of the first
     frame, px; focal_px, px; background, one of BACKGROUNDS."""
@@ -173,14 +174,14 @@ def generate_clip(out, mano_root, spec=ClipSpec(), seed=0, progress=True):
     Returns:
         dict: 'video', 'frames_dir', 'json' (paths), 'num_frames', 'mano_standin'.
     """
-    num_frames, image_size, fps, extent_px, focal_px, background = spec
+    num_frames, image_size, background = spec.num_frames, spec.image_size, spec.background
     if not (isinstance(num_frames, (int, np.integer)) and num_frames >= 2):
         raise ValueError(f'num_frames must be an integer >= 2, got {num_frames!r}')
     if background not in BACKGROUNDS:
         raise ValueError(f'unknown background {background!r}; expected one of {BACKGROUNDS}')
     sampler = GeometrySampler(mano_root)
     geometry_seq, appearance_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
-    geometry = clip_geometry(sampler, num_frames, image_size, extent_px, focal_px,
+    geometry = clip_geometry(sampler, num_frames, image_size, spec.extent_px, spec.focal_px,
                              np.random.default_rng(geometry_seq))
     appearance_rng = np.random.default_rng(appearance_seq)
     backdrop = _background(background, appearance_rng, image_size)
@@ -193,7 +194,7 @@ def generate_clip(out, mano_root, spec=ClipSpec(), seed=0, progress=True):
     os.makedirs(frames_dir, exist_ok=True)
     records = []
     video_path = os.path.join(out, CLIP_VIDEO)
-    with atomic_video_writer(video_path, fps, image_size) as video:
+    with atomic_video_writer(video_path, spec.fps, image_size) as video:
         for i in tqdm(range(num_frames), desc='clip', unit='frame', disable=not progress):
             hand_rgb, alpha = render_hand(geometry['verts'][i], faces, geometry['K'],
                                           np.random.default_rng(look), size=image_size)
@@ -210,7 +211,7 @@ def generate_clip(out, mano_root, spec=ClipSpec(), seed=0, progress=True):
         np.save(f, geometry['verts'])
     json_path = os.path.join(out, CLIP_JSON)  # last: its presence marks a complete clip
     atomic_write_json(json_path, {
-        'num_frames': num_frames, 'fps': fps, 'image_size': list(image_size),
+        'num_frames': num_frames, 'fps': spec.fps, 'image_size': list(image_size),
         'K': geometry['K'].tolist(), 'mano_standin': sampler.is_standin, 'seed': seed,
         'frames': records}, indent=1)
     logger.info('wrote a %d-frame %d x %d clip to %s (video, frames, ground truth)%s', num_frames,
@@ -296,7 +297,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     try:
-        spec = ClipSpec(args.frames, args.size, args.fps, args.extent, args.focal, args.background)
+        spec = ClipSpec(num_frames=args.frames, image_size=args.size, fps=args.fps,
+                        extent_px=args.extent, focal_px=args.focal,
+                        background=args.background)
         generate_clip(args.out, args.mano_root, spec, args.seed, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
         print(f'synthetic.clip: error: {err}', file=sys.stderr)

@@ -198,14 +198,14 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, max_t
         dict: 'root', 'num_train', 'num_eval', 'num_images' (files written), 'seconds',
         'samples_per_second', 'workers', 'mano_standin'.
     """
-    workers, overwrite, progress, render = run
-    if not render:
+    workers = run.workers
+    if not run.render:
         raise ValueError('the FreiHAND generator always renders: run.render must be True')
     check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if not (np.isfinite(root_noise) and root_noise >= 0):
         raise ValueError(f'root_noise must be a standard deviation >= 0 (meters), got {root_noise!r}')
     root = os.fspath(root)
-    check_root(root, overwrite, 'the FreiHAND-layout files')
+    check_root(root, run.overwrite, 'the FreiHAND-layout files')
     start_time = time.perf_counter()
     sampler = GeometrySampler(mano_root, max_tilt)  # before touching `root`: a bad MANO folder leaves no trace
     _prepare_root(root)
@@ -216,7 +216,7 @@ def generate(root, num_train, num_eval, mano_root, seed=0, root_noise=0.0, max_t
              for i in range(num_train)]
     tasks += [(root, EVAL_SPLIT, i, num_train, seed, evaluation['verts'][i], evaluation['K'][i])
               for i in range(num_eval)]
-    render_all(_render_sample, tasks, sampler.mano.faces, workers, progress)
+    render_all(_render_sample, tasks, sampler.mano.faces, workers, run.progress)
     # Annotations last, atomically: their presence marks a complete set.
     _write_annotations(root, train, evaluation, noise_rngs, root_noise)
 

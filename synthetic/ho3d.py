@@ -400,19 +400,20 @@ def generate(root, num_train, num_eval, mano_root, seed=0, version='v2', max_til
         dict: 'root', 'num_train', 'num_eval', 'seconds', 'mean_hidden' (fraction of the hand's
         pixels hidden by the object, mean over the rendered frames), 'mano_standin'.
     """
-    workers, overwrite, progress, render = run
+    workers, render = run.workers, run.render
     check_counts(num_train=num_train, num_eval=num_eval, workers=workers, seed=seed)
     if version not in HO3D_VERSIONS:
         raise ValueError(f'version must be one of {HO3D_VERSIONS}, got {version!r}')
     root = os.fspath(root)
     start = time.perf_counter()
     sampler = HO3DSampler(mano_root, max_tilt)  # before touching root: a bad MANO folder leaves no trace
-    _prepare_root(root, overwrite)
+    _prepare_root(root, run.overwrite)
     splits = {TRAIN_SPLIT: _split_frames(sampler, seed, TRAIN_SPLIT, num_train),
               EVAL_SPLIT: _split_frames(sampler, seed, EVAL_SPLIT, num_eval)}
     tasks = _write_meta_files(root, splits, version, seed, render)
     # The fraction of each frame's hand pixels the object hides, in task order.
-    hidden = render_all(_render_task, tasks, sampler.mano.faces, workers, progress, unit='frame')
+    hidden = render_all(_render_task, tasks, sampler.mano.faces, workers, run.progress,
+                        unit='frame')
 
     # Lists and ground truth last, atomically: their presence marks a complete set.
     evaluation = splits[EVAL_SPLIT]

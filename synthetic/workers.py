@@ -1,19 +1,19 @@
 """What the two generators (synthetic/freihand.py, synthetic/ho3d.py) share: the checks of
 their arguments and output folder, the rendering workers, the projected box of a mesh and the
 command line's error handling."""
+import dataclasses
 import logging
 import multiprocessing
 import os
 import sys
-
-from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from utils.runtime.threads import opencv_single_threaded
 
-class Run(NamedTuple):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Run:
     """How a generator runs (the files do not depend on it).
 
     workers: rendering processes (1 renders in this process; each worker process builds its
