@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from inference.decoding import Decoding
-from model.spec import NetworkSpec
+from utils.network_spec import NetworkSpec
 from utils.errors import UserError
 from utils.files.atomic import atomic_open
 

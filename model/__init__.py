@@ -5,4 +5,4 @@ from model.layers import (GraphConv, GraphRegressor25D, SoftHeatmap, SpatialAwar
                           StageOutput)
 from model.loss import coord_l1_loss, edge_length_loss, normal_loss, stage_losses
 from model.sar import SAR
-from model.spec import NetworkSpec
+from utils.network_spec import NetworkSpec

@@ -15,8 +15,8 @@ from model.backbone import (build_resnet, fold_batch_norms, high_level_features,
                             resnet_spec, use_inference_max_pools)
 from model.heads import get_head
 from model.loss import stage_losses
-from model.spec import NetworkSpec, check_spec
-from utils.network_spec import DEFAULT_HEAD
+from model.spec import check_spec
+from utils.network_spec import DEFAULT_HEAD, NetworkSpec
 
 TEMPLATE_COORDS = 3  # xyz appended to every vertex's features
 
@@ -69,8 +69,9 @@ class SAR(nn.Module):
             non-persistent buffer (not in the state dict) and appended to the vertex features.
         faces: F x 3 integer vertex indices (MANO 1538 x 3) for the mesh losses, kept as a
             non-persistent long buffer.
-        spec: model.spec.NetworkSpec, the network's shape (backbone, stages, feature maps per
-            vertex, feature and heatmap sizes, rows, input size); the published one by default.
+        spec: utils.network_spec.NetworkSpec, the network's shape (backbone, stages, feature
+            maps per vertex, feature and heatmap sizes, rows, input size); the published one by
+            default.
         pretrained_backbone: load ImageNet weights (torch hub cache; RuntimeError naming the
             file to place there if it is missing and cannot be downloaded).
         head: the SAIGB + GBBMR implementation, a name of model/heads.HEADS: 'fused' (the

@@ -3,7 +3,6 @@ their defaults and the derived sizes; config.Config inherits the fields); the mo
 against its backbone registry (model/backbone.RESNET_SPECS) with `check_spec`.
 """
 from model.backbone import RESNET_SPECS
-from utils.network_spec import NetworkSpec, consistent_sizes  # noqa: F401 (model.spec's API)
 
 
 def check_spec(spec):

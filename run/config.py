@@ -11,7 +11,8 @@ import config as config_module
 import dataset as datasets
 from inference.decoding import Decoding
 from model.heads import get_head
-from model.spec import NetworkSpec, check_spec
+from model.spec import check_spec
+from utils.network_spec import NetworkSpec
 from utils.errors import CheckpointError, ConfigError
 from utils.files.atomic import atomic_write_json
 from utils.runtime.checkpoint import load_checkpoint

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model import HEADS, SAR
-from model.spec import NetworkSpec
+from utils.network_spec import NetworkSpec
 
 MANIFEST = Path(__file__).resolve().parent / 'data' / 'sar_checkpoint_keys.txt'  # copy of shared/sar_checkpoint_keys.txt
 BN_BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')

@@ -1,4 +1,4 @@
-"""model.spec.NetworkSpec: the one list of the fields that shape the network."""
+"""utils.network_spec.NetworkSpec: the one list of the fields that shape the network."""
 import dataclasses
 
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import config
 from inference.onnx import NETWORK_FIELDS
 from run.config import check_against_checkpoint
-from model.spec import NetworkSpec, consistent_sizes
+from utils.network_spec import NetworkSpec, consistent_sizes
 
 
 def test_the_default_spec_is_the_published_network_and_the_config_default():
