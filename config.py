@@ -17,25 +17,23 @@ import math
 import typing
 from dataclasses import dataclass
 
+from dataset import DatasetFields
 from utils.errors import ConfigError
 from utils.network_spec import DEFAULT_HEAD, NetworkFields, consistent_sizes, experiment_name
 
 
 @dataclass(frozen=True)
-class Config(NetworkFields):
+class Config(NetworkFields, DatasetFields):
     # The network fields (backbone, num_stage, num_FMs, feature_size, heatmap_size, num_vert,
     # num_joint, input_img_shape) and their defaults come first, from their one definition:
-    # utils/network_spec.py NetworkFields. Override them here like any field
-    # (`python train.py --backbone resnet18`), or edit their defaults there.
+    # utils/network_spec.py NetworkFields; the fields a data set adds (e.g. ho3d_version) come
+    # from its package (dataset/__init__.py DatasetFields). Override them here like any field
+    # (`python train.py --backbone resnet18`), or edit their defaults where they are defined.
     # ---- data ----------------------------------------------------------------------------
     dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D | custom (docs/own_data.md)
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (docs/data.md)
     annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
     mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
-    ho3d_version: str = 'v2'  # --dataset HO3D / FreiHAND+HO3D: v2 | v3 (the official split sizes the lists are checked against; docs/ho3d.md)
-    ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
-    freihand_root: str = ''  # --dataset custom: also train on the FreiHAND training set in this folder (docs/own_data.md)
-    custom_repeat: int = 1  # --dataset custom: training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
     depth_box: float = 0.3  # m, root-relative depth range mapped to [-1, 1]
     hand_scale_m: float = 0.0326  # m, bone 9-10 (middle MCP -> PIP) of `--root_depth auto` / root_source auto: the median of training_scale.json of the stand-in synthetic set (docs/own_images.md)
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)
@@ -122,7 +120,6 @@ _CHOICES = {
     'amp': ('auto', 'off', 'bf16', 'fp16'),
     'device': ('cuda', 'cpu'),
     'resume': ('', 'auto'),
-    'ho3d_version': ('v2', 'v3'),
     'root_source': ('rootnet', 'auto'),
 }
 
@@ -140,7 +137,6 @@ _RANGES = {
     'hand_scale_m': (0.0, None, True),
     'batch_size': (1, None, False),
     'accumulate': (1, None, False),
-    'custom_repeat': (1, None, False),
     'lr': (0.0, None, True),
     'weight_decay': (0.0, None, False),
     'adj_lr_scale': (0.0, None, True),

@@ -8,13 +8,17 @@ checks the configuration, evaluates and reports its predictions, names the score
 records and writes its submission file. A new data set is its package or module plus one line
 in DATASETS (docs/development.md, "Adding a data set").
 """
+import dataclasses
+
 import cv2
 import torch
 
 from dataset import custom, freihand, ho3d, mixed
 from dataset.base import DatasetEntry, Preprocessing
+from dataset.custom.entry import CustomFields
 from dataset.freihand import FreiHAND
 from dataset.ho3d import HO3D
+from dataset.ho3d.entry import HO3DFields
 from utils.errors import DataError
 
 DATASETS = {
@@ -23,6 +27,14 @@ DATASETS = {
     'FreiHAND+HO3D': mixed.ENTRY,
     'custom': custom.ENTRY,
 }
+
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetFields(HO3DFields, CustomFields):
+    """The configuration fields the data sets add, each defined in its package (config.Config
+    inherits them; docs/config.md lists them). A data set with options of its own adds its
+    fields class here."""
 
 
 def entry(name):

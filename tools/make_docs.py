@@ -15,6 +15,7 @@ import dataclasses
 import contextlib
 import glob
 import importlib
+import inspect
 import io
 import json
 import os
@@ -39,22 +40,22 @@ def _cell(text):
 # ---- docs/config.md -------------------------------------------------------------------------
 
 def config_fields(path):
-    """[(section, name, annotation, default, comment)] of the Config class in config.py, in
-    field order (those of its base classes, e.g. utils/network_spec.py NetworkFields, first);
-    `section` is the `# ---- name ----` line above the field."""
-    source = open(path).read()
-    config_class = next(node for node in ast.parse(source).body
-                        if isinstance(node, ast.ClassDef) and node.name == 'Config')
-    fields = []
-    for base in config_class.bases:  # e.g. NetworkFields, imported by config.py
-        module = sys.modules[getattr(config_module, base.id).__module__]
-        fields += _class_fields(module.__file__, base.id)
+    """[(section, name, annotation, default, comment)] of the Config class in config.py: the
+    fields of its first base (utils/network_spec.py NetworkFields), its own, then those of its
+    other bases (the data sets' fields, dataset.DatasetFields); `section` is the
+    `# ---- name ----` line above the field."""
+    def fields_of(cls, file):  # a base's own fields after those of its bases
+        bases = [base for base in cls.__bases__ if dataclasses.is_dataclass(base)]
+        return [row for base in bases for row in fields_of(base, inspect.getsourcefile(base))
+                ] + _class_fields(file, cls.__name__)
+
+    first, *others = config_module.Config.__bases__
+    rows = fields_of(first, inspect.getsourcefile(first)) + _class_fields(path, 'Config')
+    rows += [row for base in others for row in fields_of(base, inspect.getsourcefile(base))]
     # A default written as a constant's name (head = DEFAULT_HEAD) shows the constant's value.
     defaults = {field.name: field.default for field in dataclasses.fields(config_module.Config)}
     return [(section, name, annotation, repr(defaults[name]) if default.isidentifier()
-             else default, comment)
-            for section, name, annotation, default, comment in
-            fields + _class_fields(path, 'Config')]
+             else default, comment) for section, name, annotation, default, comment in rows]
 
 
 def _class_fields(path, class_name):
@@ -104,7 +105,7 @@ def config_page(path=os.path.join(REPO, 'config.py')):
     for field_section, name, annotation, default, comment in config_fields(path):
         if field_section != section:
             section = field_section
-            lines += ['', f'## {section.capitalize()}', '',
+            lines += ['', f'## {section[:1].upper()}{section[1:]}', '',
                       '| field | type | default | valid | meaning |', '|---|---|---|---|---|']
         lines.append(f'| `{name}` | `{_cell(annotation)}` | `{_cell(default)}` | '
                      f'{_cell(_valid_values(name))} | {_cell(comment)} |')

@@ -4,6 +4,7 @@
 beside FreiHAND's training set, `--custom_repeat N` times each), tests and evaluates on its
 'test' lines with FreiHAND's metrics; pred.json in FreiHAND's layout, each image's own frame.
 """
+import dataclasses
 import os
 
 from dataset.base import DatasetEntry, Preprocessing
@@ -46,6 +47,21 @@ def _build(mode, cfg):
     return EpochConcatDataset([freihand, custom])
 
 
+@dataclasses.dataclass(frozen=True)
+class CustomFields:
+    """The custom data set's configuration fields (config.Config inherits them:
+    dataset.DatasetFields)."""
+    # ---- data: your own hands (--dataset custom) --------------------------------------------
+    freihand_root: str = ''  # also train on the FreiHAND training set in this folder (docs/own_data.md)
+    custom_repeat: int = 1  # >= 1: training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
+
+
+def _check(cfg):
+    if cfg.custom_repeat < 1:
+        raise ValueError(f"config field 'custom_repeat' = {cfg.custom_repeat!r} is out of range: "
+                         f"it must be >= 1")
+
+
 def _check_data(cfg):
     """Every line checked before train.py or test.py writes anything."""
     checked_hands(cfg)
@@ -79,7 +95,7 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
 # FreiHAND's metrics, so FreiHAND's report, monitored scores and curves' panels (a joints-only
 # test set's None mesh scores are skipped by the monitor).
 ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs,
-                     check_data=_check_data, has_ground_truth=_has_ground_truth,
+                     check=_check, check_data=_check_data, has_ground_truth=_has_ground_truth,
                      evaluate=_evaluate, report=FREIHAND_ENTRY.report,
                      score_keys=FREIHAND_ENTRY.score_keys,
                      score_panels=FREIHAND_ENTRY.score_panels)

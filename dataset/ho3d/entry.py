@@ -2,6 +2,7 @@
 test.py's outputs (the submission file in HO3D's format, the local evaluation). HO3D has no
 training-time evaluation (train.py skips `eval_interval` for it): score a checkpoint with
 test.py --dataset HO3D (docs/ho3d.md)."""
+import dataclasses
 import os
 
 import numpy as np
@@ -9,9 +10,24 @@ import numpy as np
 from dataset.base import DatasetEntry, Preprocessing
 from dataset.freihand.eval import write_pred
 from dataset.ho3d import eval as ho3d_eval
-from dataset.ho3d.constants import FREIHAND_TO_HO3D, OPENGL_TO_CAMERA
+from dataset.ho3d.constants import FREIHAND_TO_HO3D, HO3D_VERSIONS, OPENGL_TO_CAMERA
 from dataset.ho3d.reader import HO3D
 from utils.constants import ROOT_JOINT_IDX
+
+
+@dataclasses.dataclass(frozen=True)
+class HO3DFields:
+    """HO3D's configuration fields (config.Config inherits them: dataset.DatasetFields)."""
+    # ---- data: HO3D (--dataset HO3D, FreiHAND+HO3D) ----------------------------------------
+    ho3d_version: str = 'v2'  # v2 | v3: the official split sizes the lists are checked against (docs/ho3d.md)
+    ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
+
+
+def check(cfg):
+    """ValueError naming 'ho3d_version' unless it is one of HO3D_VERSIONS."""
+    if cfg.ho3d_version not in HO3D_VERSIONS:
+        raise ValueError(f"config field 'ho3d_version' must be one of {HO3D_VERSIONS}, got "
+                         f"{cfg.ho3d_version!r}")
 
 
 def _build(mode, cfg):
@@ -67,5 +83,5 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
     return scores
 
 
-ENTRY = DatasetEntry(reader=HO3D, build=_build, write_outputs=write_outputs,
+ENTRY = DatasetEntry(reader=HO3D, build=_build, write_outputs=write_outputs, check=check,
                      has_ground_truth=lambda cfg: ho3d_eval.has_gt(cfg.data_root))
