@@ -118,8 +118,7 @@ def config_page(path=os.path.join(REPO, 'config.py')):
 # ---- script options -------------------------------------------------------------------------
 
 class _Parsed(Exception):
-    """Raised in place of parsing; args: (the parser the script built, whether it parses with
-    parse_known_args)."""
+    """Raised in place of parsing; args: (the script's parser, whether it is parse_known_args)."""
 
 
 def script_parser(script):
