@@ -291,20 +291,20 @@ def check_command(script, args, world):
     if script in ENTRY_SCRIPTS:
         rest = args
         if script == 'demo.py':
-            _, rest = make_docs.script_parser('demo.py').parse_known_args(args)
+            _, rest = make_docs.script_parser('demo.py')[0].parse_known_args(args)
         cfg = config.resolve(rest)
         if script != 'train.py' and not (cfg.checkpoint or cfg.onnx):
             raise config.ConfigError(f'{script} needs --checkpoint or --onnx')
         check_network(dataclasses.replace(cfg, device='cpu'))  # documented GPU runs too
         check_batch_split(cfg, world)
         return
-    parser = make_docs.script_parser(script)
+    parser, takes_config_overrides = make_docs.script_parser(script)
     if script in FORWARDS_TO_DEMO:  # its other options are demo.py's (and config fields)
         _, rest = parser.parse_known_args(args)
         # the benchmark gives demo.py its --input
-        _, rest = make_docs.script_parser('demo.py').parse_known_args(['--input', 'x', *rest])
+        _, rest = make_docs.script_parser('demo.py')[0].parse_known_args(['--input', 'x', *rest])
         config.resolve(rest)
-    elif make_docs.takes_config_overrides(script):
+    elif takes_config_overrides:
         _, rest = parser.parse_known_args(args)
         config.resolve(rest)
     else:
@@ -356,9 +356,9 @@ def test_a_refused_command_is_caught(tmp_path):
 
 
 def test_modules_that_pass_unknown_options_to_config_are_told_apart():
-    assert make_docs.takes_config_overrides('demo.py')
-    assert make_docs.takes_config_overrides('tools.export_onnx')
-    assert not make_docs.takes_config_overrides('tools.fit_mano')
+    assert make_docs.script_parser('demo.py')[1]
+    assert make_docs.script_parser('tools.export_onnx')[1]
+    assert not make_docs.script_parser('tools.fit_mano')[1]
     with pytest.raises(config.ConfigError), contextlib.redirect_stderr(io.StringIO()):
         check_command('tools.export_onnx', ['--checkpoint', 'CKPT', '--out', 'x.onnx',
                                            '--no_such_field', '1'], 1)

@@ -18,15 +18,6 @@ from utils.runtime.launch import run_main
 from utils.mano import MANO
 
 
-def _load_fused_model(checkpoint, overrides):
-    """(fused SAR on the CPU, resolved Config) for a checkpoint and config overrides (argv)."""
-    cfg, _ = resolve_config([*overrides, '--checkpoint', checkpoint], from_checkpoint=True)
-    # The checkpoint supplies every weight (no ImageNet download); the export runs on the CPU.
-    cfg = dataclasses.replace(cfg, pretrained_backbone=False, device='cpu')
-    model, _ = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))
-    return model, cfg
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +30,10 @@ def parse_args(argv):
 
 def main(argv):
     args, overrides = parse_args(argv)
-    fused, cfg = _load_fused_model(args.checkpoint, overrides)
+    cfg, _ = resolve_config([*overrides, '--checkpoint', args.checkpoint], from_checkpoint=True)
+    # The checkpoint supplies every weight (no ImageNet download); the export runs on the CPU.
+    cfg = dataclasses.replace(cfg, pretrained_backbone=False, device='cpu')
+    fused, _ = load_for_inference(cfg, MANO(cfg.mano_root), torch.device('cpu'))
     report = export_onnx(fused, cfg.to_dict(), args.out, opset=args.opset)
     print(f"wrote {report['path']}: opset {report['opset']}, "
           f"{report['num_bytes'] / 2 ** 20:.1f} MiB, max |ONNX Runtime - PyTorch| "

@@ -12,20 +12,13 @@ import time
 from wild.mano_fit import ManoFitter, fit_record
 from utils.errors import DataError
 from utils.files.atomic import atomic_write_json
+from utils.runtime.launch import run_main
 from dataset.freihand.eval.files import load_pred
 
 CONVENTION = ('manopth ManoLayer(use_pca=False, flat_hand_mean=<flat_hand_mean>, side=<side>): '
               'verts_mm, joints_mm = layer(cat([global_orient, hand_pose], 1), betas, transl); '
               'axis-angle in radians, transl in meters, the layer returns millimeters; frame of '
               'the input meshes (pred.json: camera frame, x right, y down, z forward, meters)')
-
-
-def _bool(text):
-    if text.lower() in ('true', '1', 'yes'):
-        return True
-    if text.lower() in ('false', '0', 'no'):
-        return False
-    raise argparse.ArgumentTypeError(f'{text!r}: give true or false')
 
 
 def main(argv=None):
@@ -36,18 +29,19 @@ def main(argv=None):
     parser.add_argument('--out', required=True, help='fits.json to write')
     parser.add_argument('--side', choices=('right', 'left'), default='right',
                         help='the hands the meshes show (default right)')
-    parser.add_argument('--flat-hand-mean', type=_bool, default=True,
+    parser.add_argument('--flat-hand-mean', choices=('true', 'false'), default='true',
                         help='hand_pose convention: true (manopth default: 0 = flat hand) or '
                              'false (hands_mean added, FreiHAND)')
     parser.add_argument('--iterations', type=int, default=None,
                         help='Levenberg-Marquardt steps at most (default wild.mano_fit)')
     args = parser.parse_args(argv)
+    flat_hand_mean = args.flat_hand_mean == 'true'
     _, verts = load_pred(args.pred)
     if verts.shape[1] != 778:
         raise DataError(f'{args.pred}: meshes of {verts.shape[1]} vertices; MANO fitting needs '
                         f'the 778 MANO vertices')
     kwargs = {} if args.iterations is None else {'iterations': args.iterations}
-    fitter = ManoFitter(args.mano_root, side=args.side, flat_hand_mean=args.flat_hand_mean, **kwargs)
+    fitter = ManoFitter(args.mano_root, side=args.side, flat_hand_mean=flat_hand_mean, **kwargs)
     start, cpu = time.perf_counter(), time.process_time()
     fit = fitter.fit(verts)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
@@ -56,7 +50,7 @@ def main(argv=None):
         record = fit_record(fit, i)
         hands.append({k: record[k] for k in ('global_orient', 'hand_pose', 'betas', 'transl',
                                              'fit_mean_mm')})
-    atomic_write_json(args.out, {'convention': CONVENTION, 'flat_hand_mean': args.flat_hand_mean,
+    atomic_write_json(args.out, {'convention': CONVENTION, 'flat_hand_mean': flat_hand_mean,
                                  'side': args.side, 'model': fitter.model, 'hands': hands})
     errors = fit['fit_mean_mm']
     print(f'fitted {len(verts)} meshes in {seconds:.1f} s ({cpu_seconds:.1f} s CPU): fit_mean_mm '
@@ -66,7 +60,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (DataError, FileNotFoundError) as err:
-        sys.exit(f'fit_mano: error: {err}')
+    sys.exit(run_main(main, sys.argv[1:], 'python -m tools.fit_mano'))

@@ -16,7 +16,7 @@ from dataset.baseline import mean_hand
 from dataset.freihand.eval import write_pred
 from dataset.ho3d import eval as ho3d_eval
 from dataset.ho3d import submission_arrays
-from utils.errors import DataError
+from utils.runtime.launch import run_main
 
 
 def mean_hand_scores(root, mano_root, out_dir, version='v2'):
@@ -41,13 +41,10 @@ def main(argv=None):
     parser.add_argument('--out', required=True, help='output folder (pred.json, scores.txt, plots)')
     parser.add_argument('--version', default='v2', choices=('v2', 'v3'))
     args = parser.parse_args(argv)
-    try:
-        scores = mean_hand_scores(args.root, args.mano_root, args.out, args.version)
-    except DataError as err:  # EvaluationInputError included
-        sys.exit(f'ho3d_baseline: error: {err}')
+    scores = mean_hand_scores(args.root, args.mano_root, args.out, args.version)
     print(ho3d_eval.format_report(scores))
     print(f'wrote {args.out}/pred.json and its scores')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main, sys.argv[1:], 'python -m tools.ho3d_baseline'))

@@ -24,6 +24,7 @@ import sys
 import tokenize
 
 import config as config_module
+from utils.files.atomic import atomic_open
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_PAGE = 'docs/config.md'
@@ -122,49 +123,33 @@ def config_page(path=os.path.join(REPO, 'config.py')):
 # ---- script options -------------------------------------------------------------------------
 
 class _Parsed(Exception):
-    """Raised in place of parsing: carries the parser the script built and whether it parses
-    with parse_known_args (its unknown options go on to config.py)."""
-
-    def __init__(self, parser, known):
-        super().__init__(parser.prog)
-        self.parser, self.known = parser, known
+    """Raised in place of parsing; args: (the script's parser, whether it is parse_known_args)."""
 
 
-def _captured(script):
-    """(parser, known) of `script` ('demo.py' or a module name such as 'tools.fit_mano'),
-    captured when its main() parses (before anything else runs)."""
+def script_parser(script):
+    """(parser, takes config overrides) of `script` ('demo.py' or a module name such as
+    'tools.fit_mano'), captured when its main() parses (before anything else runs). The second
+    is true when main parses with parse_known_args: the options its parser does not know go
+    to config.py as overrides (demo.py, tools.export_onnx, ...)."""
     module = importlib.import_module(script[:-3] if script.endswith('.py') else script)
     if not hasattr(module, 'main'):
         module = importlib.import_module(f'{module.__name__}.cli')  # python -m PACKAGE
 
-    def strict(parser, args=None, namespace=None):
-        raise _Parsed(parser, known=False)
-
-    def known(parser, args=None, namespace=None):
-        raise _Parsed(parser, known=True)
+    def capture(known):
+        def parse(parser, args=None, namespace=None):
+            raise _Parsed(parser, known)
+        return parse
 
     originals = argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args
-    argparse.ArgumentParser.parse_args = strict
-    argparse.ArgumentParser.parse_known_args = known
+    argparse.ArgumentParser.parse_args = capture(known=False)
+    argparse.ArgumentParser.parse_known_args = capture(known=True)
     try:
         module.main([])
     except _Parsed as parsed:
-        return parsed.parser, parsed.known
+        return parsed.args
     finally:
         argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = originals
     raise RuntimeError(f'{script}: main() returned without parsing a command line')
-
-
-def script_parser(script):
-    """The argparse parser of `script` ('demo.py' or a module name such as 'tools.fit_mano'),
-    captured when its main() parses (before anything else runs)."""
-    return _captured(script)[0]
-
-
-def takes_config_overrides(script):
-    """Whether `script` hands the options its parser does not know to config.py as overrides
-    (its main parses with parse_known_args: demo.py, tools.export_onnx, ...)."""
-    return _captured(script)[1]
 
 
 def _option_text(action):
@@ -174,7 +159,7 @@ def _option_text(action):
 
 def options_table(script):
     """A Markdown table of the options of `script`'s parser."""
-    parser = script_parser(script)
+    parser, takes_config_overrides = script_parser(script)
     rows = ['| option | default | meaning |', '|---|---|---|']
     for action in parser._actions:  # argparse has no public list of its actions
         if isinstance(action, argparse._HelpAction):
@@ -190,9 +175,8 @@ def options_table(script):
             meaning += f" (one of: {', '.join(str(c) for c in action.choices)})"
         rows.append(f'| `{_cell(_option_text(action))}` | {default} | {_cell(meaning)} |')
     note = ('Options that are not listed here are config fields (`--field value`, '
-            '[config.md](config.md)).' if takes_config_overrides(script) else '')
+            '[config.md](config.md)).' if takes_config_overrides else '')
     return '\n'.join(rows) + ('\n\n' + note if note else '')
-
 
 
 # ---- published and measured numbers ----------------------------------------------------------
@@ -212,41 +196,44 @@ REPORT_HEADER = ('command', 'date', 'commit', 'cpu_model', 'cpu_flags', 'logical
 NOT_RECORDED = 'not recorded'
 
 
+def read_report(path):
+    """The report at `path`, the REPORT_HEADER fields first (NOT_RECORDED where it lacks one)."""
+    with open(path) as f:
+        return {**dict.fromkeys(REPORT_HEADER, NOT_RECORDED), **json.load(f)}
+
+
 def measured_index(folder=None):
     """A Markdown table with one row per report in docs/measured/: where each figure came from."""
     folder = folder or os.path.join(REPO, MEASURED_DIR)
     rows = ['| report | command | date | commit | CPU | precision | load average (start; end) |',
             '|---|---|---|---|---|---|---|']
     for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
-        with open(path) as f:
-            report = json.load(f)
-        field = {key: report.get(key, NOT_RECORDED) for key in REPORT_HEADER}
+        field = read_report(path)
         commit = field['commit'] if field['commit'] in (None, NOT_RECORDED) else \
-            f"{field['commit'][:10]}{' (uncommitted changes)' if report.get('dirty') else ''}"
+            f"{field['commit'][:10]}{' (uncommitted changes)' if field.get('dirty') else ''}"
         cpu = f"{field['cpu_model']}, {field['logical_cores']} logical cores; {field['cpu_flags']}"
-        name = os.path.basename(path)
-        rows.append(f'| [{name}]({MEASURED_DIR.split("/", 1)[1]}/{name}) | `{_cell(field["command"])}` | '
-                    f'{_cell(field["date"])} | {_cell(commit)} | {_cell(cpu)} | '
-                    f'{_cell(field["precision"])} | {_cell(field["load_average_start"])}; '
-                    f'{_cell(field["load_average_end"])} |')
+        name = os.path.basename(path)  # linked from docs/performance.md, beside docs/measured/
+        load = f"{field['load_average_start']}; {field['load_average_end']}"
+        cells = [f'[{name}](measured/{name})', f'`{field["command"]}`', field['date'], commit,
+                 cpu, field['precision'], load]
+        rows.append('| ' + ' | '.join(_cell(cell) for cell in cells) + ' |')
     return '\n'.join(rows)
 
 
 def measured_table(name, folder=None):
     """The report docs/measured/<name>.json as Markdown: its scalar fields (date, commit, CPU,
-    load...) on one line, `key: value` separated by `;`, then its tables: a dict of numbers is one column, dicts sharing keys
-    are side by side, and a dict of such dicts gives one column per entry."""
+    load...) on one line, `key: value` separated by `;`, then its tables: a dict of numbers is
+    one column, dicts sharing keys are side by side, and a dict of such dicts gives one column
+    per entry."""
     path = os.path.join(folder or os.path.join(REPO, MEASURED_DIR), f'{name}.json')
     if not os.path.isfile(path):
         return (f'No measurement committed yet: copy the report the script writes to '
                 f'`{MEASURED_DIR}/{name}.json` and run `make docs`.')
-    with open(path) as f:
-        report = json.load(f)
+    report = read_report(path)
     for key, value in list(report.items()):  # {'scores': {'sar': {...}, 'mean_hand': {...}}}
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             del report[key]
             report.update({f'{key} {sub}': table for sub, table in value.items()})
-    report = {**{key: NOT_RECORDED for key in REPORT_HEADER}, **report}
     lines = ['; '.join(f'{key}: `{_cell(value)}`' for key, value in report.items()
                        if not isinstance(value, dict))]  # one line: the index has them too
     tables = {}
@@ -314,12 +301,7 @@ def generated_pages():
         if rel == CONFIG_PAGE:
             continue
         with open(os.path.join(REPO, rel)) as f:
-            text = f.read()
-        new = render_page(os.path.basename(rel) if rel == 'README.md' else rel, text)
-        if new != text:
-            pages[rel] = new
-        else:
-            pages.setdefault(rel, text)
+            pages[rel] = render_page(rel, f.read())
     return pages
 
 
@@ -337,8 +319,8 @@ def main(argv=None):
         for rel in stale:
             print(f'{rel}: out of date; run make docs')
         return 1 if stale else 0
-    for rel in stale:
-        with open(os.path.join(REPO, rel), 'w') as f:
+    for rel in stale:  # atomically: an interrupted run leaves every page whole
+        with atomic_open(os.path.join(REPO, rel)) as f:
             f.write(pages[rel])
         print(f'wrote {rel}')
     return 0

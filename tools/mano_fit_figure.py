@@ -17,6 +17,7 @@ from wild.mano_fit import ManoFitter
 from utils.files.images import save_image
 from dataset.freihand.eval.files import load_pred
 from utils.mano import MANO
+from utils.vis.render import render_mesh
 
 SCALE = 2  # px per image px in the picture
 PRED_RGB = (0.45, 0.65, 1.0)  # light blue
@@ -25,7 +26,6 @@ FIT_RGB = (1.0, 0.6, 0.3)  # orange
 
 def _side_view(verts, faces, K, size, color):
     """The mesh turned 90 degrees about the vertical axis through its centre."""
-    from utils.vis.render import render_mesh
     center = verts.mean(0)
     turn = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
     return render_mesh((verts - center) @ turn.T + center, faces, K, size, color=color,
@@ -33,7 +33,6 @@ def _side_view(verts, faces, K, size, color):
 
 
 def _row(img_rgb, pred, fitted, faces, K, label):
-    from utils.vis.render import render_mesh
     size = img_rgb.shape[:2]
     panels = [img_rgb,
               render_mesh(pred, faces, K, size, color=PRED_RGB, background=img_rgb)[0],

@@ -3,8 +3,8 @@
     python -m tools.render_standin [--out docs/standin_poses.png]
 
 The stand-in is written to a temporary folder, read back through `load_mano` and posed with
-`ManoLayer` (mean pose; fist, point and spread from `synthetic.standin.example_pose`), so the
-picture shows what every user of the file gets.
+`ManoLayer` (the mean pose: hands_mean; fist, point and spread from
+`synthetic.standin.example_pose`), so the picture shows what every user of the file gets.
 """
 import argparse
 import tempfile
@@ -42,23 +42,21 @@ def main(argv=None):
     from utils.vis.drawing import make_grid
     from utils.files.images import save_image
 
-    folder = tempfile.mkdtemp()
-    standin.main(['--out', folder])
-    flat = ManoLayer(mano_root=folder, use_pca=False, flat_hand_mean=True)
-    mean = ManoLayer(mano_root=folder, use_pca=False, flat_hand_mean=False)
-    rest_joints = standin.build_standin()['J']
-    poses = [('mean pose', mean, np.zeros(45))] + [
-        (name, flat, standin.example_pose(name, rest_joints)) for name in ('fist', 'point', 'spread')]
+    with tempfile.TemporaryDirectory() as folder:
+        standin.main(['--out', folder])
+        layer = ManoLayer(mano_root=folder, use_pca=False, flat_hand_mean=True)
+    model = standin.build_standin()
+    # The mean pose is hands_mean on the flat hand (what flat_hand_mean=False adds).
+    poses = {'mean pose': model['hands_mean'], **{
+        name: standin.example_pose(name, model['J']) for name in ('fist', 'point', 'spread')}}
     K = np.array([[FOCAL_PX, 0, (TILE_PX - 1) / 2], [0, FOCAL_PX, (TILE_PX - 1) / 2], [0, 0, 1]])
-    tiles, labels = [], []
-    for label, layer, pose in poses:
+    tiles = []
+    for pose in poses.values():
         coeffs = torch.as_tensor(np.concatenate([np.zeros(3), pose]), dtype=torch.float64)[None]
         verts = mano_meters(layer, coeffs)[0][0]
-        rgb = render_mesh(camera_frame_verts(verts), layer.th_faces.numpy(), K, (TILE_PX, TILE_PX),
-                          color=(0.85, 0.68, 0.58))[0]
-        tiles.append(rgb)
-        labels.append(label)
-    save_image(args.out, make_grid(tiles, ncols=4, labels=labels))
+        tiles.append(render_mesh(camera_frame_verts(verts), layer.th_faces.numpy(), K,
+                                 (TILE_PX, TILE_PX), color=(0.85, 0.68, 0.58))[0])
+    save_image(args.out, make_grid(tiles, ncols=4, labels=list(poses)))
     print(f'wrote {args.out} (procedural stand-in, not the licensed MANO model)')
 
 

@@ -16,12 +16,9 @@ import datetime
 import json
 import os
 import re
-import resource
 import shlex
 import subprocess
 import sys
-import time
-from typing import NamedTuple
 
 import numpy as np
 
@@ -45,35 +42,25 @@ def run(cmd):
     subprocess.run(cmd, check=True)
 
 
-def cpu_seconds():
-    """User + system CPU seconds of this process and of its children that have finished."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-class PhaseClock:
-    """Wall and CPU seconds of each phase of the demo (CPU: user + sys, children included, so
-    it compares configurations on a machine that other jobs load, where wall time does not)."""
-
-    def __init__(self):
-        self.phases = []
-
-    @contextlib.contextmanager
-    def phase(self, name):
-        wall, cpu = time.perf_counter(), cpu_seconds()
-        yield
-        self.phases.append({'phase': name, 'wall_s': round(time.perf_counter() - wall, 1),
-                            'cpu_s': round(cpu_seconds() - cpu, 1), 'load_end': load_average()})
-
-    def table(self):
-        lines = [f"{'phase':<34}{'wall s':>8}{'CPU s':>8}"]
-        lines += [f"{p['phase']:<34}{p['wall_s']:>8.1f}{p['cpu_s']:>8.1f}" for p in self.phases]
-        lines.append(f"{'total':<34}{sum(p['wall_s'] for p in self.phases):>8.1f}"
-                     f"{sum(p['cpu_s'] for p in self.phases):>8.1f}")
-        return '\n'.join(lines)
+@contextlib.contextmanager
+def timed(phases, name):
+    """Append {'phase': name, 'wall_s', 'cpu_s'} of the block to the list `phases` (CPU: user +
+    sys, finished children included, so it compares configurations on a machine that other
+    jobs load, where wall time does not)."""
+    start = os.times()
+    yield
+    end = os.times()
+    phases.append({'phase': name, 'wall_s': round(end.elapsed - start.elapsed, 1),
+                   'cpu_s': round(sum(end[:4]) - sum(start[:4]), 1)})
 
 
 _LOG_TIME = re.compile(r'^(\d\d-\d\d \d\d:\d\d:\d\d) INFO (.*)$')
+
+
+def last_run(log_lines):
+    """The lines of the last run in a training log (from its last `resolved config:` line)."""
+    starts = [i for i, line in enumerate(log_lines) if line.endswith(' INFO resolved config:')]
+    return log_lines[starts[-1]:] if starts else log_lines
 
 
 def training_timeline(log_lines):
@@ -81,13 +68,11 @@ def training_timeline(log_lines):
     lines (whole-second stamps: train_s from the last set-up, evaluation or checkpoint line to
     `epoch e done`, eval_s from `saved ...` to `evaluation:`)."""
     events = []
-    for line in log_lines:
+    for line in last_run(log_lines):
         match = _LOG_TIME.match(line)
         if match:
             when = datetime.datetime.strptime('2000-' + match.group(1), '%Y-%m-%d %H:%M:%S')
             events.append((when, match.group(2)))
-    starts = [i for i, (_, msg) in enumerate(events) if msg.startswith('resolved config:')]
-    events = events[starts[-1]:] if starts else events
     epochs, mark, saved = [], None, None
     for when, msg in events:
         done = re.match(r'epoch (\d+) done', msg)
@@ -132,30 +117,6 @@ def mean_hand_baseline(data_root, out_dir):
     return scores
 
 
-def side_by_side(ours, baseline):
-    rows = [('3D KP mean (cm)', 'xyz_mean3d'), ('3D KP AUC', 'xyz_auc3d'),
-            ('3D KP ALIGNED mean (cm)', 'xyz_al_mean3d'), ('3D KP ALIGNED AUC', 'xyz_al_auc3d'),
-            ('3D MESH mean (cm)', 'mesh_mean3d'), ('3D MESH AUC', 'mesh_auc3d'),
-            ('3D MESH ALIGNED mean (cm)', 'mesh_al_mean3d'), ('3D MESH ALIGNED AUC', 'mesh_al_auc3d'),
-            ('F@5mm', 'f_score_5'), ('F_aligned@5mm', 'f_al_score_5'),
-            ('F@15mm', 'f_score_15'), ('F_aligned@15mm', 'f_al_score_15')]
-    lines = [f"{'metric':<28}{'SAR cpu_demo':>14}{'mean hand':>12}"]
-    lines += [f'{name:<28}{ours[key]:>14.3f}{baseline[key]:>12.3f}' for name, key in rows]
-    return '\n'.join(lines)
-
-
-class DemoRun(NamedTuple):
-    """How a demo run went: its start (datetime), the load averages at its start and end, the
-    precision asked for (--amp), whether the licensed MANO model was used and the command
-    that ran it."""
-    started_at: object
-    load_start: list
-    load_end: list
-    amp: str
-    real_mano: bool
-    command: str = 'python -m tools.run_demo'
-
-
 def precision_run(amp):
     """What `--amp` computes in on this CPU: 'bf16 autocast' or 'fp32' (inference.precision)."""
     import torch
@@ -163,25 +124,26 @@ def precision_run(amp):
     return 'fp32' if resolve_amp(amp, torch.device('cpu')).dtype is None else 'bf16 autocast'
 
 
-def demo_report(run, data_params, iterations, phases, epochs, scores, extents):
+def demo_report(header, phases, epochs, scores, extents, **fields):
     """The machine-readable report (REPORT_FILE) in the shape tools/make_docs.py tabulates:
     scalar fields, then dicts of numbers (one table column each; a dict of dicts gives one
-    column per entry). Times in s, scores (ours, the mean hand's) as dataset.freihand.eval
-    (means in cm), extents in mm."""
+    column per entry).
+
+    header: utils.runtime.machine.report_header taken at the run's start (its date and
+    load_average_start; the end's load average is taken now); phases: `timed`'s list; epochs:
+    training_timeline's; scores: (ours, the mean hand's) as dataset.freihand.eval (means in
+    cm); extents: {'pred', 'gt'} of extent_mm; fields: the run's scalar fields by name (amp,
+    mano, num_train, num_eval, iterations).
+    """
     from dataset.freihand.eval import SCORE_KEYS
     ours, baseline = scores
     machine = machine_info()
     ratios = {key: round(float(baseline[key] / ours[key]), 3)
               for key in ('xyz_al_mean3d', 'mesh_al_mean3d')}
     return {
-        **report_header(run.command, run.load_start, precision_run(run.amp)),
-        'date': run.started_at.isoformat(timespec='seconds'),
+        **header, 'load_average_end': ' '.join(map(str, load_average() or [])),
         'onednn_max_cpu_isa': machine['onednn_max_cpu_isa'],
-        'omp_num_threads': machine['omp_num_threads'],
-        'load_average_end': ' '.join(map(str, run.load_end or [])), 'amp': run.amp,
-        'mano': 'licensed' if run.real_mano else 'stand-in',
-        'num_train': data_params['num_train'], 'num_eval': data_params['num_eval'],
-        'iterations': iterations,
+        'omp_num_threads': machine['omp_num_threads'], **fields,
         'total_wall_s': round(sum(p['wall_s'] for p in phases), 1),
         'total_cpu_s': round(sum(p['cpu_s'] for p in phases), 1),
         'meets_goal': bool(all(r >= MIN_RATIO for r in ratios.values())),
@@ -222,12 +184,6 @@ DOCS_FILES = {
 }
 
 
-def last_run(log_lines):
-    """The lines of the last run in a training log (from its last `resolved config:` line)."""
-    starts = [i for i, line in enumerate(log_lines) if line.endswith(' INFO resolved config:')]
-    return log_lines[starts[-1]:] if starts else log_lines
-
-
 def copy_to_docs(output_root, experiment, docs_root='.'):
     """--docs: copy DOCS_FILES from a finished run into the documentation (atomically; the
     training log trimmed to its last run). Returns the docs paths written."""
@@ -236,40 +192,33 @@ def copy_to_docs(output_root, experiment, docs_root='.'):
     for dest, source in DOCS_FILES.items():
         source = os.path.join(output_root, source.format(experiment=experiment))
         dest = os.path.join(docs_root, dest)
+        with open(source, 'rb') as f:
+            data = f.read()
         if dest.endswith('.log'):
-            with open(source) as f:
-                lines = last_run(f.read().splitlines())
-            with atomic_open(dest) as f:
-                f.write('\n'.join(lines) + '\n')
-        else:
-            with open(source, 'rb') as f:
-                data = f.read()
-            with atomic_open(dest, 'wb') as f:
-                f.write(data)
+            data = ('\n'.join(last_run(data.decode().splitlines())) + '\n').encode()
+        with atomic_open(dest, 'wb') as f:
+            f.write(data)
         written.append(dest)
     return written
 
 
-LIMITS = """what this demo shows and what it cannot:
-  shows:  the whole pipeline runs here end to end (data in FreiHAND's layout, the real SAR
-          network and losses, training with checkpoints, test.py's pred.json, the leaderboard
-          evaluator, rendered results), and that a network trained for minutes from scratch
-          on a CPU learns the hand's image-plane shape: clearly better than the mean hand.
-  cannot: reproduce the published FreiHAND numbers. This is a small network (ResNet-18, 64 px,
-          one stage, no ImageNet weights) trained for minutes on synthetic images of the MANO
-          stand-in (or MANO) hands, evaluated on more of the same; the published model is
-          ResNet-34 at 256 px, two stages, 50 epochs on FreiHAND. Depth is learned least (the
-          side and top views are flatter than the truth: the depth spreads above), and the
-          scores say nothing about real photos."""
+LIMITS = """what this demo shows: the whole pipeline end to end on this machine (data in FreiHAND's
+layout, the real network and losses, checkpoints, pred.json, the leaderboard evaluator, renders)
+and a network trained for minutes on a CPU learning the hand's image-plane shape, clearly better
+than the mean hand. What it cannot: reproduce the published FreiHAND numbers (a small network
+trained for minutes on synthetic stand-in hands; depth is learned least, the depth spreads above;
+the scores say nothing about real photos). More in docs/performance.md#make-demo."""
 
 
-def prepare_mano_and_data(py, clock):
+def prepare_mano_and_data(py, phases):
     """Steps 1 and 2: the MANO model (the licensed one, else the stand-in, built once) and the
-    synthetic set (regenerated when DATA_PARAMS changed). Returns (real MANO?, data params)."""
+    synthetic set (regenerated when DATA_PARAMS changed), timed into `phases`. Returns (real
+    MANO?, data params)."""
     real = os.path.isfile(os.path.join(REAL_MANO_ROOT, 'MANO_RIGHT.pkl'))
     mano_root = REAL_MANO_ROOT if real else STANDIN_ROOT
-    print(f"MANO: {'the licensed model in ' + REAL_MANO_ROOT if real else 'the procedural STAND-IN in ' + STANDIN_ROOT + ' (no MANO_RIGHT.pkl in ' + REAL_MANO_ROOT + ')'}")
-    with clock.phase('MANO stand-in'):
+    print(f'MANO: the licensed model in {REAL_MANO_ROOT}' if real else f'MANO: the procedural '
+          f'STAND-IN in {STANDIN_ROOT} (no MANO_RIGHT.pkl in {REAL_MANO_ROOT})')
+    with timed(phases, 'MANO stand-in'):
         if not real and not os.path.isfile(os.path.join(STANDIN_ROOT, 'MANO_RIGHT.pkl')):
             run([py, '-m', 'synthetic.standin', '--out', STANDIN_ROOT])
 
@@ -279,7 +228,7 @@ def prepare_mano_and_data(py, clock):
     if os.path.isfile(params_path):
         with open(params_path) as f:
             existing = json.load(f)
-    with clock.phase('synthetic data'):
+    with timed(phases, 'synthetic data'):
         if existing == params:
             print(f'data: reusing {DATA_ROOT}')
         else:
@@ -292,85 +241,79 @@ def prepare_mano_and_data(py, clock):
     return real, params
 
 
-def print_scores(ours, baseline, verts, verts_gt):
-    """The reports side by side, the goal's verdict and the mesh extents; returns the extents."""
-    from dataset.freihand import eval as freihand_eval
-    print('\n==== SAR (cpu_demo preset) on the synthetic evaluation set ====')
-    print(freihand_eval.format_report(ours))
-    print('\n==== mean-hand baseline ====')
-    print(freihand_eval.format_report(baseline))
-    print('\n==== side by side ====')
-    print(side_by_side(ours, baseline))
-    ratios = {key: baseline[key] / ours[key] for key in ('xyz_al_mean3d', 'mesh_al_mean3d')}
-    better = all(r >= MIN_RATIO for r in ratios.values())
+def print_report(report):
+    """The report's scores side by side (test.py printed ours in full, the baseline's are in
+    eval_mean_hand/), the goal's verdict, the mesh extents and the times."""
+    ours, base = report['scores']['sar_cpu_demo'], report['scores']['mean_hand']
+    print(f"\n{'score (means in cm)':<20}{'SAR cpu_demo':>14}{'mean hand':>12}")
+    for key in ours:
+        print(f'{key:<20}{ours[key]:>14.3f}{base[key]:>12.3f}')
+    ratios = report['ratio_to_mean_hand']
     print(f"\nSAR's aligned keypoint / mesh errors are {ours['xyz_al_mean3d']:.2f} / "
-          f"{ours['mesh_al_mean3d']:.2f} cm against the mean hand's {baseline['xyz_al_mean3d']:.2f} / "
-          f"{baseline['mesh_al_mean3d']:.2f} cm: {ratios['xyz_al_mean3d']:.1f}x / "
-          f"{ratios['mesh_al_mean3d']:.1f}x better ({'meets' if better else 'does NOT meet'} the "
-          f"demo's goal of {MIN_RATIO:.0f}x on both).")
-    extents = {'pred': extent_mm(verts), 'gt': extent_mm(verts_gt)}
-    print(f"mesh extent x / y / z (median over the samples, mm): predicted "
-          f"{' / '.join(map(str, extents['pred']))}, true {' / '.join(map(str, extents['gt']))} "
-          f"(z is the depth spread that the side and top views show)")
-    return extents
+          f"{ours['mesh_al_mean3d']:.2f} cm against the mean hand's {base['xyz_al_mean3d']:.2f} / "
+          f"{base['mesh_al_mean3d']:.2f} cm: {ratios['xyz_al_mean3d']:.1f}x / "
+          f"{ratios['mesh_al_mean3d']:.1f}x better "
+          f"({'meets' if report['meets_goal'] else 'does NOT meet'} the demo's goal of "
+          f"{MIN_RATIO:.0f}x on both).")
+    pred, true = (' / '.join(map(str, v.values())) for v in report['extent_mm'].values())
+    print(f'mesh extent x / y / z (median over the samples, mm): predicted {pred}, true {true} '
+          f'(z is the depth spread that the side and top views show)')
+    wall, cpu = report['time_s']['wall'], report['time_s']['cpu']
+    print(f"\n{'phase':<40}{'wall s':>8}{'CPU s':>8}")
+    for phase in wall:
+        print(f'{phase:<40}{wall[phase]:>8.1f}{cpu[phase]:>8.1f}')
+    print(f"{'total':<40}{report['total_wall_s']:>8.1f}{report['total_cpu_s']:>8.1f}")
+    train, evaluation = report['epochs_s']['train'], report['epochs_s']['evaluation']
+    print('training epochs (wall s, from the log): ' + ', '.join(
+        f'{epoch}: {seconds:.0f}' + ('' if evaluation[epoch] is None
+                                     else f' + evaluation {evaluation[epoch]:.0f}')
+        for epoch, seconds in train.items()))
+    print(f"load average {report['load_average_start']} at the start, "
+          f"{report['load_average_end']} at the end; a second run reuses the data and the "
+          'checkpoints (the phases then take seconds)')
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    start, started_at = time.time(), datetime.datetime.now(datetime.timezone.utc)
-    load_start, clock, py = load_average(), PhaseClock(), sys.executable
-    real, params = prepare_mano_and_data(py, clock)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    # The report's header records the start: the date, the commit, the load before the run.
+    header = report_header(shlex.join(['python', '-m', 'tools.run_demo', *argv]), load_average(),
+                           precision_run(args.amp))
+    phases, py = [], sys.executable
+    real, params = prepare_mano_and_data(py, phases)
 
     overrides = ['--preset', 'cpu_demo', '--mano_root', params['mano_root'], '--amp', args.amp]
     cfg = config_module.resolve(overrides)
-    with clock.phase('train.py (with an evaluation per epoch)'):
+    with timed(phases, 'train.py (with an evaluation per epoch)'):
         run([py, 'train.py', *overrides, '--resume', 'auto'])
     checkpoint = os.path.join(cfg.checkpoint_dir, f'snapshot_{cfg.total_epoch - 1}.pth.tar')
-    with clock.phase(f'test.py (with {VIS_NUM} vis renders)'):
-        run([py, 'test.py', *overrides, '--checkpoint', checkpoint, '--vis', '--vis_num', str(VIS_NUM)])
+    with timed(phases, f'test.py (with {VIS_NUM} vis renders)'):
+        run([py, 'test.py', *overrides, '--checkpoint', checkpoint, '--vis', '--vis_num',
+             str(VIS_NUM)])
 
     from dataset.freihand import eval as freihand_eval
-    with clock.phase('evaluation and mean-hand baseline'):
+    with timed(phases, 'evaluation and mean-hand baseline'):
         xyz_gt, verts_gt = freihand_eval.load_gt(DATA_ROOT)
-        xyz, verts = freihand_eval.load_pred(os.path.join(cfg.output_root, 'pred.json'), len(xyz_gt))
+        xyz, verts = freihand_eval.load_pred(os.path.join(cfg.output_root, 'pred.json'),
+                                             len(xyz_gt))
         ours = freihand_eval.evaluate(xyz_gt, verts_gt, xyz, verts)
         baseline = mean_hand_baseline(DATA_ROOT, os.path.join(cfg.output_root, 'eval_mean_hand'))
-    extents = print_scores(ours, baseline, verts, verts_gt)
-
-    log_path = f'{cfg.log_dir}/train_{cfg.experiment_name}.log'
-    with open(log_path) as f:
+    with open(f'{cfg.log_dir}/train_{cfg.experiment_name}.log') as f:
         epochs = training_timeline(f.read().splitlines())
-    print('\n==== time ====')
-    print(clock.table())
-    print('training epochs (wall s, from the log): ' + ', '.join(
-        f"{e['epoch']}: {e['train_s']:.0f}" + (f" + evaluation {e['eval_s']:.0f}" if e['eval_s'] is not None else '')
-        for e in epochs))
-    load_end = load_average()
-    print(f'load average {load_start} at the start, {load_end} at the end; a second run reuses '
-          f'the data and the checkpoints (the phases then take seconds)')
 
-    command = shlex.join(['python', '-m', 'tools.run_demo', *(sys.argv[1:] if argv is None else argv)])
-    report = demo_report(DemoRun(started_at, load_start, load_end, args.amp, real, command), params,
-                         cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size),
-                         clock.phases, epochs, (ours, baseline), extents)
+    report = demo_report(
+        header, phases, epochs, (ours, baseline),
+        {'pred': extent_mm(verts), 'gt': extent_mm(verts_gt)}, amp=args.amp,
+        mano='licensed' if real else 'stand-in', num_train=params['num_train'],
+        num_eval=params['num_eval'],
+        iterations=cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size))
     from utils.files.atomic import atomic_write_json
-    report_path = os.path.join(cfg.output_root, REPORT_FILE)
-    atomic_write_json(report_path, report, indent=1)
-    print(f"""
-{LIMITS}
-
-outputs:
-  MANO model            {params['mano_root']}
-  synthetic data        {DATA_ROOT}
-  training log          {log_path}
-  training curves       {cfg.log_dir}/{cfg.experiment_name}_curves.png
-  checkpoints           {cfg.checkpoint_dir}/
-  predictions           {cfg.output_root}/pred.json
-  evaluation            {cfg.output_root}/eval/ (scores.txt, scores.html, PCK plots)
-  baseline evaluation   {cfg.output_root}/eval_mean_hand/
-  rendered results      {cfg.vis_dir}/
-  this report (JSON)    {report_path}
-done in {time.time() - start:.0f} s""")
+    atomic_write_json(os.path.join(cfg.output_root, REPORT_FILE), report, indent=1)
+    print_report(report)
+    print(f'\n{LIMITS}\n\noutputs: MANO {params["mano_root"]}, data {DATA_ROOT}, log and curves '
+          f'{cfg.log_dir}/, checkpoints {cfg.checkpoint_dir}/, predictions, evaluations (eval/, '
+          f'eval_mean_hand/) and this report ({REPORT_FILE}) in {cfg.output_root}/, renders '
+          f'{cfg.vis_dir}/')
     if args.docs:
         for path in copy_to_docs(cfg.output_root, cfg.experiment_name):
             print(f'wrote {path}')

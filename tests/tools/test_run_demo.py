@@ -1,13 +1,15 @@
 """tools.run_demo's bookkeeping: the per-epoch times read from a training log, the mesh extents
-(the depth spread of the side views) and the phase clock (the demo itself runs in `make demo`)."""
-import datetime
+(the depth spread of the side views) and the phase timer (the demo itself runs in `make demo`)."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import config
 from tools import run_demo
+from utils.runtime.machine import report_header
 
 
 def test_training_timeline_from_log_time_stamps():
@@ -49,15 +51,15 @@ def test_extent_is_the_median_over_samples_of_max_minus_min_per_axis():
     assert run_demo.extent_mm(verts) == pytest.approx([20.0, 40.0, 4.0])
 
 
-def test_phase_clock_counts_wall_and_cpu():
-    clock = run_demo.PhaseClock()
-    with clock.phase('spin'):
-        x = 0
-        for i in range(2_000_000):
-            x += i
-    (entry,) = clock.phases
-    assert entry['phase'] == 'spin' and entry['wall_s'] >= 0 and entry['cpu_s'] >= 0
-    assert 'spin' in clock.table() and 'total' in clock.table()
+def test_timed_counts_wall_and_the_cpu_of_finished_children():
+    phases = []
+    with run_demo.timed(phases, 'spin'):
+        # A child that spins for about 0.5 s of CPU: its seconds count once it has finished.
+        subprocess.run([sys.executable, '-c', 'import time\nt = time.process_time()\n'
+                        'while time.process_time() - t < 0.5: pass'], check=True)
+    (entry,) = phases
+    assert entry['phase'] == 'spin' and entry['cpu_s'] >= 0.5
+    assert entry['wall_s'] >= 0.5
 
 
 def test_the_demo_preset_gives_the_documented_iterations():
@@ -68,22 +70,32 @@ def test_the_demo_preset_gives_the_documented_iterations():
     assert cfg.total_epoch * items // cfg.batch_size == 450
 
 
-def test_the_report_is_what_make_docs_tabulates(tmp_path):
+def test_the_report_is_what_make_docs_tabulates(tmp_path, capsys):
     from tools import make_docs
     from dataset.freihand.eval import SCORE_KEYS
     ours = {key: 1.0 for key in SCORE_KEYS}
     baseline = {key: 4.0 for key in SCORE_KEYS}
     ours['mesh_al_mean3d'] = 2.5  # 4 / 2.5 = 1.6x: short of the 2x goal
     phases = [{'phase': 'train.py', 'wall_s': 300.0, 'cpu_s': 550.0, 'load_end': [1.0, 1.0, 1.0]}]
-    run = run_demo.DemoRun(datetime.datetime(2026, 12, 5, 10, 0, tzinfo=datetime.timezone.utc),
-                           [2.0, 1.5, 1.0], [3.0, 2.0, 1.0], 'off', False)
+    header = report_header('python -m tools.run_demo', [2.0, 1.5, 1.0], 'fp32')
     report = run_demo.demo_report(
-        run, {'num_train': 600, 'num_eval': 200}, 450, phases,
-        [{'epoch': 0, 'train_s': 100.0, 'eval_s': 6.0}], (ours, baseline),
-        {'pred': [30.0, 31.0, 10.0], 'gt': [35.0, 36.0, 25.0]})
+        header, phases, [{'epoch': 0, 'train_s': 100.0, 'eval_s': 6.0}], (ours, baseline),
+        {'pred': [30.0, 31.0, 10.0], 'gt': [35.0, 36.0, 25.0]}, amp='off', mano='stand-in',
+        num_train=600, num_eval=200, iterations=450)
     assert report['ratio_to_mean_hand'] == {'xyz_al_mean3d': 4.0, 'mesh_al_mean3d': 1.6}
     assert report['meets_goal'] is False and report['total_cpu_s'] == 550.0
     assert report['load_average_start'] == '2.0 1.5 1.0'
+    assert report['date'] == header['date']  # the start's, from the header
+    assert report['num_train'] == 600 and report['mano'] == 'stand-in'
+    assert list(report)[:len(header)] == list(header)  # the header first, as every report
+    with open('docs/measured/demo.json') as f:  # the committed run's report: the same fields
+        committed = json.load(f)
+    assert sorted(report) == sorted(committed)
+    assert sorted(report['scores']['mean_hand']) == sorted(committed['scores']['mean_hand'])
+    run_demo.print_report(report)
+    printed = capsys.readouterr().out
+    assert '4.0x / 1.6x better (does NOT meet' in printed
+    assert 'f_al_score_15' in printed and 'predicted 30.0 / 31.0 / 10.0' in printed
     (tmp_path / 'demo.json').write_text(json.dumps(report))
     table = make_docs.measured_table('demo', folder=str(tmp_path))
     assert '| xyz_al_mean3d | 1 | 4 |' in table  # the scores side by side
@@ -116,10 +128,9 @@ def test_docs_copies_the_run_and_keeps_the_logs_last_run(tmp_path):
 def test_the_report_names_its_command_and_precision():
     from dataset.freihand.eval import SCORE_KEYS
     scores = ({key: 1.0 for key in SCORE_KEYS}, {key: 4.0 for key in SCORE_KEYS})
-    run = run_demo.DemoRun(datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc),
-                           [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], 'off', False,
-                           'python -m tools.run_demo --amp off')
-    report = run_demo.demo_report(run, {'num_train': 600, 'num_eval': 200}, 450, [], [],
-                                  scores, {'pred': [1.0] * 3, 'gt': [1.0] * 3})
+    header = report_header('python -m tools.run_demo --amp off', [1.0, 1.0, 1.0],
+                           run_demo.precision_run('off'))
+    report = run_demo.demo_report(header, [], [], scores, {'pred': [1.0] * 3, 'gt': [1.0] * 3},
+                                  amp='off')
     assert report['command'] == 'python -m tools.run_demo --amp off'
     assert report['precision'] == 'fp32'  # --amp off is fp32 on any CPU
