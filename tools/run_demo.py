@@ -308,12 +308,17 @@ def main(argv=None):
         num_eval=params['num_eval'],
         iterations=cfg.total_epoch * (4 * params['num_train'] // cfg.batch_size))
     from utils.files.atomic import atomic_write_json
-    atomic_write_json(os.path.join(cfg.output_root, REPORT_FILE), report, indent=1)
+    report_path = os.path.join(cfg.output_root, REPORT_FILE)
+    atomic_write_json(report_path, report, indent=1)
     print_report(report)
-    print(f'\n{LIMITS}\n\noutputs: MANO {params["mano_root"]}, data {DATA_ROOT}, log and curves '
-          f'{cfg.log_dir}/, checkpoints {cfg.checkpoint_dir}/, predictions, evaluations (eval/, '
-          f'eval_mean_hand/) and this report ({REPORT_FILE}) in {cfg.output_root}/, renders '
-          f'{cfg.vis_dir}/')
+    outputs = {'MANO model': params['mano_root'], 'synthetic data': DATA_ROOT,
+               'training log, curves': f'{cfg.log_dir}/', 'checkpoints': f'{cfg.checkpoint_dir}/',
+               'predictions': f'{cfg.output_root}/pred.json',
+               'evaluation': f'{cfg.output_root}/eval/ (scores.txt, scores.html, PCK plots)',
+               'baseline evaluation': f'{cfg.output_root}/eval_mean_hand/',
+               'rendered results': f'{cfg.vis_dir}/', 'this report (JSON)': report_path}
+    print(f'\n{LIMITS}\n\noutputs:\n' + '\n'.join(f'  {name:<22}{path}'
+                                                for name, path in outputs.items()))
     if args.docs:
         for path in copy_to_docs(cfg.output_root, cfg.experiment_name):
             print(f'wrote {path}')
