@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 import config as config_module
-from inference.root_depth import RootDepthPrior, solve_root_depth
+from inference.root_depth import RootDepthPrior, bone_pairs, solve_root_depth
 from utils.constants import SCALE_BONE, SKELETON
 from utils.errors import ImageInputError
 from utils.mano import MANO
@@ -27,10 +27,10 @@ from utils.transforms import project
 NOISE_LEVELS = ((1.0, 5.0), (3.0, 10.0))  # (px on u and v, mm on relative depths), Gaussian std
 
 
-def _skeleton_px(xyz, K):
-    uv = project(xyz, K)[..., :2]
-    parents, children = zip(*SKELETON)
-    return np.linalg.norm(uv[:, list(children)] - uv[:, list(parents)], axis=-1).sum(-1)
+def _skeleton_lengths(points, bones=SKELETON):
+    """Total bone length of N x 21 x D points (m in 3D, px in 2D)."""
+    parents, children = bone_pairs(bones)
+    return np.linalg.norm(points[:, children] - points[:, parents], axis=-1).sum(-1)
 
 
 def _percent(estimate, truth):
@@ -49,11 +49,6 @@ def _solve_each(joints_uv, depth_rel, K, skeleton_m, bones=SKELETON):
         with contextlib.suppress(ImageInputError):
             depths[i] = solve_root_depth(joints_uv[i], depth_rel[i], K[i], target, bones=bones)
     return depths
-
-
-def _skeleton_lengths(xyz, bones):
-    parents, children = zip(*bones)
-    return np.linalg.norm(xyz[:, list(children)] - xyz[:, list(parents)], axis=-1).sum(-1)
 
 
 def ground_truth_rows(xyz, K, prior):
@@ -110,7 +105,8 @@ def main(argv=None):
         with open(args.pred) as f:
             pred_xyz = np.asarray(json.load(f)[0], dtype=np.float64)
         rows.append((f'network ({args.pred})', *_percent(pred_xyz[:, 0, 2], xyz[:, 0, 2])))
-        ratio = _skeleton_px(pred_xyz, K) / _skeleton_px(xyz, K)
+        ratio = (_skeleton_lengths(project(pred_xyz, K)[..., :2])
+                 / _skeleton_lengths(project(xyz, K)[..., :2]))
         print(f"the network's 2D skeleton / the true one: median {np.median(ratio):.3f} "
               f"(p10 {np.percentile(ratio, 10):.3f}, p90 {np.percentile(ratio, 90):.3f})")
     print(f"{'root depth error, % of the true depth':<52}{'median':>8}{'p90':>8}{'n':>6}")
