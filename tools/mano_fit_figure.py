@@ -17,6 +17,7 @@ from wild.mano_fit import ManoFitter
 from utils.files.images import save_image
 from dataset.freihand.eval.files import load_pred
 from utils.mano import MANO
+from utils.vis.drawing import put_label
 from utils.vis.render import render_mesh
 
 SCALE = 2  # px per image px in the picture
@@ -40,8 +41,7 @@ def _row(img_rgb, pred, fitted, faces, K, label):
               _side_view(pred, faces, K, size, PRED_RGB), _side_view(fitted, faces, K, size, FIT_RGB)]
     row = cv2.resize(np.concatenate(panels, 1), None, fx=SCALE, fy=SCALE,
                      interpolation=cv2.INTER_NEAREST)
-    cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    put_label(row, label)
     return row
 
 

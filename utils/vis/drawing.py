@@ -93,7 +93,7 @@ def _as_rgb_uint8(img, index):
     return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img
 
 
-def _put_label(cell, text):
+def put_label(cell, text):
     """Write `text` in the top-left corner of `cell` (in place): black with a white outline.
 
     The outline is the black text's own coverage grown by one pixel, not a second, thicker
@@ -144,5 +144,5 @@ def make_grid(images, ncols, labels=None, pad_value=255):
         cell = grid[top:top + cell_h, left:left + cell_w]  # a view: drawing writes into grid
         cell[:img.shape[0], :img.shape[1]] = img
         if labels is not None:
-            _put_label(cell, str(labels[i]))
+            put_label(cell, str(labels[i]))
     return grid
