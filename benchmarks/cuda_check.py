@@ -9,7 +9,7 @@ a reduced run (fp16, compile, NCCL and EGL skipped); tolerances: the constants b
 import argparse
 import collections
 import contextlib
-import dataclasses
+import functools
 import json
 import math
 import os
@@ -29,7 +29,7 @@ from benchmarks import speed
 # repoint when they move).
 from inference.decoding import Decoding
 from run.network import build_model
-from inference.precision import autocast
+from synthetic.standin import build_standin, save_standin
 from training.build import build_optimizer
 from training.loop import train_step
 from utils.constants import TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
@@ -95,25 +95,6 @@ class SkipCheck(Exception):
     """The check does not apply here (the message says why: no GPU, one GPU, no EGL)."""
 
 
-@dataclasses.dataclass
-class Fixture:
-    """Everything the checks share: settings, configuration, MANO, one fixed batch."""
-    device: torch.device
-    settings: dict
-    cfg: object
-    mano: MANO
-    mano_root: str
-    img: torch.Tensor  # (B, 3, H, W), random, channels_last on CUDA
-    gt_uvd: torch.Tensor  # (B, 799, 3), the same hand for every item
-    crop2img: np.ndarray  # 2 x 3
-    state: dict = dataclasses.field(default_factory=dict)  # results passed between checks
-
-
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def palm_to_camera(template):
     """The template (778 x 3) palm towards the camera, HAND_DEPTH_M ahead (m, camera frame)."""
     # Template frame: fingers along -x, back of the hand +y. (x, y, z) -> (x, -z, y) turns the
@@ -122,29 +103,44 @@ def palm_to_camera(template):
     return (template - template.mean(axis=0)) @ rotation.T + [0.0, 0.0, HAND_DEPTH_M]
 
 
-def make_fixture(device, settings, mano_root):
-    network = {name: settings[name] for name in NetworkSpec.names() if name in settings}
-    cfg = config_module.resolve(
-        [], device=device.type, **network, batch_size=settings['batch'],
-        pretrained_backbone=False, channels_last=device.type == 'cuda')
-    size = cfg.input_img_shape[0]
-    mano = MANO(mano_root)
-    img2crop, crop2img = get_affine(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE, cfg.input_img_shape)
-    verts = palm_to_camera(mano.template)
-    joints = mano.joints_from_verts(verts)
-    uvd = encode_uvd(verts, joints, FREIHAND_K, img2crop, crop_size=cfg.input_img_shape,
-                     depth_box=cfg.depth_box)  # (799, 3)
-    img = speed.random_batch(settings['batch'], cfg, device)[0]
-    gt_uvd = torch.as_tensor(uvd, dtype=torch.float32).expand(settings['batch'], -1, -1)
-    return Fixture(device=device, settings=settings, cfg=cfg, mano=mano, mano_root=mano_root,
-                   img=img, gt_uvd=gt_uvd.contiguous().to(device), crop2img=crop2img)
+class Fixture:
+    """Everything the checks share: settings, configuration, MANO, one fixed batch, and the
+    results passed between checks (`state`)."""
 
+    def __init__(self, device, settings, mano_root):
+        self.device, self.settings, self.mano_root = device, settings, mano_root
+        network = {name: settings[name] for name in NetworkSpec.names() if name in settings}
+        self.cfg = config_module.resolve(
+            [], device=device.type, **network, batch_size=settings['batch'],
+            pretrained_backbone=False, channels_last=device.type == 'cuda')
+        self.mano = MANO(mano_root)
+        img2crop, self.crop2img = get_affine(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE,
+                                             self.cfg.input_img_shape)  # 2 x 3
+        verts = palm_to_camera(self.mano.template)
+        uvd = encode_uvd(verts, self.mano.joints_from_verts(verts), FREIHAND_K, img2crop,
+                         crop_size=self.cfg.input_img_shape, depth_box=self.cfg.depth_box)
+        # (B, 3, H, W) random, channels_last on CUDA; (B, 799, 3) the same hand for every item
+        self.img = speed.random_batch(settings['batch'], self.cfg, device)[0]
+        self.gt_uvd = torch.as_tensor(uvd, dtype=torch.float32, device=device).expand(
+            settings['batch'], -1, -1).contiguous()
+        self.state = {}
 
-def make_model(fx, seed=0):
-    """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
-    torch.manual_seed(seed)
-    model = build_model(fx.cfg, fx.mano, fx.device)
-    return model.train(), build_optimizer(fx.cfg, model, fx.device)[0]
+    def describe(self):
+        """The network, batch and steps the training checks run, for their lines."""
+        return (f'{self.cfg.backbone}, {self.cfg.num_stage} stage(s), '
+                f'{self.cfg.input_img_shape[0]} px, batch {self.settings["batch"]}, '
+                f'{self.settings["steps"]} steps, channels_last {self.cfg.channels_last}')
+
+    def new_model(self, seed=0):
+        """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
+        torch.manual_seed(seed)
+        model = build_model(self.cfg, self.mano, self.device)
+        return model.train(), build_optimizer(self.cfg, model, self.device)[0]
+
+    def step(self, model, optimizer, amp_dtype=None, scaler=None, img=None):
+        """One train step (train.py's) on the fixed batch, or on `img` with the fixed hand."""
+        return train_step(model, optimizer, {'img': self.img if img is None else img},
+                          {'mesh_pose_uvd': self.gt_uvd}, amp_dtype=amp_dtype, scaler=scaler)
 
 
 def window(steps):
@@ -152,24 +148,25 @@ def window(steps):
     return max(2, min(10, steps // 4))
 
 
-def overfit(fx, model, optimizer, steps, amp_dtype=None, scaler=None):
-    """`steps` train steps on the fixed batch, losses kept on the device (no synchronisation
-    in the timed loop): (total loss per step, images/s after the warm-up, first step's s)."""
-    inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
+def overfit(fx, model, optimizer, amp_dtype=None, scaler=None):
+    """fx.settings['steps'] train steps on the fixed batch, losses kept on the device (no
+    synchronisation in the timed loop): (total loss per step, images/s after the warm-up,
+    first step's s)."""
+    steps = fx.settings['steps']
     warmup = window(steps)
     totals = []
-    sync(fx.device)
+    speed.sync(fx.device)
     begin = time.perf_counter()
     for step in range(steps):
         if step == 1:
-            sync(fx.device)
+            speed.sync(fx.device)
             first_step_s = time.perf_counter() - begin
         if step == warmup:
-            sync(fx.device)
+            speed.sync(fx.device)
             begin = time.perf_counter()
-        losses = train_step(model, optimizer, inputs, targets, amp_dtype=amp_dtype, scaler=scaler)
+        losses = fx.step(model, optimizer, amp_dtype, scaler)
         totals.append(torch.stack([v.detach().float() for v in losses.values()]).sum())
-    sync(fx.device)
+    speed.sync(fx.device)
     seconds = time.perf_counter() - begin
     rate = (steps - warmup) * fx.settings['batch'] / seconds
     return torch.stack(totals).cpu().numpy(), rate, first_step_s
@@ -221,14 +218,15 @@ def check_environment(device):
     return text
 
 
-def check_train(fx, amp_dtype, use_scaler=False, use_compile=False, key=None):
-    """Overfit the fixed batch; store the model and rate under fx.state[key]."""
-    model, optimizer = make_model(fx)
-    scaler = torch.amp.GradScaler(fx.device.type) if use_scaler else None
-    train_model = torch.compile(model) if use_compile else model
-    totals, rate, first_s = overfit(fx, train_model, optimizer, fx.settings['steps'],
-                                    amp_dtype=amp_dtype, scaler=scaler)
-    text = verdict_falling(totals)
+def check_train(fx, precision, use_compile=False):
+    """Overfit the fixed batch in `precision` (fp16 with a GradScaler, as train.py); store the
+    model and its rate under fx.state[the check's name]."""
+    model, optimizer = fx.new_model()
+    scaler = torch.amp.GradScaler(fx.device.type) if precision == 'fp16' else None
+    totals, rate, first_s = overfit(fx, torch.compile(model) if use_compile else model,
+                                    optimizer, speed.PRECISION_DTYPES[precision], scaler)
+    text = (f'{fx.describe()}, {precision}{", GradScaler" if scaler else ""}'
+            f'{", torch.compile" if use_compile else ""}: {verdict_falling(totals)}')
     if scaler is not None:
         # init_scale 2^16, halved at every skipped step, doubled only after 2000 good ones.
         skipped = round(math.log2(2.0 ** 16 / scaler.get_scale()))
@@ -237,11 +235,11 @@ def check_train(fx, amp_dtype, use_scaler=False, use_compile=False, key=None):
             raise CheckFailed(f'fp16 overflowed too often: {text}')
     text += f'; {rate:.1f} img/s after {window(len(totals))} warm-up steps'
     if use_compile:
-        eager = fx.state.get('train_bf16', {}).get('rate')
+        eager = fx.state.get('train bf16', {}).get('rate')
         text += (f' (compile + first step {first_s:.0f} s' +
                  (f'; eager bf16 {eager:.1f} img/s)' if eager else ')'))
-    if key:
-        fx.state[key] = {'model': model, 'rate': rate}
+    fx.state['train compile' if use_compile else f'train {precision}'] = {'model': model,
+                                                                          'rate': rate}
     return text
 
 
@@ -266,8 +264,8 @@ def decode(fx, coords):
 
 
 def check_inference_bf16(fx):
-    trained = fx.state.get('train_bf16')
-    model = trained['model'] if trained else make_model(fx)[0]
+    trained = fx.state.get('train bf16')
+    model = trained['model'] if trained else fx.new_model()[0]
     weights = 'the bf16-trained weights' if trained else 'fresh weights (bf16 training failed)'
     model.eval()
     fused = model.fuse_for_inference()
@@ -300,52 +298,46 @@ def check_inference_bf16(fx):
 def speed_words(rate, goal, device):
     if device.type != 'cuda':
         return 'CPU: no goal'
-    ratio = rate / goal
-    word = 'meets the goal' if ratio >= 1 else 'BELOW GOAL'
-    return f'{ratio:.2f} x the goal of {goal:,} img/s: {word}'
+    word = 'meets the goal' if rate >= goal else 'BELOW GOAL'
+    return f'{rate / goal:.2f} x the goal of {goal:,} img/s: {word}'
 
 
 def check_train_throughput(fx):
     """The rate of the main training check: bf16 on CUDA, fp32 on the CPU (the reduced CPU
     check; train.py's amp='auto' would train in bf16 on a CPU with native bf16)."""
-    key, precision = ('train_bf16', 'bf16') if fx.device.type == 'cuda' else ('train_fp32', 'fp32')
-    trained = fx.state.get(key)
-    if not trained:
+    precision = 'bf16' if fx.device.type == 'cuda' else 'fp32'
+    if f'train {precision}' not in fx.state:
         raise CheckFailed(f'the {precision} training check did not complete, nothing was timed')
-    rate = trained['rate']
-    hours = GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / rate / 3600
+    rate = fx.state[f'train {precision}']['rate']
+    images = GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS
     return (f'{rate:.1f} img/s (batch {fx.settings["batch"]}, {precision}, AdamW as train.py '
             f'builds it, one batch on the device: no data loading), '
             f'{speed_words(rate, TRAIN_GOAL_IMAGES_PER_S, fx.device)}; {GOAL_EPOCHS} FreiHAND '
-            f'epochs ({GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / 1e6:.1f} M images) would take '
-            f'{hours:.2f} h at this rate (goal on an H100/H200: {GOAL_HOURS:.0f} h)')
+            f'epochs ({images / 1e6:.1f} M images) would take {images / rate / 3600:.2f} h at '
+            f'this rate (goal on an H100/H200: {GOAL_HOURS:.0f} h)')
 
 
 def check_inference_throughput(fx):
-    """The fused copy, as test.py runs it: bf16 autocast on CUDA, fp32 on the CPU, timed by
-    benchmarks.speed (as benchmarks.run times it: images/s and the fraction of the matmul
-    rate measured between the timed calls)."""
-    fused = fx.state.get('fused') or make_model(fx)[0].fuse_for_inference()
+    """The fused copy as test.py runs it (bf16 autocast on CUDA, fp32 on the CPU), timed as
+    benchmarks.run times it: images/s, and the fraction of the matmul rate measured between
+    the timed calls."""
+    fused = fx.state.get('fused') or fx.new_model()[0].fuse_for_inference()
     cuda = fx.device.type == 'cuda'
-    dtype = torch.bfloat16 if cuda else None
-    inputs = {'img': fx.img}
-
-    def infer():
-        with torch.inference_mode(), autocast(fx.device, dtype):
-            return fused(inputs)['coords']
-
+    precision = 'bf16' if cuda else 'fp32'
+    dtype = speed.PRECISION_DTYPES[precision]
+    infer = functools.partial(speed.inference_call(fused, dtype), {'img': fx.img})
     if not torch.isfinite(infer()).all():
         raise CheckFailed('non-finite inference output')
     repeats = INFERENCE_REPEATS if cuda else 3
-    timer = speed.Timer(fx.device, (dtype or torch.float32,))
-    seconds, matmul = timer.median(infer, repeats, warmup=2, dtype=dtype or torch.float32)
+    timer = speed.Timer(fx.device, (precision,))
+    seconds, matmul = timer.alternating({'fused': (infer, precision)}, repeats, 2)['fused']
     rate = fx.settings['batch'] / seconds
     fraction = speed.forward_flops(fused, fx.img, dtype) * rate / 1e9 / matmul
     goal = (' (3 x the training goal: a forward pass is a third of a training step)'
             if cuda else '')
-    return (f'{rate:.1f} img/s (fused copy as test.py runs it, {"bf16" if cuda else "fp32"}, '
-            f'batch {fx.settings["batch"]}, median of {repeats}; {fraction:.2f} of the matmul '
-            f'rate, {matmul:.0f} GFLOP/s), '
+    return (f'{rate:.1f} img/s (fused copy as test.py runs it, {precision}, batch '
+            f'{fx.settings["batch"]}, median of {repeats}; {fraction:.2f} of the matmul rate, '
+            f'{matmul:.0f} GFLOP/s), '
             f'{speed_words(rate, INFERENCE_GOAL_IMAGES_PER_S, fx.device)}{goal}')
 
 
@@ -360,19 +352,16 @@ def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_pat
     dist.init_process_group(backend, init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                             world_size=world_size)
     try:
-        fx = make_fixture(device, settings, mano_root)
-        model, optimizer = make_model(fx, seed=rank)  # DDP must broadcast rank 0's weights
+        fx = Fixture(device, settings, mano_root)
+        model, optimizer = fx.new_model(seed=rank)  # DDP must broadcast rank 0's weights
         ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[rank] if device.type == 'cuda' else None)
         initial = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        generator = torch.Generator().manual_seed(100 + rank)
         amp_dtype = torch.bfloat16 if device.type == 'cuda' else None
-        for _ in range(DDP_STEPS):
-            img = torch.randn(fx.img.shape, generator=generator).to(device)
-            if fx.cfg.channels_last:
-                img = img.contiguous(memory_format=torch.channels_last)
-            train_step(ddp, optimizer, {'img': img}, {'mesh_pose_uvd': fx.gt_uvd},
-                       amp_dtype=amp_dtype)
+        for step in range(DDP_STEPS):
+            seed = 100 * (step + 1) + rank  # different images on each rank at each step
+            fx.step(ddp, optimizer, amp_dtype, img=speed.random_batch(
+                len(fx.img), fx.cfg, device, seed=seed)[0])
         flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
         gathered = [torch.empty_like(flat) for _ in range(world_size)]
         dist.all_gather(gathered, flat)
@@ -456,22 +445,20 @@ def check_profile(fx):
     per step."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, optimizer = make_model(fx)
-    inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
+    model, optimizer = fx.new_model()
     use_device = fx.device.type == 'cuda'
     steps = PROFILE_STEPS if use_device else 2
     for _ in range(PROFILE_WARMUP if use_device else 1):
-        train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
-    sync(fx.device)
+        fx.step(model, optimizer, torch.bfloat16)
+    speed.sync(fx.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if use_device else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
-        sync(fx.device)
+            fx.step(model, optimizer, torch.bfloat16)
+        speed.sync(fx.device)
     sort_key = 'self_device_time_total' if use_device else 'self_cpu_time_total'
-    print(textwrap.indent(prof.key_averages().table(sort_by=sort_key, row_limit=15), '    '),
-          flush=True)
     events = prof.key_averages()
+    print(textwrap.indent(events.table(sort_by=sort_key, row_limit=15), '    '), flush=True)
     overall = sum(getattr(event, sort_key) for event in events) / 1e6
     unit = 'CUDA' if use_device else 'CPU'
     if overall <= 0:
@@ -482,88 +469,72 @@ def check_profile(fx):
 
 # ---- driver ------------------------------------------------------------------------------
 
-class Report:
-    """Prints one line per check and counts the verdicts."""
+# The checks after the environment's, in order (later ones read what earlier ones left in
+# fx.state): (name, check of the fixture, where it runs: 'any', 'cpu' or 'cuda'). The CPU run
+# is the reduced one: fp32 training instead of fp16 and compiled, no NCCL, no EGL.
+CHECKS = (
+    ('train bf16', lambda fx: check_train(fx, 'bf16'), 'any'),
+    ('train fp32', lambda fx: check_train(fx, 'fp32'), 'cpu'),
+    ('train fp16', lambda fx: check_train(fx, 'fp16'), 'cuda'),
+    ('train compile', lambda fx: check_train(fx, 'bf16', use_compile=True), 'cuda'),
+    ('inference bf16 vs fp32', check_inference_bf16, 'any'),
+    ('training throughput', check_train_throughput, 'any'),
+    ('inference throughput', check_inference_throughput, 'any'),
+    ('ddp', check_ddp, 'cuda'),
+    ('render egl', lambda fx: check_render('egl'), 'cuda'),
+)
+PROFILE = (('profile', check_profile, 'any'),)  # --profile
 
-    def __init__(self):
-        self.counts = collections.Counter()
 
-    def line(self, status, name, text):
-        self.counts[status] += 1
-        print(f'{status} {name}: {text}', flush=True)
+def skip(reason):
+    raise SkipCheck(reason)
 
-    def run(self, name, function, *args, **kwargs):
-        try:
-            text = function(*args, **kwargs)
-        except SkipCheck as skip:
-            self.line('SKIP', name, str(skip))
-        except CheckFailed as failure:
-            self.line('FAIL', name, str(failure))
-        except Exception as err:  # any error of a check is its failure; the others still run
-            traceback.print_exc(file=sys.stderr)
-            message = str(err).strip().splitlines()[0] if str(err).strip() else ''
-            self.line('FAIL', name, f'{type(err).__name__}: {message}')
-        else:
-            self.line('PASS', name, text)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
-    def skip(self, name, reason):
-        self.line('SKIP', name, reason)
+def run_check(counts, name, check, *args):
+    """Run one check, print its PASS, FAIL or SKIP line and count it in `counts`."""
+    try:
+        status, text = 'PASS', check(*args)
+    except SkipCheck as skipped:
+        status, text = 'SKIP', str(skipped)
+    except CheckFailed as failure:
+        status, text = 'FAIL', str(failure)
+    except Exception as err:  # any error of a check is its failure; the others still run
+        traceback.print_exc(file=sys.stderr)
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        status, text = 'FAIL', f'{type(err).__name__}: {message}'
+    counts[status] += 1
+    print(f'{status} {name}: {text}', flush=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run(device='cuda', steps=None, profile=False):
     """Run the checks; returns the number of failures."""
     device = torch.device(device)
-    report = Report()
+    counts = collections.Counter()
     start = time.perf_counter()
-    settings = dict(FULL if device.type == 'cuda' else REDUCED)
+    run_check(counts, 'environment', check_environment, device)
+    cpu = device.type == 'cpu'
+    no_cuda = not cpu and not torch.cuda.is_available()
+    if not cpu and not no_cuda:
+        torch.backends.cudnn.benchmark = True  # as train.py: fixed input size
+        if device.index is None:
+            device = torch.device('cuda', torch.cuda.current_device())
+    settings = dict(REDUCED if cpu else FULL)
     if steps is not None:
         settings['steps'] = steps
-    report.run('environment', check_environment, device)
-    names = ['train bf16', 'train fp16', 'train compile', 'inference bf16 vs fp32',
-             'training throughput', 'inference throughput', 'ddp', 'render egl']
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        for name in names:
-            report.skip(name, 'no CUDA device (see environment)')
-    else:
-        if device.type == 'cuda':
-            torch.backends.cudnn.benchmark = True  # as train.py: fixed input size
-            if device.index is None:
-                device = torch.device('cuda', torch.cuda.current_device())
-        with tempfile.TemporaryDirectory() as mano_root:
-            from synthetic import standin
-            with contextlib.redirect_stdout(None):
-                standin.main(['--out', mano_root])
-            fx = make_fixture(device, settings, mano_root)
-            net = (f'{settings["backbone"]}, {settings["num_stage"]} stage(s), '
-                   f'{settings["input_img_shape"][0]} px, batch {settings["batch"]}, '
-                   f'{settings["steps"]} steps')
-            cpu = device.type == 'cpu'
-            report.run('train bf16', lambda: f'{net}, channels_last {fx.cfg.channels_last}, '
-                       f'AdamW fused on CUDA: ' + check_train(fx, torch.bfloat16, key='train_bf16'))
-            if cpu:
-                report.run('train fp32', lambda: f'{net}: ' + check_train(fx, None,
-                                                                          key='train_fp32'))
-                for name in ('train fp16', 'train compile'):
-                    report.skip(name, 'CPU run (a CUDA check)')
+    with tempfile.TemporaryDirectory() as mano_root:
+        save_standin(mano_root, build_standin(seed=0))
+        fx = None if no_cuda else Fixture(device, settings, mano_root)
+        for name, check, where in CHECKS + (PROFILE if profile else ()):
+            if where == 'cpu' and not cpu:
+                continue  # the reduced run's fp32 training
+            if no_cuda:
+                run_check(counts, name, skip, 'no CUDA device (see environment)')
+            elif where == 'cuda' and cpu:
+                run_check(counts, name, skip, 'CPU run (a GPU check)')
             else:
-                report.run('train fp16', lambda: f'{net}, GradScaler: ' +
-                           check_train(fx, torch.float16, use_scaler=True))
-                report.run('train compile', lambda: f'{net}, torch.compile, bf16: ' +
-                           check_train(fx, torch.bfloat16, use_compile=True))
-            report.run('inference bf16 vs fp32', check_inference_bf16, fx)
-            report.run('training throughput', check_train_throughput, fx)
-            report.run('inference throughput', check_inference_throughput, fx)
-            if cpu:
-                for name in ('ddp', 'render egl'):
-                    report.skip(name, 'CPU run (a GPU check: NCCL, EGL)')
-            else:
-                report.run('ddp', check_ddp, fx)
-                report.run('render egl', check_render, 'egl')
-            if profile:
-                report.run('profile', check_profile, fx)
-    counts = report.counts
+                run_check(counts, name, check, fx)
     print(f'SUMMARY: {counts["PASS"]} PASS, {counts["FAIL"]} FAIL, {counts["SKIP"]} SKIP in '
           f'{time.perf_counter() - start:.0f} s on {device.type}'
           + ('' if counts['FAIL'] == 0 else ' -- FAILED'), flush=True)

@@ -60,72 +60,72 @@ def describe_other_use(when):
 
 def device_description(device):
     """Human-readable device name."""
+    return (f'cuda ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else
+            f"cpu ({machine_info()['cpu_model']}, {os.cpu_count()} logical cores)")
+
+
+def sync(device):
     if device.type == 'cuda':
-        return f'cuda ({torch.cuda.get_device_name(device)})'
-    return f"cpu ({machine_info()['cpu_model']}, {os.cpu_count()} logical cores)"
+        torch.cuda.synchronize(device)
+
+
+def inference_call(network, amp_dtype):
+    """network's coordinates of `inputs` in evaluation, under autocast in amp_dtype."""
+    def call(inputs):
+        with torch.inference_mode(), autocast(inputs['img'].device, amp_dtype):
+            return network(inputs)['coords']
+    return call
 
 
 class Timer:
     """Median wall time of repeated calls (the device synchronised around each), with the rate
-    of square matrix products in each compute dtype timed between them: load or clock changes
-    that slow one slow the other, so the fractions stay meaningful."""
+    of square matrix products in each precision ('fp32', 'bf16', 'fp16') timed between them:
+    load or clock changes that slow one slow the other, so the fractions stay meaningful."""
 
-    def __init__(self, device, dtypes=(torch.float32,), quick=False):
+    def __init__(self, device, precisions=('fp32',), quick=False):
         self.device, self.quick = device, quick  # quick: fewer repetitions
         self.side = MATMUL_SIDE[device.type]
         generator = torch.Generator(device=device).manual_seed(0)
         a = torch.randn(self.side, self.side, device=device, generator=generator)
         b = torch.randn(self.side, self.side, device=device, generator=generator)
-        self._pairs = {dtype: (a.to(dtype), b.to(dtype), torch.empty_like(a, dtype=dtype))
-                       for dtype in dtypes}
+        dtypes = {name: PRECISION_DTYPES[name] or torch.float32 for name in precisions}
+        self._pairs = {name: (a.to(dtype), b.to(dtype), torch.empty_like(a, dtype=dtype))
+                       for name, dtype in dtypes.items()}
 
-    def sync(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
+    def _seconds(self, function):
+        sync(self.device)
+        begin = time.perf_counter()
+        function()
+        sync(self.device)
+        return time.perf_counter() - begin
 
-    def _matmul_seconds(self, count, dtype):
-        a, b, out = self._pairs[dtype]
-        times = []
-        for _ in range(count):
-            self.sync()
-            begin = time.perf_counter()
-            torch.mm(a, b, out=out)
-            self.sync()
-            times.append(time.perf_counter() - begin)
-        return times
+    def _matmul_seconds(self, count, precision):
+        a, b, out = self._pairs[precision]
+        return [self._seconds(lambda: torch.mm(a, b, out=out)) for _ in range(count)]
 
     def _rate(self, seconds):
         return 2 * self.side ** 3 / statistics.median(seconds) / 1e9
 
-    def matmul_rate(self, repeats, dtype=torch.float32, min_warmup_s=1.0):
-        """GFLOP/s of the square product in `dtype` (median), after `min_warmup_s` of them
-        (CPU clocks and thread pools ramp up)."""
+    def matmul_rate(self, repeats, precision='fp32', min_warmup_s=1.0):
+        """GFLOP/s of the square product in `precision` (median), after `min_warmup_s` of
+        them (CPU clocks and thread pools ramp up)."""
         start = time.perf_counter()
         while time.perf_counter() - start < min_warmup_s:
-            self._matmul_seconds(1, dtype)
-        return self._rate(self._matmul_seconds(repeats, dtype))
-
-    def median(self, function, repeats, warmup=1, dtype=torch.float32):
-        """(median seconds per call of `function()` after `warmup` calls, median matmul
-        GFLOP/s in `dtype` measured between the timed calls)."""
-        return self.alternating({'f': (function, dtype)}, repeats, warmup)['f']
+            self._matmul_seconds(1, precision)
+        return self._rate(self._matmul_seconds(repeats, precision))
 
     def alternating(self, calls, repeats, warmup=1):
         """{name: (median seconds, paired matmul GFLOP/s)} of `calls` {name: (function,
-        matmul dtype)}, the functions called in turn within each repetition."""
+        matmul precision)}, the functions called in turn within each repetition."""
         for _ in range(warmup):
             for function, _ in calls.values():
                 function()
         times = {name: [] for name in calls}
         matmul = {name: [] for name in calls}
         for _ in range(repeats):
-            for name, (function, dtype) in calls.items():
-                matmul[name] += self._matmul_seconds(3, dtype)
-                self.sync()
-                begin = time.perf_counter()
-                function()
-                self.sync()
-                times[name].append(time.perf_counter() - begin)
+            for name, (function, precision) in calls.items():
+                matmul[name] += self._matmul_seconds(3, precision)
+                times[name].append(self._seconds(function))
         return {name: (statistics.median(times[name]), self._rate(matmul[name]))
                 for name in calls}
 
@@ -209,21 +209,14 @@ def onnx_runtime(fused, cfg, folder):
 
 
 def inference_paths(model, fused, runtime, precisions):
-    """{name: (callable on inputs, matmul dtype of its rate)} of the inference paths."""
-    def under(network, amp_dtype):
-        def call(inputs):
-            with torch.inference_mode(), autocast(inputs['img'].device, amp_dtype):
-                return network(inputs)['coords']
-        return call
-
+    """{name: (callable on inputs, matmul precision of its rate)} of the inference paths."""
     paths = {}
     for name in precisions:
-        dtype = PRECISION_DTYPES[name]
         if name == 'fp32':
-            paths['fp32 eval'] = (under(model, None), torch.float32)
-        paths[f'{name} fused'] = (under(fused, dtype), dtype or torch.float32)
+            paths['fp32 eval'] = (inference_call(model, None), 'fp32')
+        paths[f'{name} fused'] = (inference_call(fused, PRECISION_DTYPES[name]), name)
     if runtime is not None:
-        paths['onnx fused'] = (lambda inputs: runtime(inputs)['coords'], torch.float32)
+        paths['onnx fused'] = (lambda inputs: runtime(inputs)['coords'], 'fp32')
     return paths
 
 
@@ -263,7 +256,7 @@ def bench_training(report, model, cfg, timer, *, precisions, batch):
         optimizer, _ = build_optimizer(cfg, model, timer.device)  # AdamW as train.py builds it
         scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
         calls[name] = ((lambda o=optimizer, d=dtype, s=scaler: train_step(
-            model, o, inputs, targets, amp_dtype=d, scaler=s)), dtype or torch.float32)
+            model, o, inputs, targets, amp_dtype=d, scaler=s)), name)
     print(f'training (forward + losses + backward + AdamW step as in train.py; '
           f'{TRAINING_FLOP_FACTOR} x forward FLOPs per image; one network, so the paths '
           f'share its weights):')
@@ -277,9 +270,7 @@ def compare_default(report, outputs, device, batches):
     choice = resolve_amp('auto', device)
     default = f"{'fp32' if choice.dtype is None else choice.name} fused"
     print(f'default path ({choice.reason}): "{default}"')
-    for batch in batches:
-        if (default, batch) not in outputs or ('fp32 eval', batch) not in outputs:
-            continue
+    for batch in batches:  # the CPU's default is fp32 or bf16: both timed
         speedup = (report.figures[f"inference_{default.replace(' ', '_')}_b{batch}_images_per_s"]
                    / report.figures[f'inference_fp32_eval_b{batch}_images_per_s'])
         diff = (outputs[default, batch] - outputs['fp32 eval', batch]).abs()  # (B, 799, 3)
@@ -293,7 +284,7 @@ def compare_default(report, outputs, device, batches):
               f'bf16 is native), max |diff| u, v {uv_diff:.1e}, d {d_diff:.1e} of depths up to '
               f'{depth_span:.2g} (goal <= {GOAL_MAX_DIFF:g} on a trained network: '
               f'benchmarks.precision)')
-        if 'onnx fused' in (name for name, b in outputs if b == batch):
+        if ('onnx fused', batch) in outputs:
             onnx_diff = (outputs['onnx fused', batch] - outputs['fp32 fused', batch]).abs().max()
             print(f'            ONNX Runtime vs fp32 fused: max |diff| {onnx_diff.item():.1e}')
 
@@ -317,7 +308,6 @@ def bench_network(model, cfg, timer, *, precisions, batches=(1, 8), train_batch=
 def print_matmul_rates(timer, precisions, when, figures):
     """Measure, print and record the matmul rate of every precision."""
     for name in precisions:
-        dtype = PRECISION_DTYPES[name] or torch.float32
-        rate = timer.matmul_rate(8 if timer.quick else 20, dtype)
+        rate = timer.matmul_rate(8 if timer.quick else 20, name)
         figures[f'matmul_{name}_gflops{"_end" if when else ""}'] = rate
         print(f'{name} matmul {timer.side} x {timer.side}{when}: {rate:.1f} GFLOP/s (median)')
