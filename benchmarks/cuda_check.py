@@ -3,8 +3,8 @@
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
 Overfitting in bf16, fp16 and compiled; bf16 inference; images/s (goal 1,800 training images/s
-on an H100/H200); DDP over NCCL; EGL rendering (docs/performance.md, "On a GPU (estimates)"). --device cpu:
-a reduced run (fp16, compile, NCCL and EGL skipped); tolerances: the constants below.
+on an H100/H200); DDP over NCCL; EGL rendering (docs/performance.md, "On a GPU (estimates)").
+--device cpu: a reduced run (fp16, compile, NCCL and EGL skipped); tolerances below.
 """
 import argparse
 import collections
@@ -148,38 +148,15 @@ def window(steps):
     return max(2, min(10, steps // 4))
 
 
-def overfit(fx, model, optimizer, amp_dtype=None, scaler=None):
-    """fx.settings['steps'] train steps on the fixed batch, losses kept on the device (no
-    synchronisation in the timed loop): (total loss per step, images/s after the warm-up,
-    first step's s)."""
-    steps = fx.settings['steps']
-    warmup = window(steps)
-    totals = []
-    speed.sync(fx.device)
-    begin = time.perf_counter()
-    for step in range(steps):
-        if step == 1:
-            speed.sync(fx.device)
-            first_step_s = time.perf_counter() - begin
-        if step == warmup:
-            speed.sync(fx.device)
-            begin = time.perf_counter()
-        losses = fx.step(model, optimizer, amp_dtype, scaler)
-        totals.append(torch.stack([v.detach().float() for v in losses.values()]).sum())
-    speed.sync(fx.device)
-    seconds = time.perf_counter() - begin
-    rate = (steps - warmup) * fx.settings['batch'] / seconds
-    return torch.stack(totals).cpu().numpy(), rate, first_step_s
-
-
 def verdict_falling(totals):
     """Raise CheckFailed unless every total is finite and the run ends MIN_DROP lower than
-    it began; return the figures as text. Medians of `window` steps at each end: dropout
-    makes single steps jump (a CPU run showed one step at twice its neighbours)."""
+    it began; return the figures as text."""
     bad = np.flatnonzero(~np.isfinite(totals))
     if bad.size:
         raise CheckFailed(f'non-finite total loss at steps {bad[:5].tolist()} '
                           f'(values {totals[bad[:5]].tolist()})')
+    # Medians of `window` steps at each end: dropout makes single steps jump (a CPU run showed
+    # one step at twice its neighbours).
     k = window(len(totals))
     first, last = float(np.median(totals[:k])), float(np.median(totals[-k:]))
     text = (f'total loss, median of the first {k} steps {first:.4f} -> last {k} {last:.4f} '
@@ -220,11 +197,26 @@ def check_environment(device):
 
 def check_train(fx, precision, use_compile=False):
     """Overfit the fixed batch in `precision` (fp16 with a GradScaler, as train.py); store the
-    model and its rate under fx.state[the check's name]."""
+    model and its images/s after the warm-up under fx.state[the check's name]."""
     model, optimizer = fx.new_model()
     scaler = torch.amp.GradScaler(fx.device.type) if precision == 'fp16' else None
-    totals, rate, first_s = overfit(fx, torch.compile(model) if use_compile else model,
-                                    optimizer, speed.PRECISION_DTYPES[precision], scaler)
+    train_model = torch.compile(model) if use_compile else model
+    steps, warmup = fx.settings['steps'], window(fx.settings['steps'])
+    totals = []  # total loss per step, kept on the device: no synchronisation in the timed loop
+    speed.sync(fx.device)
+    begin = time.perf_counter()
+    for step in range(steps):
+        if step == 1:
+            speed.sync(fx.device)
+            first_s = time.perf_counter() - begin
+        if step == warmup:
+            speed.sync(fx.device)
+            begin = time.perf_counter()
+        losses = fx.step(train_model, optimizer, speed.PRECISION_DTYPES[precision], scaler)
+        totals.append(torch.stack([v.detach().float() for v in losses.values()]).sum())
+    speed.sync(fx.device)
+    rate = (steps - warmup) * fx.settings['batch'] / (time.perf_counter() - begin)
+    totals = torch.stack(totals).cpu().numpy()
     text = (f'{fx.describe()}, {precision}{", GradScaler" if scaler else ""}'
             f'{", torch.compile" if use_compile else ""}: {verdict_falling(totals)}')
     if scaler is not None:
@@ -267,16 +259,12 @@ def check_inference_bf16(fx):
     trained = fx.state.get('train bf16')
     model = trained['model'] if trained else fx.new_model()[0]
     weights = 'the bf16-trained weights' if trained else 'fresh weights (bf16 training failed)'
-    model.eval()
-    fused = model.fuse_for_inference()
+    fused = model.eval().fuse_for_inference()
     inputs = {'img': fx.img}
-    with torch.inference_mode():
-        with true_fp32():
-            reference = decode(fx, model(inputs)['coords'])
-        results = {}
-        for name, network in (('eval', model), ('fused', fused)):
-            with torch.autocast(fx.device.type, dtype=torch.bfloat16):
-                results[name] = decode(fx, network(inputs)['coords'])
+    with true_fp32():
+        reference = decode(fx, speed.inference_call(model, None)(inputs))
+    results = {name: decode(fx, speed.inference_call(network, torch.bfloat16)(inputs))
+               for name, network in (('eval', model), ('fused', fused))}
     texts, failed = [], False
     for name, xyz in results.items():
         if not np.isfinite(xyz).all():
@@ -341,9 +329,9 @@ def check_inference_throughput(fx):
             f'{speed_words(rate, INFERENCE_GOAL_IMAGES_PER_S, fx.device)}{goal}')
 
 
-def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_path):
+def _ddp_worker(rank, world_size, port, backend, settings, mano_root, folder):
     """One DDP process: different initial weights per rank, DDP_STEPS steps on rank-specific
-    data; rank 0 writes the largest parameter difference between the ranks."""
+    data; saves [parameters after DDP's broadcast, parameters at the end] as folder/RANK.pt."""
     import torch.distributed as dist
 
     device = torch.device(f'cuda:{rank}' if backend == 'nccl' else 'cpu')
@@ -362,15 +350,8 @@ def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_pat
             seed = 100 * (step + 1) + rank  # different images on each rank at each step
             fx.step(ddp, optimizer, amp_dtype, img=speed.random_batch(
                 len(fx.img), fx.cfg, device, seed=seed)[0])
-        flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        gathered = [torch.empty_like(flat) for _ in range(world_size)]
-        dist.all_gather(gathered, flat)
-        if rank == 0:
-            result = {'max_diff': max(float((g - flat).abs().max()) for g in gathered[1:]),
-                      'moved': float((flat - initial).abs().max()),
-                      'num_params': flat.numel()}
-            with open(result_path, 'w') as f:
-                json.dump(result, f)
+        final = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+        torch.save([initial.cpu(), final.cpu()], os.path.join(folder, f'{rank}.pt'))
     finally:
         dist.destroy_process_group()
 
@@ -383,17 +364,17 @@ def check_ddp(fx, backend='nccl', world_size=2):
         if count < world_size:
             raise SkipCheck(f'{count} GPU visible, DDP needs {world_size}')
     with tempfile.TemporaryDirectory() as folder:
-        result_path = os.path.join(folder, 'ddp.json')
         small = dict(fx.settings, batch=max(2, fx.settings['batch'] // 4))
         mp.spawn(_ddp_worker, nprocs=world_size, join=True,
-                 args=(world_size, free_port(), backend, small, fx.mano_root, result_path))
-        with open(result_path) as f:
-            result = json.load(f)
+                 args=(world_size, free_port(), backend, small, fx.mano_root, folder))
+        (initial, final), *others = [torch.load(os.path.join(folder, f'{rank}.pt'))
+                                     for rank in range(world_size)]
+    max_diff = max(float((other - final).abs().max()) for _, other in others)
+    moved = float((final - initial).abs().max())
     text = (f'{world_size} processes over {backend}, {DDP_STEPS} steps from different '
             f'initial weights on different data: largest parameter difference between ranks '
-            f'{result["max_diff"]:.3g} over {result["num_params"]:,} values (parameters moved '
-            f'up to {result["moved"]:.3g})')
-    if result['max_diff'] != 0.0 or result['moved'] == 0.0:
+            f'{max_diff:.3g} over {final.numel():,} values (parameters moved up to {moved:.3g})')
+    if max_diff != 0.0 or moved == 0.0:
         raise CheckFailed(text)
     return text
 
@@ -447,8 +428,8 @@ def check_profile(fx):
 
     model, optimizer = fx.new_model()
     use_device = fx.device.type == 'cuda'
-    steps = PROFILE_STEPS if use_device else 2
-    for _ in range(PROFILE_WARMUP if use_device else 1):
+    warmup, steps, unit = (PROFILE_WARMUP, PROFILE_STEPS, 'CUDA') if use_device else (1, 2, 'CPU')
+    for _ in range(warmup):
         fx.step(model, optimizer, torch.bfloat16)
     speed.sync(fx.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if use_device else [])
@@ -460,7 +441,6 @@ def check_profile(fx):
     events = prof.key_averages()
     print(textwrap.indent(events.table(sort_by=sort_key, row_limit=15), '    '), flush=True)
     overall = sum(getattr(event, sort_key) for event in events) / 1e6
-    unit = 'CUDA' if use_device else 'CPU'
     if overall <= 0:
         raise CheckFailed(f'the profiler recorded no {unit} time (CUPTI missing?)')
     return (f'{steps} bf16 training steps, {overall / steps * 1e3:.1f} ms of {unit} self time '

@@ -43,8 +43,13 @@ def run(args):
         save_standin(mano_root, build_standin(seed=0))
         torch.manual_seed(0)
         model = build_model(cfg, MANO(mano_root), device, pretrained_backbone=False)
-        figures.update(speed.bench_network(model, cfg, timer, precisions=precisions,
-                                           batches=args.batches, use_onnx=not args.no_onnx))
+        bench = speed.NetworkBench(model, cfg, timer)
+        outputs = bench.inference(precisions, args.batches,
+                                  use_onnx=not args.no_onnx and device.type == 'cpu')
+        if device.type == 'cpu':
+            bench.compare_default(outputs, args.batches)
+        bench.training(precisions, batch=8)
+    figures.update(bench.figures)
     speed.print_matmul_rates(timer, precisions, ' again at the end', figures)
     figures['other_cpu_end'] = speed.describe_other_use('at the end')
     return figures

@@ -153,34 +153,50 @@ def random_batch(batch, cfg, device, seed=0):
     return img, gt_uvd
 
 
-def network_flops(model, cfg, device):
-    """(forward FLOPs per image, counted forward + backward FLOPs per image); printed."""
-    img1, _ = random_batch(1, cfg, device)
-    flops = forward_flops(model.eval(), img1, None)
-    # Counted training FLOPs (forward + backward, batch 2) to show what the 3x convention
-    # stands for; the optimiser step is memory traffic, not FLOPs.
-    model.train()
-    img2, gt2 = random_batch(2, cfg, device, seed=1)
-    with FlopCounterMode(display=False) as counter:
-        sum(model({'img': img2}, {'mesh_pose_uvd': gt2}).values()).backward()
-    model.zero_grad(set_to_none=True)
-    train_flops = counter.get_total_flops() / 2
-    print(f'network: {cfg.backbone}, {cfg.num_stage} stages, {cfg.input_img_shape[0]} px: '
-          f'{flops / 1e9:.2f} GFLOP per image forward; a training step counts '
-          f'{train_flops / 1e9:.1f} GFLOP per image forward + backward '
-          f'({train_flops / flops:.2f} x forward; fractions below use '
-          f'{TRAINING_FLOP_FACTOR} x)')
-    return flops, train_flops
+def onnx_runtime(fused, cfg, folder, wanted=True):
+    """OnnxSAR of the fused network exported into `folder`, or None (printing why)."""
+    if not wanted:
+        print('  ONNX Runtime not asked for')
+        return None
+    try:
+        from inference.onnx import OnnxSAR, export_onnx
+        begin = time.perf_counter()
+        report = export_onnx(fused, cfg.to_dict(), os.path.join(folder, 'sar.onnx'),
+                             tolerance=ONNX_TOLERANCE)
+    except ImportError as err:
+        print(f'  ONNX Runtime skipped: {err}')
+        return None
+    print(f"  ONNX export {time.perf_counter() - begin:.1f} s, "
+          f"{report['num_bytes'] / 2 ** 20:.0f} MiB, self-check max |diff| "
+          f"{report['max_abs_diff']:.1e}")
+    return OnnxSAR(report['path'], num_threads=torch.get_num_threads())
 
 
-class Report:
-    """Prints timings as images/s and fractions of the paired matmul rate; keeps figures."""
+class NetworkBench:
+    """Times `model` on the timer's device: counts its FLOPs (printed), then prints images/s
+    and their fractions of the matmul rate paired with each timing; keeps the figures."""
 
-    def __init__(self, flops):
-        self.flops = flops
-        self.figures = {'forward_gflop_per_image': flops / 1e9}
+    def __init__(self, model, cfg, timer):
+        self.model, self.cfg, self.timer = model, cfg, timer
+        self.flops = forward_flops(model.eval(), random_batch(1, cfg, timer.device)[0], None)
+        # Counted training FLOPs (forward + backward, batch 2) to show what the 3x convention
+        # stands for; the optimiser step is memory traffic, not FLOPs.
+        model.train()
+        img2, gt2 = random_batch(2, cfg, timer.device, seed=1)
+        with FlopCounterMode(display=False) as counter:
+            sum(model({'img': img2}, {'mesh_pose_uvd': gt2}).values()).backward()
+        model.zero_grad(set_to_none=True)
+        train_flops = counter.get_total_flops() / 2
+        print(f'network: {cfg.backbone}, {cfg.num_stage} stages, {cfg.input_img_shape[0]} px: '
+              f'{self.flops / 1e9:.2f} GFLOP per image forward; a training step counts '
+              f'{train_flops / 1e9:.1f} GFLOP per image forward + backward '
+              f'({train_flops / self.flops:.2f} x forward; fractions below use '
+              f'{TRAINING_FLOP_FACTOR} x)')
+        self.figures = {'forward_gflop_per_image': self.flops / 1e9,
+                        'train_gflop_per_image_counted': train_flops / 1e9}
 
     def add(self, label, key, batch, seconds, paired_rate, factor=1):
+        """Print and keep one timing of `batch` images (`factor` x forward FLOPs each)."""
         images_per_s = batch / seconds
         achieved = factor * self.flops * images_per_s / 1e9
         fraction = achieved / paired_rate
@@ -190,119 +206,77 @@ class Report:
         print(f'  {label}: {images_per_s:7.2f} images/s ({unit} per batch), {fraction:.2f} of '
               f'the matmul rate ({paired_rate:.0f} GFLOP/s between the timed calls; '
               f'{achieved:.0f} GFLOP/s achieved)')
-        return images_per_s
 
+    def inference(self, precisions, batches, use_onnx):
+        """Inference images/s of every path at each of `batches`; returns {(path, batch):
+        coords}."""
+        model, timer = self.model.eval(), self.timer
+        fused = model.fuse_for_inference()
+        print('inference (evaluation mode under torch.inference_mode; "fused": the copy of '
+              'SAR.fuse_for_inference that test.py and demo.py run; "onnx": ONNX Runtime, fp32):')
+        paths = {}  # {name: (callable on inputs, matmul precision of its rate)}
+        for name in precisions:
+            if name == 'fp32':
+                paths['fp32 eval'] = (inference_call(model, None), 'fp32')
+            paths[f'{name} fused'] = (inference_call(fused, PRECISION_DTYPES[name]), name)
+        outputs = {}
+        with tempfile.TemporaryDirectory() as folder:
+            runtime = onnx_runtime(fused, self.cfg, folder, use_onnx)
+            if runtime is not None:
+                paths['onnx fused'] = (lambda inputs: runtime(inputs)['coords'], 'fp32')
+            for batch in batches:
+                inputs = {'img': random_batch(batch, self.cfg, timer.device, seed=2)[0]}
+                calls = {name: ((lambda f=f: f(inputs)), precision)
+                         for name, (f, precision) in paths.items()}
+                repeats = (3 if timer.quick else 7) if batch == 1 else (2 if timer.quick else 3)
+                for name, (seconds, rate) in timer.alternating(calls, repeats, 2).items():
+                    self.add(f'batch {batch:2d} {name:10s}',
+                             f"inference_{name.replace(' ', '_')}_b{batch}", batch, seconds, rate)
+                    outputs[name, batch] = paths[name][0](inputs).float().cpu()
+        return outputs
 
-def onnx_runtime(fused, cfg, folder):
-    """(OnnxSAR of the fused network exported into `folder`, export report), or (None, why)."""
-    try:
-        from inference.onnx import OnnxSAR, export_onnx
-        begin = time.perf_counter()
-        report = export_onnx(fused, cfg.to_dict(), os.path.join(folder, 'sar.onnx'),
-                             tolerance=ONNX_TOLERANCE)
-    except ImportError as err:
-        return None, f'ONNX Runtime skipped: {err}'
-    print(f"  ONNX export {time.perf_counter() - begin:.1f} s, "
-          f"{report['num_bytes'] / 2 ** 20:.0f} MiB, self-check max |diff| "
-          f"{report['max_abs_diff']:.1e}")
-    return OnnxSAR(report['path'], num_threads=torch.get_num_threads()), report
+    def training(self, precisions, batch):
+        """Training images/s at `batch` for every precision (timed in turn)."""
+        model, timer = self.model.train(), self.timer
+        img, gt_uvd = random_batch(batch, self.cfg, timer.device, seed=3)
+        inputs, targets = {'img': img}, {'mesh_pose_uvd': gt_uvd}
+        calls = {}
+        for name in precisions:
+            dtype = PRECISION_DTYPES[name]
+            optimizer, _ = build_optimizer(self.cfg, model, timer.device)  # as train.py builds it
+            scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
+            calls[name] = ((lambda o=optimizer, d=dtype, s=scaler: train_step(
+                model, o, inputs, targets, amp_dtype=d, scaler=s)), name)
+        print(f'training (forward + losses + backward + AdamW step as in train.py; '
+              f'{TRAINING_FLOP_FACTOR} x forward FLOPs per image; one network, so the paths '
+              f'share its weights):')
+        for name, (seconds, rate) in timer.alternating(calls, 2 if timer.quick else 4).items():
+            self.add(f'batch {batch:2d} {name:10s}', f'train_{name}', batch, seconds, rate,
+                     TRAINING_FLOP_FACTOR)
 
-
-def inference_paths(model, fused, runtime, precisions):
-    """{name: (callable on inputs, matmul precision of its rate)} of the inference paths."""
-    paths = {}
-    for name in precisions:
-        if name == 'fp32':
-            paths['fp32 eval'] = (inference_call(model, None), 'fp32')
-        paths[f'{name} fused'] = (inference_call(fused, PRECISION_DTYPES[name]), name)
-    if runtime is not None:
-        paths['onnx fused'] = (lambda inputs: runtime(inputs)['coords'], 'fp32')
-    return paths
-
-
-def bench_inference(report, model, cfg, timer, *, precisions, batches, use_onnx):
-    """Inference images/s of every path at each of `batches`; returns {(path, batch): coords}."""
-    model.eval()
-    fused = model.fuse_for_inference()
-    print('inference (evaluation mode under torch.inference_mode; "fused": the copy of '
-          'SAR.fuse_for_inference that test.py and demo.py run; "onnx": ONNX Runtime, fp32):')
-    outputs = {}
-    with tempfile.TemporaryDirectory() as folder:
-        runtime, why = (onnx_runtime(fused, cfg, folder) if use_onnx
-                        else (None, 'ONNX Runtime not asked for'))
-        if runtime is None:
-            print(f'  {why}')
-        paths = inference_paths(model, fused, runtime, precisions)
+    def compare_default(self, outputs, batches):
+        """The CPU's default path (amp='auto': fp32 or bf16, both timed) against fp32 eager:
+        speed and output difference."""
+        choice = resolve_amp('auto', self.timer.device)
+        default = f"{'fp32' if choice.dtype is None else choice.name} fused"
+        print(f'default path ({choice.reason}): "{default}"')
         for batch in batches:
-            inputs = {'img': random_batch(batch, cfg, timer.device, seed=2)[0]}
-            calls = {name: ((lambda f=f: f(inputs)), dtype) for name, (f, dtype) in paths.items()}
-            repeats = (3 if timer.quick else 7) if batch == 1 else (2 if timer.quick else 3)
-            timed = timer.alternating(calls, repeats, warmup=2)
-            for name, (seconds, rate) in timed.items():
-                report.add(f'batch {batch:2d} {name:10s}', f"inference_{name.replace(' ', '_')}"
-                           f'_b{batch}', batch, seconds, rate)
-                outputs[name, batch] = paths[name][0](inputs).float().cpu()
-    return outputs
-
-
-def bench_training(report, model, cfg, timer, *, precisions, batch):
-    """Training images/s at `batch` for every precision (timed in turn)."""
-    model.train()
-    img, gt_uvd = random_batch(batch, cfg, timer.device, seed=3)
-    inputs, targets = {'img': img}, {'mesh_pose_uvd': gt_uvd}
-    calls = {}
-    for name in precisions:
-        dtype = PRECISION_DTYPES[name]
-        optimizer, _ = build_optimizer(cfg, model, timer.device)  # AdamW as train.py builds it
-        scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
-        calls[name] = ((lambda o=optimizer, d=dtype, s=scaler: train_step(
-            model, o, inputs, targets, amp_dtype=d, scaler=s)), name)
-    print(f'training (forward + losses + backward + AdamW step as in train.py; '
-          f'{TRAINING_FLOP_FACTOR} x forward FLOPs per image; one network, so the paths '
-          f'share its weights):')
-    for name, (seconds, rate) in timer.alternating(calls, 2 if timer.quick else 4).items():
-        report.add(f'batch {batch:2d} {name:10s}', f'train_{name}', batch, seconds, rate,
-                   TRAINING_FLOP_FACTOR)
-
-
-def compare_default(report, outputs, device, batches):
-    """The default path (amp='auto') against fp32 eager: speed and output difference."""
-    choice = resolve_amp('auto', device)
-    default = f"{'fp32' if choice.dtype is None else choice.name} fused"
-    print(f'default path ({choice.reason}): "{default}"')
-    for batch in batches:  # the CPU's default is fp32 or bf16: both timed
-        speedup = (report.figures[f"inference_{default.replace(' ', '_')}_b{batch}_images_per_s"]
-                   / report.figures[f'inference_fp32_eval_b{batch}_images_per_s'])
-        diff = (outputs[default, batch] - outputs['fp32 eval', batch]).abs()  # (B, 799, 3)
-        uv_diff, d_diff = diff[..., :2].max().item(), diff[..., 2].max().item()
-        depth_span = outputs['fp32 eval', batch][..., 2].abs().max().item()
-        report.figures.update({f'default_speedup_b{batch}': speedup,
-                               f'default_max_diff_b{batch}': max(uv_diff, d_diff)})
-        # Random weights give depths of about +-10 (a trained network's: about +-1), and
-        # bf16 rounds relative to the value: read the depth difference against its span.
-        print(f'  batch {batch:2d}: {speedup:.2f} x fp32 eager (goal >= {GOAL_SPEEDUP:g} x where '
-              f'bf16 is native), max |diff| u, v {uv_diff:.1e}, d {d_diff:.1e} of depths up to '
-              f'{depth_span:.2g} (goal <= {GOAL_MAX_DIFF:g} on a trained network: '
-              f'benchmarks.precision)')
-        if ('onnx fused', batch) in outputs:
-            onnx_diff = (outputs['onnx fused', batch] - outputs['fp32 fused', batch]).abs().max()
-            print(f'            ONNX Runtime vs fp32 fused: max |diff| {onnx_diff.item():.1e}')
-
-
-def bench_network(model, cfg, timer, *, precisions, batches=(1, 8), train_batch=8,
-                  use_onnx=True):
-    """Inference (at each of `batches`) and training (at `train_batch`) images/s of `model`
-    (on the timer's device) in each precision; prints them and returns the figures."""
-    device = timer.device
-    flops, train_flops = network_flops(model, cfg, device)
-    report = Report(flops)
-    report.figures['train_gflop_per_image_counted'] = train_flops / 1e9
-    outputs = bench_inference(report, model, cfg, timer, precisions=precisions, batches=batches,
-                              use_onnx=use_onnx and device.type == 'cpu')
-    if device.type == 'cpu':
-        compare_default(report, outputs, device, batches)
-    bench_training(report, model, cfg, timer, precisions=precisions, batch=train_batch)
-    return report.figures
+            speedup = (self.figures[f"inference_{default.replace(' ', '_')}_b{batch}_images_per_s"]
+                       / self.figures[f'inference_fp32_eval_b{batch}_images_per_s'])
+            diff = (outputs[default, batch] - outputs['fp32 eval', batch]).abs()  # (B, 799, 3)
+            uv_diff, d_diff = diff[..., :2].max().item(), diff[..., 2].max().item()
+            depth_span = outputs['fp32 eval', batch][..., 2].abs().max().item()
+            self.figures.update({f'default_speedup_b{batch}': speedup,
+                                 f'default_max_diff_b{batch}': max(uv_diff, d_diff)})
+            # Random weights give depths of about +-10 (a trained network's: about +-1), and
+            # bf16 rounds relative to the value: read the depth difference against its span.
+            print(f'  batch {batch:2d}: {speedup:.2f} x fp32 eager (goal >= {GOAL_SPEEDUP:g} x '
+                  f'where bf16 is native), max |diff| u, v {uv_diff:.1e}, d {d_diff:.1e} of '
+                  f'depths up to {depth_span:.2g} (goal <= {GOAL_MAX_DIFF:g} on a trained '
+                  f'network: benchmarks.precision)')
+            if ('onnx fused', batch) in outputs:
+                onnx = (outputs['onnx fused', batch] - outputs['fp32 fused', batch]).abs().max()
+                print(f'            ONNX Runtime vs fp32 fused: max |diff| {onnx.item():.1e}')
 
 
 def print_matmul_rates(timer, precisions, when, figures):
