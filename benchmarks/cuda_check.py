@@ -8,7 +8,6 @@ on an H100/H200); DDP over NCCL; EGL rendering (docs/performance.md, "On a GPU (
 """
 import argparse
 import collections
-import contextlib
 import functools
 import json
 import math
@@ -125,12 +124,6 @@ class Fixture:
             settings['batch'], -1, -1).contiguous()
         self.state = {}
 
-    def describe(self):
-        """The network, batch and steps the training checks run, for their lines."""
-        return (f'{self.cfg.backbone}, {self.cfg.num_stage} stage(s), '
-                f'{self.cfg.input_img_shape[0]} px, batch {self.settings["batch"]}, '
-                f'{self.settings["steps"]} steps, channels_last {self.cfg.channels_last}')
-
     def new_model(self, seed=0):
         """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
         torch.manual_seed(seed)
@@ -217,8 +210,11 @@ def check_train(fx, precision, use_compile=False):
     speed.sync(fx.device)
     rate = (steps - warmup) * fx.settings['batch'] / (time.perf_counter() - begin)
     totals = torch.stack(totals).cpu().numpy()
-    text = (f'{fx.describe()}, {precision}{", GradScaler" if scaler else ""}'
-            f'{", torch.compile" if use_compile else ""}: {verdict_falling(totals)}')
+    cfg = fx.cfg
+    text = (f'{cfg.backbone}, {cfg.num_stage} stage(s), {cfg.input_img_shape[0]} px, batch '
+            f'{cfg.batch_size}, {steps} steps, channels_last {cfg.channels_last}, {precision}'
+            f'{", GradScaler" if scaler else ""}{", torch.compile" if use_compile else ""}: '
+            f'{verdict_falling(totals)}')
     if scaler is not None:
         # init_scale 2^16, halved at every skipped step, doubled only after 2000 good ones.
         skipped = round(math.log2(2.0 ** 16 / scaler.get_scale()))
@@ -230,20 +226,8 @@ def check_train(fx, precision, use_compile=False):
         eager = fx.state.get('train bf16', {}).get('rate')
         text += (f' (compile + first step {first_s:.0f} s' +
                  (f'; eager bf16 {eager:.1f} img/s)' if eager else ')'))
-    fx.state['train compile' if use_compile else f'train {precision}'] = {'model': model,
-                                                                          'rate': rate}
+    fx.state[f'train {"compile" if use_compile else precision}'] = {'model': model, 'rate': rate}
     return text
-
-
-@contextlib.contextmanager
-def true_fp32():
-    """TF32 off (cuDNN uses it by default from Ampere on): the reference is true fp32."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def decode(fx, coords):
@@ -261,8 +245,13 @@ def check_inference_bf16(fx):
     weights = 'the bf16-trained weights' if trained else 'fresh weights (bf16 training failed)'
     fused = model.eval().fuse_for_inference()
     inputs = {'img': fx.img}
-    with true_fp32():
+    # TF32 off (cuDNN uses it by default from Ampere on): the reference is true fp32.
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
         reference = decode(fx, speed.inference_call(model, None)(inputs))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     results = {name: decode(fx, speed.inference_call(network, torch.bfloat16)(inputs))
                for name, network in (('eval', model), ('fused', fused))}
     texts, failed = [], False
@@ -291,8 +280,9 @@ def speed_words(rate, goal, device):
 
 
 def check_train_throughput(fx):
-    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU (the reduced CPU
-    check; train.py's amp='auto' would train in bf16 on a CPU with native bf16)."""
+    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU."""
+    # fp32: the reduced CPU check's; train.py's amp='auto' would train in bf16 on a CPU with
+    # native bf16.
     precision = 'bf16' if fx.device.type == 'cuda' else 'fp32'
     if f'train {precision}' not in fx.state:
         raise CheckFailed(f'the {precision} training check did not complete, nothing was timed')
@@ -306,17 +296,16 @@ def check_train_throughput(fx):
 
 
 def check_inference_throughput(fx):
-    """The fused copy as test.py runs it (bf16 autocast on CUDA, fp32 on the CPU), timed as
-    benchmarks.run times it: images/s, and the fraction of the matmul rate measured between
-    the timed calls."""
+    """Images/s of the fused copy as test.py runs it (bf16 autocast on CUDA, fp32 on the CPU)."""
+    # Timed as benchmarks.run times it: with the fraction of the matmul rate measured between
+    # the timed calls.
     fused = fx.state.get('fused') or fx.new_model()[0].fuse_for_inference()
     cuda = fx.device.type == 'cuda'
-    precision = 'bf16' if cuda else 'fp32'
+    precision, repeats = ('bf16', INFERENCE_REPEATS) if cuda else ('fp32', 3)
     dtype = speed.PRECISION_DTYPES[precision]
     infer = functools.partial(speed.inference_call(fused, dtype), {'img': fx.img})
     if not torch.isfinite(infer()).all():
         raise CheckFailed('non-finite inference output')
-    repeats = INFERENCE_REPEATS if cuda else 3
     timer = speed.Timer(fx.device, (precision,))
     seconds, matmul = timer.alternating({'fused': (infer, precision)}, repeats, 2)['fused']
     rate = fx.settings['batch'] / seconds
@@ -359,10 +348,8 @@ def _ddp_worker(rank, world_size, port, backend, settings, mano_root, folder):
 def check_ddp(fx, backend='nccl', world_size=2):
     import torch.multiprocessing as mp
 
-    if backend == 'nccl':
-        count = torch.cuda.device_count()
-        if count < world_size:
-            raise SkipCheck(f'{count} GPU visible, DDP needs {world_size}')
+    if backend == 'nccl' and torch.cuda.device_count() < world_size:
+        raise SkipCheck(f'{torch.cuda.device_count()} GPU visible, DDP needs {world_size}')
     with tempfile.TemporaryDirectory() as folder:
         small = dict(fx.settings, batch=max(2, fx.settings['batch'] // 4))
         mp.spawn(_ddp_worker, nprocs=world_size, join=True,
@@ -380,9 +367,8 @@ def check_ddp(fx, backend='nccl', world_size=2):
 
 
 def render_probe():
-    """The render check's child process (PyOpenGL fixes its platform on first import, so the
-    check runs this in a fresh interpreter): renders the fixed hand, prints one JSON line."""
-    from synthetic.standin import build_standin
+    """The render check's child process: renders the fixed hand, prints one JSON line."""
+    # PyOpenGL fixes its platform on first import: the check runs this in a fresh interpreter.
     from utils.vis import render
 
     mano = build_standin(seed=0)
@@ -421,9 +407,8 @@ def check_render(platform='egl'):
 
 
 def check_profile(fx):
-    """bf16 training steps of the fixture's network under torch.profiler, after warm-up steps:
-    prints the top ops by self time (CUDA kernels on a GPU, CPU on the CPU); returns the time
-    per step."""
+    """bf16 training steps under torch.profiler, after warm-up steps: prints the top ops by
+    self time (CUDA kernels on a GPU, CPU on the CPU); returns the time per step."""
     from torch.profiler import ProfilerActivity, profile
 
     model, optimizer = fx.new_model()
@@ -466,14 +451,12 @@ CHECKS = (
 PROFILE = (('profile', check_profile, 'any'),)  # --profile
 
 
-def skip(reason):
-    raise SkipCheck(reason)
-
-
-def run_check(counts, name, check, *args):
-    """Run one check, print its PASS, FAIL or SKIP line and count it in `counts`."""
+def run_check(counts, name, check, arg, skip=None):
+    """Run check(arg), or skip it for the reason `skip`; print and count its verdict line."""
     try:
-        status, text = 'PASS', check(*args)
+        if skip:
+            raise SkipCheck(skip)
+        status, text = 'PASS', check(arg)
     except SkipCheck as skipped:
         status, text = 'SKIP', str(skipped)
     except CheckFailed as failure:
@@ -484,8 +467,7 @@ def run_check(counts, name, check, *args):
         status, text = 'FAIL', f'{type(err).__name__}: {message}'
     counts[status] += 1
     print(f'{status} {name}: {text}', flush=True)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    torch.cuda.empty_cache()  # a no-op where CUDA was not used
 
 
 def run(device='cuda', steps=None, profile=False):
@@ -494,9 +476,8 @@ def run(device='cuda', steps=None, profile=False):
     counts = collections.Counter()
     start = time.perf_counter()
     run_check(counts, 'environment', check_environment, device)
-    cpu = device.type == 'cpu'
-    no_cuda = not cpu and not torch.cuda.is_available()
-    if not cpu and not no_cuda:
+    cpu, cuda = device.type == 'cpu', device.type == 'cuda' and torch.cuda.is_available()
+    if cuda:
         torch.backends.cudnn.benchmark = True  # as train.py: fixed input size
         if device.index is None:
             device = torch.device('cuda', torch.cuda.current_device())
@@ -505,16 +486,13 @@ def run(device='cuda', steps=None, profile=False):
         settings['steps'] = steps
     with tempfile.TemporaryDirectory() as mano_root:
         save_standin(mano_root, build_standin(seed=0))
-        fx = None if no_cuda else Fixture(device, settings, mano_root)
+        fx = Fixture(device, settings, mano_root) if cpu or cuda else None
         for name, check, where in CHECKS + (PROFILE if profile else ()):
             if where == 'cpu' and not cpu:
                 continue  # the reduced run's fp32 training
-            if no_cuda:
-                run_check(counts, name, skip, 'no CUDA device (see environment)')
-            elif where == 'cuda' and cpu:
-                run_check(counts, name, skip, 'CPU run (a GPU check)')
-            else:
-                run_check(counts, name, check, fx)
+            skip = ('no CUDA device (see environment)' if fx is None else
+                    'CPU run (a GPU check)' if where == 'cuda' and cpu else None)
+            run_check(counts, name, check, fx, skip)
     print(f'SUMMARY: {counts["PASS"]} PASS, {counts["FAIL"]} FAIL, {counts["SKIP"]} SKIP in '
           f'{time.perf_counter() - start:.0f} s on {device.type}'
           + ('' if counts['FAIL'] == 0 else ' -- FAILED'), flush=True)

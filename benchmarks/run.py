@@ -7,6 +7,7 @@ What is timed and how to read it: docs/performance.md (the code: benchmarks/spee
 idle; no weights or data sets are needed.
 """
 import argparse
+import os
 import tempfile
 
 import torch
@@ -17,6 +18,7 @@ from inference.precision import AMP_DTYPES, resolve_amp
 from run.network import build_model
 from synthetic.standin import build_standin, save_standin
 from utils.mano import MANO
+from utils.runtime.machine import machine_info
 
 
 def run(args):
@@ -32,7 +34,8 @@ def run(args):
     cfg = config_module.resolve([], device=device.type, pretrained_backbone=False,
                                 preset=args.preset)
     timer = speed.Timer(device, precisions, quick=args.quick)
-    description = speed.device_description(device)
+    description = (f'cuda ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else
+                   f"cpu ({machine_info()['cpu_model']}, {os.cpu_count()} logical cores)")
     print(f'SAR benchmark: device {description}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads; precisions {", ".join(precisions)}; '
           f"amp='auto' here: {resolve_amp('auto', device).reason}")

@@ -1,6 +1,7 @@
 """The speed measurements of `python -m benchmarks.run` and of cuda_check's throughput checks:
 images/s against the matmul rate of the same moments, FLOPs, the CPU use of other processes.
 Timings are medians after warm-up; paths compared side by side are timed in turn."""
+import functools
 import os
 import statistics
 import tempfile
@@ -12,7 +13,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from inference.precision import autocast, resolve_amp
 from training.build import build_optimizer
 from training.loop import train_step
-from utils.runtime.machine import machine_info
 
 MATMUL_SIDE = {'cpu': 2048, 'cuda': 8192}  # square matmul giving the reference rate
 TRAINING_FLOP_FACTOR = 3  # forward + backward (input and weight gradients) ~ 3 x forward
@@ -32,8 +32,7 @@ def other_cpu_use(seconds=1.0):
     def busy_and_total():
         with open('/proc/stat') as stat:
             ticks = [float(value) for value in stat.readline().split()[1:9]]
-        idle = ticks[3] + ticks[4]  # idle + iowait
-        return sum(ticks) - idle, sum(ticks)
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # busy: all but idle and iowait
 
     try:
         busy_start, total_start = busy_and_total()
@@ -45,10 +44,9 @@ def other_cpu_use(seconds=1.0):
 
 
 def describe_other_use(when):
-    """Print and return the cores other processes keep busy (the 1-minute load average where
-    /proc/stat is missing)."""
+    """Print and return the cores other processes keep busy."""
     busy = other_cpu_use()
-    if busy is None:
+    if busy is None:  # no /proc/stat: the 1-minute load average instead
         load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
         print(f'load average (1 min) {when}: {load:.2f}')
         return load
@@ -56,12 +54,6 @@ def describe_other_use(when):
                if busy > BUSY_CORES else '')
     print(f'other processes {when}: {busy:.2f} of {os.cpu_count()} cores busy{warning}')
     return busy
-
-
-def device_description(device):
-    """Human-readable device name."""
-    return (f'cuda ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else
-            f"cpu ({machine_info()['cpu_model']}, {os.cpu_count()} logical cores)")
 
 
 def sync(device):
@@ -79,15 +71,14 @@ def inference_call(network, amp_dtype):
 
 class Timer:
     """Median wall time of repeated calls (the device synchronised around each), with the rate
-    of square matrix products in each precision ('fp32', 'bf16', 'fp16') timed between them:
-    load or clock changes that slow one slow the other, so the fractions stay meaningful."""
+    of square matrix products in each precision ('fp32', 'bf16', 'fp16') timed between them."""
+    # Load or clock changes that slow one slow the other, so the fractions stay meaningful.
 
     def __init__(self, device, precisions=('fp32',), quick=False):
         self.device, self.quick = device, quick  # quick: fewer repetitions
         self.side = MATMUL_SIDE[device.type]
         generator = torch.Generator(device=device).manual_seed(0)
-        a = torch.randn(self.side, self.side, device=device, generator=generator)
-        b = torch.randn(self.side, self.side, device=device, generator=generator)
+        a, b = torch.randn(2, self.side, self.side, device=device, generator=generator)
         dtypes = {name: PRECISION_DTYPES[name] or torch.float32 for name in precisions}
         self._pairs = {name: (a.to(dtype), b.to(dtype), torch.empty_like(a, dtype=dtype))
                        for name, dtype in dtypes.items()}
@@ -107,10 +98,9 @@ class Timer:
         return 2 * self.side ** 3 / statistics.median(seconds) / 1e9
 
     def matmul_rate(self, repeats, precision='fp32', min_warmup_s=1.0):
-        """GFLOP/s of the square product in `precision` (median), after `min_warmup_s` of
-        them (CPU clocks and thread pools ramp up)."""
+        """GFLOP/s of the square product in `precision` (median), after `min_warmup_s` of them."""
         start = time.perf_counter()
-        while time.perf_counter() - start < min_warmup_s:
+        while time.perf_counter() - start < min_warmup_s:  # CPU clocks and thread pools ramp up
             self._matmul_seconds(1, precision)
         return self._rate(self._matmul_seconds(repeats, precision))
 
@@ -131,10 +121,9 @@ class Timer:
 
 
 def forward_flops(model, img, amp_dtype):
-    """FLOPs of one evaluation forward pass (after a warm-up pass, so the derived tensors
-    the model remembers between calls are not counted)."""
+    """FLOPs of one evaluation forward pass of `img` (B x 3 x H x W)."""
     with torch.inference_mode(), autocast(img.device, amp_dtype):
-        model({'img': img})
+        model({'img': img})  # warm-up: the tensors the model remembers between calls not counted
         with FlopCounterMode(display=False) as counter:
             model({'img': img})
     return counter.get_total_flops()
@@ -208,8 +197,8 @@ class NetworkBench:
               f'{achieved:.0f} GFLOP/s achieved)')
 
     def inference(self, precisions, batches, use_onnx):
-        """Inference images/s of every path at each of `batches`; returns {(path, batch):
-        coords}."""
+        """Inference images/s of every path at each of `batches`; returns {(path, batch): B x
+        799 x 3 coords}."""
         model, timer = self.model.eval(), self.timer
         fused = model.fuse_for_inference()
         print('inference (evaluation mode under torch.inference_mode; "fused": the copy of '
@@ -242,11 +231,10 @@ class NetworkBench:
         inputs, targets = {'img': img}, {'mesh_pose_uvd': gt_uvd}
         calls = {}
         for name in precisions:
-            dtype = PRECISION_DTYPES[name]
             optimizer, _ = build_optimizer(self.cfg, model, timer.device)  # as train.py builds it
-            scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
-            calls[name] = ((lambda o=optimizer, d=dtype, s=scaler: train_step(
-                model, o, inputs, targets, amp_dtype=d, scaler=s)), name)
+            scaler = torch.amp.GradScaler('cuda') if name == 'fp16' else None
+            calls[name] = (functools.partial(train_step, model, optimizer, inputs, targets,
+                                             amp_dtype=PRECISION_DTYPES[name], scaler=scaler), name)
         print(f'training (forward + losses + backward + AdamW step as in train.py; '
               f'{TRAINING_FLOP_FACTOR} x forward FLOPs per image; one network, so the paths '
               f'share its weights):')
@@ -255,9 +243,8 @@ class NetworkBench:
                      TRAINING_FLOP_FACTOR)
 
     def compare_default(self, outputs, batches):
-        """The CPU's default path (amp='auto': fp32 or bf16, both timed) against fp32 eager:
-        speed and output difference."""
-        choice = resolve_amp('auto', self.timer.device)
+        """The CPU's default path (amp='auto') against fp32 eager: speed and output difference."""
+        choice = resolve_amp('auto', self.timer.device)  # fp32 or bf16 on a CPU: both timed
         default = f"{'fp32' if choice.dtype is None else choice.name} fused"
         print(f'default path ({choice.reason}): "{default}"')
         for batch in batches:
