@@ -3,13 +3,12 @@
     python -m benchmarks.cuda_check [--device cuda|cpu] [--steps N] [--profile]
 
 Overfitting in bf16, fp16 and compiled; bf16 inference; images/s (goal 1,800 training images/s
-on an H100/H200); DDP over NCCL; EGL rendering (docs/performance.md, "On a GPU (estimates)"). --device cpu:
-a reduced run (fp16, compile, NCCL and EGL skipped); tolerances: the constants below.
+on an H100/H200); DDP over NCCL; EGL rendering (docs/performance.md, "On a GPU (estimates)").
+--device cpu: a reduced run (fp16, compile, NCCL and EGL skipped); tolerances below.
 """
 import argparse
 import collections
-import contextlib
-import dataclasses
+import functools
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from benchmarks import speed
 # repoint when they move).
 from inference.decoding import Decoding
 from run.network import build_model
-from inference.precision import autocast
+from synthetic.standin import build_standin, save_standin
 from training.build import build_optimizer
 from training.loop import train_step
 from utils.constants import TRAINING_BOX_CENTER, TRAINING_BOX_SIZE
@@ -95,25 +94,6 @@ class SkipCheck(Exception):
     """The check does not apply here (the message says why: no GPU, one GPU, no EGL)."""
 
 
-@dataclasses.dataclass
-class Fixture:
-    """Everything the checks share: settings, configuration, MANO, one fixed batch."""
-    device: torch.device
-    settings: dict
-    cfg: object
-    mano: MANO
-    mano_root: str
-    img: torch.Tensor  # (B, 3, H, W), random, channels_last on CUDA
-    gt_uvd: torch.Tensor  # (B, 799, 3), the same hand for every item
-    crop2img: np.ndarray  # 2 x 3
-    state: dict = dataclasses.field(default_factory=dict)  # results passed between checks
-
-
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def palm_to_camera(template):
     """The template (778 x 3) palm towards the camera, HAND_DEPTH_M ahead (m, camera frame)."""
     # Template frame: fingers along -x, back of the hand +y. (x, y, z) -> (x, -z, y) turns the
@@ -122,29 +102,38 @@ def palm_to_camera(template):
     return (template - template.mean(axis=0)) @ rotation.T + [0.0, 0.0, HAND_DEPTH_M]
 
 
-def make_fixture(device, settings, mano_root):
-    network = {name: settings[name] for name in NetworkSpec.names() if name in settings}
-    cfg = config_module.resolve(
-        [], device=device.type, **network, batch_size=settings['batch'],
-        pretrained_backbone=False, channels_last=device.type == 'cuda')
-    size = cfg.input_img_shape[0]
-    mano = MANO(mano_root)
-    img2crop, crop2img = get_affine(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE, cfg.input_img_shape)
-    verts = palm_to_camera(mano.template)
-    joints = mano.joints_from_verts(verts)
-    uvd = encode_uvd(verts, joints, FREIHAND_K, img2crop, crop_size=cfg.input_img_shape,
-                     depth_box=cfg.depth_box)  # (799, 3)
-    img = speed.random_batch(settings['batch'], cfg, device)[0]
-    gt_uvd = torch.as_tensor(uvd, dtype=torch.float32).expand(settings['batch'], -1, -1)
-    return Fixture(device=device, settings=settings, cfg=cfg, mano=mano, mano_root=mano_root,
-                   img=img, gt_uvd=gt_uvd.contiguous().to(device), crop2img=crop2img)
+class Fixture:
+    """Everything the checks share: settings, configuration, MANO, one fixed batch, and the
+    results passed between checks (`state`)."""
 
+    def __init__(self, device, settings, mano_root):
+        self.device, self.settings, self.mano_root = device, settings, mano_root
+        network = {name: settings[name] for name in NetworkSpec.names() if name in settings}
+        self.cfg = config_module.resolve(
+            [], device=device.type, **network, batch_size=settings['batch'],
+            pretrained_backbone=False, channels_last=device.type == 'cuda')
+        self.mano = MANO(mano_root)
+        img2crop, self.crop2img = get_affine(TRAINING_BOX_CENTER, TRAINING_BOX_SIZE,
+                                             self.cfg.input_img_shape)  # 2 x 3
+        verts = palm_to_camera(self.mano.template)
+        uvd = encode_uvd(verts, self.mano.joints_from_verts(verts), FREIHAND_K, img2crop,
+                         crop_size=self.cfg.input_img_shape, depth_box=self.cfg.depth_box)
+        # (B, 3, H, W) random, channels_last on CUDA; (B, 799, 3) the same hand for every item
+        self.img = speed.random_batch(settings['batch'], self.cfg, device)[0]
+        self.gt_uvd = torch.as_tensor(uvd, dtype=torch.float32, device=device).expand(
+            settings['batch'], -1, -1).contiguous()
+        self.state = {}
 
-def make_model(fx, seed=0):
-    """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
-    torch.manual_seed(seed)
-    model = build_model(fx.cfg, fx.mano, fx.device)
-    return model.train(), build_optimizer(fx.cfg, model, fx.device)[0]
+    def new_model(self, seed=0):
+        """A fresh SAR (seeded) and its AdamW (fused on CUDA), as train.py builds them."""
+        torch.manual_seed(seed)
+        model = build_model(self.cfg, self.mano, self.device)
+        return model.train(), build_optimizer(self.cfg, model, self.device)[0]
+
+    def step(self, model, optimizer, amp_dtype=None, scaler=None, img=None):
+        """One train step (train.py's) on the fixed batch, or on `img` with the fixed hand."""
+        return train_step(model, optimizer, {'img': self.img if img is None else img},
+                          {'mesh_pose_uvd': self.gt_uvd}, amp_dtype=amp_dtype, scaler=scaler)
 
 
 def window(steps):
@@ -152,37 +141,15 @@ def window(steps):
     return max(2, min(10, steps // 4))
 
 
-def overfit(fx, model, optimizer, steps, amp_dtype=None, scaler=None):
-    """`steps` train steps on the fixed batch, losses kept on the device (no synchronisation
-    in the timed loop): (total loss per step, images/s after the warm-up, first step's s)."""
-    inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
-    warmup = window(steps)
-    totals = []
-    sync(fx.device)
-    begin = time.perf_counter()
-    for step in range(steps):
-        if step == 1:
-            sync(fx.device)
-            first_step_s = time.perf_counter() - begin
-        if step == warmup:
-            sync(fx.device)
-            begin = time.perf_counter()
-        losses = train_step(model, optimizer, inputs, targets, amp_dtype=amp_dtype, scaler=scaler)
-        totals.append(torch.stack([v.detach().float() for v in losses.values()]).sum())
-    sync(fx.device)
-    seconds = time.perf_counter() - begin
-    rate = (steps - warmup) * fx.settings['batch'] / seconds
-    return torch.stack(totals).cpu().numpy(), rate, first_step_s
-
-
 def verdict_falling(totals):
     """Raise CheckFailed unless every total is finite and the run ends MIN_DROP lower than
-    it began; return the figures as text. Medians of `window` steps at each end: dropout
-    makes single steps jump (a CPU run showed one step at twice its neighbours)."""
+    it began; return the figures as text."""
     bad = np.flatnonzero(~np.isfinite(totals))
     if bad.size:
         raise CheckFailed(f'non-finite total loss at steps {bad[:5].tolist()} '
                           f'(values {totals[bad[:5]].tolist()})')
+    # Medians of `window` steps at each end: dropout makes single steps jump (a CPU run showed
+    # one step at twice its neighbours).
     k = window(len(totals))
     first, last = float(np.median(totals[:k])), float(np.median(totals[-k:]))
     text = (f'total loss, median of the first {k} steps {first:.4f} -> last {k} {last:.4f} '
@@ -221,14 +188,33 @@ def check_environment(device):
     return text
 
 
-def check_train(fx, amp_dtype, use_scaler=False, use_compile=False, key=None):
-    """Overfit the fixed batch; store the model and rate under fx.state[key]."""
-    model, optimizer = make_model(fx)
-    scaler = torch.amp.GradScaler(fx.device.type) if use_scaler else None
+def check_train(fx, precision, use_compile=False):
+    """Overfit the fixed batch in `precision` (fp16 with a GradScaler, as train.py); store the
+    model and its images/s after the warm-up under fx.state[the check's name]."""
+    model, optimizer = fx.new_model()
+    scaler = torch.amp.GradScaler(fx.device.type) if precision == 'fp16' else None
     train_model = torch.compile(model) if use_compile else model
-    totals, rate, first_s = overfit(fx, train_model, optimizer, fx.settings['steps'],
-                                    amp_dtype=amp_dtype, scaler=scaler)
-    text = verdict_falling(totals)
+    steps, warmup = fx.settings['steps'], window(fx.settings['steps'])
+    totals = []  # total loss per step, kept on the device: no synchronisation in the timed loop
+    speed.sync(fx.device)
+    begin = time.perf_counter()
+    for step in range(steps):
+        if step == 1:
+            speed.sync(fx.device)
+            first_s = time.perf_counter() - begin
+        if step == warmup:
+            speed.sync(fx.device)
+            begin = time.perf_counter()
+        losses = fx.step(train_model, optimizer, speed.PRECISION_DTYPES[precision], scaler)
+        totals.append(torch.stack([v.detach().float() for v in losses.values()]).sum())
+    speed.sync(fx.device)
+    rate = (steps - warmup) * fx.settings['batch'] / (time.perf_counter() - begin)
+    totals = torch.stack(totals).cpu().numpy()
+    cfg = fx.cfg
+    text = (f'{cfg.backbone}, {cfg.num_stage} stage(s), {cfg.input_img_shape[0]} px, batch '
+            f'{cfg.batch_size}, {steps} steps, channels_last {cfg.channels_last}, {precision}'
+            f'{", GradScaler" if scaler else ""}{", torch.compile" if use_compile else ""}: '
+            f'{verdict_falling(totals)}')
     if scaler is not None:
         # init_scale 2^16, halved at every skipped step, doubled only after 2000 good ones.
         skipped = round(math.log2(2.0 ** 16 / scaler.get_scale()))
@@ -237,23 +223,11 @@ def check_train(fx, amp_dtype, use_scaler=False, use_compile=False, key=None):
             raise CheckFailed(f'fp16 overflowed too often: {text}')
     text += f'; {rate:.1f} img/s after {window(len(totals))} warm-up steps'
     if use_compile:
-        eager = fx.state.get('train_bf16', {}).get('rate')
+        eager = fx.state.get('train bf16', {}).get('rate')
         text += (f' (compile + first step {first_s:.0f} s' +
                  (f'; eager bf16 {eager:.1f} img/s)' if eager else ')'))
-    if key:
-        fx.state[key] = {'model': model, 'rate': rate}
+    fx.state[f'train {"compile" if use_compile else precision}'] = {'model': model, 'rate': rate}
     return text
-
-
-@contextlib.contextmanager
-def true_fp32():
-    """TF32 off (cuDNN uses it by default from Ampere on): the reference is true fp32."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def decode(fx, coords):
@@ -266,19 +240,20 @@ def decode(fx, coords):
 
 
 def check_inference_bf16(fx):
-    trained = fx.state.get('train_bf16')
-    model = trained['model'] if trained else make_model(fx)[0]
+    trained = fx.state.get('train bf16')
+    model = trained['model'] if trained else fx.new_model()[0]
     weights = 'the bf16-trained weights' if trained else 'fresh weights (bf16 training failed)'
-    model.eval()
-    fused = model.fuse_for_inference()
+    fused = model.eval().fuse_for_inference()
     inputs = {'img': fx.img}
-    with torch.inference_mode():
-        with true_fp32():
-            reference = decode(fx, model(inputs)['coords'])
-        results = {}
-        for name, network in (('eval', model), ('fused', fused)):
-            with torch.autocast(fx.device.type, dtype=torch.bfloat16):
-                results[name] = decode(fx, network(inputs)['coords'])
+    # TF32 off (cuDNN uses it by default from Ampere on): the reference is true fp32.
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        reference = decode(fx, speed.inference_call(model, None)(inputs))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    results = {name: decode(fx, speed.inference_call(network, torch.bfloat16)(inputs))
+               for name, network in (('eval', model), ('fused', fused))}
     texts, failed = [], False
     for name, xyz in results.items():
         if not np.isfinite(xyz).all():
@@ -300,58 +275,52 @@ def check_inference_bf16(fx):
 def speed_words(rate, goal, device):
     if device.type != 'cuda':
         return 'CPU: no goal'
-    ratio = rate / goal
-    word = 'meets the goal' if ratio >= 1 else 'BELOW GOAL'
-    return f'{ratio:.2f} x the goal of {goal:,} img/s: {word}'
+    word = 'meets the goal' if rate >= goal else 'BELOW GOAL'
+    return f'{rate / goal:.2f} x the goal of {goal:,} img/s: {word}'
 
 
 def check_train_throughput(fx):
-    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU (the reduced CPU
-    check; train.py's amp='auto' would train in bf16 on a CPU with native bf16)."""
-    key, precision = ('train_bf16', 'bf16') if fx.device.type == 'cuda' else ('train_fp32', 'fp32')
-    trained = fx.state.get(key)
-    if not trained:
+    """The rate of the main training check: bf16 on CUDA, fp32 on the CPU."""
+    # fp32: the reduced CPU check's; train.py's amp='auto' would train in bf16 on a CPU with
+    # native bf16.
+    precision = 'bf16' if fx.device.type == 'cuda' else 'fp32'
+    if f'train {precision}' not in fx.state:
         raise CheckFailed(f'the {precision} training check did not complete, nothing was timed')
-    rate = trained['rate']
-    hours = GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / rate / 3600
+    rate = fx.state[f'train {precision}']['rate']
+    images = GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS
     return (f'{rate:.1f} img/s (batch {fx.settings["batch"]}, {precision}, AdamW as train.py '
             f'builds it, one batch on the device: no data loading), '
             f'{speed_words(rate, TRAIN_GOAL_IMAGES_PER_S, fx.device)}; {GOAL_EPOCHS} FreiHAND '
-            f'epochs ({GOAL_EPOCHS * FREIHAND_TRAIN_ITEMS / 1e6:.1f} M images) would take '
-            f'{hours:.2f} h at this rate (goal on an H100/H200: {GOAL_HOURS:.0f} h)')
+            f'epochs ({images / 1e6:.1f} M images) would take {images / rate / 3600:.2f} h at '
+            f'this rate (goal on an H100/H200: {GOAL_HOURS:.0f} h)')
 
 
 def check_inference_throughput(fx):
-    """The fused copy, as test.py runs it: bf16 autocast on CUDA, fp32 on the CPU, timed by
-    benchmarks.speed (as benchmarks.run times it: images/s and the fraction of the matmul
-    rate measured between the timed calls)."""
-    fused = fx.state.get('fused') or make_model(fx)[0].fuse_for_inference()
+    """Images/s of the fused copy as test.py runs it (bf16 autocast on CUDA, fp32 on the CPU)."""
+    # Timed as benchmarks.run times it: with the fraction of the matmul rate measured between
+    # the timed calls.
+    fused = fx.state.get('fused') or fx.new_model()[0].fuse_for_inference()
     cuda = fx.device.type == 'cuda'
-    dtype = torch.bfloat16 if cuda else None
-    inputs = {'img': fx.img}
-
-    def infer():
-        with torch.inference_mode(), autocast(fx.device, dtype):
-            return fused(inputs)['coords']
-
+    precision, repeats = ('bf16', INFERENCE_REPEATS) if cuda else ('fp32', 3)
+    dtype = speed.PRECISION_DTYPES[precision]
+    infer = functools.partial(speed.inference_call(fused, dtype), {'img': fx.img})
     if not torch.isfinite(infer()).all():
         raise CheckFailed('non-finite inference output')
-    repeats = INFERENCE_REPEATS if cuda else 3
-    timer = speed.Timer(fx.device, (dtype or torch.float32,))
-    seconds, matmul = timer.median(infer, repeats, warmup=2, dtype=dtype or torch.float32)
+    timer = speed.Timer(fx.device, (precision,))
+    seconds, matmul = timer.alternating({'fused': (infer, precision)}, repeats, 2)['fused']
     rate = fx.settings['batch'] / seconds
     fraction = speed.forward_flops(fused, fx.img, dtype) * rate / 1e9 / matmul
     goal = (' (3 x the training goal: a forward pass is a third of a training step)'
             if cuda else '')
-    return (f'{rate:.1f} img/s (fused copy as test.py runs it, {"bf16" if cuda else "fp32"}, '
-            f'batch {fx.settings["batch"]}, median of {repeats}; {fraction:.2f} of the matmul '
-            f'rate, {matmul:.0f} GFLOP/s), '
+    return (f'{rate:.1f} img/s (fused copy as test.py runs it, {precision}, batch '
+            f'{fx.settings["batch"]}, median of {repeats}; {fraction:.2f} of the matmul rate, '
+            f'{matmul:.0f} GFLOP/s), '
             f'{speed_words(rate, INFERENCE_GOAL_IMAGES_PER_S, fx.device)}{goal}')
 
 
-def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_path):
+def _ddp_worker(rank, world_size, port, backend, settings, mano_root, folder):
     """One DDP process: different initial weights per rank, DDP_STEPS steps on rank-specific
-    data; rank 0 writes the largest parameter difference between the ranks."""
+    data; saves [parameters after DDP's broadcast, parameters at the end] as folder/RANK.pt."""
     import torch.distributed as dist
 
     device = torch.device(f'cuda:{rank}' if backend == 'nccl' else 'cpu')
@@ -360,28 +329,18 @@ def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_pat
     dist.init_process_group(backend, init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                             world_size=world_size)
     try:
-        fx = make_fixture(device, settings, mano_root)
-        model, optimizer = make_model(fx, seed=rank)  # DDP must broadcast rank 0's weights
+        fx = Fixture(device, settings, mano_root)
+        model, optimizer = fx.new_model(seed=rank)  # DDP must broadcast rank 0's weights
         ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[rank] if device.type == 'cuda' else None)
         initial = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        generator = torch.Generator().manual_seed(100 + rank)
         amp_dtype = torch.bfloat16 if device.type == 'cuda' else None
-        for _ in range(DDP_STEPS):
-            img = torch.randn(fx.img.shape, generator=generator).to(device)
-            if fx.cfg.channels_last:
-                img = img.contiguous(memory_format=torch.channels_last)
-            train_step(ddp, optimizer, {'img': img}, {'mesh_pose_uvd': fx.gt_uvd},
-                       amp_dtype=amp_dtype)
-        flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        gathered = [torch.empty_like(flat) for _ in range(world_size)]
-        dist.all_gather(gathered, flat)
-        if rank == 0:
-            result = {'max_diff': max(float((g - flat).abs().max()) for g in gathered[1:]),
-                      'moved': float((flat - initial).abs().max()),
-                      'num_params': flat.numel()}
-            with open(result_path, 'w') as f:
-                json.dump(result, f)
+        for step in range(DDP_STEPS):
+            seed = 100 * (step + 1) + rank  # different images on each rank at each step
+            fx.step(ddp, optimizer, amp_dtype, img=speed.random_batch(
+                len(fx.img), fx.cfg, device, seed=seed)[0])
+        final = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+        torch.save([initial.cpu(), final.cpu()], os.path.join(folder, f'{rank}.pt'))
     finally:
         dist.destroy_process_group()
 
@@ -389,30 +348,27 @@ def _ddp_worker(rank, world_size, port, backend, settings, mano_root, result_pat
 def check_ddp(fx, backend='nccl', world_size=2):
     import torch.multiprocessing as mp
 
-    if backend == 'nccl':
-        count = torch.cuda.device_count()
-        if count < world_size:
-            raise SkipCheck(f'{count} GPU visible, DDP needs {world_size}')
+    if backend == 'nccl' and torch.cuda.device_count() < world_size:
+        raise SkipCheck(f'{torch.cuda.device_count()} GPU visible, DDP needs {world_size}')
     with tempfile.TemporaryDirectory() as folder:
-        result_path = os.path.join(folder, 'ddp.json')
         small = dict(fx.settings, batch=max(2, fx.settings['batch'] // 4))
         mp.spawn(_ddp_worker, nprocs=world_size, join=True,
-                 args=(world_size, free_port(), backend, small, fx.mano_root, result_path))
-        with open(result_path) as f:
-            result = json.load(f)
+                 args=(world_size, free_port(), backend, small, fx.mano_root, folder))
+        (initial, final), *others = [torch.load(os.path.join(folder, f'{rank}.pt'))
+                                     for rank in range(world_size)]
+    max_diff = max(float((other - final).abs().max()) for _, other in others)
+    moved = float((final - initial).abs().max())
     text = (f'{world_size} processes over {backend}, {DDP_STEPS} steps from different '
             f'initial weights on different data: largest parameter difference between ranks '
-            f'{result["max_diff"]:.3g} over {result["num_params"]:,} values (parameters moved '
-            f'up to {result["moved"]:.3g})')
-    if result['max_diff'] != 0.0 or result['moved'] == 0.0:
+            f'{max_diff:.3g} over {final.numel():,} values (parameters moved up to {moved:.3g})')
+    if max_diff != 0.0 or moved == 0.0:
         raise CheckFailed(text)
     return text
 
 
 def render_probe():
-    """The render check's child process (PyOpenGL fixes its platform on first import, so the
-    check runs this in a fresh interpreter): renders the fixed hand, prints one JSON line."""
-    from synthetic.standin import build_standin
+    """The render check's child process: renders the fixed hand, prints one JSON line."""
+    # PyOpenGL fixes its platform on first import: the check runs this in a fresh interpreter.
     from utils.vis import render
 
     mano = build_standin(seed=0)
@@ -451,29 +407,25 @@ def check_render(platform='egl'):
 
 
 def check_profile(fx):
-    """bf16 training steps of the fixture's network under torch.profiler, after warm-up steps:
-    prints the top ops by self time (CUDA kernels on a GPU, CPU on the CPU); returns the time
-    per step."""
+    """bf16 training steps under torch.profiler, after warm-up steps: prints the top ops by
+    self time (CUDA kernels on a GPU, CPU on the CPU); returns the time per step."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, optimizer = make_model(fx)
-    inputs, targets = {'img': fx.img}, {'mesh_pose_uvd': fx.gt_uvd}
+    model, optimizer = fx.new_model()
     use_device = fx.device.type == 'cuda'
-    steps = PROFILE_STEPS if use_device else 2
-    for _ in range(PROFILE_WARMUP if use_device else 1):
-        train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
-    sync(fx.device)
+    warmup, steps, unit = (PROFILE_WARMUP, PROFILE_STEPS, 'CUDA') if use_device else (1, 2, 'CPU')
+    for _ in range(warmup):
+        fx.step(model, optimizer, torch.bfloat16)
+    speed.sync(fx.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if use_device else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            train_step(model, optimizer, inputs, targets, amp_dtype=torch.bfloat16)
-        sync(fx.device)
+            fx.step(model, optimizer, torch.bfloat16)
+        speed.sync(fx.device)
     sort_key = 'self_device_time_total' if use_device else 'self_cpu_time_total'
-    print(textwrap.indent(prof.key_averages().table(sort_by=sort_key, row_limit=15), '    '),
-          flush=True)
     events = prof.key_averages()
+    print(textwrap.indent(events.table(sort_by=sort_key, row_limit=15), '    '), flush=True)
     overall = sum(getattr(event, sort_key) for event in events) / 1e6
-    unit = 'CUDA' if use_device else 'CPU'
     if overall <= 0:
         raise CheckFailed(f'the profiler recorded no {unit} time (CUPTI missing?)')
     return (f'{steps} bf16 training steps, {overall / steps * 1e3:.1f} ms of {unit} self time '
@@ -482,88 +434,65 @@ def check_profile(fx):
 
 # ---- driver ------------------------------------------------------------------------------
 
-class Report:
-    """Prints one line per check and counts the verdicts."""
+# The checks after the environment's, in order (later ones read what earlier ones left in
+# fx.state): (name, check of the fixture, where it runs: 'any', 'cpu' or 'cuda'). The CPU run
+# is the reduced one: fp32 training instead of fp16 and compiled, no NCCL, no EGL.
+CHECKS = (
+    ('train bf16', lambda fx: check_train(fx, 'bf16'), 'any'),
+    ('train fp32', lambda fx: check_train(fx, 'fp32'), 'cpu'),
+    ('train fp16', lambda fx: check_train(fx, 'fp16'), 'cuda'),
+    ('train compile', lambda fx: check_train(fx, 'bf16', use_compile=True), 'cuda'),
+    ('inference bf16 vs fp32', check_inference_bf16, 'any'),
+    ('training throughput', check_train_throughput, 'any'),
+    ('inference throughput', check_inference_throughput, 'any'),
+    ('ddp', check_ddp, 'cuda'),
+    ('render egl', lambda fx: check_render('egl'), 'cuda'),
+)
+PROFILE = (('profile', check_profile, 'any'),)  # --profile
 
-    def __init__(self):
-        self.counts = collections.Counter()
 
-    def line(self, status, name, text):
-        self.counts[status] += 1
-        print(f'{status} {name}: {text}', flush=True)
-
-    def run(self, name, function, *args, **kwargs):
-        try:
-            text = function(*args, **kwargs)
-        except SkipCheck as skip:
-            self.line('SKIP', name, str(skip))
-        except CheckFailed as failure:
-            self.line('FAIL', name, str(failure))
-        except Exception as err:  # any error of a check is its failure; the others still run
-            traceback.print_exc(file=sys.stderr)
-            message = str(err).strip().splitlines()[0] if str(err).strip() else ''
-            self.line('FAIL', name, f'{type(err).__name__}: {message}')
-        else:
-            self.line('PASS', name, text)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    def skip(self, name, reason):
-        self.line('SKIP', name, reason)
+def run_check(counts, name, check, arg, skip=None):
+    """Run check(arg), or skip it for the reason `skip`; print and count its verdict line."""
+    try:
+        if skip:
+            raise SkipCheck(skip)
+        status, text = 'PASS', check(arg)
+    except SkipCheck as skipped:
+        status, text = 'SKIP', str(skipped)
+    except CheckFailed as failure:
+        status, text = 'FAIL', str(failure)
+    except Exception as err:  # any error of a check is its failure; the others still run
+        traceback.print_exc(file=sys.stderr)
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ''
+        status, text = 'FAIL', f'{type(err).__name__}: {message}'
+    counts[status] += 1
+    print(f'{status} {name}: {text}', flush=True)
+    torch.cuda.empty_cache()  # a no-op where CUDA was not used
 
 
 def run(device='cuda', steps=None, profile=False):
     """Run the checks; returns the number of failures."""
     device = torch.device(device)
-    report = Report()
+    counts = collections.Counter()
     start = time.perf_counter()
-    settings = dict(FULL if device.type == 'cuda' else REDUCED)
+    run_check(counts, 'environment', check_environment, device)
+    cpu, cuda = device.type == 'cpu', device.type == 'cuda' and torch.cuda.is_available()
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as train.py: fixed input size
+        if device.index is None:
+            device = torch.device('cuda', torch.cuda.current_device())
+    settings = dict(REDUCED if cpu else FULL)
     if steps is not None:
         settings['steps'] = steps
-    report.run('environment', check_environment, device)
-    names = ['train bf16', 'train fp16', 'train compile', 'inference bf16 vs fp32',
-             'training throughput', 'inference throughput', 'ddp', 'render egl']
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        for name in names:
-            report.skip(name, 'no CUDA device (see environment)')
-    else:
-        if device.type == 'cuda':
-            torch.backends.cudnn.benchmark = True  # as train.py: fixed input size
-            if device.index is None:
-                device = torch.device('cuda', torch.cuda.current_device())
-        with tempfile.TemporaryDirectory() as mano_root:
-            from synthetic import standin
-            with contextlib.redirect_stdout(None):
-                standin.main(['--out', mano_root])
-            fx = make_fixture(device, settings, mano_root)
-            net = (f'{settings["backbone"]}, {settings["num_stage"]} stage(s), '
-                   f'{settings["input_img_shape"][0]} px, batch {settings["batch"]}, '
-                   f'{settings["steps"]} steps')
-            cpu = device.type == 'cpu'
-            report.run('train bf16', lambda: f'{net}, channels_last {fx.cfg.channels_last}, '
-                       f'AdamW fused on CUDA: ' + check_train(fx, torch.bfloat16, key='train_bf16'))
-            if cpu:
-                report.run('train fp32', lambda: f'{net}: ' + check_train(fx, None,
-                                                                          key='train_fp32'))
-                for name in ('train fp16', 'train compile'):
-                    report.skip(name, 'CPU run (a CUDA check)')
-            else:
-                report.run('train fp16', lambda: f'{net}, GradScaler: ' +
-                           check_train(fx, torch.float16, use_scaler=True))
-                report.run('train compile', lambda: f'{net}, torch.compile, bf16: ' +
-                           check_train(fx, torch.bfloat16, use_compile=True))
-            report.run('inference bf16 vs fp32', check_inference_bf16, fx)
-            report.run('training throughput', check_train_throughput, fx)
-            report.run('inference throughput', check_inference_throughput, fx)
-            if cpu:
-                for name in ('ddp', 'render egl'):
-                    report.skip(name, 'CPU run (a GPU check: NCCL, EGL)')
-            else:
-                report.run('ddp', check_ddp, fx)
-                report.run('render egl', check_render, 'egl')
-            if profile:
-                report.run('profile', check_profile, fx)
-    counts = report.counts
+    with tempfile.TemporaryDirectory() as mano_root:
+        save_standin(mano_root, build_standin(seed=0))
+        fx = Fixture(device, settings, mano_root) if cpu or cuda else None
+        for name, check, where in CHECKS + (PROFILE if profile else ()):
+            if where == 'cpu' and not cpu:
+                continue  # the reduced run's fp32 training
+            skip = ('no CUDA device (see environment)' if fx is None else
+                    'CPU run (a GPU check)' if where == 'cuda' and cpu else None)
+            run_check(counts, name, check, fx, skip)
     print(f'SUMMARY: {counts["PASS"]} PASS, {counts["FAIL"]} FAIL, {counts["SKIP"]} SKIP in '
           f'{time.perf_counter() - start:.0f} s on {device.type}'
           + ('' if counts['FAIL'] == 0 else ' -- FAILED'), flush=True)

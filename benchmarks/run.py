@@ -7,7 +7,7 @@ What is timed and how to read it: docs/performance.md (the code: benchmarks/spee
 idle; no weights or data sets are needed.
 """
 import argparse
-import contextlib
+import os
 import tempfile
 
 import torch
@@ -16,14 +16,9 @@ import config as config_module
 from benchmarks import speed
 from inference.precision import AMP_DTYPES, resolve_amp
 from run.network import build_model
+from synthetic.standin import build_standin, save_standin
 from utils.mano import MANO
-
-
-def precisions_for(device, amp):
-    """The precisions compared: fp32 and bf16 on the CPU; on CUDA the one of --amp."""
-    if device.type == 'cpu':
-        return ('fp32', 'bf16')
-    return ('fp32' if amp == 'off' else amp,)
+from utils.runtime.machine import machine_info
 
 
 def run(args):
@@ -33,12 +28,14 @@ def run(args):
         raise RuntimeError('--device cuda: no CUDA device is visible; use --device cpu')
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    precisions = precisions_for(device, args.amp)
+    # The precisions compared: fp32 and bf16 on the CPU; on CUDA the one of --amp.
+    precisions = (('fp32', 'bf16') if device.type == 'cpu'
+                  else ('fp32' if args.amp == 'off' else args.amp,))
     cfg = config_module.resolve([], device=device.type, pretrained_backbone=False,
                                 preset=args.preset)
-    timer = speed.Timer(device, tuple(speed.PRECISION_DTYPES[name] or torch.float32
-                                      for name in precisions), quick=args.quick)
-    description = speed.device_description(device)
+    timer = speed.Timer(device, precisions, quick=args.quick)
+    description = (f'cuda ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else
+                   f"cpu ({machine_info()['cpu_model']}, {os.cpu_count()} logical cores)")
     print(f'SAR benchmark: device {description}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads; precisions {", ".join(precisions)}; '
           f"amp='auto' here: {resolve_amp('auto', device).reason}")
@@ -46,13 +43,16 @@ def run(args):
                'other_cpu_start': speed.describe_other_use('at the start')}
     speed.print_matmul_rates(timer, precisions, '', figures)
     with tempfile.TemporaryDirectory() as mano_root:
-        from synthetic import standin
-        with contextlib.redirect_stdout(None):
-            standin.main(['--out', mano_root])
+        save_standin(mano_root, build_standin(seed=0))
         torch.manual_seed(0)
         model = build_model(cfg, MANO(mano_root), device, pretrained_backbone=False)
-        figures.update(speed.bench_network(model, cfg, timer, precisions=precisions,
-                                           batches=args.batches, use_onnx=not args.no_onnx))
+        bench = speed.NetworkBench(model, cfg, timer)
+        outputs = bench.inference(precisions, args.batches,
+                                  use_onnx=not args.no_onnx and device.type == 'cpu')
+        if device.type == 'cpu':
+            bench.compare_default(outputs, args.batches)
+        bench.training(precisions, batch=8)
+    figures.update(bench.figures)
     speed.print_matmul_rates(timer, precisions, ' again at the end', figures)
     figures['other_cpu_end'] = speed.describe_other_use('at the end')
     return figures

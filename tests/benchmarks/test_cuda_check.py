@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope='module')
 def fixture(standin_mano):
-    return gpu_checks.make_fixture(torch.device('cpu'), dict(gpu_checks.REDUCED), standin_mano)
+    return gpu_checks.Fixture(torch.device('cpu'), dict(gpu_checks.REDUCED), standin_mano)
 
 
 def test_falling_loss_verdict():
