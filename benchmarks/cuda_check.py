@@ -226,7 +226,9 @@ def check_train(fx, precision, use_compile=False):
         eager = fx.state.get('train bf16', {}).get('rate')
         text += (f' (compile + first step {first_s:.0f} s' +
                  (f'; eager bf16 {eager:.1f} img/s)' if eager else ')'))
-    fx.state[f'train {"compile" if use_compile else precision}'] = {'model': model, 'rate': rate}
+    # Only the eager bf16 weights go on (to the inference check): the others are freed.
+    key = f'train {"compile" if use_compile else precision}'
+    fx.state[key] = {'rate': rate, 'model': model if key == 'train bf16' else None}
     return text
 
 
