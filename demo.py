@@ -144,8 +144,6 @@ def list_images(path):
     return [path]
 
 
-
-
 def parse_root_depth(text):
     """--root_depth: 'auto' or a positive depth in meters."""
     if text == 'auto':

@@ -29,7 +29,6 @@ DATASETS = {
 }
 
 
-
 @dataclasses.dataclass(frozen=True)
 class DatasetFields(HO3DFields, CustomFields):
     """The configuration fields the data sets add, each defined in its package (config.Config

@@ -73,8 +73,6 @@ class PhotoResult(NamedTuple):
     K_source: str
 
 
-
-
 def photo_intrinsics(options, width, height, image_path=None):
     """(K, K_source, detail) of a photo (PhotoOptions' order)."""
     if options.K is None and options.focal is None and options.fov_deg is not None:
@@ -82,10 +80,6 @@ def photo_intrinsics(options, width, height, image_path=None):
         return (K_from_values(f, f, (width - 1) / 2, (height - 1) / 2), 'fov',
                 f'field of view {options.fov_deg:g} deg across the longer side: {f:.1f} px')
     return image_intrinsics(width, height, K=options.K, focal=options.focal, image_path=image_path)
-
-
-
-
 
 
 def find_boxes(image_bgr, predictor, options, K, name):

@@ -71,7 +71,6 @@ def test_fp16_on_the_cpu_is_refused_with_the_fix():
         resolve_amp('fp8', CPU)
 
 
-
 def test_as_published_is_fp32_where_auto_picks_bf16(monkeypatch):
     # A CPU with native bf16 and a (patched) CUDA GPU with bf16: 'auto' picks bf16 on both,
     # exact (config as_published) fp32 on both; an explicit bf16 contradicts it.

@@ -96,7 +96,6 @@ def test_random_backbones_differ_per_stage():
                            model.extract_high[1][0][0].conv1.weight)
 
 
-
 @pytest.mark.parametrize('kernel, stride, padding, size', [
     (3, 2, 1, (33, 40)), (2, 2, 0, (8, 9)), (3, 1, 1, (5, 5)), ((3, 2), (2, 1), (1, 0), (7, 6))])
 def test_separable_max_pool_equals_max_pool(kernel, stride, padding, size):
