@@ -125,3 +125,18 @@ def test_a_preset_trains_on_ho3d_as_written():
         check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'FreiHAND+HO3D']))
     with pytest.raises(config.ConfigError, match="'HO4D'"):
         check_network(config.resolve(['--preset', 'cpu_demo', '--dataset', 'HO4D']))
+
+@pytest.mark.parametrize('argv, field', [
+    (['--dataset', 'HO3D', '--ho3d_version', 'v4'], 'ho3d_version'),
+    (['--dataset', 'FreiHAND+HO3D', '--ho3d_root', 'x', '--ho3d_version', 'v1'], 'ho3d_version'),
+    (['--dataset', 'custom', '--custom_repeat', '0'], 'custom_repeat'),
+])
+def test_a_data_sets_own_fields_are_checked_by_its_entry(argv, field):
+    """The data sets' fields (dataset.DatasetFields) parse like any field, and the data set
+    that reads one refuses a bad value (its entry's check, before anything touches the disk)."""
+    from run.config import check_network
+    cfg = config.resolve(['--preset', 'cpu_demo', *argv])
+    with pytest.raises(config.ConfigError, match=field):
+        check_network(cfg)
+    assert {'ho3d_version', 'ho3d_root', 'freihand_root', 'custom_repeat'} <= {
+        f.name for f in dataclasses.fields(config.Config)}
