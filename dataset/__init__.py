@@ -15,10 +15,8 @@ import torch
 
 from dataset import custom, freihand, ho3d, mixed
 from dataset.base import DatasetEntry, Preprocessing
-from dataset.custom.entry import CustomFields
 from dataset.freihand import FreiHAND
 from dataset.ho3d import HO3D
-from dataset.ho3d.entry import HO3DFields
 from utils.errors import DataError
 
 DATASETS = {
@@ -29,11 +27,19 @@ DATASETS = {
 }
 
 
+def _fields_classes(datasets):
+    """The entries' fields classes, each once, in registry order."""
+    classes = []
+    for data_set in datasets.values():
+        if data_set.fields is not None and data_set.fields not in classes:
+            classes.append(data_set.fields)
+    return classes
+
+
 @dataclasses.dataclass(frozen=True)
-class DatasetFields(HO3DFields, CustomFields):
-    """The configuration fields the data sets add, each defined in its package (config.Config
-    inherits them; docs/config.md lists them). A data set with options of its own adds its
-    fields class here."""
+class DatasetFields(*_fields_classes(DATASETS)):
+    """The configuration fields the registered data sets add (their entries' `fields`, each
+    defined in its package): config.Config inherits them, docs/config.md lists them."""
 
 
 def entry(name):

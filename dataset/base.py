@@ -245,6 +245,9 @@ class DatasetEntry:
             scalars eval/<key>, the history JSON); a None score is skipped.
         score_panels: (mean errors, ratios): the two evaluation panels of the training
             curves, each ((score key, legend label), ...); means in cm, ratios in [0, 1].
+        fields: None, or a frozen dataclass of the configuration fields this data set adds
+            (defaults and `# comments` as in config.py): config.Config inherits every entry's
+            (dataset.DatasetFields), `check` refuses bad values.
     """
     reader: Optional[type]
     build: Callable
@@ -256,3 +259,4 @@ class DatasetEntry:
     report: Callable = str
     score_keys: Tuple[str, ...] = ()
     score_panels: Tuple[tuple, tuple] = ((), ())
+    fields: Optional[type] = None

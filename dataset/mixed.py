@@ -41,4 +41,5 @@ def _check(cfg):
 
 
 # Evaluated, scored and reported as FreiHAND: its evaluation set is FreiHAND's.
-ENTRY = dataclasses.replace(freihand.ENTRY, reader=None, build=_build, check=_check)
+ENTRY = dataclasses.replace(freihand.ENTRY, reader=None, build=_build, check=_check,
+                            fields=ho3d.ENTRY.fields)

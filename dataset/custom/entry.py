@@ -49,8 +49,8 @@ def _build(mode, cfg):
 
 @dataclasses.dataclass(frozen=True)
 class CustomFields:
-    """The custom data set's configuration fields (config.Config inherits them:
-    dataset.DatasetFields)."""
+    """The custom data set's configuration fields (its ENTRY's `fields`: config.Config inherits
+    them)."""
     # ---- data: your own hands (--dataset custom) --------------------------------------------
     freihand_root: str = ''  # also train on the FreiHAND training set in this folder (docs/own_data.md)
     custom_repeat: int = 1  # >= 1: training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
@@ -94,8 +94,9 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
 
 # FreiHAND's metrics, so FreiHAND's report, monitored scores and curves' panels (a joints-only
 # test set's None mesh scores are skipped by the monitor).
-ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs,
-                     check=_check, check_data=_check_data, has_ground_truth=_has_ground_truth,
+ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs, check=_check,
+                     check_data=_check_data, fields=CustomFields,
+                     has_ground_truth=_has_ground_truth,
                      evaluate=_evaluate, report=FREIHAND_ENTRY.report,
                      score_keys=FREIHAND_ENTRY.score_keys,
                      score_panels=FREIHAND_ENTRY.score_panels)

@@ -17,7 +17,7 @@ from utils.constants import ROOT_JOINT_IDX
 
 @dataclasses.dataclass(frozen=True)
 class HO3DFields:
-    """HO3D's configuration fields (config.Config inherits them: dataset.DatasetFields)."""
+    """HO3D's configuration fields (its ENTRY's `fields`: config.Config inherits them)."""
     # ---- data: HO3D (--dataset HO3D, FreiHAND+HO3D) ----------------------------------------
     ho3d_version: str = 'v2'  # v2 | v3: the official split sizes the lists are checked against (docs/ho3d.md)
     ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
@@ -84,4 +84,5 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
 
 
 ENTRY = DatasetEntry(reader=HO3D, build=_build, write_outputs=write_outputs, check=check,
+                     fields=HO3DFields,
                      has_ground_truth=lambda cfg: ho3d_eval.has_gt(cfg.data_root))
