@@ -52,7 +52,7 @@ TRAIN_GOAL_IMAGES_PER_S = 1800  # ~ 50 x 130,240 / 3,600 s = 1,809: a 50-epoch r
 INFERENCE_GOAL_IMAGES_PER_S = speed.TRAINING_FLOP_FACTOR * TRAIN_GOAL_IMAGES_PER_S
 
 # Network fields under their config names (utils/network_spec.NetworkFields), batch and steps.
-FULL = dict(backbone='resnet34', input_img_shape=(256, 256), num_stage=2, batch=64, steps=100)
+FULL = dict(batch=64, steps=100)  # the published network: config.py's defaults
 REDUCED = dict(backbone='resnet18', input_img_shape=(64, 64), num_stage=1, batch=4, steps=12)
 MIN_STEPS = 8
 MIN_DROP = 0.05  # the loss must fall by at least 5 % (medians of the first and last steps)

@@ -18,8 +18,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from manopth.constants import NUM_VERTS
-from utils.constants import ROOT_JOINT_IDX
+from utils.constants import DEPTH_BOX_M, ROOT_JOINT_IDX
 from utils.errors import DataError
+from utils.network_spec import NetworkFields
 from utils.files.images import read_image
 from utils.preprocessing import NO_AUGMENTATION, augment_params, crop_and_augment, normalize
 from utils.transforms import encode_uvd
@@ -49,8 +50,8 @@ class Preprocessing:
         fx_as_fy: project the targets with fx for both axes, as the published code does
             (docs/method.md §11); False uses fy for v.
     """
-    input_img_shape: tuple = (256, 256)
-    depth_box: float = 0.3
+    input_img_shape: tuple = NetworkFields.input_img_shape
+    depth_box: float = DEPTH_BOX_M
     seed: int = 0
     augment: Optional[bool] = dataclasses.field(default=None, metadata={'config': False})
     fx_as_fy: bool = False

@@ -285,6 +285,60 @@ def test_generic_code_defines_nothing_named_after_a_data_set():
     assert not offenders, '\n'.join(offenders)
 
 
+def literal_defaults(path):
+    """[(line, name, value)] of the literal defaults a module writes: function parameters'
+    defaults and class fields' values (`x: int = 3`) that are constants or tuples of them."""
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    pairs = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            positional = node.args.posonlyargs + node.args.args
+            pairs += zip(positional[len(positional) - len(node.args.defaults):],
+                         node.args.defaults)
+            pairs += [(arg, d) for arg, d in zip(node.args.kwonlyargs, node.args.kw_defaults)
+                      if d is not None]
+        elif isinstance(node, ast.ClassDef):
+            pairs += [(item.target, item.value) for item in node.body
+                      if isinstance(item, ast.AnnAssign) and item.value is not None]
+    found = []
+    for target, value in pairs:
+        name = target.arg if isinstance(target, ast.arg) else getattr(target, 'id', '')
+        try:
+            found.append((value.lineno, name, ast.literal_eval(value)))
+        except ValueError:
+            pass  # a name, a call: not a literal
+    return found
+
+
+# Defaults written once: {parameter or field name: the file that defines its default}.
+DEFAULTS_DEFINED_IN = {'input_img_shape': 'utils/network_spec.py',
+                       'crop_size': 'utils/network_spec.py',  # the input size, in utils/transforms
+                       'depth_box': 'utils/constants.py'}
+
+
+def test_literal_defaults_are_found(tmp_path):
+    path = tmp_path / 'm.py'
+    path.write_text('def f(a, crop_size=(4, 4), *, depth_box=0.3, k=K):\n    pass\n\n\n'
+                    'class C:\n    input_img_shape: tuple = (8, 8)\n    other: int = SIZE\n')
+    assert literal_defaults(str(path)) == [(1, 'crop_size', (4, 4)), (1, 'depth_box', 0.3),
+                                           (6, 'input_img_shape', (8, 8))]
+
+
+def test_the_networks_and_the_encodings_defaults_are_written_once():
+    """The default input size (utils/network_spec.py NetworkFields) and depth box
+    (utils/constants.DEPTH_BOX_M) are written where they are defined; every other default of
+    them names that definition (a second literal would drift when the first is edited)."""
+    offenders = []
+    for module, path in project_modules().items():
+        rel = os.path.relpath(path, REPO)
+        offenders += [f'{rel}:{line} writes a literal default for {name!r}: name its '
+                      f'definition in {DEFAULTS_DEFINED_IN[name]}'
+                      for line, name, _ in literal_defaults(path)
+                      if name in DEFAULTS_DEFINED_IN and rel != DEFAULTS_DEFINED_IN[name]]
+    assert not offenders, '\n'.join(offenders)
+
+
 def defined_functions(path):
     """[(name, first line, number of lines)] of every function and method in the file."""
     tree = ast.parse(open(path).read(), filename=path)

@@ -26,5 +26,9 @@ TRAINING_IMAGE_SIZE = 224  # px, side of the square image
 TRAINING_BOX_CENTER = (112.0, 112.0)  # px, the hand box's centre in it
 TRAINING_BOX_SIZE = 130.0  # px, the hand box's side
 
+# Wrist-relative depth per normalised target unit (docs/method.md §3), m: the published value
+# and config.py's default (depth_box).
+DEPTH_BOX_M = 0.3
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)  # RGB

@@ -7,8 +7,8 @@ checks and comparisons; model construction, the checkpoint/config consistency ch
 metadata and the benchmarks read the fields through `NetworkSpec.names()`. A field added here is
 configured, checked, built and compared everywhere.
 
-This module is pure data (no torch): config.py may import only utils/ (tests/test_layout.py),
-and the backbone registry itself (model/backbone.RESNET_SPECS) is passed to `NetworkSpec.check`.
+This module is pure data (no torch); the backbone registry itself (model/backbone.RESNET_SPECS)
+is passed to `NetworkSpec.check`.
 """
 import dataclasses
 from dataclasses import dataclass

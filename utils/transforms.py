@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from utils.constants import ROOT_JOINT_IDX
+from utils.constants import DEPTH_BOX_M, ROOT_JOINT_IDX
+from utils.network_spec import NetworkFields
 
 # Box side = BOX_ENLARGE x the larger side of the joints' 2D extent. FreiHAND frames every
 # hand with the fixed 130 px box on the 224 px image (docs/method.md §2 step 2); on 2000
@@ -183,8 +184,8 @@ def backproject(uvd, K, fx_as_fy=False):
     return np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)
 
 
-def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=(256, 256), depth_box=0.3,
-               fx_as_fy=False):
+def encode_uvd(verts_cam, joints_cam, K, img2crop, crop_size=NetworkFields.input_img_shape,
+               depth_box=DEPTH_BOX_M, fx_as_fy=False):
     """Training target `mesh_pose_uvd` from camera-frame vertices and joints (docs/method.md §3).
 
     Stack vertices then joints, project with K, map (u, v) through img2crop, normalise
@@ -236,8 +237,8 @@ def floor_to_crop_pixels(uv_norm, crop_size):
     return np.floor_divide(scaled, np.float32(2)).astype(np.float64)
 
 
-def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=(256, 256), depth_box=0.3,
-               fx_as_fy=False, floor_uv=False):
+def decode_uvd(mesh_pose_uvd, root_depth, crop2img, K, crop_size=NetworkFields.input_img_shape,
+               depth_box=DEPTH_BOX_M, fx_as_fy=False, floor_uv=False):
     """Camera-frame points from crop-normalised coordinates (docs/method.md §7), inverse of `encode_uvd`.
 
     d = d_norm * depth_box + root_depth; (u, v) = (value + 1) * (size // 2) mapped through
