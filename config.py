@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from dataset import DatasetFields
 from utils.constants import DEPTH_BOX_M
 from utils.errors import ConfigError
+from utils.mano import DEFAULT_MANO_ROOT
 from utils.network_spec import DEFAULT_HEAD, NetworkFields, consistent_sizes, experiment_name
 
 
@@ -34,7 +35,7 @@ class Config(NetworkFields, DatasetFields):
     dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D | custom (docs/own_data.md)
     data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (docs/data.md)
     annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
-    mano_root: str = 'manopth/mano/models'  # folder holding MANO_RIGHT.pkl
+    mano_root: str = DEFAULT_MANO_ROOT  # folder holding MANO_RIGHT.pkl
     depth_box: float = DEPTH_BOX_M  # m, root-relative depth range mapped to [-1, 1]
     hand_scale_m: float = 0.0326  # m, bone 9-10 (middle MCP -> PIP) of `--root_depth auto` / root_source auto: the median of training_scale.json of the stand-in synthetic set (docs/own_images.md)
     fx_as_fy: bool = False  # project targets and decode with fx for both axes, as the published code does (docs/method.md §11)

@@ -23,9 +23,9 @@ import sys
 import numpy as np
 
 import config as config_module
+from utils.mano import DEFAULT_MANO_ROOT
 from utils.runtime.machine import load_average, machine_info, report_header
 
-REAL_MANO_ROOT = 'manopth/mano/models'
 STANDIN_ROOT = 'data/mano_standin'
 DATA_ROOT = 'data/FreiHAND_synth'
 # 600 samples x 4 versions = 2,400 training items: 150 iterations of 16 per epoch, 450 in the
@@ -214,10 +214,10 @@ def prepare_mano_and_data(py, phases):
     """Steps 1 and 2: the MANO model (the licensed one, else the stand-in, built once) and the
     synthetic set (regenerated when DATA_PARAMS changed), timed into `phases`. Returns (real
     MANO?, data params)."""
-    real = os.path.isfile(os.path.join(REAL_MANO_ROOT, 'MANO_RIGHT.pkl'))
-    mano_root = REAL_MANO_ROOT if real else STANDIN_ROOT
-    print(f'MANO: the licensed model in {REAL_MANO_ROOT}' if real else f'MANO: the procedural '
-          f'STAND-IN in {STANDIN_ROOT} (no MANO_RIGHT.pkl in {REAL_MANO_ROOT})')
+    real = os.path.isfile(os.path.join(DEFAULT_MANO_ROOT, 'MANO_RIGHT.pkl'))
+    mano_root = DEFAULT_MANO_ROOT if real else STANDIN_ROOT
+    print(f'MANO: the licensed model in {DEFAULT_MANO_ROOT}' if real else f'MANO: the procedural '
+          f'STAND-IN in {STANDIN_ROOT} (no MANO_RIGHT.pkl in {DEFAULT_MANO_ROOT})')
     with timed(phases, 'MANO stand-in'):
         if not real and not os.path.isfile(os.path.join(STANDIN_ROOT, 'MANO_RIGHT.pkl')):
             run([py, '-m', 'synthetic.standin', '--out', STANDIN_ROOT])

@@ -13,6 +13,7 @@ from manopth import constants as mano_constants
 from manopth.io import load_mano
 from manopth.manolayer import ManoLayer
 
+DEFAULT_MANO_ROOT = 'manopth/mano/models'  # where docs/data.md puts MANO_RIGHT.pkl (config.py's)
 MM_PER_M = 1000.0  # ManoLayer speaks millimeters (manopth's convention); the project meters
 
 

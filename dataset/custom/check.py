@@ -11,6 +11,7 @@ import sys
 
 from dataset.custom.labels import LABELS_FILE, read_labels
 from utils.errors import DataError
+from utils.mano import DEFAULT_MANO_ROOT
 
 
 def summary(hands):
@@ -28,7 +29,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m dataset.custom.check',
                                      description=f'check DIR/{LABELS_FILE} and its images')
     parser.add_argument('root', metavar='DIR', help=f'folder holding {LABELS_FILE}')
-    parser.add_argument('--mano_root', default='manopth/mano/models',
+    parser.add_argument('--mano_root', default=DEFAULT_MANO_ROOT,
                         help="MANO folder for lines with 'mano' parameters")
     args = parser.parse_args(argv)
     try:

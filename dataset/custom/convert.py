@@ -26,6 +26,7 @@ from dataset.ho3d import HO3D
 from dataset.freihand import eval as freihand_eval
 from utils.errors import DataError
 from utils.files.atomic import atomic_open
+from utils.mano import DEFAULT_MANO_ROOT
 
 NO_AUGMENTATION = Preprocessing(augment=False)
 
@@ -124,7 +125,7 @@ def parser():
         part.add_argument('--limit', type=int, help='convert the first N items only')
         part.add_argument('--overwrite', action='store_true', help=f'replace {LABELS_FILE}')
         part.add_argument('--append', action='store_true', help=f'add to {LABELS_FILE}')
-        part.add_argument('--mano_root', default='manopth/mano/models')
+        part.add_argument('--mano_root', default=DEFAULT_MANO_ROOT)
         if source in ('freihand', 'ho3d'):
             part.add_argument('--root', required=True, help='the data set folder')
     sub.choices['freihand'].add_argument('--part', choices=('training', 'evaluation'),

@@ -17,7 +17,7 @@ from manopth.constants import NUM_BETAS, NUM_JOINTS, NUM_POSE, NUM_VERTS
 from manopth.manolayer import ManoLayer
 from utils.errors import DataError
 from utils.files.images import read_image
-from utils.mano import mano_meters
+from utils.mano import DEFAULT_MANO_ROOT, mano_meters
 
 LABELS_FILE = 'labels.jsonl'
 SIDES = ('right', 'left')
@@ -258,7 +258,7 @@ def read_labels(root, mano_root=None):
                 continue
             hand, params = parse_line(path, number, text, os.fspath(root))
             if params is not None:
-                hand = _with_mano_vertices(path, hand, params, mano_root or 'manopth/mano/models')
+                hand = _with_mano_vertices(path, hand, params, mano_root or DEFAULT_MANO_ROOT)
             hands.append(hand)
     if not hands:
         raise DataError(f'{path} holds no line: one JSON object per hand ({FORMAT_HINT})')

@@ -13,6 +13,7 @@ from dataset.base import HandCropDataset, Preprocessing
 from dataset.custom.labels import LABELS_FILE, mirror_points, read_labels
 from utils.constants import ROOT_JOINT_IDX, SCALE_BONE
 from utils.errors import DataError
+from utils.mano import DEFAULT_MANO_ROOT
 from utils.transforms import box_from_joints, project
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Custom(HandCropDataset):
     NAME = 'custom'
     IMAGE_HINT = f'Fix or remove its line in {LABELS_FILE} (python -m dataset.custom.check DIR).'
 
-    def __init__(self, mode, root, preprocessing=Preprocessing(), mano_root='manopth/mano/models',
+    def __init__(self, mode, root, preprocessing=Preprocessing(), mano_root=DEFAULT_MANO_ROOT,
                  repeat=1, hands=None):
         super().__init__(mode, root, preprocessing)
         hands = read_labels(self.root, mano_root) if hands is None else hands

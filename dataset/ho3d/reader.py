@@ -41,7 +41,7 @@ from manopth.manolayer import ManoLayer
 from utils.errors import DataError
 from utils.files.annotations import cached_array, resolve_cache_dir, write_record
 from utils.files.atomic import atomic_open
-from utils.mano import mano_meters
+from utils.mano import DEFAULT_MANO_ROOT, mano_meters
 from utils.transforms import box_from_joints, project
 
 logger = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class HO3D(HandCropDataset):
     NAME = 'HO3D'
     IMAGE_HINT = 'Re-download its sequence.'
 
-    def __init__(self, mode, root=DEFAULT_ROOT, version='v2', mano_root='manopth/mano/models',
+    def __init__(self, mode, root=DEFAULT_ROOT, version='v2', mano_root=DEFAULT_MANO_ROOT,
                  preprocessing=Preprocessing(), cache_dir='auto', eval_box_enlarge=EVAL_BOX_ENLARGE):
         if version not in HO3D_VERSIONS:
             raise ValueError(f'HO3D version must be one of {HO3D_VERSIONS}, got {version!r}')
