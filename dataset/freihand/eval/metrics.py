@@ -230,44 +230,39 @@ def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
     verts_gt None (a data set annotated with joints only, dataset/custom): the keypoint scores
     only; the mesh scores and the F-scores are None.
     """
-    if verts_gt is None:
-        return _joint_scores(xyz_gt, xyz_pred, verts_pred)
+    joints_only = verts_gt is None
     xyz_gt = _check_points('xyz_gt', xyz_gt, NUM_JOINTS)
-    verts_gt = _check_points('verts_gt', verts_gt, NUM_VERTS)
     xyz_pred = _check_points('xyz_pred', xyz_pred, NUM_JOINTS)
     verts_pred = _check_points('verts_pred', verts_pred)
-    counts = {'xyz_gt': len(xyz_gt), 'verts_gt': len(verts_gt),
-              'xyz_pred': len(xyz_pred), 'verts_pred': len(verts_pred)}
+    counts = {'xyz_gt': len(xyz_gt), 'xyz_pred': len(xyz_pred), 'verts_pred': len(verts_pred)}
+    if not joints_only:
+        verts_gt = _check_points('verts_gt', verts_gt, NUM_VERTS)
+        counts['verts_gt'] = len(verts_gt)
     if len(set(counts.values())) != 1:
         raise EvaluationInputError(f'sample counts differ: {counts}; every input needs one entry per '
                                    f'evaluation sample, in evaluation order')
-    num_workers = num_workers or len(os.sched_getaffinity(0))
-    mesh_available = verts_pred.shape[1] == NUM_VERTS
+    mesh_available = not joints_only and verts_pred.shape[1] == NUM_VERTS
 
     xyz_transform = fit_similarity(xyz_gt, xyz_pred)
-    xyz_pred_aligned = apply_similarity(xyz_transform, xyz_pred)
-    if mesh_available:
-        verts_pred_aligned = align_similarity(verts_gt, verts_pred)
-    else:
-        verts_pred_aligned = apply_similarity(xyz_transform, verts_pred)
-
     parts = {'xyz': _point_scores(point_errors(xyz_gt, xyz_pred)),
-             'xyz_al': _point_scores(point_errors(xyz_gt, xyz_pred_aligned))}
-    if mesh_available:
-        parts['mesh'] = _point_scores(point_errors(verts_gt, verts_pred))
-        parts['mesh_al'] = _point_scores(point_errors(verts_gt, verts_pred_aligned))
-    f_unaligned = f_scores(verts_gt, verts_pred, num_workers=num_workers).mean(axis=0)
-    f_aligned = f_scores(verts_gt, verts_pred_aligned, num_workers=num_workers).mean(axis=0)
-
-    scores = {}
-    for prefix in ('xyz', 'xyz_al', 'mesh', 'mesh_al'):
-        part = parts.get(prefix)
-        scores[f'{prefix}_mean3d'] = part['mean_cm'] if part else None
-        scores[f'{prefix}_auc3d'] = part['auc'] if part else None
-    assert F_SCORE_THRESHOLDS_M == (0.005, 0.015)  # the key names below say 5 and 15 mm
-    scores['f_score_5'], scores['f_score_15'] = (float(v) for v in f_unaligned)
-    scores['f_al_score_5'], scores['f_al_score_15'] = (float(v) for v in f_aligned)
-    scores = {key: scores[key] for key in SCORE_KEYS}
+             'xyz_al': _point_scores(point_errors(xyz_gt, apply_similarity(xyz_transform,
+                                                                           xyz_pred)))}
+    scores = dict.fromkeys(SCORE_KEYS)
+    if not joints_only:
+        if mesh_available:
+            verts_pred_aligned = align_similarity(verts_gt, verts_pred)
+            parts['mesh'] = _point_scores(point_errors(verts_gt, verts_pred))
+            parts['mesh_al'] = _point_scores(point_errors(verts_gt, verts_pred_aligned))
+        else:
+            verts_pred_aligned = apply_similarity(xyz_transform, verts_pred)
+        num_workers = num_workers or len(os.sched_getaffinity(0))
+        assert F_SCORE_THRESHOLDS_M == (0.005, 0.015)  # the key names below say 5 and 15 mm
+        scores['f_score_5'], scores['f_score_15'] = (float(v) for v in f_scores(
+            verts_gt, verts_pred, num_workers=num_workers).mean(axis=0))
+        scores['f_al_score_5'], scores['f_al_score_15'] = (float(v) for v in f_scores(
+            verts_gt, verts_pred_aligned, num_workers=num_workers).mean(axis=0))
+    for prefix, part in parts.items():
+        scores[f'{prefix}_mean3d'], scores[f'{prefix}_auc3d'] = part['mean_cm'], part['auc']
     scores.update(
         mesh_available=mesh_available,
         num_samples=int(xyz_gt.shape[0]),
@@ -275,30 +270,5 @@ def evaluate(xyz_gt, verts_gt, xyz_pred, verts_pred, num_workers=None):
         pck_thresholds_m=PCK_THRESHOLDS_M.copy(),
         pck_curves={name: part['curve'] for name, part in parts.items()},
         pck_per_keypoint={name: parts[name]['per_point'] for name in ('xyz', 'xyz_al')},
-    )
-    return scores
-
-
-def _joint_scores(xyz_gt, xyz_pred, verts_pred):
-    """`evaluate` without ground-truth vertices: the four keypoint scores, the rest None."""
-    xyz_gt = _check_points('xyz_gt', xyz_gt, NUM_JOINTS)
-    xyz_pred = _check_points('xyz_pred', xyz_pred, NUM_JOINTS)
-    verts_pred = _check_points('verts_pred', verts_pred)
-    if not len(xyz_gt) == len(xyz_pred) == len(verts_pred):
-        raise EvaluationInputError(f'sample counts differ: xyz_gt {len(xyz_gt)}, xyz_pred '
-                                   f'{len(xyz_pred)}, verts_pred {len(verts_pred)}')
-    xyz_pred_aligned = align_similarity(xyz_gt, xyz_pred)
-    parts = {'xyz': _point_scores(point_errors(xyz_gt, xyz_pred)),
-             'xyz_al': _point_scores(point_errors(xyz_gt, xyz_pred_aligned))}
-    scores = dict.fromkeys(SCORE_KEYS)
-    for prefix, part in parts.items():
-        scores[f'{prefix}_mean3d'], scores[f'{prefix}_auc3d'] = part['mean_cm'], part['auc']
-    scores.update(
-        mesh_available=False,
-        num_samples=int(xyz_gt.shape[0]),
-        num_pred_verts=int(verts_pred.shape[1]),
-        pck_thresholds_m=PCK_THRESHOLDS_M.copy(),
-        pck_curves={name: part['curve'] for name, part in parts.items()},
-        pck_per_keypoint={name: part['per_point'] for name, part in parts.items()},
     )
     return scores
