@@ -1,7 +1,10 @@
 """Fixtures shared across test folders, each made once per session when a test asks: the
 procedural MANO stand-in (as arrays and as a folder), a random MANO model's folder, a short
-synthetic hand clip with its ground truth (synthetic/clip.py), and the detector extra's check."""
+synthetic hand clip with its ground truth (synthetic/clip.py), the detector extra's check, and
+the free-space check before a run that trains (pytest.ini removes what passed tests wrote)."""
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -68,3 +71,29 @@ def detector_extra():
         if os.environ.get(REQUIRE_DETECTOR_ENV, '') not in ('', '0'):
             pytest.fail(f'{why}, and ${REQUIRE_DETECTOR_ENV} requires it: {INSTALL_COMMAND}')
         pytest.skip(f'{why}: {INSTALL_COMMAND}')
+
+
+# The whole suite's peak use of its temporary folder: 3.2 GiB (fresh run, df sampled every 3 s;
+# the training tests' checkpoints, e.g. 8 snapshots of 200 MB in the multi-node test).
+SUITE_PEAK_GIB = 4
+
+
+def pytest_collection_finish(session):
+    """Stop before a run that trains (slow tests) when the temporary folder's disk has less
+    than SUITE_PEAK_GIB free, naming the folder and how to fix it: otherwise the run fails
+    minutes later with one "No space left on device" after another."""
+    if session.config.option.collectonly:
+        return
+    if not any(item.get_closest_marker('slow') for item in session.items):
+        return
+    folder = (session.config.option.basetemp or os.environ.get('PYTEST_DEBUG_TEMPROOT')
+              or tempfile.gettempdir())
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    free_gib = shutil.disk_usage(folder).free / 2 ** 30
+    if free_gib < SUITE_PEAK_GIB:
+        pytest.exit(f'{folder} has {free_gib:.1f} GiB free; the tests that train write up to '
+                    f'{SUITE_PEAK_GIB} GiB there. Free space (old pytest-of-* folders in '
+                    f'{tempfile.gettempdir()} can go), point TMPDIR or --basetemp at a larger '
+                    f'disk, or run `-m "not slow"`.', returncode=3)
