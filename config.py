@@ -33,7 +33,7 @@ class Config(NetworkFields, DatasetFields):
     # (`python train.py --backbone resnet18`), or edit their defaults where they are defined.
     # ---- data ----------------------------------------------------------------------------
     dataset: str = 'FreiHAND'  # data set name, a key of dataset.DATASETS: FreiHAND | HO3D | FreiHAND+HO3D | custom (docs/own_data.md)
-    data_root: str = 'data/FreiHAND'  # FreiHAND root in the official layout (docs/data.md)
+    data_root: str = 'data/FreiHAND'  # the data set's folder, in its official layout (docs/data.md; docs/ho3d.md, docs/own_data.md)
     annotation_cache: str = 'auto'  # memory-mapped annotation arrays: 'auto' (<data_root>/.sar_cache, or ~/.cache/sar/annotations/<hash> for a read-only root), 'off', or a folder
     mano_root: str = DEFAULT_MANO_ROOT  # folder holding MANO_RIGHT.pkl
     depth_box: float = DEPTH_BOX_M  # m, root-relative depth range mapped to [-1, 1]
@@ -123,6 +123,7 @@ _CHOICES = {
     'device': ('cuda', 'cpu'),
     'resume': ('', 'auto'),
     'root_source': ('rootnet', 'auto'),
+    **DatasetFields.CHOICES,  # the data sets' fields' (e.g. ho3d_version), from their packages
 }
 
 
@@ -152,6 +153,7 @@ _RANGES = {
     'print_iter': (1, None, False),
     'vis_num': (0, None, False),
     'test_batch_size': (1, None, False),
+    **DatasetFields.RANGES,  # the data sets' fields' (e.g. custom_repeat), from their packages
 }
 
 

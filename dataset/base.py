@@ -248,7 +248,9 @@ class DatasetEntry:
             curves, each ((score key, legend label), ...); means in cm, ratios in [0, 1].
         fields: None, or a frozen dataclass of the configuration fields this data set adds
             (defaults and `# comments` as in config.py): config.Config inherits every entry's
-            (dataset.DatasetFields), `check` refuses bad values.
+            (dataset.DatasetFields). Its class attributes CHOICES and RANGES (optional, in the
+            form of config.py's _CHOICES and _RANGES) give the valid values, which config.py
+            checks whatever the data set and docs/config.md lists.
     """
     reader: Optional[type]
     build: Callable

@@ -34,7 +34,6 @@ def _build(mode, cfg):
 
 
 def _check(cfg):
-    ho3d.ENTRY.check(cfg)
     if not cfg.ho3d_root:
         raise ValueError("dataset 'FreiHAND+HO3D' trains on FreiHAND (data_root) and HO3D: set "
                          "--ho3d_root to the HO3D folder")

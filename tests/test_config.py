@@ -129,14 +129,21 @@ def test_a_preset_trains_on_ho3d_as_written():
 @pytest.mark.parametrize('argv, field', [
     (['--dataset', 'HO3D', '--ho3d_version', 'v4'], 'ho3d_version'),
     (['--dataset', 'FreiHAND+HO3D', '--ho3d_root', 'x', '--ho3d_version', 'v1'], 'ho3d_version'),
+    (['--ho3d_version', 'v1'], 'ho3d_version'),  # refused even when no HO3D set is used
     (['--dataset', 'custom', '--custom_repeat', '0'], 'custom_repeat'),
+    (['--custom_repeat', '-2'], 'custom_repeat'),
 ])
-def test_a_data_sets_own_fields_are_checked_by_its_entry(argv, field):
-    """The data sets' fields (dataset.DatasetFields) parse like any field, and the data set
-    that reads one refuses a bad value (its entry's check, before anything touches the disk)."""
-    from run.config import check_network
-    cfg = config.resolve(['--preset', 'cpu_demo', *argv])
+def test_a_data_sets_own_fields_are_checked_whatever_the_data_set(argv, field):
+    """The data sets' fields (dataset.DatasetFields) parse like any field, and their packages'
+    CHOICES and RANGES refuse a bad value when the configuration resolves (before anything
+    touches the disk), whichever data set is chosen."""
     with pytest.raises(config.ConfigError, match=field):
-        check_network(cfg)
+        config.resolve(['--preset', 'cpu_demo', *argv])
     assert {'ho3d_version', 'ho3d_root', 'freihand_root', 'custom_repeat'} <= {
         f.name for f in dataclasses.fields(config.Config)}
+
+
+def test_a_saved_config_with_a_bad_data_set_field_names_it():
+    saved = {**config.Config().to_dict(), 'ho3d_version': 'v9'}
+    with pytest.raises(config.ConfigError, match="config.json.*ho3d_version"):
+        config.from_dict(saved, source='config.json')

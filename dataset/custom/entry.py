@@ -53,13 +53,9 @@ class CustomFields:
     them)."""
     # ---- data: your own hands (--dataset custom) --------------------------------------------
     freihand_root: str = ''  # also train on the FreiHAND training set in this folder (docs/own_data.md)
-    custom_repeat: int = 1  # >= 1: training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
+    custom_repeat: int = 1  # training items per labels.jsonl line and epoch (raises a small set's share beside FreiHAND)
 
-
-def _check(cfg):
-    if cfg.custom_repeat < 1:
-        raise ValueError(f"config field 'custom_repeat' = {cfg.custom_repeat!r} is out of range: "
-                         f"it must be >= 1")
+    RANGES = {'custom_repeat': (1, None, False)}  # not a field: config.py's valid ranges
 
 
 def _check_data(cfg):
@@ -94,7 +90,7 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
 
 # FreiHAND's metrics, so FreiHAND's report, monitored scores and curves' panels (a joints-only
 # test set's None mesh scores are skipped by the monitor).
-ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs, check=_check,
+ENTRY = DatasetEntry(reader=Custom, build=_build, write_outputs=write_outputs,
                      check_data=_check_data, fields=CustomFields,
                      has_ground_truth=_has_ground_truth,
                      evaluate=_evaluate, report=FREIHAND_ENTRY.report,

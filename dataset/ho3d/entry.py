@@ -17,17 +17,13 @@ from utils.constants import ROOT_JOINT_IDX
 
 @dataclasses.dataclass(frozen=True)
 class HO3DFields:
-    """HO3D's configuration fields (its ENTRY's `fields`: config.Config inherits them)."""
+    """HO3D's configuration fields (its ENTRY's `fields`: config.Config inherits them, and
+    checks CHOICES whatever the data set)."""
     # ---- data: HO3D (--dataset HO3D, FreiHAND+HO3D) ----------------------------------------
-    ho3d_version: str = 'v2'  # v2 | v3: the official split sizes the lists are checked against (docs/ho3d.md)
+    ho3d_version: str = 'v2'  # the official split sizes the lists are checked against (docs/ho3d.md)
     ho3d_root: str = ''  # --dataset FreiHAND+HO3D: the HO3D folder trained on beside FreiHAND's data_root
 
-
-def check(cfg):
-    """ValueError naming 'ho3d_version' unless it is one of HO3D_VERSIONS."""
-    if cfg.ho3d_version not in HO3D_VERSIONS:
-        raise ValueError(f"config field 'ho3d_version' must be one of {HO3D_VERSIONS}, got "
-                         f"{cfg.ho3d_version!r}")
+    CHOICES = {'ho3d_version': HO3D_VERSIONS}  # not a field: config.py's valid values
 
 
 def _build(mode, cfg):
@@ -83,6 +79,6 @@ def write_outputs(cfg, dataset, xyz, verts, logger):
     return scores
 
 
-ENTRY = DatasetEntry(reader=HO3D, build=_build, write_outputs=write_outputs, check=check,
+ENTRY = DatasetEntry(reader=HO3D, build=_build, write_outputs=write_outputs,
                      fields=HO3DFields,
                      has_ground_truth=lambda cfg: ho3d_eval.has_gt(cfg.data_root))
