@@ -36,17 +36,20 @@ def _fields_classes(datasets):
     return classes
 
 
+_FIELDS_CLASSES = _fields_classes(DATASETS)
+
+
 @dataclasses.dataclass(frozen=True)
-class DatasetFields(*_fields_classes(DATASETS)):
+class DatasetFields(*_FIELDS_CLASSES):
     """The configuration fields the registered data sets add (their entries' `fields`, each
     defined in its package): config.Config inherits them, docs/config.md lists them.
 
     CHOICES and RANGES (class attributes, not fields) gather the valid values the fields
     classes declare, in config.py's form (a field -> its choices; a field -> (lowest, highest
     or None, strict lower bound)): config.py checks them whatever the data set."""
-    CHOICES = {name: choices for fields in _fields_classes(DATASETS)
+    CHOICES = {name: choices for fields in _FIELDS_CLASSES
                for name, choices in getattr(fields, 'CHOICES', {}).items()}
-    RANGES = {name: limits for fields in _fields_classes(DATASETS)
+    RANGES = {name: limits for fields in _FIELDS_CLASSES
               for name, limits in getattr(fields, 'RANGES', {}).items()}
 
 
